@@ -1,0 +1,112 @@
+"""The ``tfae`` command line: parse options, call the ``tfae`` library, print.
+
+Example:
+    $ tfae fit --model deep --epochs 5
+    $ tfae export runs/deep-20261126-101500 --export-dir saved_models/deep
+"""
+
+import functools
+import pathlib
+import time
+
+import click
+
+
+def _clear_errors(command):
+    """Turns tfae's input errors into one line and exit status 1, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from tfae.errors import TfaeError
+
+        try:
+            return command(*args, **kwargs)
+        except TfaeError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def _sizes(ctx, param, value):
+    """Parses ``500,200,100`` into ``(500, 200, 100)``."""
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers")
+    if any(size < 1 for size in sizes):
+        raise click.BadParameter(f"{value!r}: every size must be positive")
+    return sizes
+
+
+@click.group()
+@click.version_option(package_name="tfae")
+def tfae():
+    """Autoencoders on images: train, evaluate, tune and export them."""
+
+
+@tfae.command()
+@click.option("--model", help="Family to train: shallow, deep, ... (default: deep).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Start from a config.json (of a run or of `tfae tune`); options given here win.")
+@click.option("--dataset", help="A tensorflow-datasets image data set (default: mnist, bundled).")
+@click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
+@click.option("--epochs", type=int, help="Epochs to train (default: 10).")
+@click.option("--batch-size", type=int, help="Images per batch (default: 256).")
+@click.option("--latent-dim", type=int, help="Size of the latent code.")
+@click.option("--hidden", callback=_sizes, help="Hidden layer sizes, such as 500,200,100.")
+@click.option("--activation", help="Activation of the hidden layers (relu, sigmoid, tanh, ...).")
+@click.option("--latent-activation", help="Activation of the latent layer (deep models).")
+@click.option("--learning-rate", type=float, help="Adam's learning rate (default: 0.001).")
+@click.option("--loss", type=click.Choice(["mse", "bce"]), help="Reconstruction loss (default: mse).")
+@click.option("--noise", help="Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, occlusion:SIZE.")
+@click.option("--limit", type=int, help="Train on the first N images only (quick runs).")
+@click.option("--seed", type=int, help="Seed for weights, shuffling and noise (default: 0).")
+@click.option("--early-stopping", type=int, metavar="PATIENCE",
+              help="Stop after PATIENCE epochs without a better validation loss.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False),
+              help="Run folder (default: runs/<model>-<timestamp>). Rerun to resume it.")
+@click.option("--export-dir", type=click.Path(file_okay=False),
+              help="SavedModel folder, TF Serving layout (default: saved_models/<model>).")
+@click.option("--no-export", is_flag=True, help="Do not write a SavedModel.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_clear_errors
+def fit(config_file, run_dir, export_dir, no_export, quiet, **options):
+    """Train an autoencoder and export it as a SavedModel."""
+    from tfae.train import FitConfig, fit as fit_run
+
+    config = FitConfig.from_json(config_file) if config_file else FitConfig()
+    model_keys = {"latent_dim", "hidden", "activation", "latent_activation"}
+    given = {key: value for key, value in options.items() if value is not None}
+    model_options = {key: given.pop(key) for key in model_keys & set(given)}
+    if "model" in given and given["model"] != config.model:
+        config.model_options = {}  # the file's options belong to its own model
+    config = FitConfig.from_dict({**config.to_dict(), **given,
+                                  "model_options": {**config.model_options, **model_options}})
+    if run_dir is None:
+        run_dir = pathlib.Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if export_dir and no_export:
+        raise click.UsageError("--export-dir and --no-export contradict each other")
+    run = fit_run(config, run_dir, export=not no_export, export_dir=export_dir,
+                  verbose=2 if quiet else 1)
+    final = {name: values[-1] for name, values in run.history.items() if name != "seconds"}
+    click.echo(f"run: {run.run_dir}  " + "  ".join(f"{k}={v:.5g}" for k, v in final.items()))
+    if run.export_path:
+        click.echo(f"exported: {run.export_path}")
+
+
+@tfae.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--export-dir", type=click.Path(file_okay=False),
+              help="SavedModel folder, TF Serving layout (default: saved_models/<model>).")
+@_clear_errors
+def export(run_dir, export_dir):
+    """Export a finished run's model as a new SavedModel version."""
+    from tfae.export import export_run
+
+    click.echo(f"exported: {export_run(run_dir, export_dir)}")
+
+
+if __name__ == "__main__":
+    tfae()

@@ -1,0 +1,168 @@
+"""Corruptions of image batches as TensorFlow ops: noise for denoising, occlusion for robustness.
+
+Every corruption takes a batch of float images in [0, 1] shaped ``(batch, height, width,
+channels)`` and a stateless seed (an int tensor of shape ``[2]``), and returns a batch of the same
+shape clipped to [0, 1]. Being stateless ops, they run inside a ``tf.data`` pipeline (see
+``tfae.data.pipeline``), give the same output for the same seed and a fresh one for a new seed.
+
+Example:
+    >>> import tensorflow as tf
+    >>> from tfae.corruptions import parse_corruption
+    >>> corrupt = parse_corruption("masking:0.25")
+    >>> noisy = corrupt(tf.ones((2, 28, 28, 1)), seed=tf.constant([1, 2]))
+    >>> noisy.shape
+    TensorShape([2, 28, 28, 1])
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+
+
+def gaussian_noise(images, std, seed):
+    """Adds zero-mean gaussian noise of standard deviation ``std``.
+
+    Example:
+        >>> noisy = gaussian_noise(tf.zeros((1, 4, 4, 1)), 0.5, seed=tf.constant([0, 1]))
+    """
+    noise = tf.random.stateless_normal(tf.shape(images), seed, stddev=std, dtype=images.dtype)
+    return tf.clip_by_value(images + noise, 0.0, 1.0)
+
+
+def salt_and_pepper(images, fraction, seed):
+    """Sets a ``fraction`` of the pixels to 0 or 1, half of each on average.
+
+    Example:
+        >>> noisy = salt_and_pepper(tf.fill((1, 4, 4, 1), 0.5), 0.2, seed=tf.constant([0, 1]))
+    """
+    draws = tf.random.stateless_uniform(tf.shape(images), seed, dtype=images.dtype)
+    pepper = draws < fraction / 2
+    salt = (draws >= fraction / 2) & (draws < fraction)
+    images = tf.where(pepper, tf.zeros_like(images), images)
+    return tf.where(salt, tf.ones_like(images), images)
+
+
+def masking_noise(images, fraction, seed):
+    """Sets a ``fraction`` of the pixels to 0 (the masking noise of Vincent et al., 2008).
+
+    Example:
+        >>> noisy = masking_noise(tf.ones((1, 4, 4, 1)), 0.25, seed=tf.constant([0, 1]))
+    """
+    draws = tf.random.stateless_uniform(tf.shape(images), seed, dtype=images.dtype)
+    return tf.where(draws < fraction, tf.zeros_like(images), images)
+
+
+def occlude(images, size, seed=None, position=None):
+    """Blacks out a ``size`` x ``size`` square in each image.
+
+    The square's top-left corner is ``position`` (row, column) when given, otherwise drawn per
+    image, uniformly among the places where the square fits, from ``seed``.
+
+    Example:
+        >>> occluded = occlude(tf.ones((2, 28, 28, 1)), 14, position=(7, 7))
+        >>> float(tf.reduce_sum(occluded[0]))
+        588.0
+    """
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    if position is None:
+        corners = tf.random.stateless_uniform(
+            (batch, 2), seed, minval=0, maxval=tf.int32.max, dtype=tf.int32)
+        top = corners[:, 0] % (height - size + 1)
+        left = corners[:, 1] % (width - size + 1)
+    else:
+        top = tf.fill((batch,), position[0])
+        left = tf.fill((batch,), position[1])
+    rows = tf.range(height)[None, :]
+    columns = tf.range(width)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)
+    in_columns = (columns >= left[:, None]) & (columns < left[:, None] + size)
+    patch = in_rows[:, :, None] & in_columns[:, None, :]
+    return tf.where(patch[..., None], tf.zeros_like(images), images)
+
+
+@dataclasses.dataclass(frozen=True)
+class Corruption:
+    """A corruption with its amount, made by ``parse_corruption`` from a spec such as ``gaussian:0.5``.
+
+    Attributes:
+        kind: one of ``KINDS``.
+        amount: the noise's standard deviation, the fraction of pixels, or the patch's side.
+        position: for occlusion, a fixed (row, column) for the patch; ``None`` draws one per image.
+
+    Example:
+        >>> Corruption("occlusion", 14).spec
+        'occlusion:14'
+    """
+
+    kind: str
+    amount: float
+    position: tuple | None = None
+
+    def __call__(self, images, seed):
+        if self.kind == "gaussian":
+            return gaussian_noise(images, self.amount, seed)
+        if self.kind == "salt-pepper":
+            return salt_and_pepper(images, self.amount, seed)
+        if self.kind == "masking":
+            return masking_noise(images, self.amount, seed)
+        return occlude(images, int(self.amount), seed, self.position)
+
+    def check_fits(self, image_shape):
+        """Refuses an occlusion patch that does not fit in images of ``image_shape``."""
+        if self.kind != "occlusion":
+            return
+        height, width = image_shape[:2]
+        top, left = self.position or (0, 0)
+        if top + self.amount > height or left + self.amount > width:
+            raise TfaeError(f"noise spec {self.spec!r}: the patch does not fit in "
+                            f"{height}x{width} images")
+
+    @property
+    def spec(self):
+        """The spec string that ``parse_corruption`` turns back into this corruption."""
+        amount = int(self.amount) if self.kind == "occlusion" else self.amount
+        where = "" if self.position is None else "@{},{}".format(*self.position)
+        return f"{self.kind}:{amount}{where}"
+
+
+KINDS = ("gaussian", "salt-pepper", "masking", "occlusion")
+
+
+def parse_corruption(spec):
+    """Parses ``KIND:AMOUNT`` (``occlusion:SIZE[@ROW,COL]`` for a fixed patch) into a Corruption.
+
+    Raises:
+        TfaeError: naming the spec and what was expected.
+
+    Example:
+        >>> parse_corruption("salt-pepper:0.2")
+        Corruption(kind='salt-pepper', amount=0.2, position=None)
+        >>> parse_corruption("occlusion:7@0,21").position
+        (0, 21)
+    """
+    kind, sep, rest = spec.partition(":")
+    if kind not in KINDS or not sep:
+        raise TfaeError(
+            f"noise spec {spec!r} is not KIND:AMOUNT with KIND one of {', '.join(KINDS)}")
+    amount_text, at, where = rest.partition("@")
+    if at and kind != "occlusion":
+        raise TfaeError(f"noise spec {spec!r}: only occlusion takes a position (@ROW,COL)")
+    try:
+        amount = float(amount_text)
+        position = tuple(int(part) for part in where.split(",")) if at else None
+    except ValueError:
+        raise TfaeError(f"noise spec {spec!r}: {rest!r} is not a number") from None
+    if position is not None and (len(position) != 2 or min(position) < 0):
+        raise TfaeError(f"noise spec {spec!r}: the position must be ROW,COL, both >= 0")
+    if kind == "occlusion":
+        if amount != int(amount) or amount < 1:
+            raise TfaeError(f"noise spec {spec!r}: the patch size must be a whole number >= 1")
+        return Corruption(kind, int(amount), position)
+    if kind == "gaussian" and not amount > 0:
+        raise TfaeError(f"noise spec {spec!r}: the standard deviation must be > 0")
+    if kind != "gaussian" and not 0 < amount <= 1:
+        raise TfaeError(f"noise spec {spec!r}: the fraction must be in (0, 1]")
+    return Corruption(kind, amount)

@@ -1,0 +1,121 @@
+"""SavedModel export with three endpoints, in TensorFlow Serving's ``<name>/<version>/`` layout.
+
+An export answers ``serving_default`` (images -> reconstructions), ``encode`` (images -> codes)
+and ``decode`` (codes -> images), loads with ``tf.saved_model.load`` where tfae is not installed,
+and serves with TF Serving. Each version is written to a temporary folder and renamed into place,
+so a crash never leaves half a version and an existing version is never overwritten.
+
+Example:
+    >>> from tfae.export import export_saved_model
+    >>> version_dir = export_saved_model(model, "saved_models/deep")  # doctest: +SKIP
+    >>> import tensorflow as tf
+    >>> served = tf.saved_model.load(str(version_dir))  # doctest: +SKIP
+    >>> codes = served.signatures["encode"](images=images)["codes"]  # doctest: +SKIP
+"""
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+from tfae.models import load_model
+from tfae.runs import read_json, write_run_info
+
+SIGNATURES = ("serving_default", "encode", "decode")
+
+
+def next_version(export_dir):
+    """The next free integer version in ``export_dir`` (1 for a new folder).
+
+    Example:
+        >>> next_version("/nonexistent/folder")
+        1
+    """
+    export_dir = pathlib.Path(export_dir)
+    versions = [int(child.name) for child in export_dir.iterdir()
+                if child.is_dir() and child.name.isdigit()] if export_dir.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(model, export_dir):
+    """Writes ``model`` as the next version of the SavedModel folder ``export_dir``.
+
+    Args:
+        model: a ``tfae.models.Autoencoder``.
+        export_dir: the model's folder in TF Serving's layout; versions are its subfolders.
+
+    Returns:
+        The ``pathlib.Path`` of the new version folder.
+
+    Example:
+        >>> export_saved_model(model, "saved_models/deep")  # doctest: +SKIP
+        PosixPath('saved_models/deep/1')
+    """
+    export_dir = pathlib.Path(export_dir)
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir))
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the version from a serving user
+    except OSError as error:
+        raise TfaeError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
+    try:
+        _archive(model).write_out(str(staging), verbose=False)
+        version = next_version(export_dir)
+        while True:
+            try:
+                # os.rename onto an existing non-empty folder fails, so a version written by a
+                # concurrent export is never replaced: take the next number instead.
+                os.rename(staging, export_dir / str(version))
+                return export_dir / str(version)
+            except OSError:
+                if not (export_dir / str(version)).exists():
+                    raise
+                version += 1
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _archive(model):
+    image_spec = tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")
+    code_spec = tf.TensorSpec((None, model.latent_dim), tf.float32, name="codes")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", lambda images: {"reconstructions": model(images, training=False)},
+        input_signature=[image_spec])
+    archive.add_endpoint(
+        "encode", lambda images: {"codes": model.encoder(images, training=False)},
+        input_signature=[image_spec])
+    archive.add_endpoint(
+        "decode", lambda codes: {"images": model.decoder(codes, training=False)},
+        input_signature=[code_spec])
+    return archive
+
+
+def export_run(run_dir, export_dir=None):
+    """Exports the model of a finished run folder and records the export in its ``run.json``.
+
+    Args:
+        run_dir: a folder written by ``tfae.fit``.
+        export_dir: where versions go; default ``saved_models/<model>``.
+
+    Returns:
+        The ``pathlib.Path`` of the new version folder.
+
+    Example:
+        >>> export_run("runs/deep")  # doctest: +SKIP
+        PosixPath('saved_models/deep/2')
+    """
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "model.keras").is_file():
+        raise TfaeError(f"{run_dir} holds no finished run (no model.keras)")
+    config = read_json(run_dir / "config.json")
+    version_dir = export_saved_model(
+        load_model(run_dir / "model.keras"),
+        export_dir or pathlib.Path("saved_models") / config["model"])
+    write_run_info(run_dir, {"export": str(version_dir)})
+    return version_dir

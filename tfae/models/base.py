@@ -1,0 +1,67 @@
+"""The base every autoencoder family shares: an encoder and a decoder, both functional Keras models.
+
+``Autoencoder`` reconstructs with ``decoder(encoder(images))`` and exposes both halves, also on a
+model loaded back from a ``.keras`` file. Families build their encoder and decoder with the
+functional API and hand them to it (or to a subclass with its own ``train_step``).
+
+Example:
+    >>> import keras
+    >>> from tfae.models.base import Autoencoder
+    >>> inputs = keras.Input((4,))
+    >>> encoder = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    >>> codes = keras.Input((2,))
+    >>> decoder = keras.Model(codes, keras.layers.Dense(4)(codes))
+    >>> autoencoder = Autoencoder(encoder, decoder)
+    >>> autoencoder.encoder.output_shape
+    (None, 2)
+"""
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="tfae")
+class Autoencoder(keras.Model):
+    """An autoencoder made of a functional ``encoder`` and ``decoder``.
+
+    Args:
+        encoder: a Keras model mapping images to latent codes.
+        decoder: a Keras model mapping latent codes back to images.
+        **kwargs: passed to ``keras.Model`` (``name``, ...).
+    """
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        # Both halves arrive built, so the whole is too: export and fit need no first call.
+        self.build(encoder.input_shape)
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, images, training=None):
+        return self.decoder(self.encoder(images, training=training), training=training)
+
+    @property
+    def image_shape(self):
+        """The shape of one input image, ``(height, width, channels)``."""
+        return tuple(self.encoder.input_shape[1:])
+
+    @property
+    def latent_dim(self):
+        """The number of latent units."""
+        return int(self.encoder.output_shape[-1])
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
+        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
+        return cls(encoder, decoder, **config)

@@ -1,0 +1,49 @@
+"""Run folders: the JSON files a run writes, written atomically so a crash never leaves half a file.
+
+Example:
+    >>> from tfae.runs import read_json, write_json
+    >>> write_json(pathlib.Path("/tmp/example.json"), {"epochs": 3})
+    >>> read_json(pathlib.Path("/tmp/example.json"))
+    {'epochs': 3}
+"""
+
+import json
+import os
+import pathlib
+
+import keras
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+
+
+def write_json(path, value):
+    """Writes ``value`` as indented JSON to ``path`` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+def read_json(path):
+    """Reads a JSON file of a run, or raises a ``TfaeError`` naming it."""
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise TfaeError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def write_run_info(run_dir, fields):
+    """Updates ``run_dir/run.json`` with ``fields`` and the versions of tfae, TensorFlow, Keras.
+
+    Example:
+        >>> write_run_info("runs/deep", {"export": "saved_models/deep/1"})  # doctest: +SKIP
+    """
+    from tfae import __version__  # tfae/__init__ imports this module, so not at the top
+
+    path = pathlib.Path(run_dir) / "run.json"
+    info = read_json(path) if path.exists() else {}
+    info.update(fields)
+    info["versions"] = {"tfae": __version__, "tensorflow": tf.__version__,
+                        "keras": keras.__version__}
+    write_json(path, info)

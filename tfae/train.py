@@ -1,0 +1,265 @@
+"""``fit``: train a family on an image data set into a run folder, resumably, and export it.
+
+A run folder holds everything needed to trace a result back to its command:
+
+- ``config.json``: the ``FitConfig`` (``tfae fit --config`` reads it back);
+- ``history.csv`` / ``history.json``: the metrics of every epoch, with its duration;
+- ``checkpoint/``: Keras' ``BackupAndRestore`` state while training is unfinished;
+- ``logs/``: TensorBoard logs;
+- ``model.keras``: the trained model (``keras.models.load_model(..., safe_mode=True)``);
+- ``run.json``: the data source, the export, versions of tfae / TensorFlow / Keras.
+
+Running ``fit`` again on the folder of an interrupted run continues from its last finished
+epoch; on a finished run with more ``epochs`` it trains the extra epochs.
+
+Example:
+    >>> from tfae.train import FitConfig, fit
+    >>> run = fit(FitConfig(model="shallow", epochs=1, limit=512), "runs/quick", export=False)
+    >>> sorted(run.history)
+    ['loss', 'seconds', 'val_loss']
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import pathlib
+import time
+
+import keras
+
+from tfae import data
+from tfae.corruptions import parse_corruption
+from tfae.errors import TfaeError
+from tfae.export import export_saved_model
+from tfae.models import build_model, get_family, load_model, resolve_options
+from tfae.runs import read_json, write_json, write_run_info
+
+LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}
+
+
+@dataclasses.dataclass
+class FitConfig:
+    """Everything that defines a training run; saved as the run's ``config.json``.
+
+    Attributes:
+        model: a registered family name (``tfae.models.family_names()``).
+        model_options: the family's options (``latent_dim``, ``hidden``, ...); missing ones
+            take the family's defaults.
+        dataset: a tfds image data set name.
+        data_dir: a folder of prepared tfds data, or ``None`` for tfds' default.
+        epochs, batch_size, learning_rate: the usual; Adam is the optimizer.
+        loss: ``mse`` or ``bce`` (binary cross-entropy).
+        noise: a corruption spec (``gaussian:0.5``) that makes a denoising autoencoder.
+        limit: train on the first ``limit`` images only.
+        seed: seeds weights, shuffling and corruption.
+        early_stopping: stop after this many epochs without a better ``val_loss``.
+
+    Example:
+        >>> FitConfig(model="deep", epochs=5).resolved().model_options["hidden"]
+        (500, 200, 100)
+    """
+
+    model: str = "deep"
+    model_options: dict = dataclasses.field(default_factory=dict)
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    loss: str = "mse"
+    noise: str | None = None
+    limit: int | None = None
+    seed: int = 0
+    early_stopping: int | None = None
+
+    def resolved(self):
+        """Checks every field and fills in the family's defaults; returns a new config."""
+        family = get_family(self.model)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise TfaeError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise TfaeError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.loss not in LOSSES:
+            raise TfaeError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.limit is not None and self.limit < 1:
+            raise TfaeError(f"--limit must be positive, got {self.limit}")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            raise TfaeError(f"--early-stopping must be positive, got {self.early_stopping}")
+        fields = {**family.fit_defaults, **{key: value for key, value in self.to_dict().items()
+                                             if value is not None}}
+        fields["model_options"] = resolve_options(self.model, self.model_options)
+        if fields.get("noise") is not None:
+            parse_corruption(fields["noise"])
+        return dataclasses.replace(FitConfig(), **fields)
+
+    def to_dict(self):
+        """The config as JSON-ready values."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """The inverse of ``to_dict``; refuses unknown keys by name.
+
+        Example:
+            >>> FitConfig.from_dict({"model": "shallow", "epochs": 2}).epochs
+            2
+        """
+        unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise TfaeError(f"unknown config keys: {', '.join(unknown)}")
+        values = dict(values)
+        options = dict(values.get("model_options", {}))
+        for key, value in options.items():
+            if isinstance(value, list):  # JSON has no tuples
+                options[key] = tuple(value)
+        values["model_options"] = options
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path):
+        """Reads a ``config.json`` written by ``fit`` or ``tfae tune``."""
+        values = read_json(path)
+        if not isinstance(values, dict):
+            raise TfaeError(f"config {path} is not a JSON object")
+        return cls.from_dict(values)
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished run: its folder, the trained model, the history and where it was exported."""
+
+    run_dir: pathlib.Path
+    model: keras.Model
+    history: dict
+    export_path: pathlib.Path | None
+
+
+def fit(config, run_dir, export=True, export_dir=None, verbose=1):
+    """Trains ``config`` into ``run_dir``, resuming an interrupted run, and exports it.
+
+    Args:
+        config: a ``FitConfig``.
+        run_dir: the run folder; a folder holding another model's run is refused.
+        export: write a SavedModel when training ends.
+        export_dir: where versions go; default ``saved_models/<model>``.
+        verbose: Keras' progress output (0 silent, 1 progress bar, 2 a line per epoch).
+
+    Returns:
+        A ``Run``.
+
+    Example:
+        >>> run = fit(FitConfig(model="deep", epochs=2, limit=1000), "runs/deep")  # doctest: +SKIP
+    """
+    config = config.resolved()
+    run_dir = pathlib.Path(run_dir)
+    splits = data.load(config.dataset, config.data_dir, config.limit)
+    corruption = parse_corruption(config.noise) if config.noise else None
+    if corruption is not None:
+        corruption.check_fits(splits.image_shape)
+    finished_epochs = _claim_run_dir(run_dir, config)
+    keras.utils.set_random_seed(config.seed)
+
+    train_batches = data.pipeline(splits.train, config.batch_size, shuffle=True,
+                                  seed=config.seed, corruption=corruption)
+    validation_batches = data.pipeline(splits.validation, config.batch_size, seed=config.seed + 1,
+                                       corruption=corruption, fresh_corruption=False)
+
+    if finished_epochs:
+        model = load_model(run_dir / "model.keras")
+    else:
+        model = build_model(config.model, splits.image_shape, **config.model_options)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=LOSSES[config.loss])
+    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
+              initial_epoch=finished_epochs, callbacks=_callbacks(run_dir, config),
+              shuffle=False, verbose=verbose)  # the pipeline shuffles, seeded
+
+    history = _read_history(run_dir / "history.csv")
+    write_json(run_dir / "history.json", history)
+    _atomic_save(model, run_dir / "model.keras")
+    export_path = export_saved_model(model, export_dir or pathlib.Path("saved_models") / config.model) \
+        if export else None
+    write_run_info(run_dir, {
+        "data": splits.source,
+        "epochs_finished": len(history.get("loss", [])),
+        "training_seconds": sum(history.get("seconds", [])),
+        "parameters": model.count_params(),
+        "export": str(export_path) if export_path else None,
+    })
+    return Run(run_dir, model, history, export_path)
+
+
+def _claim_run_dir(run_dir, config):
+    """Checks ``run_dir`` can hold this run; returns how many epochs a finished run there has."""
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        saved = read_json(config_path)
+        if saved.get("model") != config.model:
+            raise TfaeError(f"--out {run_dir} holds a run of model {saved.get('model')!r}, not "
+                            f"{config.model!r}; choose another --out")
+        wanted = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as saved
+        changed = [name for name in wanted if name != "epochs" and saved.get(name) != wanted[name]]
+        if changed:
+            raise TfaeError(f"--out {run_dir} holds a run with other settings "
+                            f"({', '.join(changed)}); choose another --out")
+        finished = _finished_epochs(run_dir)
+        if finished >= config.epochs:
+            raise TfaeError(f"--out {run_dir} already holds {finished} finished epochs; "
+                            "ask for more --epochs or choose another --out")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise TfaeError(f"--out {run_dir} is not empty and holds no tfae run; choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(config_path, config.to_dict())
+    except OSError as error:
+        raise TfaeError(f"cannot write to --out {run_dir}: {error.strerror}") from None
+    return _finished_epochs(run_dir)
+
+
+def _finished_epochs(run_dir):
+    """Epochs of a run that completed ``fit`` (and saved ``model.keras``); 0 for an unfinished one."""
+    run_path = run_dir / "run.json"
+    if not (run_dir / "model.keras").exists() or not run_path.exists():
+        return 0
+    return read_json(run_path).get("epochs_finished", 0)
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds each epoch's wall time to its logs as ``seconds``, so the history records it."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["seconds"] = time.perf_counter() - self._start
+
+
+def _callbacks(run_dir, config):
+    # Order matters: the history row is written before the backup, so a run killed between the
+    # two repeats that epoch (and _read_history keeps its last row) instead of losing its row.
+    callbacks = [
+        _EpochTimer(),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.BackupAndRestore(str(run_dir / "checkpoint")),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+    ]
+    if config.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            patience=config.early_stopping, restore_best_weights=True))
+    return callbacks
+
+
+def _read_history(path):
+    """Reads CSVLogger's rows into ``{metric: [per epoch]}``, the last row of a repeated epoch winning."""
+    with open(path, newline="") as file:
+        rows = {int(row.pop("epoch")): row for row in csv.DictReader(file)}
+    metrics = list(next(iter(rows.values()))) if rows else []
+    return {metric: [float(rows[epoch][metric]) for epoch in sorted(rows)] for metric in metrics}
+
+
+def _atomic_save(model, path):
+    temporary = path.with_name(f".tmp-{path.name}")  # Keras wants the .keras suffix kept
+    model.save(temporary)
+    os.replace(temporary, path)
