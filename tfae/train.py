@@ -242,7 +242,8 @@ def _callbacks(run_dir, config):
     callbacks = [
         _EpochTimer(),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(str(run_dir / "checkpoint")),
+        # double_checkpoint keeps the previous backup for a kill in the middle of writing one.
+        keras.callbacks.BackupAndRestore(str(run_dir / "checkpoint"), double_checkpoint=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
     ]
     if config.early_stopping:

@@ -1,0 +1,133 @@
+"""Training throughput of ``tfae.fit`` against a plain hand-written ``keras.Model.fit``.
+
+Both train the study's ``deep`` autoencoder (784-500-200-100-10, mirrored) on the same 54,000
+MNIST training images with the same 6,000 validation images, batch size and optimizer, in this
+process. Epoch times on this shared 2-core VM are bimodal (the same epoch takes either about 3 s
+or about 5 s, whatever runs it), so the two alternate for ``--rounds`` rounds (plain, tfae, plain,
+tfae, ...) and each is scored by its fastest epoch after each round's warm-up epoch, as ``timeit``
+does: the speed each reaches when the machine lets it. Medians are shown beside it.
+
+Usage:
+    python bench/fit_throughput.py [--epochs 4] [--rounds 2] [--batch-size 256]
+                                   [--write docs/performance.md]
+"""
+
+import argparse
+import os
+import pathlib
+import platform
+import statistics
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tfae
+from tfae import data
+
+SECTION = "## fit throughput: tfae vs plain Keras"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def plain_keras_seconds(splits, epochs, batch_size):
+    """The same layers written by hand, fitted on numpy arrays: the baseline."""
+    def as_array(split):
+        images = np.stack([image for image, _ in split.as_numpy_iterator()])
+        return images.astype("float32") / 255.0
+
+    train, validation = as_array(splits.train), as_array(splits.validation)
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(inputs)
+    for units in (500, 200, 100):
+        x = keras.layers.Dense(units, activation="relu")(x)
+    x = keras.layers.Dense(10)(x)
+    for units in (100, 200, 500):
+        x = keras.layers.Dense(units, activation="relu")(x)
+    x = keras.layers.Dense(784, activation="sigmoid")(x)
+    model = keras.Model(inputs, keras.layers.Reshape((28, 28, 1))(x))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    timer = EpochTimer()
+    model.fit(train, train, validation_data=(validation, validation), batch_size=batch_size,
+              epochs=epochs, callbacks=[timer], verbose=0)
+    return len(train), timer.seconds
+
+
+def tfae_seconds(epochs, batch_size):
+    with tempfile.TemporaryDirectory() as folder:
+        run = tfae.fit(tfae.FitConfig(model="deep", epochs=epochs, batch_size=batch_size),
+                       pathlib.Path(folder) / "run", export=False, verbose=0)
+    return run.history["seconds"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--write", type=pathlib.Path, help="replace this section of a Markdown file")
+    args = parser.parse_args()
+
+    splits = data.load("mnist")
+    plain, through_tfae = [], []
+    for _ in range(args.rounds):
+        images, seconds = plain_keras_seconds(splits, args.epochs, args.batch_size)
+        plain += seconds[1:]
+        through_tfae += tfae_seconds(args.epochs, args.batch_size)[1:]
+    plain_rate, tfae_rate = images / min(plain), images / min(through_tfae)
+    plain_median = images / statistics.median(plain)
+    tfae_median = images / statistics.median(through_tfae)
+    table = "\n".join([
+        "| run | images/s, fastest epoch | images/s, median epoch | epochs timed |",
+        "|---|---|---|---|",
+        f"| plain `keras.Model.fit` | {plain_rate:,.0f} | {plain_median:,.0f} | {len(plain)} |",
+        f"| `tfae.fit` | {tfae_rate:,.0f} | {tfae_median:,.0f} | {len(through_tfae)} |",
+        f"| ratio tfae / plain | **{tfae_rate / plain_rate:.3f}** | "
+        f"{tfae_median / plain_median:.3f} | |",
+    ])
+    machine = (f"{cpu_model()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
+               f"Keras {keras.__version__}")
+    report = (f"{SECTION}\n\n`python bench/fit_throughput.py --epochs {args.epochs} --rounds "
+              f"{args.rounds} --batch-size {args.batch_size}` on {time.strftime('%Y-%m-%d')}: `deep` (784-500-200-100-10), "
+              f"{images:,} images an epoch, batch {args.batch_size}, with validation.\n"
+              f"Machine: {machine}.\n\n{table}\n")
+    print(report)
+    if args.write:
+        write_section(args.write, report)
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, or the platform's machine type."""
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def write_section(path, report):
+    """Replaces this benchmark's section of ``path`` (or appends it), leaving other sections."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    start = text.find(SECTION)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + report
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + report + (text[end + 1:] if end != -1 else "")
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""End-to-end runs of the ``tfae`` command on small real MNIST subsets."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import tfae
+from conftest import run_tfae
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A two-epoch shallow run on 1,000 images, exported to ``saved_models/shallow``."""
+    work = tmp_path_factory.mktemp("fit")
+    result = run_tfae("fit", "--model", "shallow", "--latent-dim", "16", "--epochs", "2",
+                      "--limit", "1000", "--out", "run", cwd=work)
+    return work, result
+
+
+def test_fit_writes_a_complete_run_folder(finished_run):
+    work, result = finished_run
+    run = work / "run"
+    assert {"config.json", "history.json", "history.csv", "model.keras", "run.json", "logs"} <= \
+        {path.name for path in run.iterdir()}
+    assert not (run / "checkpoint").exists()  # BackupAndRestore cleans up after a finished run
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "shallow" and config["model_options"]["latent_dim"] == 16
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["loss"]) == 2 and history["val_loss"][1] < history["val_loss"][0]
+    info = json.loads((run / "run.json").read_text())
+    assert info["data"]["dataset"] == "mnist" and info["epochs_finished"] == 2
+    assert info["export"] == "saved_models/shallow/1"
+    assert {"tfae", "tensorflow", "keras"} <= set(info["versions"])
+    assert (work / "saved_models/shallow/1/saved_model.pb").is_file()
+    assert "exported: saved_models/shallow/1" in result.stdout
+
+
+def test_export_command_adds_a_version(finished_run):
+    work, _ = finished_run
+    result = run_tfae("export", "run", "--export-dir", "exports/mine", cwd=work)
+    assert (work / "exports/mine/1/saved_model.pb").is_file()
+    assert "exports/mine/1" in result.stdout
+    assert json.loads((work / "run/run.json").read_text())["export"] == "exports/mine/1"
+
+
+def test_more_epochs_continue_a_finished_run(finished_run):
+    work, _ = finished_run
+    result = run_tfae("fit", "--model", "shallow", "--latent-dim", "16", "--epochs", "3",
+                      "--limit", "1000", "--out", "run", "--no-export", cwd=work)
+    assert "Epoch 3/3" in result.stdout and "Epoch 1/3" not in result.stdout
+    assert len(json.loads((work / "run/history.json").read_text())["loss"]) == 3
+
+
+def test_same_seed_repeats_a_run(tmp_path):
+    losses = []
+    for out in ("a", "b"):
+        run_tfae("fit", "--model", "deep", "--hidden", "64", "--epochs", "2", "--limit", "1000",
+                 "--seed", "5", "--out", out, "--no-export", cwd=tmp_path)
+        losses.append(json.loads((tmp_path / out / "history.json").read_text())["val_loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+
+
+def test_killed_run_resumes_from_its_last_finished_epoch(tmp_path):
+    command = [sys.executable, "-m", "cli.main", "fit", "--model", "deep", "--epochs", "4",
+               "--batch-size", "32", "--limit", "12000", "--out", "run", "--no-export", "--quiet"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    history = tmp_path / "run/history.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "run/model.keras").exists(), "the run finished before it was killed"
+
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Epoch 1/4" not in result.stdout and "Epoch 4/4" in result.stdout
+    history = json.loads((tmp_path / "run/history.json").read_text())
+    assert len(history["loss"]) == 4
+    assert history["loss"][3] < history["loss"][0]
+
+
+def _fails(args, cwd, monkeypatch=None):
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(tfae, args)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    # click adds its usage hint to option errors; the error itself must be one line.
+    lines = [line for line in result.output.splitlines()
+             if line.strip() and not line.startswith(("Usage:", "Try '"))]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["fit", "--model", "huge"], "unknown model 'huge'"),
+    (["fit", "--dataset", "no_such_images", "--limit", "10"], "unknown data set 'no_such_images'"),
+    (["fit", "--epochs", "0"], "--epochs must be positive"),
+    (["fit", "--batch-size", "-5"], "--batch-size must be positive"),
+    (["fit", "--latent-dim", "0"], "--latent-dim must be positive"),
+    (["fit", "--limit", "0"], "--limit must be positive"),
+    (["fit", "--hidden", "500,abc"], "not a comma-separated list"),
+    (["fit", "--hidden", "500,0"], "every size must be positive"),
+    (["fit", "--model", "shallow", "--hidden", "100"], "--hidden does not apply to model 'shallow'"),
+    (["fit", "--noise", "blur:3"], "KIND:AMOUNT"),
+    (["fit", "--noise", "occlusion:40", "--limit", "10"], "does not fit"),
+    (["fit", "--config", "missing.json"], "cannot read missing.json"),
+    (["export", "nowhere"], "holds no finished run"),
+])
+def test_bad_input_is_one_clear_line(args, words, tmp_path, monkeypatch):
+    assert words in _fails(args, tmp_path, monkeypatch)
+
+
+def test_unwritable_out_is_one_clear_line(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    line = _fails(["fit", "--limit", "10", "--out", "a-file/run"], tmp_path, monkeypatch)
+    assert "cannot write to --out a-file/run" in line
+
+
+def test_out_holding_another_models_run_is_refused_and_kept(finished_run, monkeypatch):
+    work, _ = finished_run
+    before = {path.name: path.stat().st_mtime_ns for path in (work / "run").iterdir()}
+    line = _fails(["fit", "--model", "deep", "--limit", "10", "--out", "run"], work, monkeypatch)
+    assert "holds a run of model 'shallow', not 'deep'" in line
+    assert {path.name: path.stat().st_mtime_ns for path in (work / "run").iterdir()} == before
+
+
+def test_corrupt_bundled_file_is_one_clear_line(tmp_path, monkeypatch):
+    from tfae import data
+
+    corrupt = tmp_path / "mnist-files"
+    corrupt.mkdir()
+    for name in data.MNIST_MD5:
+        (corrupt / name).write_bytes(b"not mnist")
+    monkeypatch.setattr(data, "BUNDLED_MNIST", corrupt)
+    line = _fails(["fit", "--limit", "10", "--data-dir", str(tmp_path / "empty")], tmp_path,
+                  monkeypatch)
+    assert "is corrupt" in line and "reinstall tfae" in line

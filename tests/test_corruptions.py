@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfae.corruptions import (Corruption, gaussian_noise, masking_noise, occlude, parse_corruption,
+                              salt_and_pepper)
+from tfae.errors import TfaeError
+
+SEED = tf.constant([3, 4])
+GREY = tf.fill((8, 28, 28, 1), 0.5)
+
+
+@pytest.mark.parametrize("spec", ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:14"])
+def test_corruption_keeps_shape_and_range(spec):
+    noisy = parse_corruption(spec)(GREY, SEED)
+    assert noisy.shape == GREY.shape and noisy.dtype == tf.float32
+    assert float(tf.reduce_min(noisy)) >= 0.0 and float(tf.reduce_max(noisy)) <= 1.0
+    assert not np.array_equal(noisy.numpy(), GREY.numpy())
+
+
+@pytest.mark.parametrize("spec", ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:7"])
+def test_corruption_is_seeded(spec):
+    corrupt = parse_corruption(spec)
+    first, again = corrupt(GREY, SEED), corrupt(GREY, SEED)
+    other = corrupt(GREY, tf.constant([5, 6]))
+    np.testing.assert_array_equal(first.numpy(), again.numpy())
+    assert not np.array_equal(first.numpy(), other.numpy())
+
+
+def test_gaussian_noise_has_the_requested_spread():
+    noisy = gaussian_noise(GREY, 0.1, SEED).numpy() - 0.5  # 0.5 +- 5 std stays unclipped
+    assert abs(noisy.std() - 0.1) < 0.005 and abs(noisy.mean()) < 0.005
+
+
+def test_masking_noise_zeroes_the_requested_fraction():
+    masked = masking_noise(tf.ones((64, 28, 28, 1)), 0.25, SEED).numpy()
+    assert set(np.unique(masked)) == {0.0, 1.0}
+    assert abs((masked == 0).mean() - 0.25) < 0.01
+
+
+def test_salt_and_pepper_sets_half_each_to_black_and_white():
+    noisy = salt_and_pepper(tf.fill((64, 28, 28, 1), 0.5), 0.2, SEED).numpy()
+    assert abs((noisy != 0.5).mean() - 0.2) < 0.01
+    assert abs((noisy == 0).mean() - (noisy == 1).mean()) < 0.01
+
+
+def test_occlusion_blacks_out_one_square_per_image():
+    occluded = occlude(tf.ones((32, 28, 28, 1)), 7, SEED).numpy()
+    zero_rows, zero_columns = [], []
+    for image in occluded[..., 0]:
+        rows, columns = np.nonzero(image == 0)
+        assert len(rows) == 49
+        assert rows.max() - rows.min() == 6 and columns.max() - columns.min() == 6
+        zero_rows.append(rows.min())
+        zero_columns.append(columns.min())
+    assert len(set(zero_rows)) > 1 and len(set(zero_columns)) > 1  # positions vary
+
+
+def test_occlusion_at_a_given_position():
+    occluded = occlude(tf.ones((2, 28, 28, 1)), 14, position=(0, 14)).numpy()[..., 0]
+    assert (occluded[:, :14, 14:] == 0).all()
+    assert occluded.sum() == 2 * (784 - 196)
+
+
+def test_parse_corruption_round_trips_its_spec():
+    for spec in ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:14",
+                 "occlusion:7@3,4"]:
+        assert parse_corruption(spec).spec == spec
+    assert parse_corruption("occlusion:7@3,4") == Corruption("occlusion", 7, (3, 4))
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("blur:1", "KIND:AMOUNT"), ("gaussian", "KIND:AMOUNT"), ("gaussian:abc", "not a number"),
+    ("gaussian:-1", "must be > 0"), ("masking:1.5", "(0, 1]"), ("occlusion:2.5", "whole number"),
+    ("masking:0.2@1,1", "only occlusion"), ("occlusion:7@1", "ROW,COL"),
+])
+def test_parse_corruption_names_the_problem(spec, words):
+    with pytest.raises(TfaeError, match=None) as error:
+        parse_corruption(spec)
+    assert words in str(error.value) and spec in str(error.value)
+
+
+def test_occlusion_that_does_not_fit_is_refused():
+    with pytest.raises(TfaeError, match="does not fit"):
+        parse_corruption("occlusion:29").check_fits((28, 28, 1))
+    parse_corruption("occlusion:14@14,14").check_fits((28, 28, 1))

@@ -1,0 +1,100 @@
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from tfae import data
+from tfae.corruptions import parse_corruption
+from tfae.errors import TfaeError
+
+
+def _hashes(dataset):
+    return {hashlib.md5(image.tobytes()).hexdigest() for image, _ in dataset.as_numpy_iterator()}
+
+
+def test_bundled_mnist_passes_its_md5_check():
+    data.verify_bundled_mnist()
+
+
+def test_corrupt_bundled_file_is_a_clear_error(tmp_path):
+    for name in data.MNIST_MD5:
+        shutil.copy(data.BUNDLED_MNIST / name, tmp_path / name)
+    with open(tmp_path / "t10k-labels-idx1-ubyte.gz", "r+b") as file:
+        file.seek(100)
+        file.write(b"\x00\x01")
+    with pytest.raises(TfaeError, match="t10k-labels-idx1-ubyte.gz is corrupt"):
+        data.verify_bundled_mnist(tmp_path)
+
+
+def test_full_mnist_splits_are_disjoint_and_complete():
+    splits = data.load("mnist")
+    train, validation = _hashes(splits.train), _hashes(splits.validation)
+    assert splits.train.cardinality() == 54000 and splits.validation.cardinality() == 6000
+    assert splits.test.cardinality() == 10000
+    # MNIST repeats a handful of images; no more than that may be shared.
+    assert len(train & validation) < 10
+    assert len(train) > 53900 and len(validation) > 5990
+
+
+def test_splits_are_deterministic(mnist):
+    again = data.load("mnist", limit=512)
+    assert _hashes(again.validation) == _hashes(mnist.validation)
+    first = next(mnist.train.as_numpy_iterator())[0]
+    np.testing.assert_array_equal(first, next(again.train.as_numpy_iterator())[0])
+
+
+def test_limit_caps_every_split(mnist):
+    assert [int(split.cardinality()) for split in (mnist.train, mnist.validation, mnist.test)] == \
+        [512, 512, 512]
+    assert mnist.image_shape == (28, 28, 1) and mnist.num_classes == 10
+
+
+def test_pipeline_gives_float_images_in_unit_range(mnist):
+    inputs, targets, labels = next(iter(data.pipeline(mnist.test, 100, with_labels=True)))
+    assert inputs.shape == (100, 28, 28, 1) and inputs.dtype.name == "float32"
+    assert float(inputs.numpy().min()) == 0.0 and float(inputs.numpy().max()) == 1.0
+    np.testing.assert_array_equal(inputs.numpy(), targets.numpy())
+    assert labels.shape == (100,) and set(labels.numpy()) <= set(range(10))
+
+
+def test_shuffle_is_seeded_and_fresh_each_epoch(mnist):
+    def first_batches(seed):
+        batches = data.pipeline(mnist.train, 64, shuffle=True, seed=seed)
+        return [next(iter(batches))[0].numpy() for _ in range(2)]
+
+    epoch_one, epoch_two = first_batches(seed=1)
+    again_one, _ = first_batches(seed=1)
+    other_one, _ = first_batches(seed=2)
+    np.testing.assert_array_equal(epoch_one, again_one)
+    assert not np.array_equal(epoch_one, epoch_two)
+    assert not np.array_equal(epoch_one, other_one)
+
+
+def test_pipeline_corrupts_inputs_and_keeps_targets_clean(mnist):
+    batches = data.pipeline(mnist.test, 64, corruption=parse_corruption("gaussian:0.5"))
+    noisy, clean = next(iter(batches))
+    reference, _ = next(iter(data.pipeline(mnist.test, 64)))
+    np.testing.assert_array_equal(clean.numpy(), reference.numpy())
+    assert np.abs(noisy.numpy() - clean.numpy()).mean() > 0.2
+
+
+def test_training_corruption_is_fresh_each_epoch_and_validation_is_fixed(mnist):
+    corruption = parse_corruption("masking:0.5")
+    training = data.pipeline(mnist.test, 64, corruption=corruption, seed=7)
+    validation = data.pipeline(mnist.test, 64, corruption=corruption, seed=7,
+                               fresh_corruption=False)
+    training_epochs = [next(iter(training))[0].numpy() for _ in range(2)]
+    validation_epochs = [next(iter(validation))[0].numpy() for _ in range(2)]
+    assert not np.array_equal(*training_epochs)
+    np.testing.assert_array_equal(*validation_epochs)
+
+
+def test_unknown_data_set_is_a_clear_error():
+    with pytest.raises(TfaeError, match="unknown data set 'no_such_images'"):
+        data.load("no_such_images")
+
+
+def test_non_positive_limit_is_refused():
+    with pytest.raises(TfaeError, match="--limit must be a positive"):
+        data.load("mnist", limit=0)

@@ -1,0 +1,72 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tfae.export import SIGNATURES, export_saved_model, next_version
+from tfae.models import build_model
+
+IMAGES = np.random.default_rng(1).random((5, 28, 28, 1), dtype=np.float32)
+
+# Runs where tfae cannot be imported: the export must stand on TensorFlow alone.
+CLEAN_LOAD = textwrap.dedent("""
+    import sys
+    sys.modules["tfae"] = None
+    sys.modules["cli"] = None
+    import json
+    import numpy as np
+    import tensorflow as tf
+    version_dir, images = sys.argv[1], np.load(sys.argv[2])
+    served = tf.saved_model.load(version_dir)
+    codes = served.signatures["encode"](images=tf.constant(images))["codes"]
+    outputs = {
+        "signatures": sorted(served.signatures),
+        "reconstructions": served.signatures["serving_default"](
+            images=tf.constant(images))["reconstructions"].numpy().tolist(),
+        "codes": codes.numpy().tolist(),
+        "decoded": served.signatures["decode"](codes=codes)["images"].numpy().tolist(),
+    }
+    print(json.dumps(outputs))
+""")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("deep", (28, 28, 1), hidden=(32, 16), latent_dim=4)
+
+
+def test_export_loads_without_tfae_and_matches_keras(model, tmp_path):
+    version_dir = export_saved_model(model, tmp_path / "deep")
+    np.save(tmp_path / "images.npy", IMAGES)
+    result = subprocess.run(
+        [sys.executable, "-c", CLEAN_LOAD, str(version_dir), str(tmp_path / "images.npy")],
+        capture_output=True, text=True, check=True, cwd=tmp_path)
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["signatures"] == sorted(SIGNATURES)
+    codes = model.encoder(IMAGES).numpy()
+    np.testing.assert_allclose(served["codes"], codes, atol=1e-5)
+    np.testing.assert_allclose(served["reconstructions"], model(IMAGES).numpy(), atol=1e-5)
+    np.testing.assert_allclose(served["decoded"], model.decoder(codes).numpy(), atol=1e-5)
+
+
+def test_versions_count_up_and_never_overwrite(model, tmp_path):
+    first = export_saved_model(model, tmp_path / "deep")
+    marker = first / "saved_model.pb"
+    before = marker.read_bytes()
+    second = export_saved_model(model, tmp_path / "deep")
+    assert (first.name, second.name) == ("1", "2")
+    assert marker.read_bytes() == before
+    assert next_version(tmp_path / "deep") == 3
+    assert sorted(path.name for path in (tmp_path / "deep").iterdir()) == ["1", "2"]
+
+
+def test_saved_model_cli_lists_the_three_signatures(model, tmp_path):
+    version_dir = export_saved_model(model, tmp_path / "deep")
+    shown = subprocess.run(["saved_model_cli", "show", "--all", "--dir", str(version_dir)],
+                           capture_output=True, text=True, check=True).stdout
+    for name in SIGNATURES:
+        assert f"signature_def['{name}']" in shown
+    assert "shape: (-1, 28, 28, 1)" in shown and "shape: (-1, 4)" in shown
