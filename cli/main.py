@@ -28,9 +28,11 @@ def _clear_errors(command):
 
 
 def _sizes(ctx, param, value):
-    """Parses ``500,200,100`` into ``(500, 200, 100)``."""
+    """Parses ``500,200,100`` into ``(500, 200, 100)``, and ``none`` into ``()``."""
     if value is None:
         return None
+    if value.strip().lower() in ("", "none"):
+        return ()
     try:
         sizes = tuple(int(part) for part in value.split(","))
     except ValueError:
@@ -47,7 +49,8 @@ def tfae():
 
 
 @tfae.command()
-@click.option("--model", help="Family to train: shallow, deep, ... (default: deep).")
+@click.option("--model", help="Family: shallow, deep, contractive, denoising, conv, deep-conv, "
+              "randomized (default: deep).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Start from a config.json (of a run or of `tfae tune`); options given here win.")
 @click.option("--dataset", help="A tensorflow-datasets image data set (default: mnist, bundled).")
@@ -58,6 +61,15 @@ def tfae():
 @click.option("--hidden", callback=_sizes, help="Hidden layer sizes, such as 500,200,100.")
 @click.option("--activation", help="Activation of the hidden layers (relu, sigmoid, tanh, ...).")
 @click.option("--latent-activation", help="Activation of the latent layer (deep models).")
+@click.option("--filters", callback=_sizes, help="Filters per convolution block, such as 32,64.")
+@click.option("--lambda", "penalty_weight", type=float,
+              help="Weight of the contractive penalty (contractive, conv, deep-conv).")
+@click.option("--penalty", type=click.Choice(["exact", "projection", "weights"]),
+              help="How the contractive penalty is computed.")
+@click.option("--projections", type=int, help="Random projections for --penalty projection.")
+@click.option("--solver", type=click.Choice(["ridge", "sgd"]),
+              help="How randomized layers are trained (default: ridge, closed form).")
+@click.option("--ridge-c", type=float, help="C of the randomized ridge solution (default: 1).")
 @click.option("--learning-rate", type=float, help="Adam's learning rate (default: 0.001).")
 @click.option("--loss", type=click.Choice(["mse", "bce"]), help="Reconstruction loss (default: mse).")
 @click.option("--noise", help="Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, occlusion:SIZE.")
@@ -77,7 +89,8 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, **options):
     from tfae.train import FitConfig, fit as fit_run
 
     config = FitConfig.from_json(config_file) if config_file else FitConfig()
-    model_keys = {"latent_dim", "hidden", "activation", "latent_activation"}
+    model_keys = {"latent_dim", "hidden", "activation", "latent_activation", "filters",
+                  "penalty_weight", "penalty", "projections", "solver", "ridge_c"}
     given = {key: value for key, value in options.items() if value is not None}
     model_options = {key: given.pop(key) for key in model_keys & set(given)}
     if "model" in given and given["model"] != config.model:

@@ -92,6 +92,8 @@ class FitConfig:
         fields["model_options"] = resolve_options(self.model, self.model_options)
         if fields.get("noise") is not None:
             parse_corruption(fields["noise"])
+            if not family.takes_noise:
+                raise TfaeError(f"--noise does not apply to model {self.model!r}")
         return dataclasses.replace(FitConfig(), **fields)
 
     def to_dict(self):
@@ -166,29 +168,42 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
     validation_batches = data.pipeline(splits.validation, config.batch_size, seed=config.seed + 1,
                                        corruption=corruption, fresh_corruption=False)
 
-    if finished_epochs:
-        model = load_model(run_dir / "model.keras")
-    else:
+    family = get_family(config.model)
+    if family.trainer is not None:
         model = build_model(config.model, splits.image_shape, **config.model_options)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=LOSSES[config.loss])
-    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
-              initial_epoch=finished_epochs, callbacks=_callbacks(run_dir, config),
-              shuffle=False, verbose=verbose)  # the pipeline shuffles, seeded
-
-    history = _read_history(run_dir / "history.csv")
+        history = family.trainer(model, train_batches, config, verbose)
+    else:
+        model = _fit_keras(config, run_dir, splits.image_shape, train_batches,
+                           validation_batches, finished_epochs, verbose)
+        history = _read_history(run_dir / "history.csv")
     write_json(run_dir / "history.json", history)
     _atomic_save(model, run_dir / "model.keras")
     export_path = export_saved_model(model, export_dir or pathlib.Path("saved_models") / config.model) \
         if export else None
     write_run_info(run_dir, {
         "data": splits.source,
-        "epochs_finished": len(history.get("loss", [])),
+        # A trainer's run is finished once all its layers are; a Keras run after its epochs.
+        "epochs_finished": config.epochs if family.trainer else len(history["loss"]),
         "training_seconds": sum(history.get("seconds", [])),
         "parameters": model.count_params(),
         "export": str(export_path) if export_path else None,
     })
     return Run(run_dir, model, history, export_path)
+
+
+def _fit_keras(config, run_dir, image_shape, train_batches, validation_batches, finished_epochs,
+               verbose):
+    """Trains with ``Model.fit`` and the run folder's callbacks; returns the model."""
+    if finished_epochs:
+        model = load_model(run_dir / "model.keras")
+    else:
+        model = build_model(config.model, image_shape, **config.model_options)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=LOSSES[config.loss])
+    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
+              initial_epoch=finished_epochs, callbacks=_callbacks(run_dir, config),
+              shuffle=False, verbose=verbose)  # the pipeline shuffles, seeded
+    return model
 
 
 def _claim_run_dir(run_dir, config):

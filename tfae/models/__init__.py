@@ -13,16 +13,32 @@ Example:
 """
 
 import dataclasses
+import functools
 import inspect
 
 import keras
 
 from tfae.errors import TfaeError
 from tfae.models.base import Autoencoder
+from tfae.models.contractive import build_contractive
+from tfae.models.conv import build_conv, build_deep_conv
 from tfae.models.dense import build_deep, build_shallow
+from tfae.models.randomized import build_randomized, train_randomized
 
 # Arguments that builders take for composing families, not options a user sets.
 _INTERNAL_ARGUMENTS = {"image_shape", "model_class", "name"}
+# Options whose command-line flag is not their name with dashes.
+_FLAGS = {"penalty_weight": "--lambda"}
+
+
+def flag(option):
+    """The ``tfae fit`` flag that sets ``option``.
+
+    Example:
+        >>> flag("latent_dim"), flag("penalty_weight")
+        ('--latent-dim', '--lambda')
+    """
+    return _FLAGS.get(option, "--" + option.replace("_", "-"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,19 +50,31 @@ class Family:
         build: ``build(image_shape, **options) -> Autoencoder``.
         summary: one line on what the family is for.
         fit_defaults: training settings the family changes, such as the denoising ``noise``.
+        trainer: ``trainer(model, batches, config, verbose) -> history`` for a family trained
+            otherwise than by ``Model.fit``; ``None`` for ``Model.fit``.
+        trainer_options: the trainer's own options and their defaults.
+        takes_noise: whether ``--noise`` applies (the randomized solver works on clean inputs).
     """
 
     name: str
     build: callable
     summary: str
     fit_defaults: dict = dataclasses.field(default_factory=dict)
+    trainer: callable = None
+    trainer_options: dict = dataclasses.field(default_factory=dict)
+    takes_noise: bool = True
 
     @property
-    def defaults(self):
-        """The family's options and their default values."""
+    def build_options(self):
+        """The builder's options and their default values."""
         parameters = inspect.signature(self.build).parameters.values()
         return {parameter.name: parameter.default for parameter in parameters
                 if parameter.name not in _INTERNAL_ARGUMENTS}
+
+    @property
+    def defaults(self):
+        """All the family's options (builder's and trainer's) and their default values."""
+        return {**self.build_options, **self.trainer_options}
 
 
 FAMILIES = {}
@@ -89,15 +117,15 @@ def resolve_options(name, options):
     defaults = get_family(name).defaults
     unknown = sorted(set(options) - set(defaults))
     if unknown:
-        flags = ", ".join("--" + option.replace("_", "-") for option in unknown)
-        takes = ", ".join("--" + option.replace("_", "-") for option in defaults)
+        flags = ", ".join(map(flag, unknown))
+        takes = ", ".join(map(flag, defaults))
         raise TfaeError(f"{flags} does not apply to model {name!r} (it takes {takes})")
     resolved = {**defaults, **options}
-    for option in ("latent_dim",):
-        if option in resolved and resolved[option] < 1:
-            raise TfaeError(f"--{option.replace('_', '-')} must be positive, got {resolved[option]}")
-    if any(units < 1 for units in resolved.get("hidden", ())):
-        raise TfaeError(f"--hidden sizes must be positive, got {resolved['hidden']}")
+    if resolved.get("latent_dim", 1) < 1:
+        raise TfaeError(f"--latent-dim must be positive, got {resolved['latent_dim']}")
+    for option in ("hidden", "filters"):
+        if any(size < 1 for size in resolved.get(option, ())):
+            raise TfaeError(f"--{option} sizes must be positive, got {resolved[option]}")
     return resolved
 
 
@@ -108,7 +136,10 @@ def build_model(name, image_shape, **options):
         >>> build_model("deep", (28, 28, 1), hidden=(32,), latent_dim=4).encoder.output_shape
         (None, 4)
     """
-    return get_family(name).build(tuple(image_shape), **resolve_options(name, options))
+    family = get_family(name)
+    options = resolve_options(name, options)
+    return family.build(tuple(image_shape),
+                        **{key: options[key] for key in family.build_options})
 
 
 def load_model(path):
@@ -123,6 +154,16 @@ def load_model(path):
 register(Family("shallow", build_shallow,
                 "one hidden layer: the baseline, and the closed-form contractive penalty"))
 register(Family("deep", build_deep, "the study's 784-500-200-100-10 stack, mirrored"))
+register(Family("contractive", build_contractive,
+                "deep, with the Jacobian penalty: codes that move little when inputs move"))
+register(Family("denoising", functools.partial(build_deep, name="denoising"), "deep, trained to undo gaussian noise (0.5)",
+                fit_defaults={"noise": "gaussian:0.5"}))
+register(Family("conv", build_conv, "one convolution block and a dense code"))
+register(Family("deep-conv", build_deep_conv, "two or more convolution blocks and a dense code"))
+register(Family("randomized", build_randomized,
+                "layer-wise: random fixed encoders, decoders solved in closed form",
+                trainer=train_randomized, trainer_options={"solver": "ridge", "ridge_c": 1.0},
+                takes_noise=False))
 
 __all__ = ["Autoencoder", "Family", "FAMILIES", "build_model", "family_names", "get_family",
            "load_model", "register", "resolve_options"]

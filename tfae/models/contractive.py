@@ -1,0 +1,224 @@
+"""Contractive autoencoders (Rifai et al., ICML 2011): reconstruction plus a Jacobian penalty.
+
+The penalty is the squared Frobenius norm of the encoder's Jacobian at each input,
+``||J_f(x)||_F^2 = sum_ij (d f_i / d x_j)^2``, averaged over the batch and weighted by
+``penalty_weight`` (``--lambda``). ``contractive_penalty`` computes it three ways:
+
+- ``exact``: in closed form when the encoder is one dense layer with a sigmoid, tanh, ReLU or
+  linear activation, ``sum_j f'(z_j)^2 ||W_j||^2``; otherwise the full Jacobian
+  (``GradientTape.batch_jacobian``);
+- ``projection``: an unbiased estimate, the mean over ``projections`` draws v ~ N(0, I) of
+  ``||v^T J||^2``, one backward pass per draw instead of one per latent unit;
+- ``weights``: the study's own term, the Frobenius norm of the product of the encoder's weight
+  matrices, the same for every input; kept only to reproduce the study's numbers.
+
+Example:
+    >>> import numpy as np
+    >>> from tfae.models.dense import build_shallow
+    >>> model = build_shallow((28, 28, 1), latent_dim=8, activation="sigmoid")
+    >>> images = np.random.rand(4, 28, 28, 1).astype("float32")
+    >>> contractive_penalty(model.encoder, images).shape
+    TensorShape([4])
+"""
+
+import keras
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+from tfae.models.base import Autoencoder
+from tfae.models.dense import build_deep
+
+METHODS = ("exact", "projection", "weights")
+
+# f'(z) written with the activation's output h where that is cheaper, as in Rifai et al.
+_DERIVATIVES = {
+    "sigmoid": lambda z, h: h * (1.0 - h),
+    "tanh": lambda z, h: 1.0 - tf.square(h),
+    "relu": lambda z, h: tf.cast(z > 0, z.dtype),
+    "linear": lambda z, h: tf.ones_like(z),
+}
+
+
+def contractive_penalty(encoder, images, method="exact", projections=1, seed=None):
+    """The squared Frobenius norm of ``encoder``'s Jacobian at each image.
+
+    Args:
+        encoder: a Keras model from images to codes (``model.encoder``).
+        images: a float batch shaped like the encoder's input.
+        method: ``exact``, ``projection`` or ``weights`` (see the module docstring).
+        projections: draws for ``projection``.
+        seed: a stateless seed (shape ``[2]``) for ``projection``'s draws; ``None`` draws afresh.
+
+    Returns:
+        A float tensor of shape ``(batch,)``.
+
+    Example:
+        >>> from tfae.models.dense import build_deep
+        >>> encoder = build_deep((8, 8, 1), hidden=(16,), latent_dim=3).encoder
+        >>> contractive_penalty(encoder, tf.random.uniform((2, 8, 8, 1)), "projection", 4).shape
+        TensorShape([2])
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    if method == "exact":
+        dense = single_dense_layer(encoder)
+        if dense is not None:
+            return _closed_form_penalty(dense, images)
+        return _jacobian_penalty(encoder, images)
+    if method == "projection":
+        return _projection_penalty(encoder, images, projections, seed)
+    if method == "weights":
+        return tf.fill(tf.shape(images)[:1], _weights_penalty(encoder))
+    raise TfaeError(f"--penalty must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+def single_dense_layer(encoder):
+    """The encoder's only weighted layer, if it is a Dense layer with a closed-form derivative.
+
+    Example:
+        >>> from tfae.models.dense import build_shallow
+        >>> single_dense_layer(build_shallow((28, 28, 1), activation="tanh").encoder).name
+        'codes'
+    """
+    weighted = [layer for layer in encoder.layers if layer.weights]
+    if len(weighted) != 1 or not isinstance(weighted[0], keras.layers.Dense):
+        return None
+    if keras.activations.serialize(weighted[0].activation) not in _DERIVATIVES:
+        return None
+    return weighted[0]
+
+
+def _closed_form_penalty(dense, images):
+    inputs = tf.reshape(images, (tf.shape(images)[0], -1))
+    pre_activation = tf.matmul(inputs, dense.kernel)
+    if dense.use_bias:
+        pre_activation += dense.bias
+    outputs = dense.activation(pre_activation)
+    derivative = _DERIVATIVES[keras.activations.serialize(dense.activation)](pre_activation, outputs)
+    column_norms = tf.reduce_sum(tf.square(dense.kernel), axis=0)  # ||W_j||^2 for each unit j
+    return tf.linalg.matvec(tf.square(derivative), column_norms)
+
+
+def _jacobian_penalty(encoder, images):
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        codes = encoder(images, training=True)
+    jacobian = tape.batch_jacobian(codes, images)
+    return tf.reduce_sum(tf.square(tf.reshape(jacobian, (tf.shape(images)[0], -1))), axis=1)
+
+
+def _projection_penalty(encoder, images, projections, seed):
+    batch = tf.shape(images)[0]
+    # One forward and one backward pass over the batch repeated `projections` times.
+    repeated = tf.repeat(images, projections, axis=0)
+    with tf.GradientTape() as tape:
+        tape.watch(repeated)
+        codes = encoder(repeated, training=True)
+    if seed is None:
+        directions = tf.random.normal(tf.shape(codes))
+    else:
+        directions = tf.random.stateless_normal(tf.shape(codes), seed)
+    vector_jacobian = tape.gradient(codes, repeated, output_gradients=directions)
+    squared = tf.reduce_sum(tf.square(tf.reshape(vector_jacobian, (batch, projections, -1))), axis=2)
+    return tf.reduce_mean(squared, axis=1)
+
+
+def _weights_penalty(encoder):
+    kernels = [layer.kernel for layer in encoder.layers if isinstance(layer, keras.layers.Dense)]
+    if len(kernels) != len([layer for layer in encoder.layers if layer.weights]):
+        raise TfaeError("--penalty weights (the study's term) needs an encoder of dense layers only")
+    product = kernels[0]
+    for kernel in kernels[1:]:
+        product = tf.matmul(product, kernel)
+    return tf.norm(product)
+
+
+@keras.saving.register_keras_serializable(package="tfae")
+class ContractiveAutoencoder(Autoencoder):
+    """An ``Autoencoder`` whose ``train_step`` adds the contractive penalty.
+
+    Tracks ``loss`` (the total), ``reconstruction`` and ``penalty`` in training and validation.
+
+    Args:
+        encoder, decoder: as for ``Autoencoder``.
+        penalty_weight: lambda, the weight of the penalty.
+        penalty: ``exact``, ``projection`` or ``weights``.
+        projections: draws for ``projection``.
+
+    Example:
+        >>> model = build_contractive((28, 28, 1), hidden=(), latent_dim=16,
+        ...                           activation="sigmoid", penalty_weight=0.1)
+        >>> model.compile(optimizer="adam", loss="mse")
+    """
+
+    def __init__(self, encoder, decoder, penalty_weight=0.1, penalty="exact", projections=1,
+                 **kwargs):
+        super().__init__(encoder, decoder, **kwargs)
+        if penalty not in METHODS:
+            raise TfaeError(f"--penalty must be one of {', '.join(METHODS)}, got {penalty!r}")
+        if penalty_weight < 0:
+            raise TfaeError(f"--lambda must be >= 0, got {penalty_weight}")
+        if projections < 1:
+            raise TfaeError(f"--projections must be positive, got {projections}")
+        if penalty == "weights":
+            _weights_penalty(encoder)  # refuses a convolutional encoder now, not mid-training
+        self.penalty_weight = penalty_weight
+        self.penalty = penalty
+        self.projections = projections
+
+    def build(self, input_shape):
+        # Called by Autoencoder.__init__; state must be created here, before the model is built.
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.penalty_tracker = keras.metrics.Mean(name="penalty")
+        super().build(input_shape)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.penalty_tracker]
+
+    def _loss_terms(self, inputs, targets, training):
+        reconstructions = self(inputs, training=training)
+        reconstruction = self.compute_loss(x=inputs, y=targets, y_pred=reconstructions,
+                                           training=training)
+        penalty = tf.reduce_mean(contractive_penalty(
+            self.encoder, inputs, self.penalty, self.projections))
+        return reconstruction + self.penalty_weight * penalty, reconstruction, penalty
+
+    def _report(self, losses):
+        for tracker, value in zip(self.metrics, losses):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self.metrics}
+
+    def train_step(self, data):
+        inputs, targets = data
+        with tf.GradientTape() as tape:
+            losses = self._loss_terms(inputs, targets, training=True)
+        gradients = tape.gradient(losses[0], self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._report(losses)
+
+    def test_step(self, data):
+        inputs, targets = data
+        return self._report(self._loss_terms(inputs, targets, training=False))
+
+    def get_config(self):
+        return {**super().get_config(), "penalty_weight": self.penalty_weight,
+                "penalty": self.penalty, "projections": self.projections}
+
+
+def build_contractive(image_shape, hidden=(500, 200, 100), latent_dim=10, activation="relu",
+                      latent_activation="linear", penalty_weight=0.1, penalty="exact",
+                      projections=1):
+    """The study's deep contractive autoencoder, 784-500-200-100-10, with the real penalty.
+
+    ``hidden=()`` gives the classic one-layer contractive autoencoder, whose ``exact`` penalty
+    has a closed form.
+
+    Example:
+        >>> build_contractive((28, 28, 1), penalty="projection", projections=2).penalty
+        'projection'
+    """
+    model = build_deep(image_shape, hidden, latent_dim, activation, latent_activation,
+                       name="contractive")
+    return ContractiveAutoencoder(model.encoder, model.decoder, penalty_weight, penalty,
+                                  projections, name="contractive")

@@ -1,0 +1,215 @@
+"""The randomized autoencoder: a deep autoencoder trained layer by layer, with random encoders.
+
+The study's algorithm, for each layer of the deep autoencoder (``hidden`` sizes):
+
+1. make a shallow autoencoder whose latent size is the layer's size;
+2. draw its encoder at random, orthogonal weights and a unit-norm bias, and keep it fixed;
+3. train only its decoder to reconstruct the layer's input;
+4. copy the decoder's kernel W_d into the matching layer of the deep decoder, and W_d transposed
+   into the matching layer of the deep encoder;
+5. feed the next layer this layer's encoded output.
+
+Step 3 is a linear least-squares problem. ``solver="ridge"`` solves it in closed form,
+``W_d = (H^T H + I / C)^-1 H^T X``, summing ``H^T H`` and ``H^T X`` over batches so memory is
+bounded by the layer sizes, not the data set; ``solver="sgd"`` trains the decoder with Keras
+(Adam, the encoder frozen) for ``epochs``. The result is an ordinary ``Autoencoder``.
+
+Example:
+    >>> from tfae import data
+    >>> splits = data.load("mnist", limit=2000)
+    >>> model = build_randomized((28, 28, 1), hidden=(256, 128))
+    >>> history = train_layerwise(model, data.pipeline(splits.train, 500), solver="ridge")
+    >>> history["layer"]
+    [0, 1]
+"""
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+from tfae.models.base import Autoencoder
+
+SOLVERS = ("ridge", "sgd")
+
+
+def build_randomized(image_shape, hidden=(700, 700), activation="relu"):
+    """The deep autoencoder that ``train_layerwise`` fills: bias-free dense layers, a linear decoder.
+
+    The latent code is the last hidden layer.
+
+    Example:
+        >>> build_randomized((28, 28, 1)).latent_dim
+        700
+    """
+    if not hidden:
+        raise TfaeError("model 'randomized' needs at least one --hidden layer")
+    images = keras.Input(image_shape, name="images")
+    x = keras.layers.Flatten(name="flatten")(images)
+    for index, units in enumerate(hidden):
+        name = "codes" if index == len(hidden) - 1 else f"encoder_dense_{index}"
+        x = keras.layers.Dense(units, activation=activation, use_bias=False, name=name)(x)
+    encoder = keras.Model(images, x, name="encoder")
+
+    codes = keras.Input((hidden[-1],), name="codes")
+    x = codes
+    widths = [int(np.prod(image_shape)), *hidden[:-1]]
+    for index in reversed(range(len(hidden))):
+        name = "pixels" if index == 0 else f"decoder_dense_{index}"
+        x = keras.layers.Dense(widths[index], use_bias=False, name=name)(x)
+    decoder = keras.Model(codes, keras.layers.Reshape(image_shape, name="images")(x),
+                          name="decoder")
+    return Autoencoder(encoder, decoder, name="randomized")
+
+
+def layer_pairs(model):
+    """The (deep encoder layer, deep decoder layer) pairs, outermost first.
+
+    Example:
+        >>> [(e.name, d.name) for e, d in layer_pairs(build_randomized((28, 28, 1)))]
+        [('encoder_dense_0', 'pixels'), ('codes', 'decoder_dense_1')]
+    """
+    encoder_layers = [layer for layer in model.encoder.layers if layer.weights]
+    decoder_layers = [layer for layer in model.decoder.layers if layer.weights]
+    return list(zip(encoder_layers, reversed(decoder_layers)))
+
+
+def shallow_autoencoder(input_dim, units, activation, seed):
+    """Steps 1-2: a shallow autoencoder with a fixed random encoder and a trainable linear decoder.
+
+    The encoder has orthogonal weights (orthonormal columns, or rows when it widens) and a
+    unit-norm bias, and is frozen; the decoder starts Glorot-uniform, without a bias.
+
+    Example:
+        >>> shallow = shallow_autoencoder(784, 700, "sigmoid", seed=0)
+        >>> weights = shallow.get_layer("random_encoder").kernel.numpy()
+        >>> np.allclose(weights.T @ weights, np.eye(700), atol=1e-4)
+        True
+    """
+    inputs = keras.Input((input_dim,), name="layer_inputs")
+    encoder = keras.layers.Dense(
+        units, activation=activation, trainable=False, name="random_encoder",
+        kernel_initializer=keras.initializers.Orthogonal(seed=seed),
+        bias_initializer=keras.initializers.RandomNormal(seed=seed + 1))
+    decoder = keras.layers.Dense(
+        input_dim, use_bias=False, name="decoder",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 2))
+    shallow = keras.Model(inputs, decoder(encoder(inputs)), name=f"shallow_{units}")
+    encoder.bias.assign(encoder.bias / tf.norm(encoder.bias))
+    return shallow
+
+
+def ridge_solution(gram, cross, ridge_c):
+    """Solves ``(gram + I / C) W = cross`` for W, in float64.
+
+    Example:
+        >>> ridge_solution(np.eye(2), np.ones((2, 3)), ridge_c=1.0).shape
+        (2, 3)
+    """
+    gram = np.asarray(gram, np.float64)
+    return np.linalg.solve(gram + np.eye(len(gram)) / ridge_c, np.asarray(cross, np.float64))
+
+
+class _Statistics:
+    """Sums over a data set of H^T H, H^T X and ||X||^2, for the ridge solution and its error."""
+
+    def __init__(self, gram, cross, squares, count):
+        self.gram, self.cross, self.squares, self.count = gram, cross, squares, count
+
+    @classmethod
+    def collect(cls, layer_inputs, encode):
+        @tf.function
+        def batch_sums(inputs):
+            hidden = encode(inputs)
+            return (tf.matmul(hidden, hidden, transpose_a=True),
+                    tf.matmul(hidden, inputs, transpose_a=True),
+                    tf.reduce_sum(tf.square(inputs)), tf.shape(inputs)[0])
+
+        totals = None
+        for inputs in layer_inputs:
+            sums = [np.asarray(value, np.float64) for value in batch_sums(inputs)]
+            totals = sums if totals is None else [a + b for a, b in zip(totals, sums)]
+        return cls(*totals)
+
+    def mean_squared_error(self, weights):
+        """Mean squared error of reconstructing X as H W, from the sums alone."""
+        weights = np.asarray(weights, np.float64)
+        residual = (self.squares - 2 * np.sum(weights * self.cross)
+                    + np.sum(weights * (self.gram @ weights)))
+        return float(residual / (self.count * weights.shape[1]))
+
+
+def train_layerwise(model, batches, solver="ridge", ridge_c=1.0, epochs=10, learning_rate=1e-3,
+                    seed=0, verbose=1):
+    """Fills ``model`` (from ``build_randomized``) layer by layer with the study's algorithm.
+
+    Args:
+        model: an ``Autoencoder`` from ``build_randomized``.
+        batches: ``(inputs, targets)`` image batches, such as ``tfae.data.pipeline(...)``.
+        solver: ``ridge`` (closed form) or ``sgd`` (Keras, the random encoder frozen).
+        ridge_c: C of the ridge solution; larger is less regularised.
+        epochs, learning_rate: for ``sgd``.
+        seed: seeds the random encoders.
+        verbose: print a line per layer.
+
+    Returns:
+        The history, per layer: ``layer``, ``units``, ``random_decoder_mse`` (the shallow
+        autoencoder's error with its random initial decoder), ``mse`` (after training) and
+        ``seconds``.
+
+    Example:
+        >>> history = train_layerwise(model, batches, solver="sgd", epochs=2)  # doctest: +SKIP
+    """
+    if solver not in SOLVERS:
+        raise TfaeError(f"--solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if not ridge_c > 0:
+        raise TfaeError(f"--ridge-c must be positive, got {ridge_c}")
+    images = batches.map(lambda inputs, targets: tf.reshape(targets, (tf.shape(targets)[0], -1)))
+    history = {"layer": [], "units": [], "random_decoder_mse": [], "mse": [], "seconds": []}
+    for index, (encoder_layer, decoder_layer) in enumerate(layer_pairs(model)):
+        start = time.perf_counter()
+        input_dim, units = encoder_layer.kernel.shape
+        layer_inputs = images.map(_through(layer_pairs(model)[:index]))
+        shallow = shallow_autoencoder(input_dim, units, encoder_layer.activation, seed + 3 * index)
+        statistics = _Statistics.collect(layer_inputs, shallow.get_layer("random_encoder"))
+        random_decoder = shallow.get_layer("decoder").kernel.numpy()
+        if solver == "ridge":
+            decoder_weights = ridge_solution(statistics.gram, statistics.cross, ridge_c)
+        else:
+            shallow.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+            shallow.fit(layer_inputs.map(lambda x: (x, x)), epochs=epochs, verbose=verbose and 2)
+            decoder_weights = shallow.get_layer("decoder").kernel.numpy()
+        decoder_layer.kernel.assign(decoder_weights.astype(np.float32))
+        encoder_layer.kernel.assign(decoder_weights.T.astype(np.float32))
+        history["layer"].append(index)
+        history["units"].append(int(units))
+        history["random_decoder_mse"].append(statistics.mean_squared_error(random_decoder))
+        history["mse"].append(statistics.mean_squared_error(decoder_weights))
+        history["seconds"].append(time.perf_counter() - start)
+        if verbose:
+            print(f"layer {index}: {input_dim} -> {units}, mse {history['mse'][-1]:.5f} "
+                  f"(random decoder {history['random_decoder_mse'][-1]:.5f}), "
+                  f"{history['seconds'][-1]:.1f} s")
+    return history
+
+
+def _through(pairs):
+    """Maps flat images to the input of the layer after ``pairs`` in the deep encoder."""
+    def forward(inputs):
+        for encoder_layer, _ in pairs:
+            inputs = encoder_layer(inputs)
+        return inputs
+    return forward
+
+
+def train_randomized(model, batches, config, verbose=1):
+    """``tfae.fit``'s trainer for ``randomized``: ``train_layerwise`` with the run's settings.
+
+    Example:
+        >>> history = train_randomized(model, batches, config)  # doctest: +SKIP
+    """
+    options = config.model_options
+    return train_layerwise(model, batches, options["solver"], options["ridge_c"], config.epochs,
+                           config.learning_rate, config.seed, verbose)
