@@ -4,12 +4,15 @@ tfds builds MNIST from the bundled files once per data folder (about 15 s), so e
 every ``tfae`` subprocess a test starts, shares one folder that outlives the session.
 """
 
+import json
 import os
 import pathlib
 import subprocess
 import sys
 import tempfile
+import textwrap
 
+import numpy as np
 import pytest
 
 TFDS_DATA_DIR = pathlib.Path(
@@ -32,3 +35,35 @@ def run_tfae(*args, cwd, check=True, timeout=600):
     if check and result.returncode != 0:
         raise AssertionError(f"tfae {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
     return result
+
+
+# Runs where tfae cannot be imported: an export must stand on TensorFlow alone.
+_SERVE_WITHOUT_TFAE = textwrap.dedent("""
+    import sys
+    sys.modules["tfae"] = None
+    sys.modules["cli"] = None
+    import json
+    import numpy as np
+    import tensorflow as tf
+    version_dir, images = sys.argv[1], np.load(sys.argv[2])
+    served = tf.saved_model.load(version_dir)
+    codes = served.signatures["encode"](images=tf.constant(images))["codes"]
+    outputs = {
+        "signatures": sorted(served.signatures),
+        "reconstructions": served.signatures["serving_default"](
+            images=tf.constant(images))["reconstructions"].numpy().tolist(),
+        "codes": codes.numpy().tolist(),
+        "decoded": served.signatures["decode"](codes=codes)["images"].numpy().tolist(),
+    }
+    print(json.dumps(outputs))
+""")
+
+
+def serve_without_tfae(version_dir, images, work_dir):
+    """Loads an export in a process that cannot import tfae; returns its three endpoints' outputs."""
+    np.save(pathlib.Path(work_dir) / "images.npy", images)
+    result = subprocess.run(
+        [sys.executable, "-c", _SERVE_WITHOUT_TFAE, str(version_dir),
+         str(pathlib.Path(work_dir) / "images.npy")],
+        capture_output=True, text=True, check=True, cwd=work_dir)
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import tfae
-from conftest import run_tfae
+from conftest import run_tfae, serve_without_tfae
+from tfae.export import SIGNATURES
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +42,22 @@ def test_fit_writes_a_complete_run_folder(finished_run):
     assert {"tfae", "tensorflow", "keras"} <= set(info["versions"])
     assert (work / "saved_models/shallow/1/saved_model.pb").is_file()
     assert "exported: saved_models/shallow/1" in result.stdout
+
+
+@pytest.mark.parametrize("family", ["shallow", "deep", "contractive", "denoising", "conv",
+                                    "deep-conv", "randomized"])
+def test_every_family_fits_exports_and_serves_without_tfae(family, tmp_path):
+    run_tfae("fit", "--model", family, "--limit", "2000", "--epochs", "1", "--out", "run",
+             "--quiet", cwd=tmp_path)
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    assert config["model"] == family
+    if family == "denoising":
+        assert config["noise"] == "gaussian:0.5"
+    images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    served = serve_without_tfae(tmp_path / f"saved_models/{family}/1", images, tmp_path)
+    assert served["signatures"] == sorted(SIGNATURES)
+    assert np.array(served["reconstructions"]).shape == (3, 28, 28, 1)
+    assert np.isfinite(served["codes"]).all()
 
 
 def test_export_command_adds_a_version(finished_run):
@@ -117,6 +134,13 @@ def _fails(args, cwd, monkeypatch=None):
     (["fit", "--noise", "occlusion:40", "--limit", "10"], "does not fit"),
     (["fit", "--config", "missing.json"], "cannot read missing.json"),
     (["export", "nowhere"], "holds no finished run"),
+    (["fit", "--model", "deep", "--filters", "32"], "--filters does not apply to model 'deep'"),
+    (["fit", "--model", "deep", "--lambda", "0.1"], "--lambda does not apply to model 'deep'"),
+    (["fit", "--model", "conv", "--solver", "sgd"], "--solver does not apply to model 'conv'"),
+    (["fit", "--model", "randomized", "--noise", "gaussian:0.5"],
+     "--noise does not apply to model 'randomized'"),
+    (["fit", "--model", "conv", "--filters", "8,16"], "one block"),
+    (["fit", "--model", "contractive", "--projections", "0"], "--projections must be positive"),
 ])
 def test_bad_input_is_one_clear_line(args, words, tmp_path, monkeypatch):
     assert words in _fails(args, tmp_path, monkeypatch)

@@ -1,37 +1,13 @@
-import json
 import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
+from conftest import serve_without_tfae
 from tfae.export import SIGNATURES, export_saved_model, next_version
 from tfae.models import build_model
 
 IMAGES = np.random.default_rng(1).random((5, 28, 28, 1), dtype=np.float32)
-
-# Runs where tfae cannot be imported: the export must stand on TensorFlow alone.
-CLEAN_LOAD = textwrap.dedent("""
-    import sys
-    sys.modules["tfae"] = None
-    sys.modules["cli"] = None
-    import json
-    import numpy as np
-    import tensorflow as tf
-    version_dir, images = sys.argv[1], np.load(sys.argv[2])
-    served = tf.saved_model.load(version_dir)
-    codes = served.signatures["encode"](images=tf.constant(images))["codes"]
-    outputs = {
-        "signatures": sorted(served.signatures),
-        "reconstructions": served.signatures["serving_default"](
-            images=tf.constant(images))["reconstructions"].numpy().tolist(),
-        "codes": codes.numpy().tolist(),
-        "decoded": served.signatures["decode"](codes=codes)["images"].numpy().tolist(),
-    }
-    print(json.dumps(outputs))
-""")
-
 
 @pytest.fixture(scope="module")
 def model():
@@ -40,11 +16,7 @@ def model():
 
 def test_export_loads_without_tfae_and_matches_keras(model, tmp_path):
     version_dir = export_saved_model(model, tmp_path / "deep")
-    np.save(tmp_path / "images.npy", IMAGES)
-    result = subprocess.run(
-        [sys.executable, "-c", CLEAN_LOAD, str(version_dir), str(tmp_path / "images.npy")],
-        capture_output=True, text=True, check=True, cwd=tmp_path)
-    served = json.loads(result.stdout.strip().splitlines()[-1])
+    served = serve_without_tfae(version_dir, IMAGES, tmp_path)
     assert served["signatures"] == sorted(SIGNATURES)
     codes = model.encoder(IMAGES).numpy()
     np.testing.assert_allclose(served["codes"], codes, atol=1e-5)

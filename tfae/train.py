@@ -160,8 +160,10 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
     corruption = parse_corruption(config.noise) if config.noise else None
     if corruption is not None:
         corruption.check_fits(splits.image_shape)
-    finished_epochs = _claim_run_dir(run_dir, config)
     keras.utils.set_random_seed(config.seed)
+    # Built before the run folder is claimed, so that options the builder refuses leave no trace.
+    model = build_model(config.model, splits.image_shape, **config.model_options)
+    finished_epochs = _claim_run_dir(run_dir, config)
 
     train_batches = data.pipeline(splits.train, config.batch_size, shuffle=True,
                                   seed=config.seed, corruption=corruption)
@@ -170,11 +172,10 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
 
     family = get_family(config.model)
     if family.trainer is not None:
-        model = build_model(config.model, splits.image_shape, **config.model_options)
         history = family.trainer(model, train_batches, config, verbose)
     else:
-        model = _fit_keras(config, run_dir, splits.image_shape, train_batches,
-                           validation_batches, finished_epochs, verbose)
+        model = _fit_keras(config, run_dir, model, train_batches, validation_batches,
+                           finished_epochs, verbose)
         history = _read_history(run_dir / "history.csv")
     write_json(run_dir / "history.json", history)
     _atomic_save(model, run_dir / "model.keras")
@@ -191,13 +192,15 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
     return Run(run_dir, model, history, export_path)
 
 
-def _fit_keras(config, run_dir, image_shape, train_batches, validation_batches, finished_epochs,
+def _fit_keras(config, run_dir, model, train_batches, validation_batches, finished_epochs,
                verbose):
-    """Trains with ``Model.fit`` and the run folder's callbacks; returns the model."""
+    """Trains with ``Model.fit`` and the run folder's callbacks; returns the trained model.
+
+    A finished run being extended continues from its saved model, optimizer state included.
+    """
     if finished_epochs:
         model = load_model(run_dir / "model.keras")
     else:
-        model = build_model(config.model, image_shape, **config.model_options)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       loss=LOSSES[config.loss])
     model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,

@@ -121,8 +121,9 @@ def resolve_options(name, options):
         takes = ", ".join(map(flag, defaults))
         raise TfaeError(f"{flags} does not apply to model {name!r} (it takes {takes})")
     resolved = {**defaults, **options}
-    if resolved.get("latent_dim", 1) < 1:
-        raise TfaeError(f"--latent-dim must be positive, got {resolved['latent_dim']}")
+    for option in ("latent_dim", "projections", "ridge_c"):
+        if option in resolved and not resolved[option] > 0:
+            raise TfaeError(f"{flag(option)} must be positive, got {resolved[option]}")
     for option in ("hidden", "filters"):
         if any(size < 1 for size in resolved.get(option, ())):
             raise TfaeError(f"--{option} sizes must be positive, got {resolved[option]}")

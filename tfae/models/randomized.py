@@ -179,7 +179,8 @@ def train_layerwise(model, batches, solver="ridge", ridge_c=1.0, epochs=10, lear
             decoder_weights = ridge_solution(statistics.gram, statistics.cross, ridge_c)
         else:
             shallow.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
-            shallow.fit(layer_inputs.map(lambda x: (x, x)), epochs=epochs, verbose=verbose and 2)
+            shallow.fit(layer_inputs.map(lambda x: (x, x)), epochs=epochs, shuffle=False,
+                        verbose=verbose and 2)
             decoder_weights = shallow.get_layer("decoder").kernel.numpy()
         decoder_layer.kernel.assign(decoder_weights.astype(np.float32))
         encoder_layer.kernel.assign(decoder_weights.T.astype(np.float32))
