@@ -64,7 +64,7 @@ def tfae():
 @click.option("--filters", callback=_sizes, help="Filters per convolution block, such as 32,64.")
 @click.option("--lambda", "penalty_weight", type=float,
               help="Weight of the contractive penalty (contractive, conv, deep-conv).")
-@click.option("--penalty", type=click.Choice(["exact", "projection", "weights"]),
+@click.option("--penalty", type=click.Choice(["exact", "projection", "weights", "jacobian"]),
               help="How the contractive penalty is computed.")
 @click.option("--projections", type=int, help="Random projections for --penalty projection.")
 @click.option("--solver", type=click.Choice(["ridge", "sgd"]),

@@ -10,7 +10,8 @@ The penalty is the squared Frobenius norm of the encoder's Jacobian at each inpu
 - ``projection``: an unbiased estimate, the mean over ``projections`` draws v ~ N(0, I) of
   ``||v^T J||^2``, one backward pass per draw instead of one per latent unit;
 - ``weights``: the study's own term, the Frobenius norm of the product of the encoder's weight
-  matrices, the same for every input; kept only to reproduce the study's numbers.
+  matrices, the same for every input; kept only to reproduce the study's numbers;
+- ``jacobian``: always the full Jacobian, to check the others or measure what they save.
 
 Example:
     >>> import numpy as np
@@ -28,7 +29,7 @@ from tfae.errors import TfaeError
 from tfae.models.base import Autoencoder
 from tfae.models.dense import build_deep
 
-METHODS = ("exact", "projection", "weights")
+METHODS = ("exact", "projection", "weights", "jacobian")
 
 # f'(z) written with the activation's output h where that is cheaper, as in Rifai et al.
 _DERIVATIVES = {
@@ -45,7 +46,7 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
     Args:
         encoder: a Keras model from images to codes (``model.encoder``).
         images: a float batch shaped like the encoder's input.
-        method: ``exact``, ``projection`` or ``weights`` (see the module docstring).
+        method: ``exact``, ``projection``, ``weights`` or ``jacobian`` (see the module docstring).
         projections: draws for ``projection``.
         seed: a stateless seed (shape ``[2]``) for ``projection``'s draws; ``None`` draws afresh.
 
@@ -68,6 +69,8 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
         return _projection_penalty(encoder, images, projections, seed)
     if method == "weights":
         return tf.fill(tf.shape(images)[:1], _weights_penalty(encoder))
+    if method == "jacobian":
+        return _jacobian_penalty(encoder, images)
     raise TfaeError(f"--penalty must be one of {', '.join(METHODS)}, got {method!r}")
 
 
@@ -141,7 +144,7 @@ class ContractiveAutoencoder(Autoencoder):
     Args:
         encoder, decoder: as for ``Autoencoder``.
         penalty_weight: lambda, the weight of the penalty.
-        penalty: ``exact``, ``projection`` or ``weights``.
+        penalty: ``exact``, ``projection``, ``weights`` or ``jacobian``.
         projections: draws for ``projection``.
 
     Example:
