@@ -1,0 +1,284 @@
+"""Evaluation: what an autoencoder's codes and reconstructions are good for, as the study judged.
+
+``evaluate`` measures a run folder or an exported SavedModel on a data set's test split:
+
+- reconstruction: MSE, PSNR and binary cross-entropy;
+- a linear probe (logistic regression on standardised codes, fitted on the training split's codes)
+  and a 5-nearest-neighbour probe, each scored on the test split's codes;
+- denoising: PSNR of noisy inputs and of their reconstructions, for gaussian 0.25 and 0.5 and
+  salt-and-pepper 0.2, the same seeded corruption for every model;
+- occlusion: MSE inside 14x14 and 7x7 patches at seeded positions, and the linear probe's
+  accuracy on the codes of the occluded images;
+- contractiveness: the mean Frobenius norm of the encoder's Jacobian over test images;
+- the parameter count and training time of the run.
+
+Example:
+    >>> from tfae.evaluate import evaluate
+    >>> metrics = evaluate("runs/deep", limit=2000)  # doctest: +SKIP
+    >>> metrics["probe"]["linear"]  # doctest: +SKIP
+    0.912
+"""
+
+import dataclasses
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tfae import data
+from tfae.corruptions import occlude, parse_corruption
+from tfae.errors import TfaeError
+from tfae.models import load_model
+from tfae.runs import read_json, write_json
+
+DENOISING_SPECS = ("gaussian:0.25", "gaussian:0.5", "salt-pepper:0.2")
+OCCLUSION_SIZES = (14, 7)
+JACOBIAN_IMAGES = 1000  # the Jacobian is latent x pixels per image: a sample is enough
+SEED = 1234  # one corruption for every model, so their numbers compare
+
+
+@dataclasses.dataclass
+class Endpoints:
+    """What evaluation needs from a model, whether a Keras run or a SavedModel export.
+
+    Attributes:
+        encode: images -> codes.
+        reconstruct: images -> reconstructions.
+        image_shape: the input image shape.
+        parameters: the number of weights.
+        training_seconds: from the run, or ``None`` for an export.
+        dataset: the data set the model was trained on, if known.
+    """
+
+    encode: callable
+    reconstruct: callable
+    image_shape: tuple
+    parameters: int
+    training_seconds: float | None
+    dataset: str | None
+
+
+def open_endpoints(path):
+    """Opens a run folder (``model.keras``) or a SavedModel (a version folder or its parent).
+
+    Example:
+        >>> endpoints = open_endpoints("saved_models/deep")  # doctest: +SKIP
+        >>> endpoints.encode(images).shape  # doctest: +SKIP
+        TensorShape([8, 10])
+    """
+    path = pathlib.Path(path)
+    if (path / "model.keras").is_file():
+        model = load_model(path / "model.keras")
+        info = read_json(path / "run.json") if (path / "run.json").exists() else {}
+        config = read_json(path / "config.json") if (path / "config.json").exists() else {}
+        return Endpoints(
+            encode=lambda images: model.encoder(images, training=False),
+            reconstruct=lambda images: model(images, training=False),
+            image_shape=model.image_shape, parameters=model.count_params(),
+            training_seconds=info.get("training_seconds"), dataset=config.get("dataset"))
+    if path.is_dir() and not (path / "saved_model.pb").is_file():
+        versions = [child for child in path.iterdir() if child.name.isdigit()]
+        if versions:
+            path = max(versions, key=lambda child: int(child.name))
+    if not (path / "saved_model.pb").is_file():
+        raise TfaeError(f"{path} is neither a run folder (model.keras) nor a SavedModel export")
+    served = tf.saved_model.load(str(path))
+    missing = {"encode", "serving_default"} - set(served.signatures)
+    if missing:
+        raise TfaeError(f"export {path} lacks the signature(s) {', '.join(sorted(missing))}")
+    # The lambdas hold `served` itself: its signatures alone do not keep its variables alive.
+    image_shape = tuple(served.signatures["encode"].structured_input_signature[1]["images"].shape[1:])
+    return Endpoints(
+        encode=lambda images: served.signatures["encode"](images=images)["codes"],
+        reconstruct=lambda images: served.signatures["serving_default"](
+            images=images)["reconstructions"],
+        image_shape=image_shape,
+        parameters=int(sum(np.prod(variable.shape) for variable in served.variables)),
+        training_seconds=None, dataset=None)
+
+
+def linear_probe(train_codes, train_labels):
+    """Logistic regression on standardised codes; returns the fitted scikit-learn pipeline.
+
+    Example:
+        >>> probe = linear_probe(np.eye(4).repeat(5, axis=0), np.arange(4).repeat(5))
+        >>> probe.score(np.eye(4), np.arange(4))
+        1.0
+    """
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+        train_codes, train_labels)
+
+
+def knn_probe(train_codes, train_labels, neighbours=5):
+    """A k-nearest-neighbour classifier on standardised codes; returns the fitted pipeline.
+
+    Example:
+        >>> probe = knn_probe(np.eye(4).repeat(5, axis=0), np.arange(4).repeat(5))
+        >>> probe.score(np.eye(4), np.arange(4))
+        1.0
+    """
+    return make_pipeline(StandardScaler(), KNeighborsClassifier(neighbours)).fit(
+        train_codes, train_labels)
+
+
+def psnr(reference, images):
+    """Mean over images of the peak signal-to-noise ratio in dB, for pixels in [0, 1].
+
+    Example:
+        >>> round(psnr(np.zeros((1, 4)), np.full((1, 4), 0.1)), 3)
+        20.0
+    """
+    axes = tuple(range(1, np.ndim(reference)))
+    errors = np.maximum(np.mean((np.asarray(reference) - np.asarray(images)) ** 2, axis=axes), 1e-10)
+    return float(np.mean(10 * np.log10(1.0 / errors)))
+
+
+def jacobian_norm(encode, images):
+    """Mean over ``images`` of ||J_f(x)||_F, the encoder's Jacobian norm, for any callable encoder.
+
+    Example:
+        >>> round(jacobian_norm(lambda x: 2 * tf.reshape(x, (-1, 3)), np.ones((2, 3))), 4)
+        3.4641
+    """
+    @tf.function  # batch_jacobian's vectorisation retraces on every eager call
+    def batch_norms(batch):
+        with tf.GradientTape() as tape:
+            tape.watch(batch)
+            codes = encode(batch)
+        jacobian = tape.batch_jacobian(codes, batch)
+        return tf.norm(tf.reshape(jacobian, (tf.shape(batch)[0], -1)), axis=1)
+
+    batches = tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32)).batch(100)
+    return float(np.mean(np.concatenate([batch_norms(batch).numpy() for batch in batches])))
+
+
+def _collect(endpoints, batches):
+    """Runs a labelled pipeline through the endpoints: clean images, noisy inputs, codes, labels."""
+    inputs, targets, codes, reconstructions, labels = [], [], [], [], []
+    for noisy, clean, label in batches:
+        inputs.append(noisy.numpy())
+        targets.append(clean.numpy())
+        codes.append(np.asarray(endpoints.encode(noisy)))
+        reconstructions.append(np.asarray(endpoints.reconstruct(noisy)))
+        labels.append(label.numpy())
+    return tuple(np.concatenate(parts) for parts in (inputs, targets, codes, reconstructions, labels))
+
+
+def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verbose=1):
+    """Measures a run folder or export and writes ``metrics.json`` beside it.
+
+    Args:
+        path: a run folder, a SavedModel version folder, or a folder of versions.
+        dataset: the data set to measure on; default the run's, or ``mnist``.
+        data_dir: a folder of prepared tfds data.
+        limit: use only the first ``limit`` images of each split.
+        batch_size: images per batch through the model.
+        verbose: show a progress bar over the measurements.
+
+    Returns:
+        The metrics as a nested dict (see the module docstring).
+
+    Example:
+        >>> evaluate("runs/deep", limit=2000)["reconstruction"]["psnr"]  # doctest: +SKIP
+        18.2
+    """
+    endpoints = open_endpoints(path)
+    splits = data.load(dataset or endpoints.dataset or "mnist", data_dir, limit)
+    if tuple(splits.image_shape) != tuple(endpoints.image_shape):
+        raise TfaeError(f"{path} takes images of shape {endpoints.image_shape}, but data set "
+                        f"{splits.name!r} has {splits.image_shape}")
+    stages = ["train codes", "test codes", "probes", *DENOISING_SPECS,
+              *(f"occlusion {size}" for size in OCCLUSION_SIZES), "jacobian"]
+    progress = keras.utils.Progbar(len(stages), verbose=verbose, stateful_metrics=["stage"])
+
+    def advance(stage):
+        progress.add(1, values=[("stage", stages.index(stage) + 1)])
+
+    def pipeline(split, corruption=None):
+        return data.pipeline(split, batch_size, seed=SEED, with_labels=True,
+                             corruption=corruption, fresh_corruption=False)
+
+    _, _, train_codes, _, train_labels = _collect(endpoints, pipeline(splits.train))
+    advance("train codes")
+    _, test_images, test_codes, reconstructions, test_labels = _collect(
+        endpoints, pipeline(splits.test))
+    advance("test codes")
+    linear, knn = linear_probe(train_codes, train_labels), knn_probe(train_codes, train_labels)
+    advance("probes")
+    clipped = np.clip(reconstructions, 1e-7, 1 - 1e-7)
+    metrics = {
+        "dataset": splits.name, "test_images": len(test_images),
+        "parameters": endpoints.parameters, "training_seconds": endpoints.training_seconds,
+        "reconstruction": {
+            "mse": float(np.mean((reconstructions - test_images) ** 2)),
+            "psnr": psnr(test_images, reconstructions),
+            "bce": float(-np.mean(test_images * np.log(clipped)
+                                  + (1 - test_images) * np.log(1 - clipped))),
+        },
+        "probe": {"linear": float(linear.score(test_codes, test_labels)),
+                  "knn": float(knn.score(test_codes, test_labels))},
+        "denoising": {}, "occlusion": {},
+    }
+    for spec in DENOISING_SPECS:
+        noisy, clean, _, denoised, _ = _collect(endpoints, pipeline(splits.test,
+                                                                    parse_corruption(spec)))
+        metrics["denoising"][spec] = {"noisy_psnr": psnr(clean, noisy),
+                                      "reconstruction_psnr": psnr(clean, denoised)}
+        advance(spec)
+    for size in OCCLUSION_SIZES:
+        _, clean, codes, restored, labels = _collect(
+            endpoints, pipeline(splits.test, parse_corruption(f"occlusion:{size}")))
+        patch = _patch_mask(splits.test, size, batch_size)
+        metrics["occlusion"][f"{size}x{size}"] = {
+            "patch_mse": float(np.sum(((restored - clean) * patch) ** 2) / np.sum(patch)),
+            "linear_probe": float(linear.score(codes, labels)),
+        }
+        advance(f"occlusion {size}")
+    metrics["jacobian_norm"] = jacobian_norm(endpoints.encode, test_images[:JACOBIAN_IMAGES])
+    advance("jacobian")
+    write_json(pathlib.Path(path) / "metrics.json", metrics)
+    return metrics
+
+
+def _patch_mask(split, size, batch_size):
+    """1 inside each test image's occlusion patch, 0 elsewhere, for the seeded positions."""
+    blank = split.map(lambda image, label: (tf.ones_like(image), label))
+    masks = [1.0 - inputs.numpy() for inputs, _ in data.pipeline(
+        blank, batch_size, seed=SEED, corruption=parse_corruption(f"occlusion:{size}"),
+        fresh_corruption=False)]
+    return np.concatenate(masks)
+
+
+def summary_rows(metrics):
+    """The metrics as (name, value) rows for a short printed table.
+
+    Example:
+        >>> summary_rows({"probe": {"linear": 0.9}})[0]
+        ('linear probe', '90.00%')
+    """
+    rows = []
+    probe = metrics.get("probe", {})
+    if probe:
+        rows += [("linear probe", f"{probe['linear']:.2%}"), ("kNN (k=5)", f"{probe['knn']:.2%}")]
+    if "reconstruction" in metrics:
+        reconstruction = metrics["reconstruction"]
+        rows += [("MSE", f"{reconstruction['mse']:.5f}"), ("PSNR", f"{reconstruction['psnr']:.2f} dB"),
+                 ("BCE", f"{reconstruction['bce']:.4f}")]
+    for spec, values in metrics.get("denoising", {}).items():
+        rows.append((f"denoising {spec}", f"{values['noisy_psnr']:.2f} -> "
+                                          f"{values['reconstruction_psnr']:.2f} dB"))
+    for size, values in metrics.get("occlusion", {}).items():
+        rows.append((f"occlusion {size}", f"patch MSE {values['patch_mse']:.4f}, "
+                                          f"probe {values['linear_probe']:.2%}"))
+    if "jacobian_norm" in metrics:
+        rows.append(("mean ||J||_F", f"{metrics['jacobian_norm']:.4f}"))
+    if "parameters" in metrics:
+        rows.append(("parameters", f"{metrics['parameters']:,}"))
+    if metrics.get("training_seconds") is not None:
+        rows.append(("training time", f"{metrics['training_seconds']:.1f} s"))
+    return rows
