@@ -121,5 +121,32 @@ def export(run_dir, export_dir):
     click.echo(f"exported: {export_run(run_dir, export_dir)}")
 
 
+@tfae.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--dataset", help="Data set to measure on (default: the run's, or mnist).")
+@click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
+@click.option("--limit", type=int, help="Use the first N images of each split only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_clear_errors
+def evaluate(path, dataset, data_dir, limit, as_json):
+    """Measure a run folder or SavedModel export: reconstruction, probes, noise, occlusion.
+
+    Writes PATH/metrics.json.
+    """
+    import json
+
+    from tfae.evaluate import evaluate as evaluate_path, summary_rows
+
+    metrics = evaluate_path(path, dataset, data_dir, limit, verbose=0 if as_json else 1)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    rows = summary_rows(metrics)
+    width = max(len(name) for name, _ in rows)
+    click.echo(f"{path} on {metrics['dataset']} ({metrics['test_images']:,} test images)")
+    for name, value in rows:
+        click.echo(f"  {name:<{width}}  {value}")
+
+
 if __name__ == "__main__":
     tfae()

@@ -1,0 +1,104 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+import tfae
+from cli.main import tfae as tfae_command
+from tfae.errors import TfaeError
+from tfae.evaluate import evaluate, jacobian_norm, knn_probe, linear_probe, psnr
+from tfae.export import export_saved_model
+from tfae.models import build_model
+
+RNG = np.random.default_rng(0)
+CENTRES = RNG.normal(size=(10, 8)) * 10  # one well-separated cluster a class
+
+
+def _clusters(count, spread):
+    labels = np.repeat(np.arange(10), count)
+    return CENTRES[labels] + RNG.normal(size=(len(labels), 8)) * spread, labels
+
+
+def test_probes_separate_separable_codes_perfectly():
+    codes, labels = _clusters(30, spread=0.1)
+    test_codes, test_labels = _clusters(10, spread=0.1)
+    assert linear_probe(codes, labels).score(test_codes, test_labels) == 1.0
+    assert knn_probe(codes, labels).score(test_codes, test_labels) == 1.0
+
+
+def test_probes_on_shuffled_labels_are_near_chance():
+    codes, labels = _clusters(100, spread=0.1)
+    shuffled = RNG.permutation(labels)
+    test_codes, test_labels = _clusters(50, spread=0.1)
+    for probe in (linear_probe, knn_probe):
+        assert probe(codes, shuffled).score(test_codes, test_labels) < 0.25
+
+
+def test_psnr_and_jacobian_norm_have_known_values():
+    assert psnr(np.zeros((2, 4)), np.full((2, 4), 0.01)) == pytest.approx(40.0)
+    matrix = tf.constant(RNG.normal(size=(6, 3)), tf.float32)
+    norm = jacobian_norm(lambda images: tf.matmul(tf.reshape(images, (-1, 6)), matrix),
+                         RNG.random((5, 6)))
+    assert norm == pytest.approx(float(tf.norm(matrix)), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("evaluate")
+    run = tfae.fit(tfae.FitConfig(model="shallow", model_options={"latent_dim": 16}, epochs=2,
+                                  limit=1000), work / "run", export_dir=work / "export", verbose=0)
+    return work, run
+
+
+def test_evaluate_on_an_export_equals_evaluate_on_its_run(small_run):
+    work, run = small_run
+    from_run = evaluate(work / "run", limit=500, verbose=0)
+    from_export = evaluate(run.export_path, limit=500, verbose=0)
+    for section in ("reconstruction", "probe", "denoising", "occlusion"):
+        np.testing.assert_allclose(
+            np.array(_leaves(from_export[section])), np.array(_leaves(from_run[section])),
+            rtol=1e-4)
+    assert from_run["jacobian_norm"] == pytest.approx(from_export["jacobian_norm"], rel=1e-4)
+    assert from_run["parameters"] == from_export["parameters"] == run.model.count_params()
+    assert json.loads((work / "run/metrics.json").read_text())["probe"] == from_run["probe"]
+
+
+def test_metrics_are_sensible(small_run):
+    work, _ = small_run
+    metrics = json.loads((work / "run/metrics.json").read_text())
+    assert metrics["test_images"] == 500 and metrics["training_seconds"] > 0
+    assert 0.5 < metrics["probe"]["linear"] <= 1 and 0.5 < metrics["probe"]["knn"] <= 1
+    noisy = metrics["denoising"]["gaussian:0.5"]
+    assert 8 < noisy["noisy_psnr"] < 11  # gaussian 0.5 noise on MNIST: about 9.5 dB
+    assert metrics["occlusion"]["14x14"]["linear_probe"] < metrics["probe"]["linear"]
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        return [leaf for key in sorted(tree) for leaf in _leaves(tree[key])]
+    return [tree]
+
+
+def test_export_of_another_shape_is_a_clear_error(tmp_path):
+    export = export_saved_model(build_model("shallow", (8, 8, 1), latent_dim=2), tmp_path / "x")
+    with pytest.raises(TfaeError, match=r"takes images of shape \(8, 8, 1\)"):
+        evaluate(export, limit=10, verbose=0)
+
+
+def test_evaluate_command_prints_a_table_and_json(small_run, monkeypatch):
+    work, _ = small_run
+    monkeypatch.chdir(work)
+    table = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "300"])
+    assert table.exit_code == 0, table.output
+    assert "linear probe" in table.output and "denoising gaussian:0.5" in table.output
+    as_json = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "300", "--json"])
+    assert json.loads(as_json.stdout)["test_images"] == 300
+
+
+def test_evaluate_refuses_a_folder_without_a_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(tfae_command, ["evaluate", "."])
+    assert result.exit_code == 1
+    assert "neither a run folder (model.keras) nor a SavedModel" in result.output
