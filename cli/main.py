@@ -148,5 +148,44 @@ def evaluate(path, dataset, data_dir, limit, as_json):
         click.echo(f"  {name:<{width}}  {value}")
 
 
+@tfae.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--kind", required=True,
+              type=click.Choice(["tsne", "reconstructions", "denoising", "occlusion", "manifold",
+                                 "history"]),
+              help="Which figure to draw.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for the PNG (default: PATH/figures).")
+@click.option("--dataset", help="Data set to draw from (default: the run's, or mnist).")
+@click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
+@click.option("--limit", type=int, help="Use the first N images of each split only.")
+@_clear_errors
+def plot(path, kind, out_dir, dataset, data_dir, limit):
+    """Draw a figure of a run folder or SavedModel export as a PNG."""
+    from tfae.figures import draw
+
+    click.echo(f"wrote {draw(path, kind, out_dir, dataset, data_dir, limit)}")
+
+
+@tfae.command()
+@click.option("--models", default="all", show_default=True,
+              help="Comma-separated families, or all.")
+@click.option("--epochs", type=int, help="Epochs for every family (default: each family's).")
+@click.option("--out", "out_dir", default="docs/results", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Folder for runs and figures; the page is written beside it as OUT.md.")
+@click.option("--limit", type=int, help="Use the first N images of each split only.")
+@_clear_errors
+def report(models, epochs, out_dir, limit):
+    """Train, evaluate and draw every family; write the results page.
+
+    Finished runs in OUT/runs are reused and interrupted ones resume.
+    """
+    from tfae.report import report as write_report
+
+    chosen = None if models == "all" else [name.strip() for name in models.split(",")]
+    click.echo(f"wrote {write_report(chosen, epochs, out_dir, limit)}")
+
+
 if __name__ == "__main__":
     tfae()

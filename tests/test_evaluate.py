@@ -1,5 +1,6 @@
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,7 +9,10 @@ from click.testing import CliRunner
 import tfae
 from cli.main import tfae as tfae_command
 from tfae.errors import TfaeError
-from tfae.evaluate import evaluate, jacobian_norm, knn_probe, linear_probe, psnr
+from tfae import data
+from tfae.corruptions import parse_corruption
+from tfae.evaluate import (evaluate, jacobian_norm, knn_probe, linear_probe, manifold_convergence,
+                           psnr)
 from tfae.export import export_saved_model
 from tfae.models import build_model
 
@@ -102,3 +106,18 @@ def test_evaluate_refuses_a_folder_without_a_model(tmp_path, monkeypatch):
     result = CliRunner().invoke(tfae_command, ["evaluate", "."])
     assert result.exit_code == 1
     assert "neither a run folder (model.keras) nor a SavedModel" in result.output
+
+
+def test_iterating_a_trained_autoencoder_moves_noisy_images_towards_the_data(mnist):
+    keras.utils.set_random_seed(0)
+    model = build_model("shallow", (28, 28, 1), latent_dim=64)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+    model.fit(data.pipeline(mnist.train, 64, shuffle=True), epochs=30, verbose=0)
+    noisy, _ = next(iter(data.pipeline(mnist.test, 8, corruption=parse_corruption("gaussian:0.5"))))
+    reference = next(iter(data.pipeline(mnist.train, 512)))[0].numpy()
+    frames, distances = manifold_convergence(model.predict_on_batch, noisy.numpy(), 5, reference)
+    assert frames.shape == (6, 8, 28, 28, 1) and distances.shape == (6, 8)
+    np.testing.assert_allclose(frames[0], noisy.numpy())
+    assert (distances[1] < 0.7 * distances[0]).all()  # one pass removes most of the noise
+    assert (distances[-1] < 0.8 * distances[0]).all()  # and iterating stays near the data
+    assert len(np.unique(distances[-1].round(3))) > 1  # not all collapsed to one point

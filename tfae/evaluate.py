@@ -157,6 +157,39 @@ def jacobian_norm(encode, images):
     return float(np.mean(np.concatenate([batch_norms(batch).numpy() for batch in batches])))
 
 
+def manifold_convergence(reconstruct, start, steps, reference):
+    """Iterates the autoencoder, x_{t+1} = AE(x_t), and tracks how far x_t is from the data.
+
+    Args:
+        reconstruct: images -> reconstructions.
+        start: the images x_0 (noisy or random).
+        steps: iterations.
+        reference: images whose nearest one to x_t gives its distance (the training split).
+
+    Returns:
+        ``(frames, distances)``: frames of shape ``(steps + 1, *start.shape)``, and the Euclidean
+        distance of each x_t to its nearest reference image, shape ``(steps + 1, len(start))``.
+
+    Example:
+        >>> frames, distances = manifold_convergence(lambda x: x / 2, np.ones((1, 2)), 1,
+        ...                                          np.zeros((3, 2)))
+        >>> distances[:, 0].round(3).tolist()
+        [1.414, 0.707]
+    """
+    flat_reference = tf.reshape(tf.constant(reference, tf.float32), (len(reference), -1))
+    reference_norms = tf.reduce_sum(tf.square(flat_reference), axis=1)
+    frames = [np.asarray(start, np.float32)]
+    for _ in range(steps):
+        frames.append(np.asarray(reconstruct(tf.constant(frames[-1]))))
+    distances = []
+    for frame in frames:
+        flat = tf.reshape(tf.constant(frame), (len(frame), -1))
+        squared = (tf.reduce_sum(tf.square(flat), axis=1)[:, None] + reference_norms[None, :]
+                   - 2 * tf.matmul(flat, flat_reference, transpose_b=True))
+        distances.append(np.sqrt(np.maximum(tf.reduce_min(squared, axis=1).numpy(), 0)))
+    return np.stack(frames), np.stack(distances)
+
+
 def _collect(endpoints, batches):
     """Runs a labelled pipeline through the endpoints: clean images, noisy inputs, codes, labels."""
     inputs, targets, codes, reconstructions, labels = [], [], [], [], []

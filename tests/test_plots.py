@@ -1,0 +1,47 @@
+import matplotlib.image
+import pytest
+from click.testing import CliRunner
+
+import tfae
+from cli.main import tfae as tfae_command
+from tfae.errors import TfaeError
+from tfae.figures import draw
+
+# (width, height) in pixels: each figure's size follows from what it shows.
+EXPECTED_SIZES = {
+    "tsne": (800, 700),
+    "reconstructions": (1320, 320),
+    "denoising": (1320, 450),
+    "occlusion": (1320, 450),
+    "manifold": (1060, 1360),
+    "history": (500, 400),
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("plots")
+    tfae.fit(tfae.FitConfig(model="shallow", model_options={"latent_dim": 8}, epochs=2,
+                            limit=600), work / "run", export=False, verbose=0)
+    return work / "run"
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_SIZES))
+def test_each_kind_writes_a_png_of_the_expected_size(kind, run_dir):
+    path = draw(run_dir, kind, limit=300, verbose=0)
+    assert path == run_dir / "figures" / f"{kind}.png"
+    pixels = matplotlib.image.imread(path)
+    assert (pixels.shape[1], pixels.shape[0]) == EXPECTED_SIZES[kind]
+    assert pixels[..., :3].std() > 0.05  # something was drawn, not a blank canvas
+
+
+def test_plot_command_writes_where_told(run_dir, tmp_path):
+    result = CliRunner().invoke(tfae_command, ["plot", str(run_dir), "--kind", "reconstructions",
+                                               "--limit", "50", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reconstructions.png").stat().st_size > 1000
+
+
+def test_history_of_an_export_is_a_clear_error(tmp_path):
+    with pytest.raises(TfaeError, match="history needs a run folder"):
+        draw(tmp_path, "history")

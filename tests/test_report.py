@@ -1,0 +1,39 @@
+import re
+
+from click.testing import CliRunner
+
+from cli.main import tfae
+
+
+def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    arguments = ["report", "--models", "shallow,randomized", "--epochs", "1", "--limit", "400",
+                 "--out", "docs/results"]
+    result = CliRunner().invoke(tfae, arguments)
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "docs/results.md").read_text()
+    table = [line for line in page.splitlines() if line.startswith("|")]
+    header, rule, *rows = table
+    assert header.count("|") == rule.count("|") == 11
+    assert [re.match(r"\| `([\w-]+)`", row).group(1) for row in rows] == ["shallow", "randomized"]
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(cells) == 10 and all(cells)
+        assert re.fullmatch(r"\d+\.\d\d%", cells[5]) and re.fullmatch(r"\d+\.\d\d%", cells[6])
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page):
+        assert (tmp_path / "docs" / image).is_file()
+    assert "tfae report --models shallow,randomized --epochs 1 --out docs/results" in page
+
+    # A second report reuses the finished runs instead of training again.
+    before = (tmp_path / "docs/results/runs/shallow/model.keras").stat().st_mtime_ns
+    again = CliRunner().invoke(tfae, arguments)
+    assert again.exit_code == 0, again.output
+    assert "training" not in again.output
+    assert (tmp_path / "docs/results/runs/shallow/model.keras").stat().st_mtime_ns == before
+
+
+def test_report_refuses_an_unknown_family_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(tfae, ["report", "--models", "deep,huge"])
+    assert result.exit_code == 1 and "unknown model 'huge'" in result.output
+    assert not (tmp_path / "docs").exists()

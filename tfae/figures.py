@@ -1,0 +1,98 @@
+"""The figures of ``tfae plot``: gather what each kind shows from a run or export, then draw it.
+
+Kinds: ``tsne``, ``reconstructions``, ``denoising``, ``occlusion``, ``manifold``, ``history``.
+
+Example:
+    >>> from tfae.figures import draw
+    >>> draw("runs/deep", "tsne", out_dir="runs/deep/figures")  # doctest: +SKIP
+    PosixPath('runs/deep/figures/tsne.png')
+"""
+
+import pathlib
+
+import keras
+import numpy as np
+
+from tfae import data, plots
+from tfae.corruptions import parse_corruption
+from tfae.errors import TfaeError
+from tfae.evaluate import SEED, manifold_convergence, open_endpoints
+from tfae.runs import read_json
+
+KINDS = ("tsne", "reconstructions", "denoising", "occlusion", "manifold", "history")
+TSNE_IMAGES = 5000
+SHOWN_IMAGES = 10
+MANIFOLD_STEPS = 20
+
+
+def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verbose=1):
+    """Draws figure ``kind`` of the run or export at ``path`` into ``out_dir/<kind>.png``.
+
+    Args:
+        path: a run folder or a SavedModel export.
+        kind: one of ``KINDS``.
+        out_dir: where the PNG goes; default ``path/figures``.
+        dataset, data_dir, limit: as for ``tfae.evaluate.evaluate``.
+        verbose: a progress bar over the steps (t-SNE takes a minute on 5,000 codes).
+
+    Returns:
+        The PNG's path.
+    """
+    if kind not in KINDS:
+        raise TfaeError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    path = pathlib.Path(path)
+    out = pathlib.Path(out_dir) if out_dir else path / "figures"
+    name = path.resolve().name
+    if kind == "history":
+        if not (path / "history.json").is_file():
+            raise TfaeError(f"{path} has no history.json: history needs a run folder")
+        return plots.plot_history(read_json(path / "history.json"), out / "history.png",
+                                  f"{name}: training history")
+    endpoints = open_endpoints(path)
+    splits = data.load(dataset or endpoints.dataset or "mnist", data_dir, limit)
+    progress = keras.utils.Progbar(3, verbose=verbose)
+    if kind == "tsne":
+        images, _, labels = _first(splits.test, TSNE_IMAGES)
+        codes = np.asarray(endpoints.encode(images))
+        progress.add(1)
+        embedding = plots.tsne_embedding(codes)
+        progress.add(1)
+        figure = plots.plot_tsne(embedding, labels, out / "tsne.png",
+                                 f"{name}: t-SNE of {len(codes):,} test codes")
+    elif kind == "reconstructions":
+        images, _, _ = _first(splits.test, SHOWN_IMAGES)
+        progress.add(2)
+        figure = plots.plot_rows([("original", images),
+                                  ("reconstructed", np.asarray(endpoints.reconstruct(images)))],
+                                 out / "reconstructions.png", f"{name}: reconstructions")
+    elif kind in ("denoising", "occlusion"):
+        spec = "gaussian:0.5" if kind == "denoising" else "occlusion:14"
+        corrupted, images, _ = _first(splits.test, SHOWN_IMAGES, parse_corruption(spec))
+        progress.add(2)
+        figure = plots.plot_rows(
+            [("original", images), (spec, corrupted),
+             ("reconstructed", np.asarray(endpoints.reconstruct(corrupted)))],
+            out / f"{kind}.png", f"{name}: {kind} ({spec})")
+    else:
+        noisy, _, _ = _first(splits.test, 6, parse_corruption("gaussian:0.5"))
+        start = np.concatenate([noisy, np.random.default_rng(SEED).random((2, *noisy.shape[1:]),
+                                                                          dtype=np.float32)])
+        reference, _, _ = _first(splits.train, None)
+        progress.add(1)
+        frames, distances = manifold_convergence(endpoints.reconstruct, start, MANIFOLD_STEPS,
+                                                 reference)
+        progress.add(1)
+        figure = plots.plot_manifold(
+            frames, distances, out / "manifold.png",
+            f"{name}: manifold convergence from 6 noisy (gaussian 0.5) and 2 random images")
+    progress.add(1)
+    return figure
+
+
+def _first(split, count, corruption=None):
+    """The first ``count`` images of a split (all for ``None``): (inputs, clean images, labels)."""
+    size = int(split.cardinality()) if count is None else min(count, int(split.cardinality()))
+    inputs, images, labels = next(iter(data.pipeline(
+        split.take(size), size, seed=SEED, corruption=corruption, fresh_corruption=False,
+        with_labels=True)))
+    return inputs.numpy(), images.numpy(), labels.numpy()

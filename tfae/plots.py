@@ -1,0 +1,142 @@
+"""Figures of the study, drawn with matplotlib's object API (no display needed) into PNG files.
+
+Every function takes arrays, draws one figure with a title, labelled axes and a legend where there
+is more than one series, saves it to ``path`` and returns ``path``.
+
+Example:
+    >>> import numpy as np
+    >>> from tfae.plots import plot_rows
+    >>> images = np.random.rand(8, 28, 28, 1)
+    >>> plot_rows([("original", images), ("noisy", images)], "/tmp/rows.png", "Example")
+    PosixPath('/tmp/rows.png')
+"""
+
+import pathlib
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.manifold import TSNE
+
+DIGIT_COLOURS = "tab10"
+DPI = 100  # with constrained layouts, a figure of W x H inches is exactly 100 W x 100 H pixels
+
+
+def _save(figure, path):
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _show_image(axes, image):
+    axes.imshow(np.squeeze(np.clip(image, 0, 1)), cmap="gray" if image.shape[-1] == 1 else None,
+                vmin=0, vmax=1)
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def plot_rows(rows, path, title):
+    """One row of images per ``(label, images)`` pair: originals over reconstructions, say.
+
+    Example:
+        >>> plot_rows([("original", images), ("reconstructed", images)], "r.png", "deep")  # doctest: +SKIP
+    """
+    columns = min(len(images) for _, images in rows)
+    figure = Figure(figsize=(1.2 * columns + 1.2, 1.3 * len(rows) + 0.6), layout="constrained")
+    grid = figure.subplots(len(rows), columns, squeeze=False)
+    for row, (label, images) in enumerate(rows):
+        for column in range(columns):
+            _show_image(grid[row, column], images[column])
+        grid[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def tsne_embedding(codes, seed=0):
+    """The 2-D t-SNE embedding (scikit-learn) of ``codes``, PCA-initialised and seeded.
+
+    Example:
+        >>> tsne_embedding(np.random.rand(100, 8)).shape
+        (100, 2)
+    """
+    perplexity = min(30.0, (len(codes) - 1) / 3)
+    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(
+        np.asarray(codes, np.float32))
+
+
+def plot_tsne(embedding, labels, path, title):
+    """A scatter of a 2-D embedding coloured by label, with a legend of the labels.
+
+    Example:
+        >>> plot_tsne(tsne_embedding(codes), labels, "tsne.png", "deep: t-SNE")  # doctest: +SKIP
+    """
+    figure = Figure(figsize=(8, 7), layout="constrained")
+    axes = figure.subplots()
+    for label in np.unique(labels):
+        chosen = labels == label
+        axes.scatter(embedding[chosen, 0], embedding[chosen, 1], s=3, label=str(label),
+                     color=_colour(label))
+    axes.legend(title="digit", markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5))
+    axes.set_xlabel("t-SNE 1")
+    axes.set_ylabel("t-SNE 2")
+    axes.set_title(title)
+    return _save(figure, path)
+
+
+def _colour(label):
+    return matplotlib.colormaps[DIGIT_COLOURS](int(label) % 10)
+
+
+def plot_manifold(frames, distances, path, title, shown_steps=8):
+    """Manifold convergence: frames x_t of iterating the autoencoder, and their distance curves.
+
+    Args:
+        frames: shape ``(steps + 1, images, height, width, channels)``, x_0 first.
+        distances: shape ``(steps + 1, images)``, distance of each x_t to its nearest
+            training image.
+
+    Example:
+        >>> plot_manifold(frames, distances, "manifold.png", "deep")  # doctest: +SKIP
+    """
+    steps, count = len(frames) - 1, frames.shape[1]
+    shown = np.unique(np.linspace(0, steps, min(shown_steps, steps + 1)).astype(int))
+    figure = Figure(figsize=(1.2 * len(shown) + 1, 1.2 * count + 4), layout="constrained")
+    image_grid, curve_area = figure.subfigures(2, 1, height_ratios=[1.2 * count, 3.5])
+    grid = image_grid.subplots(count, len(shown), squeeze=False)
+    for column, step in enumerate(shown):
+        for row in range(count):
+            _show_image(grid[row, column], frames[step, row])
+        grid[0, column].set_title(f"t = {step}")
+    axes = curve_area.subplots()
+    for row in range(count):
+        axes.plot(np.arange(steps + 1), distances[:, row], label=f"start {row}",
+                  color=_colour(row))
+    axes.set_xlabel("iteration t of x_{t+1} = AE(x_t)")
+    axes.set_ylabel("distance to nearest training image")
+    axes.legend(ncol=min(count, 4), fontsize="small")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_history(history, path, title):
+    """Training curves: each metric of ``history.json`` against its ``val_`` twin.
+
+    Example:
+        >>> plot_history({"loss": [0.2, 0.1], "val_loss": [0.3, 0.2]}, "h.png", "deep")  # doctest: +SKIP
+    """
+    metrics = [name for name in history
+               if not name.startswith("val_") and name != "seconds" and len(history[name]) > 0]
+    figure = Figure(figsize=(5 * len(metrics), 4), layout="constrained")
+    grid = figure.subplots(1, len(metrics), squeeze=False)[0]
+    for axes, name in zip(grid, metrics):
+        epochs = np.arange(1, len(history[name]) + 1)
+        axes.plot(epochs, history[name], marker="o", label="training")
+        if f"val_{name}" in history:
+            axes.plot(epochs, history[f"val_{name}"], marker="o", label="validation")
+        axes.set_xlabel("epoch" if "layer" not in history else "layer")
+        axes.set_ylabel(name)
+        axes.set_title(name)
+        axes.legend()
+    figure.suptitle(title)
+    return _save(figure, path)

@@ -1,0 +1,109 @@
+"""``tfae report``: train every family, evaluate it, draw its figures, write a results page.
+
+Runs live in ``OUT/runs/<model>``: a finished run there is reused and an interrupted one resumes,
+so an interrupted report picks up where it stopped. Figures go to ``OUT/figures/<model>/``; the
+page is ``OUT.md`` (``docs/results.md`` for the default ``docs/results``).
+
+Example:
+    >>> from tfae.report import report
+    >>> report(["shallow", "deep"], epochs=1, out="/tmp/results", limit=1000)  # doctest: +SKIP
+    PosixPath('/tmp/results.md')
+"""
+
+import pathlib
+import time
+
+from tfae.evaluate import evaluate
+from tfae.figures import KINDS, draw
+from tfae.models import family_names, get_family
+from tfae.runs import read_json
+from tfae.train import FitConfig, fit
+
+# The study's published linear-probe accuracies (its slides lost which model each belongs to).
+STUDY_ACCURACIES = (0.9111, 0.9273, 0.9177, 0.9360, 0.8846)
+COLUMNS = ("model", "parameters", "epochs", "training time", "MSE", "linear probe", "kNN (k=5)",
+           "denoising PSNR, gaussian 0.5", "probe, 14x14 occluded", "mean ‖J‖_F")
+
+
+def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
+    """Trains (or reuses), evaluates and draws each of ``models``; writes the results page.
+
+    Args:
+        models: family names; ``None`` for all.
+        epochs: epochs for every family; ``None`` for each family's default.
+        out: the folder for runs and figures; the page is written beside it as ``OUT.md``.
+        limit: use only the first ``limit`` images of each split (quick checks).
+        verbose: progress output.
+
+    Returns:
+        The page's path.
+    """
+    out = pathlib.Path(out)
+    models = list(models or family_names())
+    for name in models:
+        get_family(name)  # an unknown name fails before hours of training, not after
+    rows, command = [], _command(models, epochs, out, limit)
+    for name in models:
+        run_dir = out / "runs" / name
+        config = FitConfig(model=name, limit=limit)
+        if epochs:
+            config.epochs = epochs
+        if _finished_epochs(run_dir) < config.epochs:
+            if verbose:
+                print(f"== {name}: training {config.epochs} epochs into {run_dir}", flush=True)
+            fit(config, run_dir, export=False, verbose=2 if verbose else 0)
+        metrics = evaluate(run_dir, limit=limit, verbose=verbose)
+        figures = {kind: draw(run_dir, kind, out / "figures" / name, limit=limit, verbose=verbose)
+                   for kind in KINDS}
+        rows.append((name, read_json(run_dir / "run.json"), metrics, figures))
+    page = out.parent / f"{out.name}.md"
+    page.write_text(_page(rows, command, page.parent))
+    return page
+
+
+def _finished_epochs(run_dir):
+    info_path = run_dir / "run.json"
+    return read_json(info_path).get("epochs_finished", 0) if info_path.exists() else 0
+
+
+def _command(models, epochs, out, limit):
+    words = ["tfae report"]
+    if set(models) != set(family_names()):
+        words.append(f"--models {','.join(models)}")
+    if epochs:
+        words.append(f"--epochs {epochs}")
+    words.append(f"--out {out}")
+    if limit:
+        words.append(f"--limit {limit}")
+    return " ".join(words)
+
+
+def _page(rows, command, page_dir):
+    lines = ["# Results", "",
+             f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}; every number is on the "
+             "test split, with each family's defaults.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for name, info, metrics, _ in rows:
+        lines.append("| " + " | ".join([
+            f"`{name}`", f"{metrics['parameters']:,}", str(info.get("epochs_finished", "")),
+            f"{info.get('training_seconds', 0):.0f} s",
+            f"{metrics['reconstruction']['mse']:.4f}", f"{metrics['probe']['linear']:.2%}",
+            f"{metrics['probe']['knn']:.2%}",
+            f"{metrics['denoising']['gaussian:0.5']['reconstruction_psnr']:.1f} dB",
+            f"{metrics['occlusion']['14x14']['linear_probe']:.2%}",
+            f"{metrics['jacobian_norm']:.3f}"]) + " |")
+    best = max(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
+    worst = min(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
+    lines += ["", "## Against the study", "",
+              "The study reported linear-probe accuracies of "
+              + ", ".join(f"{accuracy:.2%}" for accuracy in STUDY_ACCURACIES)
+              + f" ({min(STUDY_ACCURACIES):.1%} to {max(STUDY_ACCURACIES):.1%}). Here the families "
+              f"range from {worst:.2%} to {best:.2%}: "
+              + ("every family beats the study's best." if worst > max(STUDY_ACCURACIES) else
+                 "not every family beats the study's best; the table says which."), ""]
+    for name, _, _, figures in rows:
+        lines += [f"## `{name}`", ""]
+        lines += [f"![{name} {kind}]({figure.relative_to(page_dir)})"
+                  for kind, figure in figures.items()]
+        lines.append("")
+    return "\n".join(lines)
