@@ -114,6 +114,9 @@ def plot_manifold(frames, distances, path, title, shown_steps=8):
                   color=_colour(row))
     axes.set_xlabel("iteration t of x_{t+1} = AE(x_t)")
     axes.set_ylabel("distance to nearest training image")
+    finite = distances[np.isfinite(distances) & (distances > 0)]
+    if finite.size and finite.max() > 100 * finite.min():  # an autoencoder that diverges
+        axes.set_yscale("log")
     axes.legend(ncol=min(count, 4), fontsize="small")
     figure.suptitle(title)
     return _save(figure, path)
