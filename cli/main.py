@@ -13,7 +13,7 @@ import click
 
 
 def _clear_errors(command):
-    """Turns tfae's input errors into one line and exit status 1, instead of a traceback."""
+    """Turns input and file-system errors into one line and exit status 1, not a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -23,6 +23,9 @@ def _clear_errors(command):
             return command(*args, **kwargs)
         except TfaeError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:  # a full disk or a read-only folder met after the checks
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(f"{where}{error.strerror or error}") from None
 
     return wrapper
 
@@ -45,7 +48,7 @@ def _sizes(ctx, param, value):
 @click.group()
 @click.version_option(package_name="tfae")
 def tfae():
-    """Autoencoders on images: train, evaluate, tune and export them."""
+    """Autoencoders on images: train, evaluate, plot and export them."""
 
 
 @tfae.command()
