@@ -85,7 +85,8 @@ def _page(rows, command, page_dir):
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, info, metrics, _ in rows:
         lines.append("| " + " | ".join([
-            f"`{name}`", f"{metrics['parameters']:,}", str(info.get("epochs_finished", "")),
+            f"`{name}`", f"{metrics['parameters']:,}",
+            "layer-wise" if get_family(name).trainer else str(info.get("epochs_finished", "")),
             f"{info.get('training_seconds', 0):.0f} s",
             f"{metrics['reconstruction']['mse']:.4f}", f"{metrics['probe']['linear']:.2%}",
             f"{metrics['probe']['knn']:.2%}",
