@@ -148,13 +148,9 @@ def load(name="mnist", data_dir=None, limit=None, validation_fraction=VALIDATION
     if "train" not in splits or "test" not in splits:
         raise TfaeError(f"data set {name!r} needs 'train' and 'test' splits, has {list(splits)}")
     total = splits["train"].num_examples
-    train_size = total - int(round(total * validation_fraction))
-    validation_size = total - train_size
-    test_size = splits["test"].num_examples
-    if limit is not None:
-        train_size, validation_size, test_size = (
-            min(limit, train_size), min(limit, validation_size), min(limit, test_size))
-    start = total - int(round(total * validation_fraction))
+    start = total - int(round(total * validation_fraction))  # where validation begins
+    sizes = [start, total - start, splits["test"].num_examples]
+    train_size, validation_size, test_size = [min(limit or size, size) for size in sizes]
     split_names = {
         "train": f"train[:{train_size}]",
         "validation": f"train[{start}:{start + validation_size}]",

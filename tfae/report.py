@@ -17,7 +17,7 @@ from tfae.evaluate import evaluate
 from tfae.figures import KINDS, draw
 from tfae.models import family_names, get_family
 from tfae.runs import read_json
-from tfae.train import FitConfig, fit
+from tfae.train import FitConfig, finished_epochs, fit
 
 # The study's published linear-probe accuracies (its slides lost which model each belongs to).
 STUDY_ACCURACIES = (0.9111, 0.9273, 0.9177, 0.9360, 0.8846)
@@ -48,7 +48,7 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
         config = FitConfig(model=name, limit=limit)
         if epochs:
             config.epochs = epochs
-        if _finished_epochs(run_dir) < config.epochs:
+        if finished_epochs(run_dir) < config.epochs:
             if verbose:
                 print(f"== {name}: training {config.epochs} epochs into {run_dir}", flush=True)
             fit(config, run_dir, export=False, verbose=2 if verbose else 0)
@@ -59,11 +59,6 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
     page = out.parent / f"{out.name}.md"
     page.write_text(_page(rows, command, page.parent))
     return page
-
-
-def _finished_epochs(run_dir):
-    info_path = run_dir / "run.json"
-    return read_json(info_path).get("epochs_finished", 0) if info_path.exists() else 0
 
 
 def _command(models, epochs, out, limit):

@@ -163,7 +163,7 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
     keras.utils.set_random_seed(config.seed)
     # Built before the run folder is claimed, so that options the builder refuses leave no trace.
     model = build_model(config.model, splits.image_shape, **config.model_options)
-    finished_epochs = _claim_run_dir(run_dir, config)
+    initial_epoch = _claim_run_dir(run_dir, config)
 
     train_batches = data.pipeline(splits.train, config.batch_size, shuffle=True,
                                   seed=config.seed, corruption=corruption)
@@ -175,7 +175,7 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
         history = family.trainer(model, train_batches, config, verbose)
     else:
         model = _fit_keras(config, run_dir, model, train_batches, validation_batches,
-                           finished_epochs, verbose)
+                           initial_epoch, verbose)
         history = _read_history(run_dir / "history.csv")
     write_json(run_dir / "history.json", history)
     _atomic_save(model, run_dir / "model.keras")
@@ -192,19 +192,19 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
     return Run(run_dir, model, history, export_path)
 
 
-def _fit_keras(config, run_dir, model, train_batches, validation_batches, finished_epochs,
+def _fit_keras(config, run_dir, model, train_batches, validation_batches, initial_epoch,
                verbose):
     """Trains with ``Model.fit`` and the run folder's callbacks; returns the trained model.
 
     A finished run being extended continues from its saved model, optimizer state included.
     """
-    if finished_epochs:
+    if initial_epoch:
         model = load_model(run_dir / "model.keras")
     else:
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       loss=LOSSES[config.loss])
     model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
-              initial_epoch=finished_epochs, callbacks=_callbacks(run_dir, config),
+              initial_epoch=initial_epoch, callbacks=_callbacks(run_dir, config),
               shuffle=False, verbose=verbose)  # the pipeline shuffles, seeded
     return model
 
@@ -222,7 +222,7 @@ def _claim_run_dir(run_dir, config):
         if changed:
             raise TfaeError(f"--out {run_dir} holds a run with other settings "
                             f"({', '.join(changed)}); choose another --out")
-        finished = _finished_epochs(run_dir)
+        finished = finished_epochs(run_dir)
         if finished >= config.epochs:
             raise TfaeError(f"--out {run_dir} already holds {finished} finished epochs; "
                             "ask for more --epochs or choose another --out")
@@ -233,11 +233,16 @@ def _claim_run_dir(run_dir, config):
         write_json(config_path, config.to_dict())
     except OSError as error:
         raise TfaeError(f"cannot write to --out {run_dir}: {error.strerror}") from None
-    return _finished_epochs(run_dir)
+    return finished_epochs(run_dir)
 
 
-def _finished_epochs(run_dir):
-    """Epochs of a run that completed ``fit`` (and saved ``model.keras``); 0 for an unfinished one."""
+def finished_epochs(run_dir):
+    """Epochs of a run that completed ``fit`` (and saved ``model.keras``); 0 for an unfinished one.
+
+    Example:
+        >>> finished_epochs(pathlib.Path("runs/none-such"))
+        0
+    """
     run_path = run_dir / "run.json"
     if not (run_dir / "model.keras").exists() or not run_path.exists():
         return 0
