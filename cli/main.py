@@ -190,5 +190,18 @@ def report(models, epochs, out_dir, limit):
     click.echo(f"wrote {write_report(chosen, epochs, out_dir, limit)}")
 
 
+@tfae.command()
+@click.argument("export_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", help="Model name in the URLs (default: the folder's name).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8501, show_default=True, type=int, help="Port (TF Serving's REST).")
+@_clear_errors
+def serve(export_dir, name, host, port):
+    """Serve an export folder over TensorFlow Serving's REST API until Ctrl-C."""
+    from tfae.serve import serve as serve_forever
+
+    serve_forever(export_dir, name or pathlib.Path(export_dir).resolve().name, host, port)
+
+
 if __name__ == "__main__":
     tfae()

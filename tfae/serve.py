@@ -1,0 +1,238 @@
+"""A local server speaking TensorFlow Serving's REST API for tfae exports.
+
+Clients written for TF Serving work against it unchanged:
+
+- ``GET /v1/models/NAME[/versions/N]``: version status;
+- ``GET /v1/models/NAME[/versions/N]/metadata``: the signatures;
+- ``POST /v1/models/NAME[/versions/N]:predict`` with ``{"signature_name": ..., "instances": [...]}``
+  (row format, answered with ``{"predictions": ...}``) or ``{"inputs": ...}`` (columnar, answered
+  with ``{"outputs": ...}``).
+
+It serves the highest version in the export folder by default and loads a newly exported version
+on the next request, without a restart. Bad requests get a 4xx answer ``{"error": "..."}`` and the
+server keeps serving. The standard library's threading HTTP server is enough here: requests are
+small JSON bodies on loopback, and the time goes into the model, not the server.
+
+Example:
+    >>> server = make_server("saved_models/deep", "deep", port=0)  # doctest: +SKIP
+    >>> threading.Thread(target=server.serve_forever).start()  # doctest: +SKIP
+"""
+
+import http.server
+import json
+import pathlib
+import re
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
+                    r"(?P<what>/metadata|:predict)?$")
+_DTYPES = {tf.float32: "DT_FLOAT", tf.float64: "DT_DOUBLE", tf.int32: "DT_INT32",
+           tf.int64: "DT_INT64"}
+
+
+class RequestError(Exception):
+    """A request the server refuses, with the HTTP status to answer."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class ModelRepository:
+    """The versions of one exported model, loaded on first use and picked up when new ones appear.
+
+    Example:
+        >>> repository = ModelRepository("saved_models/deep")  # doctest: +SKIP
+        >>> version, served = repository.get()  # doctest: +SKIP
+    """
+
+    def __init__(self, export_dir):
+        self.export_dir = pathlib.Path(export_dir)
+        self._loaded = {}
+        self._lock = threading.Lock()
+        if not self.versions():
+            raise TfaeError(f"{self.export_dir} holds no SavedModel versions (<version>/saved_model.pb)")
+
+    def versions(self):
+        """The version numbers present on disk, ascending."""
+        return sorted(int(child.name) for child in self.export_dir.iterdir()
+                      if child.name.isdigit() and (child / "saved_model.pb").is_file())
+
+    def get(self, version=None):
+        """``(version, loaded SavedModel)``; the highest version when ``version`` is ``None``."""
+        versions = self.versions()
+        version = versions[-1] if version is None else version
+        if version not in versions:
+            raise RequestError(404, f"Servable not found for request: Specific({version})")
+        with self._lock:  # one load per version, however many requests ask at once
+            if version not in self._loaded:
+                self._loaded[version] = tf.saved_model.load(str(self.export_dir / str(version)))
+        return version, self._loaded[version]
+
+
+def signature_metadata(signature):
+    """A signature as TF Serving's metadata JSON describes it."""
+    def tensor(spec):
+        return {"dtype": _DTYPES.get(spec.dtype, spec.dtype.name), "name": spec.name,
+                "tensor_shape": {"dim": [{"size": str(-1 if size is None else size), "name": ""}
+                                         for size in spec.shape]}}
+
+    inputs = signature.structured_input_signature[1]
+    return {"inputs": {name: tensor(spec) for name, spec in inputs.items()},
+            "outputs": {name: tensor(spec) for name, spec in signature.structured_outputs.items()},
+            "method_name": "tensorflow/serving/predict"}
+
+
+def predict(served, body):
+    """Answers a ``:predict`` body (already parsed JSON) as TF Serving does."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "JSON Value is not an object")
+    name = body.get("signature_name", "serving_default")
+    if name not in served.signatures:
+        raise RequestError(400, f"Serving signature name: \"{name}\" not found in signature def")
+    signature = served.signatures[name]
+    (input_name, spec), = signature.structured_input_signature[1].items()
+    row_format = "instances" in body
+    if row_format == ("inputs" in body):
+        raise RequestError(400, "Missing 'instances' or 'inputs' key (exactly one is needed)")
+    values = body["instances"] if row_format else body["inputs"]
+    if row_format and isinstance(values, list):
+        values = [value[input_name] if isinstance(value, dict) and input_name in value else value
+                  for value in values]
+    elif isinstance(values, dict):
+        if input_name not in values:
+            raise RequestError(400, f"Missing input '{input_name}'")
+        values = values[input_name]
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise RequestError(400, f"Input '{input_name}' must be a rectangular array of numbers, "
+                                f"shaped {_shape(spec)}") from None
+    if array.ndim != len(spec.shape) or any(
+            expected is not None and actual != expected
+            for actual, expected in zip(array.shape, spec.shape)):
+        raise RequestError(400, f"Input '{input_name}' has shape {list(array.shape)}, "
+                                f"expected {_shape(spec)}")
+    outputs = signature(**{input_name: tf.constant(array)})
+    (output_name, output), = outputs.items()
+    if row_format:
+        return {"predictions": output.numpy().tolist()}
+    return {"outputs": output.numpy().tolist()}
+
+
+def _shape(spec):
+    return "[" + ", ".join("-1" if size is None else str(size) for size in spec.shape) + "]"
+
+
+def _reject_constant(constant):
+    raise RequestError(400, f"{constant} is not a valid input value")
+
+
+def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MAX_BODY_BYTES):
+    """A ``ThreadingHTTPServer`` serving the export folder ``export_dir`` as model ``name``.
+
+    Example:
+        >>> server = make_server("saved_models/deep", "deep", port=0)  # doctest: +SKIP
+        >>> server.server_address  # doctest: +SKIP
+        ('127.0.0.1', 43117)
+    """
+    repository = ModelRepository(export_dir)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format, *args):  # a line per request would drown the terminal
+            pass
+
+        def do_GET(self):
+            self._answer(self._get)
+
+        def do_POST(self):
+            self._answer(self._post)
+
+        def _route(self):
+            match = _ROUTE.match(self.path)
+            if not match:
+                raise RequestError(404, f"Malformed request: {self.command} {self.path}")
+            if match["name"] != name:
+                raise RequestError(404, f"Servable not found for request: Latest({match['name']})")
+            return match["version"] and int(match["version"]), match["what"]
+
+        def _get(self):
+            version, what = self._route()
+            if what == ":predict":
+                raise RequestError(405, "predict needs POST")
+            if what == "/metadata":
+                version, served = repository.get(version)
+                return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
+                        "metadata": {"signature_def": {"signature_def": {
+                            key: signature_metadata(signature)
+                            for key, signature in served.signatures.items()}}}}
+            versions = [version] if version else repository.versions()
+            for each in versions:
+                repository.get(each)
+            return {"model_version_status": [
+                {"version": str(each), "state": "AVAILABLE",
+                 "status": {"error_code": "OK", "error_message": ""}}
+                for each in sorted(versions, reverse=True)]}
+
+        def _post(self):
+            version, what = self._route()
+            if what != ":predict":
+                raise RequestError(405, "only :predict takes POST")
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > max_body_bytes:
+                # Read and drop it in chunks, never holding it, so the client gets the answer
+                # instead of a broken pipe.
+                for start in range(0, length, 1 << 20):
+                    self.rfile.read(min(1 << 20, length - start))
+                raise RequestError(413, f"Request body of {length} bytes is over the limit of "
+                                        f"{max_body_bytes}")
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw, parse_constant=_reject_constant)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise RequestError(400, f"JSON Parse error: {error}") from None
+            _, served = repository.get(version)
+            return predict(served, body)
+
+        def _answer(self, respond):
+            try:
+                status, payload = 200, respond()
+            except RequestError as error:
+                status, payload = error.status, {"error": str(error)}
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return http.server.ThreadingHTTPServer((host, port), Handler)
+
+
+def serve(export_dir, name, host="127.0.0.1", port=8501):
+    """Serves until SIGINT or SIGTERM, then stops cleanly.
+
+    Example:
+        >>> serve("saved_models/deep", "deep")  # doctest: +SKIP
+    """
+    import signal
+
+    server = make_server(export_dir, name, host, port)
+
+    def stop(signum, frame):
+        threading.Thread(target=server.shutdown).start()  # shutdown() waits for serve_forever
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"serving {export_dir} as {name!r} on http://{host}:{server.server_address[1]}"
+          f"/v1/models/{name}", flush=True)
+    with server:
+        server.serve_forever()
