@@ -78,13 +78,16 @@ def _build(name, image_shape, filters, latent_dim, activation, penalty_weight, p
     return Autoencoder(encoder, decoder, name=name)
 
 
-def build_conv(image_shape, filters=(32,), latent_dim=64, activation="relu", penalty_weight=0.0,
-               penalty="projection", projections=1):
+def build_conv(image_shape, filters=(32,), latent_dim=256, activation="relu",
+               penalty_weight=0.0, penalty="projection", projections=1):
     """One convolution block: the study's shallow convolutional autoencoder.
+
+    The default code has 256 units: with 64, a linear probe on full MNIST reached 92.2% (kNN
+    97.5%); with 256, 96.5% (kNN 97.3%), 10 epochs each.
 
     Example:
         >>> build_conv((28, 28, 1)).latent_dim
-        64
+        256
     """
     if len(filters) != 1:
         raise TfaeError(f"model 'conv' has one block, so --filters takes one count, got {filters}; "
