@@ -1,0 +1,111 @@
+"""Load on loopback against ``tfae serve``: requests/s and latency percentiles, batch 1 and 64.
+
+Exports an untrained ``deep`` model (784-500-200-100-10; weights do not change the cost), serves
+it with ``tfae.serve.make_server`` in this process, and runs ``--clients`` concurrent clients, each
+on its own keep-alive connection, for ``--seconds`` per batch size or ``--requests`` requests each,
+whichever ends first. Every answer is checked; errors are counted.
+
+Usage:
+    python bench/serve_load.py [--clients 8] [--seconds 15] [--requests 2000]
+                               [--write docs/performance.md]
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import multiprocessing
+import pathlib
+import statistics
+import tempfile
+import threading
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fit_throughput import cpu_model, write_section
+from tfae.export import export_saved_model
+from tfae.models import build_model
+from tfae.serve import make_server
+
+SECTION = "## tfae serve under load"
+SPAWN = multiprocessing.get_context("spawn")  # no forked copy of the server's TensorFlow state
+
+
+def client(port, body, seconds, requests):
+    """One client process: keep-alive requests until its count or time is up."""
+    latencies, errors = [], []
+    deadline = time.perf_counter() + seconds
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for _ in range(requests):
+        if time.perf_counter() > deadline:
+            break
+        start = time.perf_counter()
+        connection.request("POST", "/v1/models/deep:predict", body,
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+        latencies.append(time.perf_counter() - start)
+        if response.status != 200 or "predictions" not in json.loads(answer):
+            errors.append(response.status)
+    connection.close()
+    return latencies, errors
+
+
+def load(port, batch, clients, seconds, requests):
+    """``clients`` client processes (not threads: they would share the server's GIL)."""
+    images = np.random.default_rng(0).random((batch, 28, 28, 1)).round(3).tolist()
+    body = json.dumps({"signature_name": "encode", "instances": images})
+    with concurrent.futures.ProcessPoolExecutor(clients, mp_context=SPAWN) as pool:
+        list(pool.map(time.sleep, [0] * clients))  # start the processes before the clock
+        start = time.perf_counter()
+        results = list(pool.map(client, *zip(*[(port, body, seconds, requests)] * clients)))
+        elapsed = time.perf_counter() - start
+    latencies = [latency for latencies, _ in results for latency in latencies]
+    errors = [error for _, errors in results for error in errors]
+    milliseconds = sorted(1000 * latency for latency in latencies)
+    return {"batch": batch, "requests": len(latencies), "rate": len(latencies) / elapsed,
+            "p50": statistics.median(milliseconds),
+            "p99": milliseconds[min(len(milliseconds) - 1, int(0.99 * len(milliseconds)))],
+            "errors": len(errors)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--write", type=pathlib.Path)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        export_dir = pathlib.Path(folder) / "deep"
+        export_saved_model(build_model("deep", (28, 28, 1)), export_dir)
+        server = make_server(export_dir, "deep", port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        load(port, 1, 1, 2, 50)  # warm-up: loads the model and traces the signature
+        rows = [load(port, batch, args.clients, args.seconds, args.requests) for batch in (1, 64)]
+        server.shutdown()
+
+    lines = [SECTION, "",
+             f"`python bench/serve_load.py --clients {args.clients} --seconds {args.seconds:g} "
+             f"--requests {args.requests}` on {time.strftime('%Y-%m-%d')}; {cpu_model()}, 2 cores "
+             "(client processes and server share them), TensorFlow "
+             f"{tf.__version__}, Keras {keras.__version__}. `encode` of the `deep` export, JSON row "
+             "format, keep-alive connections. Goal: batch-1 p50 under 5 ms, no errors.", "",
+             "| batch | requests | requests/s | images/s | p50 ms | p99 ms | errors |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {row['batch']} | {row['requests']:,} | {row['rate']:,.0f} | "
+              f"{row['rate'] * row['batch']:,.0f} | {row['p50']:.2f} | {row['p99']:.2f} | "
+              f"{row['errors']} |" for row in rows]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.write:
+        write_section(args.write, report)
+
+
+if __name__ == "__main__":
+    main()
