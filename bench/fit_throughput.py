@@ -118,13 +118,14 @@ def cpu_model():
 
 
 def write_section(path, report):
-    """Replaces this benchmark's section of ``path`` (or appends it), leaving other sections."""
+    """Replaces the section of ``path`` headed by ``report``'s first line, or appends it."""
+    heading = report.splitlines()[0]
     text = path.read_text() if path.exists() else "# Performance\n"
-    start = text.find(SECTION)
+    start = text.find(heading)
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + report
     else:
-        end = text.find("\n## ", start + len(SECTION))
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + report + (text[end + 1:] if end != -1 else "")
     path.write_text(text)
 
