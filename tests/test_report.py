@@ -24,12 +24,16 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
         assert (tmp_path / "docs" / image).is_file()
     assert "tfae report --models shallow,randomized --epochs 1 --out docs/results" in page
 
-    # A second report reuses the finished runs instead of training again.
-    before = (tmp_path / "docs/results/runs/shallow/model.keras").stat().st_mtime_ns
+    # A second report reuses the finished runs, their metrics and figures instead of redoing them.
+    kept = [tmp_path / "docs/results/runs/shallow/model.keras",
+            tmp_path / "docs/results/runs/shallow/metrics.json",
+            tmp_path / "docs/results/figures/randomized/tsne.png"]
+    before = [path.stat().st_mtime_ns for path in kept]
     again = CliRunner().invoke(tfae, arguments)
     assert again.exit_code == 0, again.output
     assert "training" not in again.output
-    assert (tmp_path / "docs/results/runs/shallow/model.keras").stat().st_mtime_ns == before
+    assert [path.stat().st_mtime_ns for path in kept] == before
+    assert (tmp_path / "docs/results.md").read_text().count("| `") == 2
 
 
 def test_report_refuses_an_unknown_family_before_training(tmp_path, monkeypatch):

@@ -245,7 +245,7 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     advance("probes")
     clipped = np.clip(reconstructions, 1e-7, 1 - 1e-7)
     metrics = {
-        "dataset": splits.name, "test_images": len(test_images),
+        "dataset": splits.name, "limit": limit, "test_images": len(test_images),
         "parameters": endpoints.parameters, "training_seconds": endpoints.training_seconds,
         "reconstruction": {
             "mse": float(np.mean((reconstructions - test_images) ** 2)),

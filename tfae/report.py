@@ -1,7 +1,8 @@
 """``tfae report``: train every family, evaluate it, draw its figures, write a results page.
 
 Runs live in ``OUT/runs/<model>``: a finished run there is reused and an interrupted one resumes,
-so an interrupted report picks up where it stopped. Figures go to ``OUT/figures/<model>/``; the
+and metrics and figures newer than a run's model are reused too, so an interrupted report picks up
+where it stopped. Figures go to ``OUT/figures/<model>/``; the
 page is ``OUT.md`` (``docs/results.md`` for the default ``docs/results``).
 
 Example:
@@ -52,13 +53,28 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
             if verbose:
                 print(f"== {name}: training {config.epochs} epochs into {run_dir}", flush=True)
             fit(config, run_dir, export=False, verbose=2 if verbose else 0)
-        metrics = evaluate(run_dir, limit=limit, verbose=verbose)
-        figures = {kind: draw(run_dir, kind, out / "figures" / name, limit=limit, verbose=verbose)
-                   for kind in KINDS}
+        model_time = (run_dir / "model.keras").stat().st_mtime
+        metrics_path = run_dir / "metrics.json"
+        if _newer(metrics_path, model_time) and read_json(metrics_path).get("limit") == limit:
+            metrics = read_json(metrics_path)
+        else:
+            metrics = evaluate(run_dir, limit=limit, verbose=verbose)
+        figures = {}
+        for kind in KINDS:
+            figure = out / "figures" / name / f"{kind}.png"
+            # The metrics are now at least as new as the model: a figure newer than both stands.
+            if not _newer(figure, metrics_path.stat().st_mtime):
+                draw(run_dir, kind, figure.parent, limit=limit, verbose=verbose)
+            figures[kind] = figure
         rows.append((name, read_json(run_dir / "run.json"), metrics, figures))
     page = out.parent / f"{out.name}.md"
     page.write_text(_page(rows, command, page.parent))
     return page
+
+
+def _newer(path, than):
+    """Whether ``path`` exists and was written after the time ``than``: then it can be reused."""
+    return path.exists() and path.stat().st_mtime >= than
 
 
 def _command(models, epochs, out, limit):
