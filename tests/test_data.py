@@ -98,3 +98,15 @@ def test_unknown_data_set_is_a_clear_error():
 def test_non_positive_limit_is_refused():
     with pytest.raises(TfaeError, match="--limit must be a positive"):
         data.load("mnist", limit=0)
+
+
+def test_fixed_corruption_ignores_the_global_seed(mnist):
+    import keras
+
+    corrupted = []
+    for global_seed in (1, 2):
+        keras.utils.set_random_seed(global_seed)
+        batches = data.pipeline(mnist.test, 64, corruption=parse_corruption("occlusion:14"),
+                                seed=5, fresh_corruption=False)
+        corrupted.append(next(iter(batches))[0].numpy())
+    np.testing.assert_array_equal(*corrupted)

@@ -219,8 +219,14 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     if corruption is None:
         dataset = dataset.map(_clean_batch, num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=fresh_corruption)
-        dataset = tf.data.Dataset.zip(dataset, seeds.batch(2)).map(
+        if fresh_corruption:
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        else:
+            # (seed, batch index): unlike Dataset.random, this ignores the global seed, which
+            # training sets, so an evaluation corrupts the same way in any process.
+            seeds = tf.data.Dataset.counter().map(
+                lambda index: tf.stack([tf.constant(seed, tf.int64), index]))
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
             lambda batch, batch_seed: _corrupted_batch(batch, batch_seed, corruption),
             num_parallel_calls=tf.data.AUTOTUNE)
     if not with_labels:
