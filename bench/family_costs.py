@@ -19,7 +19,6 @@ import pathlib
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from fit_throughput import EpochTimer, cpu_model, write_section

@@ -31,7 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tfae import data
-from tfae.corruptions import occlude, parse_corruption
+from tfae.corruptions import parse_corruption
 from tfae.errors import TfaeError
 from tfae.models import load_model
 from tfae.runs import read_json, write_json

@@ -15,7 +15,6 @@ Example:
     ((None, 64), (None, 28, 28, 1))
 """
 
-import math
 
 import keras
 
