@@ -33,7 +33,9 @@ from sklearn.preprocessing import StandardScaler
 from tfae import data
 from tfae.corruptions import parse_corruption
 from tfae.errors import TfaeError
+from tfae.export import versions
 from tfae.models import load_model
+from tfae.models.contractive import jacobian_squared_norm
 from tfae.runs import read_json, write_json
 
 DENOISING_SPECS = ("gaussian:0.25", "gaussian:0.5", "salt-pepper:0.2")
@@ -81,10 +83,9 @@ def open_endpoints(path):
             reconstruct=lambda images: model(images, training=False),
             image_shape=model.image_shape, parameters=model.count_params(),
             training_seconds=info.get("training_seconds"), dataset=config.get("dataset"))
-    if path.is_dir() and not (path / "saved_model.pb").is_file():
-        versions = [child for child in path.iterdir() if child.name.isdigit()]
-        if versions:
-            path = max(versions, key=lambda child: int(child.name))
+    found = [] if (path / "saved_model.pb").is_file() else versions(path)
+    if found:  # a folder of versions: the highest, as TF Serving serves
+        path = path / str(found[-1])
     if not (path / "saved_model.pb").is_file():
         raise TfaeError(f"{path} is neither a run folder (model.keras) nor a SavedModel export")
     served = tf.saved_model.load(str(path))
@@ -147,11 +148,7 @@ def jacobian_norm(encode, images):
     """
     @tf.function  # batch_jacobian's vectorisation retraces on every eager call
     def batch_norms(batch):
-        with tf.GradientTape() as tape:
-            tape.watch(batch)
-            codes = encode(batch)
-        jacobian = tape.batch_jacobian(codes, batch)
-        return tf.norm(tf.reshape(jacobian, (tf.shape(batch)[0], -1)), axis=1)
+        return tf.sqrt(jacobian_squared_norm(encode, batch))
 
     batches = tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32)).batch(100)
     return float(np.mean(np.concatenate([batch_norms(batch).numpy() for batch in batches])))

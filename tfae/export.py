@@ -28,6 +28,20 @@ from tfae.runs import read_json, write_run_info
 SIGNATURES = ("serving_default", "encode", "decode")
 
 
+def versions(export_dir):
+    """The version numbers of the SavedModels in ``export_dir``, ascending ([] for none).
+
+    Example:
+        >>> versions("/nonexistent/folder")
+        []
+    """
+    export_dir = pathlib.Path(export_dir)
+    if not export_dir.is_dir():
+        return []
+    return sorted(int(child.name) for child in export_dir.iterdir()
+                  if child.name.isdigit() and (child / "saved_model.pb").is_file())
+
+
 def next_version(export_dir):
     """The next free integer version in ``export_dir`` (1 for a new folder).
 
@@ -35,10 +49,7 @@ def next_version(export_dir):
         >>> next_version("/nonexistent/folder")
         1
     """
-    export_dir = pathlib.Path(export_dir)
-    versions = [int(child.name) for child in export_dir.iterdir()
-                if child.is_dir() and child.name.isdigit()] if export_dir.is_dir() else []
-    return max(versions, default=0) + 1
+    return max(versions(export_dir), default=0) + 1
 
 
 def export_saved_model(model, export_dir):

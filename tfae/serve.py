@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfae.errors import TfaeError
+from tfae.export import versions
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
@@ -61,8 +62,7 @@ class ModelRepository:
 
     def versions(self):
         """The version numbers present on disk, ascending."""
-        return sorted(int(child.name) for child in self.export_dir.iterdir()
-                      if child.name.isdigit() and (child / "saved_model.pb").is_file())
+        return versions(self.export_dir)
 
     def get(self, version=None):
         """``(version, loaded SavedModel)``; the highest version when ``version`` is ``None``."""

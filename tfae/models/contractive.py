@@ -22,6 +22,8 @@ Example:
     TensorShape([4])
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -64,13 +66,13 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
         dense = single_dense_layer(encoder)
         if dense is not None:
             return _closed_form_penalty(dense, images)
-        return _jacobian_penalty(encoder, images)
+        return jacobian_squared_norm(functools.partial(encoder, training=True), images)
     if method == "projection":
         return _projection_penalty(encoder, images, projections, seed)
     if method == "weights":
         return tf.fill(tf.shape(images)[:1], _weights_penalty(encoder))
     if method == "jacobian":
-        return _jacobian_penalty(encoder, images)
+        return jacobian_squared_norm(functools.partial(encoder, training=True), images)
     raise TfaeError(f"--penalty must be one of {', '.join(METHODS)}, got {method!r}")
 
 
@@ -101,10 +103,16 @@ def _closed_form_penalty(dense, images):
     return tf.linalg.matvec(tf.square(derivative), column_norms)
 
 
-def _jacobian_penalty(encoder, images):
+def jacobian_squared_norm(encode, images):
+    """||J_f(x)||_F^2 for each image, from the full Jacobian of any callable ``encode``.
+
+    Example:
+        >>> jacobian_squared_norm(lambda x: 2 * x, tf.ones((2, 3))).numpy().tolist()
+        [12.0, 12.0]
+    """
     with tf.GradientTape() as tape:
         tape.watch(images)
-        codes = encoder(images, training=True)
+        codes = encode(images)
     jacobian = tape.batch_jacobian(codes, images)
     return tf.reduce_sum(tf.square(tf.reshape(jacobian, (tf.shape(images)[0], -1))), axis=1)
 
