@@ -190,6 +190,63 @@ def report(models, epochs, out_dir, limit):
     click.echo(f"wrote {write_report(chosen, epochs, out_dir, limit)}")
 
 
+class _TuneCommand(click.Command):
+    """``tfae tune``, whose help ends with each family's search space, read from ``tfae.tune``."""
+
+    def format_epilog(self, ctx, formatter):
+        from tfae.tune import SEARCH_SPACES, describe_space
+
+        with formatter.section("Search spaces"):
+            formatter.write_dl([(name, describe_space(name)) for name in SEARCH_SPACES])
+
+
+@tfae.command(cls=_TuneCommand)
+@click.option("--model", default="deep", show_default=True,
+              help="Family: shallow, deep, contractive, denoising, conv, deep-conv.")
+@click.option("--tuner", default="hyperband", show_default=True,
+              type=click.Choice(["hyperband", "random", "bayesian"]), help="keras-tuner's search.")
+@click.option("--max-trials", type=int,
+              help="Trials for random and bayesian (default: 10); hyperband sizes its own.")
+@click.option("--epochs", default=10, show_default=True, type=int,
+              help="Epochs per trial (hyperband: the largest budget).")
+@click.option("--objective", default="val_loss", show_default=True,
+              type=click.Choice(["val_loss", "probe"]),
+              help="Validation loss, or linear-probe accuracy of the validation codes.")
+@click.option("--dataset", default="mnist", show_default=True,
+              help="A tensorflow-datasets image data set.")
+@click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
+@click.option("--limit", type=int, help="Use the first N images of each split only.")
+@click.option("--batch-size", default=256, show_default=True, type=int, help="Images per batch.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the search.")
+@click.option("--out", "tune_dir", type=click.Path(file_okay=False),
+              help="Search folder (default: tuning/<model>). Rerun to resume it.")
+@click.option("--export-dir", type=click.Path(file_okay=False),
+              help="SavedModel folder for the best model (default: saved_models/<model>).")
+@click.option("--no-export", is_flag=True, help="Do not export the best model.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@_clear_errors
+def tune(tune_dir, export_dir, no_export, quiet, **settings):
+    """Search a family's architecture with keras-tuner; export the best model.
+
+    Writes OUT/config.json, which `tfae fit --config` retrains from scratch.
+    """
+    from tfae.tune import TuneConfig, best_table, tune as run_search
+
+    if export_dir and no_export:
+        raise click.UsageError("--export-dir and --no-export contradict each other")
+    config = TuneConfig(**settings)
+    result = run_search(config, tune_dir or pathlib.Path("tuning") / config.model,
+                        export=not no_export, export_dir=export_dir, verbose=0 if quiet else 1)
+    header = ("rank", "trial", config.objective, "epochs", "hyperparameters")
+    rows = [header, *best_table(result.best)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    click.echo(f"config: {result.config_path}")
+    if result.export_path:
+        click.echo(f"exported: {result.export_path}")
+
+
 @tfae.command()
 @click.argument("export_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--name", help="Model name in the URLs (default: the folder's name).")

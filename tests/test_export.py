@@ -9,6 +9,7 @@ from tfae.models import build_model
 
 IMAGES = np.random.default_rng(1).random((5, 28, 28, 1), dtype=np.float32)
 
+
 @pytest.fixture(scope="module")
 def model():
     return build_model("deep", (28, 28, 1), hidden=(32, 16), latent_dim=4)
@@ -42,3 +43,19 @@ def test_saved_model_cli_lists_the_three_signatures(model, tmp_path):
     for name in SIGNATURES:
         assert f"signature_def['{name}']" in shown
     assert "shape: (-1, 28, 28, 1)" in shown and "shape: (-1, 4)" in shown
+
+
+@pytest.mark.parametrize("signature, input_name, output_name", [
+    ("serving_default", "images", "reconstructions"), ("encode", "images", "codes"),
+    ("decode", "codes", "images")])
+def test_saved_model_cli_runs_each_signature_on_npy(model, tmp_path, signature, input_name,
+                                                    output_name):
+    version_dir = export_saved_model(model, tmp_path / "deep")
+    inputs = IMAGES if input_name == "images" else model.encoder(IMAGES).numpy()
+    np.save(tmp_path / "inputs.npy", inputs)
+    subprocess.run(["saved_model_cli", "run", "--dir", str(version_dir), "--tag_set", "serve",
+                    "--signature_def", signature, "--inputs", f"{input_name}={tmp_path}/inputs.npy",
+                    "--outdir", str(tmp_path / "out")], capture_output=True, text=True, check=True)
+    expected = {"reconstructions": model, "codes": model.encoder, "images": model.decoder}
+    np.testing.assert_allclose(np.load(tmp_path / f"out/{output_name}.npy"),
+                               expected[output_name](inputs).numpy(), atol=1e-5)

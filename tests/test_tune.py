@@ -1,0 +1,136 @@
+"""``tfae tune``: search spaces, the hypermodel, a two-trial search that retrains, and resume."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import keras_tuner
+import numpy as np
+import pytest
+
+from conftest import run_tfae, serve_without_tfae
+from tfae.errors import TfaeError
+from tfae.tune import (SEARCH_SPACES, FamilyHyperModel, ProbeCallback, TuneConfig, best_table,
+                       describe_space)
+
+
+@pytest.mark.parametrize("model", sorted(SEARCH_SPACES))
+def test_every_space_builds_its_family_at_random_points(model):
+    config = TuneConfig(model=model, tuner="random")
+    hypermodel = FamilyHyperModel(config, types.SimpleNamespace(image_shape=(8, 8, 1)))
+    hp = keras_tuner.HyperParameters()
+    hypermodel.build(hp)  # declares the space
+    space = {parameter.name: parameter for parameter in hp.space}
+    assert space and all(name in describe_space(model) for name in space)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        point = keras_tuner.HyperParameters()
+        for parameter in hp.space:
+            values = parameter.get_config().get("values")
+            value = values[rng.integers(len(values))] if values else parameter.random_sample(seed=1)
+            point.Fixed(parameter.name, value)
+        model_options, _ = hypermodel.options(point)
+        built = hypermodel.build(point)
+        assert built.latent_dim == model_options["latent_dim"]
+        assert built.compiled
+
+
+def test_denoising_space_sets_the_noise_and_contractive_the_penalty():
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("noise", 0.3)
+    assert SEARCH_SPACES["denoising"](hp)[1] == {"noise": "gaussian:0.3"}
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("lambda", 1e-3)
+    assert SEARCH_SPACES["contractive"](hp)[0]["penalty_weight"] == 1e-3
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"model": "randomized"}, "cannot be tuned"),
+    ({"model": "nope"}, "unknown model"),
+    ({"tuner": "hyperband", "max_trials": 3}, "does not apply to hyperband"),
+    ({"tuner": "random", "max_trials": 0}, "--max-trials must be positive"),
+    ({"tuner": "hyperband", "epochs": 1}, "hyperband needs --epochs 2"),
+    ({"tuner": "random", "batch_size": 0}, "--batch-size must be positive"),
+])
+def test_bad_settings_are_refused_by_name(settings, words):
+    with pytest.raises(TfaeError, match=words):
+        TuneConfig(**settings).resolved()
+
+
+def test_probe_callback_scores_validation_codes(mnist):
+    from tfae.models import build_model
+
+    model = build_model("shallow", mnist.image_shape, latent_dim=16)
+    callback = ProbeCallback(mnist.train, mnist.validation, images=200)
+    callback.set_model(model)
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    assert 0.3 < logs["val_probe"] <= 1.0  # random codes of digits are well above chance (0.1)
+
+
+def test_best_table_lists_trials_in_rank_order():
+    rows = best_table([{"trial": "1", "score": 0.5, "best_epoch": 3, "hyperparameters": {"a": 1}},
+                       {"trial": "0", "score": 0.7, "best_epoch": 1, "hyperparameters": {}}])
+    assert [row[:2] for row in rows] == [("1", "1"), ("2", "0")]
+
+
+def test_search_exports_the_best_and_its_config_retrains(tmp_path):
+    result = run_tfae("tune", "--model", "deep", "--tuner", "random", "--max-trials", "2",
+                      "--epochs", "1", "--limit", "1000", "--out", "search",
+                      "--export-dir", "exported", cwd=tmp_path)
+    best = json.loads((tmp_path / "search/best.json").read_text())
+    assert len(best) == 2 and best[0]["score"] <= best[1]["score"]
+    assert "exported: exported/1" in result.stdout
+    assert best[0]["trial"] in result.stdout
+    config = json.loads((tmp_path / "search/config.json").read_text())
+    assert config["model_options"]["latent_dim"] == best[0]["hyperparameters"]["latent_dim"]
+
+    images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    outputs = serve_without_tfae(tmp_path / "exported/1", images, tmp_path)
+    assert np.asarray(outputs["codes"]).shape == (3, config["model_options"]["latent_dim"])
+
+    again = run_tfae("tune", "--model", "deep", "--tuner", "random", "--max-trials", "2",
+                     "--epochs", "1", "--limit", "1000", "--out", "search",
+                     "--export-dir", "exported", cwd=tmp_path)
+    assert "exported: exported/1" in again.stdout and not (tmp_path / "exported/2").exists()
+
+    run_tfae("fit", "--config", "search/config.json", "--out", "retrained", "--no-export",
+             "--quiet", cwd=tmp_path)
+    retrained = json.loads((tmp_path / "retrained/config.json").read_text())
+    assert retrained == config
+
+
+def test_killed_search_resumes_without_repeating_finished_trials(tmp_path):
+    command = [sys.executable, "-m", "cli.main", "tune", "--model", "shallow", "--tuner",
+               "random", "--max-trials", "3", "--epochs", "2", "--limit", "3000",
+               "--batch-size", "32", "--out", "search", "--no-export", "--quiet"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    first = tmp_path / "search/search/trial_0/trial.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if first.exists() and json.loads(first.read_text())["status"] == "COMPLETED":
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "search/best.json").exists(), "the search finished before it was killed"
+    finished = first.read_text()
+
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert first.read_text() == finished  # the finished trial was kept, not run again
+    best = json.loads((tmp_path / "search/best.json").read_text())
+    assert sorted(entry["trial"] for entry in best) == ["0", "1", "2"]
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search/tune.json").write_text(json.dumps({"model": "conv"}))
+    result = run_tfae("tune", "--model", "deep", "--tuner", "random", "--out", "search",
+                      cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: --out search holds a search")
