@@ -5,7 +5,7 @@ channels)`` and a stateless seed (an int tensor of shape ``[2]``), and returns a
 shape clipped to [0, 1]. Being stateless ops, they run inside a ``tf.data`` pipeline (see
 ``tfae.data.pipeline``), give the same output for the same seed and a fresh one for a new seed.
 
-Example:
+Examples:
     >>> import tensorflow as tf
     >>> from tfae.corruptions import parse_corruption
     >>> corrupt = parse_corruption("masking:0.25")
@@ -24,7 +24,7 @@ from tfae.errors import TfaeError
 def gaussian_noise(images, std, seed):
     """Adds zero-mean gaussian noise of standard deviation ``std``.
 
-    Example:
+    Examples:
         >>> noisy = gaussian_noise(tf.zeros((1, 4, 4, 1)), 0.5, seed=tf.constant([0, 1]))
     """
     noise = tf.random.stateless_normal(tf.shape(images), seed, stddev=std, dtype=images.dtype)
@@ -34,7 +34,7 @@ def gaussian_noise(images, std, seed):
 def salt_and_pepper(images, fraction, seed):
     """Sets a ``fraction`` of the pixels to 0 or 1, half of each on average.
 
-    Example:
+    Examples:
         >>> noisy = salt_and_pepper(tf.fill((1, 4, 4, 1), 0.5), 0.2, seed=tf.constant([0, 1]))
     """
     draws = tf.random.stateless_uniform(tf.shape(images), seed, dtype=images.dtype)
@@ -47,7 +47,7 @@ def salt_and_pepper(images, fraction, seed):
 def masking_noise(images, fraction, seed):
     """Sets a ``fraction`` of the pixels to 0 (the masking noise of Vincent et al., 2008).
 
-    Example:
+    Examples:
         >>> noisy = masking_noise(tf.ones((1, 4, 4, 1)), 0.25, seed=tf.constant([0, 1]))
     """
     draws = tf.random.stateless_uniform(tf.shape(images), seed, dtype=images.dtype)
@@ -60,7 +60,7 @@ def occlude(images, size, seed=None, position=None):
     The square's top-left corner is ``position`` (row, column) when given, otherwise drawn per
     image, uniformly among the places where the square fits, from ``seed``.
 
-    Example:
+    Examples:
         >>> occluded = occlude(tf.ones((2, 28, 28, 1)), 14, position=(7, 7))
         >>> float(tf.reduce_sum(occluded[0]))
         588.0
@@ -92,7 +92,7 @@ class Corruption:
         amount: the noise's standard deviation, the fraction of pixels, or the patch's side.
         position: for occlusion, a fixed (row, column) for the patch; ``None`` draws one per image.
 
-    Example:
+    Examples:
         >>> Corruption("occlusion", 14).spec
         'occlusion:14'
     """
@@ -137,7 +137,7 @@ def parse_corruption(spec):
     Raises:
         TfaeError: naming the spec and what was expected.
 
-    Example:
+    Examples:
         >>> parse_corruption("salt-pepper:0.2")
         Corruption(kind='salt-pepper', amount=0.2, position=None)
         >>> parse_corruption("occlusion:7@0,21").position

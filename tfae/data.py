@@ -8,7 +8,7 @@ in [0, 1], corrupts and prefetches it for training and evaluation, all as ``tf.d
 MNIST ships inside the package: on a machine with no prepared copy and no network, tfds builds
 its ``mnist`` data set from the bundled files, after tfae has checked their md5 sums.
 
-Example:
+Examples:
     >>> from tfae import data
     >>> splits = data.load("mnist", limit=256)
     >>> splits.image_shape
@@ -49,6 +49,11 @@ class Splits:
         num_classes: number of labels, or 0 for a data set without labels.
         train, validation, test: the splits; validation is the end of tfds' ``train``.
         source: where the data came from, for a run's ``run.json``.
+
+    Examples:
+        >>> splits = load("mnist", limit=100)
+        >>> splits.image_shape, int(splits.test.cardinality())
+        ((28, 28, 1), 100)
     """
 
     name: str
@@ -66,7 +71,7 @@ def verify_bundled_mnist(folder=None):
     Raises:
         TfaeError: naming the first missing or corrupt file.
 
-    Example:
+    Examples:
         >>> verify_bundled_mnist()
     """
     folder = pathlib.Path(folder or BUNDLED_MNIST)
@@ -87,7 +92,7 @@ def prepared_builder(name, data_dir=None):
     ``data_dir`` defaults to tfds' own (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
     MNIST is built from the bundled files; any other data set is downloaded by tfds.
 
-    Example:
+    Examples:
         >>> prepared_builder("mnist").info.splits["test"].num_examples
         10000
     """
@@ -129,7 +134,7 @@ def load(name="mnist", data_dir=None, limit=None, validation_fraction=VALIDATION
     Returns:
         A ``Splits``.
 
-    Example:
+    Examples:
         >>> splits = load("mnist", limit=100)
         >>> splits.num_classes
         10
@@ -198,7 +203,7 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
         fresh_corruption: draw new corruption every epoch (training); ``False`` repeats the same
             corruption every epoch, so that validation losses are comparable.
 
-    Example:
+    Examples:
         >>> from tfae.corruptions import parse_corruption
         >>> splits = load("mnist", limit=64)
         >>> batches = pipeline(splits.test, 32, corruption=parse_corruption("gaussian:0.5"))

@@ -12,7 +12,7 @@
 - contractiveness: the mean Frobenius norm of the encoder's Jacobian over test images;
 - the parameter count and training time of the run.
 
-Example:
+Examples:
     >>> from tfae.evaluate import evaluate
     >>> metrics = evaluate("runs/deep", limit=2000)  # doctest: +SKIP
     >>> metrics["probe"]["linear"]  # doctest: +SKIP
@@ -55,6 +55,11 @@ class Endpoints:
         parameters: the number of weights.
         training_seconds: from the run, or ``None`` for an export.
         dataset: the data set the model was trained on, if known.
+
+    Examples:
+        >>> endpoints = open_endpoints("runs/deep")  # doctest: +SKIP
+        >>> endpoints.encode(images).shape, endpoints.parameters  # doctest: +SKIP
+        (TensorShape([8, 10]), 1028394)
     """
 
     encode: callable
@@ -68,7 +73,7 @@ class Endpoints:
 def open_endpoints(path):
     """Opens a run folder (``model.keras``) or a SavedModel (a version folder or its parent).
 
-    Example:
+    Examples:
         >>> endpoints = open_endpoints("saved_models/deep")  # doctest: +SKIP
         >>> endpoints.encode(images).shape  # doctest: +SKIP
         TensorShape([8, 10])
@@ -106,7 +111,7 @@ def open_endpoints(path):
 def linear_probe(train_codes, train_labels):
     """Logistic regression on standardised codes; returns the fitted scikit-learn pipeline.
 
-    Example:
+    Examples:
         >>> probe = linear_probe(np.eye(4).repeat(5, axis=0), np.arange(4).repeat(5))
         >>> probe.score(np.eye(4), np.arange(4))
         1.0
@@ -118,7 +123,7 @@ def linear_probe(train_codes, train_labels):
 def knn_probe(train_codes, train_labels, neighbours=5):
     """A k-nearest-neighbour classifier on standardised codes; returns the fitted pipeline.
 
-    Example:
+    Examples:
         >>> probe = knn_probe(np.eye(4).repeat(5, axis=0), np.arange(4).repeat(5))
         >>> probe.score(np.eye(4), np.arange(4))
         1.0
@@ -130,7 +135,7 @@ def knn_probe(train_codes, train_labels, neighbours=5):
 def psnr(reference, images):
     """Mean over images of the peak signal-to-noise ratio in dB, for pixels in [0, 1].
 
-    Example:
+    Examples:
         >>> round(psnr(np.zeros((1, 4)), np.full((1, 4), 0.1)), 3)
         20.0
     """
@@ -142,7 +147,7 @@ def psnr(reference, images):
 def jacobian_norm(encode, images):
     """Mean over ``images`` of ||J_f(x)||_F, the encoder's Jacobian norm, for any callable encoder.
 
-    Example:
+    Examples:
         >>> round(jacobian_norm(lambda x: 2 * tf.reshape(x, (-1, 3)), np.ones((2, 3))), 4)
         3.4641
     """
@@ -167,10 +172,10 @@ def manifold_convergence(reconstruct, start, steps, reference):
         ``(frames, distances)``: frames of shape ``(steps + 1, *start.shape)``, and the Euclidean
         distance of each x_t to its nearest reference image, shape ``(steps + 1, len(start))``.
 
-    Example:
+    Examples:
         >>> frames, distances = manifold_convergence(lambda x: x / 2, np.ones((1, 2)), 1,
         ...                                          np.zeros((3, 2)))
-        >>> distances[:, 0].round(3).tolist()
+        >>> [round(float(distance), 3) for distance in distances[:, 0]]
         [1.414, 0.707]
     """
     flat_reference = tf.reshape(tf.constant(reference, tf.float32), (len(reference), -1))
@@ -213,7 +218,7 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     Returns:
         The metrics as a nested dict (see the module docstring).
 
-    Example:
+    Examples:
         >>> evaluate("runs/deep", limit=2000)["reconstruction"]["psnr"]  # doctest: +SKIP
         18.2
     """
@@ -287,8 +292,8 @@ def _patch_mask(split, size, batch_size):
 def summary_rows(metrics):
     """The metrics as (name, value) rows for a short printed table.
 
-    Example:
-        >>> summary_rows({"probe": {"linear": 0.9}})[0]
+    Examples:
+        >>> summary_rows({"probe": {"linear": 0.9, "knn": 0.95}})[0]
         ('linear probe', '90.00%')
     """
     rows = []

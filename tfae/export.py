@@ -5,7 +5,7 @@ and ``decode`` (codes -> images), loads with ``tf.saved_model.load`` where tfae 
 and serves with TF Serving. Each version is written to a temporary folder and renamed into place,
 so a crash never leaves half a version and an existing version is never overwritten.
 
-Example:
+Examples:
     >>> from tfae.export import export_saved_model
     >>> version_dir = export_saved_model(model, "saved_models/deep")  # doctest: +SKIP
     >>> import tensorflow as tf
@@ -31,7 +31,7 @@ SIGNATURES = ("serving_default", "encode", "decode")
 def versions(export_dir):
     """The version numbers of the SavedModels in ``export_dir``, ascending ([] for none).
 
-    Example:
+    Examples:
         >>> versions("/nonexistent/folder")
         []
     """
@@ -45,7 +45,7 @@ def versions(export_dir):
 def next_version(export_dir):
     """The next free integer version in ``export_dir`` (1 for a new folder).
 
-    Example:
+    Examples:
         >>> next_version("/nonexistent/folder")
         1
     """
@@ -62,7 +62,7 @@ def export_saved_model(model, export_dir):
     Returns:
         The ``pathlib.Path`` of the new version folder.
 
-    Example:
+    Examples:
         >>> export_saved_model(model, "saved_models/deep")  # doctest: +SKIP
         PosixPath('saved_models/deep/1')
     """
@@ -117,7 +117,7 @@ def export_run(run_dir, export_dir=None):
     Returns:
         The ``pathlib.Path`` of the new version folder.
 
-    Example:
+    Examples:
         >>> export_run("runs/deep")  # doctest: +SKIP
         PosixPath('saved_models/deep/2')
     """

@@ -2,7 +2,7 @@
 
 Kinds: ``tsne``, ``reconstructions``, ``denoising``, ``occlusion``, ``manifold``, ``history``.
 
-Example:
+Examples:
     >>> from tfae.figures import draw
     >>> draw("runs/deep", "tsne", out_dir="runs/deep/figures")  # doctest: +SKIP
     PosixPath('runs/deep/figures/tsne.png')
@@ -37,6 +37,10 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
 
     Returns:
         The PNG's path.
+
+    Examples:
+        >>> draw("runs/deep", "tsne", limit=5000)  # doctest: +SKIP
+        PosixPath('runs/deep/figures/tsne.png')
     """
     if kind not in KINDS:
         raise TfaeError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")

@@ -3,7 +3,7 @@
 Every function takes arrays, draws one figure with a title, labelled axes and a legend where there
 is more than one series, saves it to ``path`` and returns ``path``.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from tfae.plots import plot_rows
     >>> images = np.random.rand(8, 28, 28, 1)
@@ -39,7 +39,7 @@ def _show_image(axes, image):
 def plot_rows(rows, path, title):
     """One row of images per ``(label, images)`` pair: originals over reconstructions, say.
 
-    Example:
+    Examples:
         >>> plot_rows([("original", images), ("reconstructed", images)], "r.png", "deep")  # doctest: +SKIP
     """
     columns = min(len(images) for _, images in rows)
@@ -56,7 +56,7 @@ def plot_rows(rows, path, title):
 def tsne_embedding(codes, seed=0):
     """The 2-D t-SNE embedding (scikit-learn) of ``codes``, PCA-initialised and seeded.
 
-    Example:
+    Examples:
         >>> tsne_embedding(np.random.rand(100, 8)).shape
         (100, 2)
     """
@@ -68,7 +68,7 @@ def tsne_embedding(codes, seed=0):
 def plot_tsne(embedding, labels, path, title):
     """A scatter of a 2-D embedding coloured by label, with a legend of the labels.
 
-    Example:
+    Examples:
         >>> plot_tsne(tsne_embedding(codes), labels, "tsne.png", "deep: t-SNE")  # doctest: +SKIP
     """
     figure = Figure(figsize=(8, 7), layout="constrained")
@@ -96,7 +96,7 @@ def plot_manifold(frames, distances, path, title, shown_steps=8):
         distances: shape ``(steps + 1, images)``, distance of each x_t to its nearest
             training image.
 
-    Example:
+    Examples:
         >>> plot_manifold(frames, distances, "manifold.png", "deep")  # doctest: +SKIP
     """
     steps, count = len(frames) - 1, frames.shape[1]
@@ -125,7 +125,7 @@ def plot_manifold(frames, distances, path, title, shown_steps=8):
 def plot_history(history, path, title):
     """Training curves: each metric of ``history.json`` against its ``val_`` twin.
 
-    Example:
+    Examples:
         >>> plot_history({"loss": [0.2, 0.1], "val_loss": [0.3, 0.2]}, "h.png", "deep")  # doctest: +SKIP
     """
     metrics = [name for name in history

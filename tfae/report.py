@@ -5,7 +5,7 @@ and metrics and figures newer than a run's model are reused too, so an interrupt
 where it stopped. Figures go to ``OUT/figures/<model>/``; the
 page is ``OUT.md`` (``docs/results.md`` for the default ``docs/results``).
 
-Example:
+Examples:
     >>> from tfae.report import report
     >>> report(["shallow", "deep"], epochs=1, out="/tmp/results", limit=1000)  # doctest: +SKIP
     PosixPath('/tmp/results.md')
@@ -38,6 +38,10 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
 
     Returns:
         The page's path.
+
+    Examples:
+        >>> report(["shallow", "deep"], epochs=1, out="quick/results", limit=2000)  # doctest: +SKIP
+        PosixPath('quick/results.md')
     """
     out = pathlib.Path(out)
     models = list(models or family_names())

@@ -1,6 +1,6 @@
 """Run folders: the JSON files a run writes, written atomically so a crash never leaves half a file.
 
-Example:
+Examples:
     >>> from tfae.runs import read_json, write_json
     >>> write_json(pathlib.Path("/tmp/example.json"), {"epochs": 3})
     >>> read_json(pathlib.Path("/tmp/example.json"))
@@ -18,7 +18,11 @@ from tfae.errors import TfaeError
 
 
 def write_json(path, value):
-    """Writes ``value`` as indented JSON to ``path`` through a temporary file and a rename."""
+    """Writes ``value`` as indented JSON to ``path`` through a temporary file and a rename.
+
+    Examples:
+        >>> write_json("runs/deep/notes.json", {"epochs": 5})  # doctest: +SKIP
+    """
     path = pathlib.Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(value, indent=2, default=str) + "\n")
@@ -26,7 +30,12 @@ def write_json(path, value):
 
 
 def read_json(path):
-    """Reads a JSON file of a run, or raises a ``TfaeError`` naming it."""
+    """Reads a JSON file of a run, or raises a ``TfaeError`` naming it.
+
+    Examples:
+        >>> read_json("runs/deep/config.json")["model"]  # doctest: +SKIP
+        'deep'
+    """
     try:
         return json.loads(pathlib.Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -36,7 +45,7 @@ def read_json(path):
 def write_run_info(run_dir, fields):
     """Updates ``run_dir/run.json`` with ``fields`` and the versions of tfae, TensorFlow, Keras.
 
-    Example:
+    Examples:
         >>> write_run_info("runs/deep", {"export": "saved_models/deep/1"})  # doctest: +SKIP
     """
     from tfae import __version__  # tfae/__init__ imports this module, so not at the top

@@ -13,7 +13,7 @@ on the next request, without a restart. Bad requests get a 4xx answer ``{"error"
 server keeps serving. The standard library's threading HTTP server is enough here: requests are
 small JSON bodies on loopback, and the time goes into the model, not the server.
 
-Example:
+Examples:
     >>> server = make_server("saved_models/deep", "deep", port=0)  # doctest: +SKIP
     >>> threading.Thread(target=server.serve_forever).start()  # doctest: +SKIP
 """
@@ -38,7 +38,13 @@ _DTYPES = {tf.float32: "DT_FLOAT", tf.float64: "DT_DOUBLE", tf.int32: "DT_INT32"
 
 
 class RequestError(Exception):
-    """A request the server refuses, with the HTTP status to answer."""
+    """A request the server refuses, with the HTTP status to answer.
+
+    Examples:
+        >>> error = RequestError(400, "JSON Value is not an object")
+        >>> error.status, str(error)
+        (400, 'JSON Value is not an object')
+    """
 
     def __init__(self, status, message):
         super().__init__(message)
@@ -48,7 +54,7 @@ class RequestError(Exception):
 class ModelRepository:
     """The versions of one exported model, loaded on first use and picked up when new ones appear.
 
-    Example:
+    Examples:
         >>> repository = ModelRepository("saved_models/deep")  # doctest: +SKIP
         >>> version, served = repository.get()  # doctest: +SKIP
     """
@@ -77,7 +83,13 @@ class ModelRepository:
 
 
 def signature_metadata(signature):
-    """A signature as TF Serving's metadata JSON describes it."""
+    """A signature as TF Serving's metadata JSON describes it.
+
+    Examples:
+        >>> served = tf.saved_model.load("saved_models/deep/1")  # doctest: +SKIP
+        >>> signature_metadata(served.signatures["encode"])["outputs"]["codes"]["dtype"]  # doctest: +SKIP
+        'DT_FLOAT'
+    """
     def tensor(spec):
         return {"dtype": _DTYPES.get(spec.dtype, spec.dtype.name), "name": spec.name,
                 "tensor_shape": {"dim": [{"size": str(-1 if size is None else size), "name": ""}
@@ -90,7 +102,12 @@ def signature_metadata(signature):
 
 
 def predict(served, body):
-    """Answers a ``:predict`` body (already parsed JSON) as TF Serving does."""
+    """Answers a ``:predict`` body (already parsed JSON) as TF Serving does.
+
+    Examples:
+        >>> predict(served, {"signature_name": "encode", "instances": images.tolist()})  # doctest: +SKIP
+        {'predictions': [[0.1, ...], ...]}
+    """
     if not isinstance(body, dict):
         raise RequestError(400, "JSON Value is not an object")
     name = body.get("signature_name", "serving_default")
@@ -137,7 +154,7 @@ def _reject_constant(constant):
 def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MAX_BODY_BYTES):
     """A ``ThreadingHTTPServer`` serving the export folder ``export_dir`` as model ``name``.
 
-    Example:
+    Examples:
         >>> server = make_server("saved_models/deep", "deep", port=0)  # doctest: +SKIP
         >>> server.server_address  # doctest: +SKIP
         ('127.0.0.1', 43117)
@@ -223,7 +240,7 @@ def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MA
 def serve(export_dir, name, host="127.0.0.1", port=8501):
     """Serves until SIGINT or SIGTERM, then stops cleanly.
 
-    Example:
+    Examples:
         >>> serve("saved_models/deep", "deep")  # doctest: +SKIP
     """
     import signal

@@ -12,10 +12,11 @@ A run folder holds everything needed to trace a result back to its command:
 Running ``fit`` again on the folder of an interrupted run continues from its last finished
 epoch; on a finished run with more ``epochs`` it trains the extra epochs.
 
-Example:
+Examples:
     >>> from tfae.train import FitConfig, fit
-    >>> run = fit(FitConfig(model="shallow", epochs=1, limit=512), "runs/quick", export=False)
-    >>> sorted(run.history)
+    >>> run = fit(FitConfig(model="shallow", epochs=1, limit=512), "runs/quick",
+    ...           export=False)  # doctest: +SKIP
+    >>> sorted(run.history)  # doctest: +SKIP
     ['loss', 'seconds', 'val_loss']
 """
 
@@ -55,7 +56,7 @@ class FitConfig:
         seed: seeds weights, shuffling and corruption.
         early_stopping: stop after this many epochs without a better ``val_loss``.
 
-    Example:
+    Examples:
         >>> FitConfig(model="deep", epochs=5).resolved().model_options["hidden"]
         (500, 200, 100)
     """
@@ -104,7 +105,7 @@ class FitConfig:
     def from_dict(cls, values):
         """The inverse of ``to_dict``; refuses unknown keys by name.
 
-        Example:
+        Examples:
             >>> FitConfig.from_dict({"model": "shallow", "epochs": 2}).epochs
             2
         """
@@ -130,7 +131,13 @@ class FitConfig:
 
 @dataclasses.dataclass
 class Run:
-    """A finished run: its folder, the trained model, the history and where it was exported."""
+    """A finished run: its folder, the trained model, the history and where it was exported.
+
+    Examples:
+        >>> run = fit(FitConfig(model="shallow", epochs=1, limit=512), "runs/quick")  # doctest: +SKIP
+        >>> run.model.encoder.output_shape, run.export_path  # doctest: +SKIP
+        ((None, 128), PosixPath('saved_models/shallow/1'))
+    """
 
     run_dir: pathlib.Path
     model: keras.Model
@@ -151,7 +158,7 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
     Returns:
         A ``Run``.
 
-    Example:
+    Examples:
         >>> run = fit(FitConfig(model="deep", epochs=2, limit=1000), "runs/deep")  # doctest: +SKIP
     """
     config = config.resolved()
@@ -239,7 +246,7 @@ def _claim_run_dir(run_dir, config):
 def finished_epochs(run_dir):
     """Epochs of a run that completed ``fit`` (and saved ``model.keras``); 0 for an unfinished one.
 
-    Example:
+    Examples:
         >>> finished_epochs(pathlib.Path("runs/none-such"))
         0
     """

@@ -12,7 +12,7 @@ settings as ``config.json``, which ``tfae fit --config`` retrains from scratch. 
 exported with the weights of its best epoch (recorded in ``export.json``, so that rerunning a
 finished search prints its table without exporting it again).
 
-Example:
+Examples:
     >>> from tfae.tune import TuneConfig, tune
     >>> result = tune(TuneConfig(model="conv", tuner="random", max_trials=2, epochs=1,
     ...                          limit=2000), "tuning/conv")  # doctest: +SKIP
@@ -91,7 +91,7 @@ SEARCH_SPACES = {
 def describe_space(model):
     """The search space of ``model`` as one line, as ``tfae tune --help`` prints it.
 
-    Example:
+    Examples:
         >>> describe_space("conv")
         'filters_0 in {16, 32, 64}; latent_dim in {32, 64, 128, 256}'
     """
@@ -120,7 +120,7 @@ class TuneConfig:
         objective: ``val_loss`` or ``probe``.
         dataset, data_dir, limit, batch_size, learning_rate, loss, seed: as in ``FitConfig``.
 
-    Example:
+    Examples:
         >>> TuneConfig(model="deep", tuner="random").resolved().max_trials
         10
     """
@@ -174,7 +174,7 @@ class ProbeCallback(keras.callbacks.Callback):
     """Adds ``val_probe`` to each epoch's logs: a linear probe fitted on training codes and
     scored on validation codes, so a search can rank trials (and pick their best epoch) by it.
 
-    Example:
+    Examples:
         >>> callback = ProbeCallback(splits.train, splits.validation)  # doctest: +SKIP
         >>> model.fit(batches, epochs=2, callbacks=[callback])  # doctest: +SKIP
     """
@@ -199,7 +199,7 @@ def _images_and_labels(split, count):
 class FamilyHyperModel(keras_tuner.HyperModel):
     """Builds a family's model from a trial's hyperparameters and trains it on a data set.
 
-    Example:
+    Examples:
         >>> hypermodel = FamilyHyperModel(TuneConfig(model="conv"), splits)  # doctest: +SKIP
         >>> model = hypermodel.build(keras_tuner.HyperParameters())  # doctest: +SKIP
     """
@@ -239,7 +239,13 @@ class FamilyHyperModel(keras_tuner.HyperModel):
 
 @dataclasses.dataclass
 class TuneResult:
-    """A finished search: the best trials (best first), the winner's config and its export."""
+    """A finished search: the best trials (best first), the winner's config and its export.
+
+    Examples:
+        >>> result = tune(TuneConfig(model="conv", tuner="random"), "tuning/conv")  # doctest: +SKIP
+        >>> result.best[0]["config"]["model_options"]["filters"]  # doctest: +SKIP
+        [32]
+    """
 
     tune_dir: pathlib.Path
     best: list
@@ -260,7 +266,7 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1):
     Returns:
         A ``TuneResult``.
 
-    Example:
+    Examples:
         >>> tune(TuneConfig(model="shallow", tuner="random", max_trials=3, epochs=2),
         ...      "tuning/shallow")  # doctest: +SKIP
     """
@@ -299,7 +305,13 @@ def _export_best(tuner, winner, tune_dir, export_dir):
 
 
 def make_tuner(config, hypermodel, tune_dir):
-    """The keras-tuner ``Tuner`` for ``config``, reloading a search already in ``tune_dir``."""
+    """The keras-tuner ``Tuner`` for ``config``, reloading a search already in ``tune_dir``.
+
+    Examples:
+        >>> config = TuneConfig(model="deep", tuner="random").resolved()
+        >>> tuner = make_tuner(config, FamilyHyperModel(config, splits), "tuning/deep")  # doctest: +SKIP
+        >>> tuner.search(epochs=2)  # doctest: +SKIP
+    """
     common = dict(objective=OBJECTIVES[config.objective], seed=config.seed,
                   directory=str(tune_dir), project_name="search", overwrite=False)
     if config.tuner == "hyperband":
@@ -350,7 +362,7 @@ def _claim_tune_dir(tune_dir, config):
 def best_table(best):
     """Rows of the best trials for printing: rank, trial, score, best epoch, hyperparameters.
 
-    Example:
+    Examples:
         >>> best_table([{"trial": "03", "score": 0.0123, "best_epoch": 2,
         ...              "hyperparameters": {"latent_dim": 64}}])
         [('1', '03', '0.0123', '2', 'latent_dim=64')]

@@ -4,7 +4,7 @@ A builder is a function ``build(image_shape, **options)`` returning an ``Autoenc
 keyword arguments and their defaults are the family's options, so an option a family does not
 take is refused by name.
 
-Example:
+Examples:
     >>> from tfae.models import build_model, family_names
     >>> "deep" in family_names()
     True
@@ -34,7 +34,7 @@ _FLAGS = {"penalty_weight": "--lambda"}
 def flag(option):
     """The ``tfae fit`` flag that sets ``option``.
 
-    Example:
+    Examples:
         >>> flag("latent_dim"), flag("penalty_weight")
         ('--latent-dim', '--lambda')
     """
@@ -54,6 +54,12 @@ class Family:
             otherwise than by ``Model.fit``; ``None`` for ``Model.fit``.
         trainer_options: the trainer's own options and their defaults.
         takes_noise: whether ``--noise`` applies (the randomized solver works on clean inputs).
+
+    Examples:
+        >>> family = Family("wide", functools.partial(build_shallow, latent_dim=1024),
+        ...                 "one wide hidden layer")
+        >>> family.defaults
+        {'latent_dim': 1024, 'activation': 'relu'}
     """
 
     name: str
@@ -83,7 +89,7 @@ FAMILIES = {}
 def register(family):
     """Adds a family to the registry, so ``tfae fit --model NAME`` can build it.
 
-    Example:
+    Examples:
         >>> register(Family("tiny", lambda image_shape, latent_dim=2: None, "for a doctest"))
         >>> del FAMILIES["tiny"]
     """
@@ -91,14 +97,19 @@ def register(family):
 
 
 def family_names():
-    """The registered ``--model`` names, in registration order."""
+    """The registered ``--model`` names, in registration order.
+
+    Examples:
+        >>> family_names()[:2]
+        ['shallow', 'deep']
+    """
     return list(FAMILIES)
 
 
 def get_family(name):
     """Returns the registered family called ``name``.
 
-    Example:
+    Examples:
         >>> get_family("deep").defaults["hidden"]
         (500, 200, 100)
     """
@@ -110,7 +121,7 @@ def get_family(name):
 def resolve_options(name, options):
     """Merges ``options`` over the family's defaults, refusing options the family does not take.
 
-    Example:
+    Examples:
         >>> resolve_options("shallow", {"latent_dim": 32})
         {'latent_dim': 32, 'activation': 'relu'}
     """
@@ -133,7 +144,7 @@ def resolve_options(name, options):
 def build_model(name, image_shape, **options):
     """Builds the family ``name`` for images of ``image_shape`` with ``options``.
 
-    Example:
+    Examples:
         >>> build_model("deep", (28, 28, 1), hidden=(32,), latent_dim=4).encoder.output_shape
         (None, 4)
     """
@@ -146,7 +157,7 @@ def build_model(name, image_shape, **options):
 def load_model(path):
     """Loads a model saved by tfae (``model.keras``) with Keras' ``safe_mode``.
 
-    Example:
+    Examples:
         >>> model = load_model("runs/deep/model.keras")  # doctest: +SKIP
     """
     return keras.models.load_model(path, safe_mode=True)

@@ -4,7 +4,7 @@
 model loaded back from a ``.keras`` file. Families build their encoder and decoder with the
 functional API and hand them to it (or to a subclass with its own ``train_step``).
 
-Example:
+Examples:
     >>> import keras
     >>> from tfae.models.base import Autoencoder
     >>> inputs = keras.Input((4,))
@@ -27,6 +27,13 @@ class Autoencoder(keras.Model):
         encoder: a Keras model mapping images to latent codes.
         decoder: a Keras model mapping latent codes back to images.
         **kwargs: passed to ``keras.Model`` (``name``, ...).
+
+    Examples:
+        >>> from tfae.models.dense import dense_decoder, dense_encoder
+        >>> autoencoder = Autoencoder(dense_encoder((28, 28, 1), (), 8, "relu", "relu"),
+        ...                           dense_decoder((28, 28, 1), (), 8, "relu"))
+        >>> autoencoder.latent_dim, autoencoder.image_shape
+        (8, (28, 28, 1))
     """
 
     def __init__(self, encoder, decoder, **kwargs):

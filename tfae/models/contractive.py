@@ -13,7 +13,7 @@ The penalty is the squared Frobenius norm of the encoder's Jacobian at each inpu
   matrices, the same for every input; kept only to reproduce the study's numbers;
 - ``jacobian``: always the full Jacobian, to check the others or measure what they save.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from tfae.models.dense import build_shallow
     >>> model = build_shallow((28, 28, 1), latent_dim=8, activation="sigmoid")
@@ -55,7 +55,7 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
     Returns:
         A float tensor of shape ``(batch,)``.
 
-    Example:
+    Examples:
         >>> from tfae.models.dense import build_deep
         >>> encoder = build_deep((8, 8, 1), hidden=(16,), latent_dim=3).encoder
         >>> contractive_penalty(encoder, tf.random.uniform((2, 8, 8, 1)), "projection", 4).shape
@@ -79,7 +79,7 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
 def single_dense_layer(encoder):
     """The encoder's only weighted layer, if it is a Dense layer with a closed-form derivative.
 
-    Example:
+    Examples:
         >>> from tfae.models.dense import build_shallow
         >>> single_dense_layer(build_shallow((28, 28, 1), activation="tanh").encoder).name
         'codes'
@@ -106,7 +106,7 @@ def _closed_form_penalty(dense, images):
 def jacobian_squared_norm(encode, images):
     """||J_f(x)||_F^2 for each image, from the full Jacobian of any callable ``encode``.
 
-    Example:
+    Examples:
         >>> jacobian_squared_norm(lambda x: 2 * x, tf.ones((2, 3))).numpy().tolist()
         [12.0, 12.0]
     """
@@ -155,7 +155,7 @@ class ContractiveAutoencoder(Autoencoder):
         penalty: ``exact``, ``projection``, ``weights`` or ``jacobian``.
         projections: draws for ``projection``.
 
-    Example:
+    Examples:
         >>> model = build_contractive((28, 28, 1), hidden=(), latent_dim=16,
         ...                           activation="sigmoid", penalty_weight=0.1)
         >>> model.compile(optimizer="adam", loss="mse")
@@ -227,7 +227,7 @@ def build_contractive(image_shape, hidden=(500, 200, 100), latent_dim=10, activa
     images about 20-fold against lambda = 0 for a 2% higher reconstruction error (10,000 images,
     5 epochs); 1e-3 shrinks it 180-fold for 28% more error.
 
-    Example:
+    Examples:
         >>> build_contractive((28, 28, 1), penalty="projection", projections=2).penalty
         'projection'
     """

@@ -9,7 +9,7 @@ Any image whose sides are divisible by ``2 ** len(filters)`` works.
 With ``penalty_weight > 0`` the model is a ``ContractiveAutoencoder``: the Jacobian penalty
 applies to convolutional encoders too (``projection`` is the affordable method there).
 
-Example:
+Examples:
     >>> model = build_conv((28, 28, 1), filters=(32,), latent_dim=64)
     >>> model.encoder.output_shape, model.decoder.output_shape
     ((None, 64), (None, 28, 28, 1))
@@ -26,7 +26,7 @@ from tfae.models.contractive import ContractiveAutoencoder
 def conv_encoder(image_shape, filters, latent_dim, activation):
     """Convolution and pooling blocks, then a dense layer to ``latent_dim`` codes.
 
-    Example:
+    Examples:
         >>> conv_encoder((28, 28, 1), (8, 16), 10, "relu").output_shape
         (None, 10)
     """
@@ -44,7 +44,7 @@ def conv_encoder(image_shape, filters, latent_dim, activation):
 def conv_decoder(image_shape, filters, latent_dim, activation):
     """Mirrors ``conv_encoder`` with stride-2 transposed convolutions of decreasing filters.
 
-    Example:
+    Examples:
         >>> conv_decoder((28, 28, 1), (8, 16), 10, "relu").output_shape
         (None, 28, 28, 1)
     """
@@ -84,7 +84,7 @@ def build_conv(image_shape, filters=(32,), latent_dim=256, activation="relu",
     The default code has 256 units: with 64, a linear probe on full MNIST reached 92.2% (kNN
     97.5%); with 256, 96.5% (kNN 97.3%), 10 epochs each.
 
-    Example:
+    Examples:
         >>> build_conv((28, 28, 1)).latent_dim
         256
     """
@@ -99,7 +99,7 @@ def build_deep_conv(image_shape, filters=(32, 64), latent_dim=64, activation="re
                     penalty_weight=0.0, penalty="projection", projections=1):
     """Two or more convolution blocks: the study's deep convolutional autoencoder.
 
-    Example:
+    Examples:
         >>> [layer.filters for layer in build_deep_conv((28, 28, 1)).encoder.layers
         ...  if hasattr(layer, "filters")]
         [32, 64]

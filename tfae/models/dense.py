@@ -1,6 +1,6 @@
 """Fully connected autoencoders: ``shallow`` (one hidden layer) and ``deep`` (a stack, mirrored).
 
-Example:
+Examples:
     >>> from tfae.models.dense import build_deep
     >>> autoencoder = build_deep((28, 28, 1), hidden=(500, 200, 100), latent_dim=10)
     >>> [layer.units for layer in autoencoder.encoder.layers if hasattr(layer, "units")]
@@ -17,7 +17,7 @@ from tfae.models.base import Autoencoder
 def dense_encoder(image_shape, hidden, latent_dim, activation, latent_activation):
     """Flattens images and maps them through dense layers ``hidden`` to ``latent_dim`` codes.
 
-    Example:
+    Examples:
         >>> dense_encoder((28, 28, 1), (64,), 8, "relu", None).output_shape
         (None, 8)
     """
@@ -32,7 +32,7 @@ def dense_encoder(image_shape, hidden, latent_dim, activation, latent_activation
 def dense_decoder(image_shape, hidden, latent_dim, activation):
     """Mirrors ``dense_encoder``: codes through ``reversed(hidden)`` to sigmoid pixels.
 
-    Example:
+    Examples:
         >>> dense_decoder((28, 28, 1), (64,), 8, "relu").output_shape
         (None, 28, 28, 1)
     """
@@ -48,7 +48,7 @@ def dense_decoder(image_shape, hidden, latent_dim, activation):
 def build_shallow(image_shape, latent_dim=128, activation="relu", model_class=Autoencoder):
     """One hidden layer: images -> ``latent_dim`` codes -> images.
 
-    Example:
+    Examples:
         >>> build_shallow((28, 28, 1), latent_dim=32).latent_dim
         32
     """
@@ -62,7 +62,7 @@ def build_deep(image_shape, hidden=(500, 200, 100), latent_dim=10, activation="r
                latent_activation="linear", model_class=Autoencoder, name="deep"):
     """A stack of dense layers and its mirror, the study's 784-500-200-100-10 by default.
 
-    Example:
+    Examples:
         >>> build_deep((28, 28, 1), hidden=(64, 32), latent_dim=4).count_params() > 0
         True
     """

@@ -14,11 +14,11 @@ Step 3 is a linear least-squares problem. ``solver="ridge"`` solves it in closed
 bounded by the layer sizes, not the data set; ``solver="sgd"`` trains the decoder with Keras
 (Adam, the encoder frozen) for ``epochs``. The result is an ordinary ``Autoencoder``.
 
-Example:
+Examples:
     >>> from tfae import data
     >>> splits = data.load("mnist", limit=2000)
     >>> model = build_randomized((28, 28, 1), hidden=(256, 128))
-    >>> history = train_layerwise(model, data.pipeline(splits.train, 500), solver="ridge")
+    >>> history = train_layerwise(model, data.pipeline(splits.train, 500), verbose=0)
     >>> history["layer"]
     [0, 1]
 """
@@ -40,7 +40,7 @@ def build_randomized(image_shape, hidden=(700, 700), activation="relu"):
 
     The latent code is the last hidden layer.
 
-    Example:
+    Examples:
         >>> build_randomized((28, 28, 1)).latent_dim
         700
     """
@@ -67,7 +67,7 @@ def build_randomized(image_shape, hidden=(700, 700), activation="relu"):
 def layer_pairs(model):
     """The (deep encoder layer, deep decoder layer) pairs, outermost first.
 
-    Example:
+    Examples:
         >>> [(e.name, d.name) for e, d in layer_pairs(build_randomized((28, 28, 1)))]
         [('encoder_dense_0', 'pixels'), ('codes', 'decoder_dense_1')]
     """
@@ -82,7 +82,7 @@ def shallow_autoencoder(input_dim, units, activation, seed):
     The encoder has orthogonal weights (orthonormal columns, or rows when it widens) and a
     unit-norm bias, and is frozen; the decoder starts Glorot-uniform, without a bias.
 
-    Example:
+    Examples:
         >>> shallow = shallow_autoencoder(784, 700, "sigmoid", seed=0)
         >>> weights = shallow.get_layer("random_encoder").kernel.numpy()
         >>> np.allclose(weights.T @ weights, np.eye(700), atol=1e-4)
@@ -104,7 +104,7 @@ def shallow_autoencoder(input_dim, units, activation, seed):
 def ridge_solution(gram, cross, ridge_c):
     """Solves ``(gram + I / C) W = cross`` for W, in float64.
 
-    Example:
+    Examples:
         >>> ridge_solution(np.eye(2), np.ones((2, 3)), ridge_c=1.0).shape
         (2, 3)
     """
@@ -159,7 +159,7 @@ def train_layerwise(model, batches, solver="ridge", ridge_c=1.0, epochs=10, lear
         autoencoder's error with its random initial decoder), ``mse`` (after training) and
         ``seconds``.
 
-    Example:
+    Examples:
         >>> history = train_layerwise(model, batches, solver="sgd", epochs=2)  # doctest: +SKIP
     """
     if solver not in SOLVERS:
@@ -208,7 +208,7 @@ def _through(pairs):
 def train_randomized(model, batches, config, verbose=1):
     """``tfae.fit``'s trainer for ``randomized``: ``train_layerwise`` with the run's settings.
 
-    Example:
+    Examples:
         >>> history = train_randomized(model, batches, config)  # doctest: +SKIP
     """
     options = config.model_options
