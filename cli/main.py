@@ -59,7 +59,13 @@ def tfae():
 @click.option("--dataset", help="A tensorflow-datasets image data set (default: mnist, bundled).")
 @click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
 @click.option("--epochs", type=int, help="Epochs to train (default: 10).")
-@click.option("--batch-size", type=int, help="Images per batch (default: 256).")
+@click.option("--batch-size", type=int,
+              help="Images per batch and replica (default: 256); the global batch is this times "
+              "the replicas of --strategy.")
+@click.option("--strategy", default="default", show_default=True,
+              type=click.Choice(["default", "mirrored", "multi-worker"]),
+              help="tf.distribute strategy: mirrored uses every local GPU, multi-worker the "
+              "machines in TF_CONFIG.")
 @click.option("--latent-dim", type=int, help="Size of the latent code.")
 @click.option("--hidden", callback=_sizes, help="Hidden layer sizes, such as 500,200,100.")
 @click.option("--activation", help="Activation of the hidden layers (relu, sigmoid, tanh, ...).")
@@ -87,7 +93,7 @@ def tfae():
 @click.option("--no-export", is_flag=True, help="Do not write a SavedModel.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_clear_errors
-def fit(config_file, run_dir, export_dir, no_export, quiet, **options):
+def fit(config_file, run_dir, export_dir, no_export, quiet, strategy, **options):
     """Train an autoencoder and export it as a SavedModel."""
     from tfae.train import FitConfig, fit as fit_run
 
@@ -105,7 +111,7 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, **options):
     if export_dir and no_export:
         raise click.UsageError("--export-dir and --no-export contradict each other")
     run = fit_run(config, run_dir, export=not no_export, export_dir=export_dir,
-                  verbose=2 if quiet else 1)
+                  verbose=2 if quiet else 1, strategy=strategy)
     final = {name: values[-1] for name, values in run.history.items() if name != "seconds"}
     click.echo(f"run: {run.run_dir}  " + "  ".join(f"{k}={v:.5g}" for k, v in final.items()))
     if run.export_path:

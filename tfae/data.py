@@ -236,7 +236,11 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
             num_parallel_calls=tf.data.AUTOTUNE)
     if not with_labels:
         dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # Under a multi-worker strategy each worker takes its part of every batch; there are no
+    # files to shard by.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def _clean_batch(images, labels):

@@ -25,12 +25,15 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
+import tempfile
 import time
 
 import keras
 
 from tfae import data
 from tfae.corruptions import parse_corruption
+from tfae.distribute import is_chief, make_strategy
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
 from tfae.models import build_model, get_family, load_model, resolve_options
@@ -145,7 +148,7 @@ class Run:
     export_path: pathlib.Path | None
 
 
-def fit(config, run_dir, export=True, export_dir=None, verbose=1):
+def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="default"):
     """Trains ``config`` into ``run_dir``, resuming an interrupted run, and exports it.
 
     Args:
@@ -154,6 +157,11 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
         export: write a SavedModel when training ends.
         export_dir: where versions go; default ``saved_models/<model>``.
         verbose: Keras' progress output (0 silent, 1 progress bar, 2 a line per epoch).
+        strategy: ``default``, ``mirrored`` or ``multi-worker`` (see ``tfae.distribute``).
+            ``config.batch_size`` is per replica: the global batch is that times the replicas.
+            Only the chief writes ``run_dir`` and the export; other workers train in a
+            temporary copy of ``run_dir`` (so they resume from the same checkpoint, which
+            therefore must be on storage every worker sees) and delete it.
 
     Returns:
         A ``Run``.
@@ -161,29 +169,43 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1):
     Examples:
         >>> run = fit(FitConfig(model="deep", epochs=2, limit=1000), "runs/deep")  # doctest: +SKIP
     """
+    strategy = make_strategy(strategy)  # first: multi-worker must precede other TF work
     config = config.resolved()
     run_dir = pathlib.Path(run_dir)
+    if not is_chief(strategy):
+        with tempfile.TemporaryDirectory(prefix="tfae-worker-") as work_dir:
+            if run_dir.is_dir():
+                shutil.copytree(run_dir, work_dir, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("logs", ".*"))
+            run = _fit(config, pathlib.Path(work_dir), False, None, verbose, strategy)
+        return dataclasses.replace(run, run_dir=run_dir)
+    return _fit(config, run_dir, export, export_dir, verbose, strategy)
+
+
+def _fit(config, run_dir, export, export_dir, verbose, strategy):
     splits = data.load(config.dataset, config.data_dir, config.limit)
     corruption = parse_corruption(config.noise) if config.noise else None
     if corruption is not None:
         corruption.check_fits(splits.image_shape)
     keras.utils.set_random_seed(config.seed)
-    # Built before the run folder is claimed, so that options the builder refuses leave no trace.
-    model = build_model(config.model, splits.image_shape, **config.model_options)
-    initial_epoch = _claim_run_dir(run_dir, config)
+    with strategy.scope():
+        # Built before the run folder is claimed, so that options the builder refuses leave no trace.
+        model = build_model(config.model, splits.image_shape, **config.model_options)
+        initial_epoch = _claim_run_dir(run_dir, config)
 
-    train_batches = data.pipeline(splits.train, config.batch_size, shuffle=True,
-                                  seed=config.seed, corruption=corruption)
-    validation_batches = data.pipeline(splits.validation, config.batch_size, seed=config.seed + 1,
-                                       corruption=corruption, fresh_corruption=False)
+        global_batch = config.batch_size * strategy.num_replicas_in_sync
+        train_batches = data.pipeline(splits.train, global_batch, shuffle=True,
+                                      seed=config.seed, corruption=corruption)
+        validation_batches = data.pipeline(splits.validation, global_batch, seed=config.seed + 1,
+                                           corruption=corruption, fresh_corruption=False)
 
-    family = get_family(config.model)
-    if family.trainer is not None:
-        history = family.trainer(model, train_batches, config, verbose)
-    else:
-        model = _fit_keras(config, run_dir, model, train_batches, validation_batches,
-                           initial_epoch, verbose)
-        history = _read_history(run_dir / "history.csv")
+        family = get_family(config.model)
+        if family.trainer is not None:
+            history = family.trainer(model, train_batches, config, verbose)
+        else:
+            model = _fit_keras(config, run_dir, model, train_batches, validation_batches,
+                               initial_epoch, verbose)
+            history = _read_history(run_dir / "history.csv")
     write_json(run_dir / "history.json", history)
     _atomic_save(model, run_dir / "model.keras")
     export_path = export_saved_model(model, export_dir or pathlib.Path("saved_models") / config.model) \

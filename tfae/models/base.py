@@ -18,6 +18,8 @@ Examples:
 
 import keras
 
+from tfae.distribute import reducible_logs
+
 
 @keras.saving.register_keras_serializable(package="tfae")
 class Autoencoder(keras.Model):
@@ -45,6 +47,21 @@ class Autoencoder(keras.Model):
 
     def build(self, input_shape):
         self.built = True
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras builds metrics from the first batch, averaged over replicas by
+        # strategy.reduce, which MultiWorkerMirroredStrategy cannot do for an (inputs, targets)
+        # pair (Keras 3.15, TF 2.21); a batch of zeros of the same shapes builds the same.
+        if iterator is not None and data_batch is None:
+            images = keras.ops.zeros((1, *self.image_shape))
+            iterator, data_batch = None, (images, images)
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def train_step(self, data):
+        return reducible_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return reducible_logs(super().test_step(data))
 
     def call(self, images, training=None):
         return self.decoder(self.encoder(images, training=training), training=training)

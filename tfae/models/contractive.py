@@ -27,6 +27,7 @@ import functools
 import keras
 import tensorflow as tf
 
+from tfae.distribute import reducible_logs
 from tfae.errors import TfaeError
 from tfae.models.base import Autoencoder
 from tfae.models.dense import build_deep
@@ -189,8 +190,11 @@ class ContractiveAutoencoder(Autoencoder):
 
     def _loss_terms(self, inputs, targets, training):
         reconstructions = self(inputs, training=training)
-        reconstruction = self.compute_loss(x=inputs, y=targets, y_pred=reconstructions,
-                                           training=training)
+        # Under a tf.distribute strategy Keras divides the compiled loss by the replicas, so
+        # that summing gradients over replicas averages them; undo it for the reported values.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        reconstruction = replicas * self.compute_loss(
+            x=inputs, y=targets, y_pred=reconstructions, training=training)
         penalty = tf.reduce_mean(contractive_penalty(
             self.encoder, inputs, self.penalty, self.projections))
         return reconstruction + self.penalty_weight * penalty, reconstruction, penalty
@@ -198,13 +202,14 @@ class ContractiveAutoencoder(Autoencoder):
     def _report(self, losses):
         for tracker, value in zip(self.metrics, losses):
             tracker.update_state(value)
-        return {tracker.name: tracker.result() for tracker in self.metrics}
+        return reducible_logs({tracker.name: tracker.result() for tracker in self.metrics})
 
     def train_step(self, data):
         inputs, targets = data
         with tf.GradientTape() as tape:
             losses = self._loss_terms(inputs, targets, training=True)
-        gradients = tape.gradient(losses[0], self.trainable_variables)
+            replica_share = losses[0] / tf.distribute.get_strategy().num_replicas_in_sync
+        gradients = tape.gradient(replica_share, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._report(losses)
 

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfae.distribute import sum_across_workers, worker_shard
 from tfae.errors import TfaeError
 from tfae.models.base import Autoencoder
 
@@ -127,11 +128,16 @@ class _Statistics:
                     tf.matmul(hidden, inputs, transpose_a=True),
                     tf.reduce_sum(tf.square(inputs)), tf.shape(inputs)[0])
 
+        # Each worker of a multi-worker strategy sums its share of the batches; the all-reduce
+        # gives every worker the sums over all of them.
+        workers, index = worker_shard(tf.distribute.get_strategy())
         totals = None
-        for inputs in layer_inputs:
+        for inputs in layer_inputs.shard(workers, index):
             sums = [np.asarray(value, np.float64) for value in batch_sums(inputs)]
             totals = sums if totals is None else [a + b for a, b in zip(totals, sums)]
-        return cls(*totals)
+        if totals is None:
+            raise TfaeError("no images to train on: raise --limit")
+        return cls(*sum_across_workers(totals))
 
     def mean_squared_error(self, weights):
         """Mean squared error of reconstructing X as H W, from the sums alone."""
