@@ -229,9 +229,12 @@ class _TuneCommand(click.Command):
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="SavedModel folder for the best model (default: saved_models/<model>).")
 @click.option("--no-export", is_flag=True, help="Do not export the best model.")
+@click.option("--distributed", is_flag=True,
+              help="Join keras-tuner's parallel search as KERASTUNER_TUNER_ID (chief or a "
+              "worker) at KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @_clear_errors
-def tune(tune_dir, export_dir, no_export, quiet, **settings):
+def tune(tune_dir, export_dir, no_export, distributed, quiet, **settings):
     """Search a family's architecture with keras-tuner; export the best model.
 
     Writes OUT/config.json, which `tfae fit --config` retrains from scratch.
@@ -242,7 +245,11 @@ def tune(tune_dir, export_dir, no_export, quiet, **settings):
         raise click.UsageError("--export-dir and --no-export contradict each other")
     config = TuneConfig(**settings)
     result = run_search(config, tune_dir or pathlib.Path("tuning") / config.model,
-                        export=not no_export, export_dir=export_dir, verbose=0 if quiet else 1)
+                        export=not no_export, export_dir=export_dir, verbose=0 if quiet else 1,
+                        distributed=distributed)
+    if result is None:
+        click.echo("worker: the search is finished; the chief has the results")
+        return
     header = ("rank", "trial", config.objective, "epochs", "hyperparameters")
     rows = [header, *best_table(result.best)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]

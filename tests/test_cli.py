@@ -108,6 +108,20 @@ def test_killed_run_resumes_from_its_last_finished_epoch(tmp_path):
     assert history["loss"][3] < history["loss"][0]
 
 
+def test_run_killed_while_writing_its_first_backup_starts_afresh(tmp_path):
+    args = ["fit", "--model", "shallow", "--latent-dim", "8", "--epochs", "2", "--limit", "500",
+            "--no-export", "--quiet"]
+    run_tfae(*args, "--out", "reference", cwd=tmp_path)
+    (tmp_path / "run/checkpoint").mkdir(parents=True)  # as a kill leaves it, before any epoch ends
+    (tmp_path / "run/config.json").write_text((tmp_path / "reference/config.json").read_text())
+    (tmp_path / "run/checkpoint/latest.weights.h5").write_bytes(b"\x89HDF\r\n")
+    result = run_tfae(*args, "--out", "run", cwd=tmp_path)
+    assert "Epoch 1/2" in result.stdout and (tmp_path / "run/model.keras").exists()
+    history = [json.loads((tmp_path / name / "history.json").read_text())["loss"]
+               for name in ("reference", "run")]
+    np.testing.assert_allclose(history[0], history[1], rtol=1e-6)  # as if never interrupted
+
+
 def _fails(args, cwd, monkeypatch=None):
     monkeypatch.chdir(cwd)
     result = CliRunner().invoke(tfae, args)

@@ -94,15 +94,16 @@ def sum_across_workers(arrays, strategy=None):
         return arrays
     replicas_per_worker = strategy.num_replicas_in_sync // workers
 
-    def local_values():
+    def local_value(array):
         # One replica of each worker contributes, so a worker with several devices counts once.
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         first = tf.equal(replica % replicas_per_worker, 0)
-        return [tf.where(first, tf.constant(array, tf.float64), tf.zeros(array.shape, tf.float64))
-                for array in arrays]
+        return tf.where(first, tf.constant(array, tf.float64), tf.zeros(array.shape, tf.float64))
 
-    totals = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(local_values), axis=None)
-    return [np.asarray(total) for total in totals]
+    # One reduce per array: the multi-worker strategy cannot reduce a list in one call.
+    return [np.asarray(strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                       strategy.run(local_value, args=(array,)), axis=None))
+            for array in arrays]
 
 
 def reducible_logs(logs):

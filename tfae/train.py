@@ -295,13 +295,27 @@ def _callbacks(run_dir, config):
         _EpochTimer(),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         # double_checkpoint keeps the previous backup for a kill in the middle of writing one.
-        keras.callbacks.BackupAndRestore(str(run_dir / "checkpoint"), double_checkpoint=True),
+        _BackupAndRestore(str(run_dir / "checkpoint"), double_checkpoint=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
     ]
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             patience=config.early_stopping, restore_best_weights=True))
     return callbacks
+
+
+class _BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' backup, starting afresh when a kill cut the first backup short.
+
+    Keras falls back to the previous backup when the last one is unreadable, but fails when
+    there is none, which is where a run killed while writing its first backup is left.
+    """
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError):
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
 
 
 def _read_history(path):

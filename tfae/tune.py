@@ -22,6 +22,7 @@ Examples:
 
 import dataclasses
 import json
+import os
 import pathlib
 
 import keras
@@ -253,7 +254,7 @@ class TuneResult:
     export_path: pathlib.Path | None
 
 
-def tune(config, tune_dir, export=True, export_dir=None, verbose=1):
+def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=False):
     """Runs (or resumes) a search in ``tune_dir`` and exports its best model.
 
     Args:
@@ -262,21 +263,28 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1):
         export: write the best model as a SavedModel.
         export_dir: where versions go; default ``saved_models/<model>``.
         verbose: keras-tuner's and Keras' progress output (0 silent).
+        distributed: run as one process of keras-tuner's parallel search, the role read from
+            ``KERASTUNER_TUNER_ID`` (``chief`` holds the oracle, any other id runs trials),
+            ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT``. All processes must see
+            ``tune_dir``: workers write the trials there and the chief exports from it.
 
     Returns:
-        A ``TuneResult``.
+        A ``TuneResult``, or ``None`` in a distributed search's worker.
 
     Examples:
         >>> tune(TuneConfig(model="shallow", tuner="random", max_trials=3, epochs=2),
         ...      "tuning/shallow")  # doctest: +SKIP
     """
     config = config.resolved()
+    role = _distributed_role(distributed)
     tune_dir = pathlib.Path(tune_dir)
     splits = data.load(config.dataset, config.data_dir, config.limit)
     _claim_tune_dir(tune_dir, config)
     keras.utils.set_random_seed(config.seed)
     tuner = make_tuner(config, FamilyHyperModel(config, splits), tune_dir)
     tuner.search(epochs=config.epochs, verbose=verbose)
+    if role == "worker":
+        return None
 
     trials = tuner.oracle.get_best_trials(5)
     if not trials:
@@ -302,6 +310,24 @@ def _export_best(tuner, winner, tune_dir, export_dir):
     export_path = export_saved_model(tuner.get_best_models(1)[0], export_dir)
     write_json(record_path, {"trial": winner["trial"], "path": str(export_path)})
     return export_path
+
+
+_DISTRIBUTED_VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+
+
+def _distributed_role(distributed):
+    """``None`` for a search in one process, else ``chief`` or ``worker``, from keras-tuner's
+    environment variables, which must all be set for a distributed search and none otherwise."""
+    present = [name for name in _DISTRIBUTED_VARIABLES if name in os.environ]
+    if not distributed:
+        if present:
+            raise TfaeError(f"{', '.join(present)} set: pass --distributed to join a parallel "
+                            "search, or unset them")
+        return None
+    missing = [name for name in _DISTRIBUTED_VARIABLES if name not in os.environ]
+    if missing:
+        raise TfaeError(f"--distributed needs the environment variables {', '.join(missing)}")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
 def make_tuner(config, hypermodel, tune_dir):
