@@ -1,8 +1,11 @@
 """tf.distribute and keras-tuner's parallel search, on loopback, bounded in time.
 
-Two ``tfae fit --strategy multi-worker`` processes with ``TF_CONFIG`` must train exactly what one
+Two ``tfae fit --strategy multi-worker`` processes with ``TF_CONFIG`` must train what one
 process trains with the same global batch: MultiWorkerMirroredStrategy splits every global batch
-between the workers and sums their gradients, so only float rounding may differ.
+between the workers and sums their gradients, so only float rounding may differ. The losses agree
+closely; weights agree to 1e-4 on these small models, not bit for bit, because Adam divides each
+step by the gradient's running size and so turns rounding noise on near-zero gradients into steps
+of up to the learning rate (on the 500-200-100-10 default, up to 2.5e-3 after 64 steps).
 """
 
 import json
@@ -101,7 +104,11 @@ def test_two_workers_train_what_one_process_trains(model, options, tmp_path):
     finish(workers)
 
     together, alone = load_model(tmp_path / "run/model.keras"), load_model(tmp_path / "single/model.keras")
-    assert max_difference(together, alone) < 1e-5
+    assert max_difference(together, alone) < 1e-4
+    if model != "randomized":  # trained by Model.fit, with a history of losses
+        histories = [json.loads((tmp_path / name / "history.json").read_text())
+                     for name in ("run", "single")]
+        np.testing.assert_allclose(histories[0]["val_loss"], histories[1]["val_loss"], rtol=1e-5)
     assert (tmp_path / "exported/1/saved_model.pb").is_file()  # by the chief, once
     assert sorted(path.name for path in tmp_path.iterdir()) == ["exported", "run", "single", "tmp"]
     assert not any((tmp_path / "tmp").iterdir())  # the other worker's folder is gone
