@@ -41,12 +41,14 @@ def fastest_epoch(model, batches, epochs):
 def contractive_rows(splits, epochs):
     clean = data.pipeline(splits.train, 256, shuffle=True)
     rows = []
+    study_shape = {"hidden": (500, 200, 100), "latent_dim": 10}
     for shape, plain_name, options in [
-        ("784-500-200-100-10 (relu)", "deep", {}),
+        ("784-500-200-100-10 (relu)", "deep", study_shape),
         ("784-128 (sigmoid)", "shallow", {"hidden": (), "latent_dim": 128,
                                            "activation": "sigmoid"}),
     ]:
-        plain_options = {} if plain_name == "deep" else {"latent_dim": 128, "activation": "sigmoid"}
+        plain_options = study_shape if plain_name == "deep" else {"latent_dim": 128,
+                                                                   "activation": "sigmoid"}
         baseline = fastest_epoch(build_model(plain_name, (28, 28, 1), **plain_options), clean, epochs)
         rows.append((shape, "none (plain epoch)", baseline, 1.0))
         for method in ("exact", "projection", "jacobian", "weights"):
@@ -72,7 +74,8 @@ def denoising_rows(splits, epochs, rounds=2):
 def randomized_rows(splits, sgd_cap):
     everything = data.pipeline(splits.train.concatenate(splits.validation), 1000)
     start = time.perf_counter()
-    history = train_layerwise(build_model("randomized", (28, 28, 1)), everything, verbose=0)
+    history = train_layerwise(build_model("randomized", (28, 28, 1), hidden=(700, 700)),
+                              everything, verbose=0)
     ridge_seconds = time.perf_counter() - start
 
     # sgd on the first layer, the same shallow autoencoder as ridge's first layer (same seed).

@@ -1,0 +1,324 @@
+"""The benchmark suite: every family's training speed against plain Keras, PyTorch and the machine.
+
+One command measures, in one process, on full MNIST (or small subsets with ``--quick``):
+
+- the ceiling: TensorFlow's float32 matrix-multiply rate on large square matrices;
+- each family's training FLOPs per image, counted from its layer shapes (3x the forward pass);
+- training throughput (images/s, median epoch after a warm-up, validation included) of
+  ``tfae.fit`` with each family's defaults, of the same layers in a plain ``keras.Model.fit``
+  script on numpy arrays, and of the same layers in PyTorch (if installed:
+  ``pip install torch==2.13.0``), with the ratios and the fraction of the ceiling;
+- the contractive penalty's methods, corruption in the pipeline and the randomized solvers
+  (from ``family_costs.py``), and ``ridge``'s scaling with images and layer width;
+- inference: the exported SavedModel's ``encode`` and ``serving_default`` at batch 1, 64 and
+  1024 against ``model.predict``.
+
+It prints one Markdown report and, with ``--write``, puts it in ``docs/performance.md`` in place
+of its previous run. Nothing here asserts a speed; CI runs ``--quick`` only to keep it working.
+
+Usage:
+    python bench/suite.py [--quick] [--epochs 3] [--write docs/performance.md]
+"""
+
+import argparse
+import math
+import os
+import pathlib
+import statistics
+import tempfile
+import time
+
+import keras
+import tensorflow as tf
+
+import tfae
+from family_costs import contractive_rows, denoising_rows, randomized_rows
+from fit_throughput import EpochTimer, cpu_model, write_section
+from tfae import data
+from tfae.export import export_saved_model
+from tfae.models import build_model, get_family
+from tfae.models.randomized import train_layerwise
+
+SECTION = "## Benchmark suite"
+KERAS_FAMILIES = ("shallow", "deep", "contractive", "denoising", "conv", "deep-conv")
+
+
+def matmul_ceiling(size, repeats):
+    """The best float32 GFLOP/s of ``size`` x ``size`` matrix products in TensorFlow."""
+    a = tf.random.uniform((size, size))
+    b = tf.random.uniform((size, size))
+    product = tf.function(lambda: tf.matmul(a, b))
+    product().numpy()  # trace and warm up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def training_flops(model):
+    """Multiply-adds x 2 of one training step per image: 3x the forward pass's FLOPs."""
+    forward = 0
+    for part in (model.encoder, model.decoder):
+        for layer in part.layers:
+            if isinstance(layer, keras.layers.Dense):
+                forward += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+            elif isinstance(layer, keras.layers.Conv2DTranspose):
+                height, width = layer.input.shape[1:3]
+                forward += 2 * math.prod(layer.kernel.shape) * height * width
+            elif isinstance(layer, keras.layers.Conv2D):
+                height, width = layer.output.shape[1:3]
+                forward += 2 * math.prod(layer.kernel.shape) * height * width
+    return 3 * forward
+
+
+def as_arrays(split):
+    images, _ = split.batch(int(split.cardinality())).get_single_element()
+    return images.numpy().astype("float32") / 255.0
+
+
+def plain_keras_rate(model, train, validation, epochs, batch_size):
+    """The same layers, fresh, in a plain functional model fitted on numpy arrays."""
+    inputs = keras.Input(model.image_shape)
+    encoder = keras.models.clone_model(model.encoder)
+    decoder = keras.models.clone_model(model.decoder)
+    plain = keras.Model(inputs, decoder(encoder(inputs)))
+    plain.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    timer = EpochTimer()
+    plain.fit(train, train, validation_data=(validation, validation), batch_size=batch_size,
+              epochs=epochs, callbacks=[timer], verbose=0)
+    return len(train) / _typical(timer.seconds)
+
+
+def tfae_rate(family, epochs, batch_size, limit):
+    with tempfile.TemporaryDirectory() as folder:
+        config = tfae.FitConfig(model=family, epochs=epochs, batch_size=batch_size, limit=limit)
+        run = tfae.fit(config, pathlib.Path(folder) / "run", export=False, verbose=0)
+    images = int(data.load("mnist", limit=limit).train.cardinality())
+    return images / _typical(run.history["seconds"])
+
+
+def _typical(seconds):
+    """The median epoch after the first (which traces and warms up), or the only one."""
+    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+
+
+def torch_model(model):
+    """The same layers in PyTorch (channels first), translated from the Keras model."""
+    import torch
+
+    activations = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}
+    modules = []
+    for part in (model.encoder, model.decoder):
+        for layer in part.layers:
+            if isinstance(layer, keras.layers.Flatten):
+                modules.append(torch.nn.Flatten())
+            elif isinstance(layer, keras.layers.Dense):
+                modules.append(torch.nn.Linear(*layer.kernel.shape))
+            elif isinstance(layer, keras.layers.Conv2DTranspose):
+                out_channels, in_channels = layer.kernel.shape[2:]
+                modules.append(torch.nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2,
+                                                        padding=1, output_padding=1))
+            elif isinstance(layer, keras.layers.Conv2D):
+                in_channels, out_channels = layer.kernel.shape[2:]
+                modules.append(torch.nn.Conv2d(in_channels, out_channels, 3, padding=1))
+            elif isinstance(layer, keras.layers.MaxPooling2D):
+                modules.append(torch.nn.MaxPool2d(2))
+            elif isinstance(layer, keras.layers.Reshape):
+                height, width, channels = layer.target_shape
+                modules.append(torch.nn.Unflatten(1, (channels, height, width)))
+            activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
+            if activation in activations:
+                modules.append(activations[activation]())
+    return torch.nn.Sequential(*modules)
+
+
+def torch_rate(model, train, validation, epochs, batch_size):
+    """Images/s of the same layers trained in PyTorch with Adam and MSE, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    net = torch_model(model)
+    shape = (-1, model.image_shape[2], *model.image_shape[:2])
+    train = torch.from_numpy(train.transpose(0, 3, 1, 2).copy()).reshape(shape)
+    validation = torch.from_numpy(validation.transpose(0, 3, 1, 2).copy()).reshape(shape)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.MSELoss()
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        net.train()
+        for indices in torch.randperm(len(train)).split(batch_size):
+            batch = train[indices]
+            optimizer.zero_grad()
+            loss = loss_fn(net(batch).reshape(batch.shape), batch)
+            loss.backward()
+            optimizer.step()
+        net.eval()
+        with torch.no_grad():
+            for batch in validation.split(batch_size):
+                loss_fn(net(batch).reshape(batch.shape), batch)
+        seconds.append(time.perf_counter() - start)
+    return len(train) / _typical(seconds)
+
+
+def throughput_rows(epochs, batch_size, limit, ceiling):
+    splits = data.load("mnist", limit=limit)
+    train, validation = as_arrays(splits.train), as_arrays(splits.validation)
+    rows = []
+    for family in KERAS_FAMILIES:
+        model = build_model(family, (28, 28, 1))
+        flops = training_flops(model)
+        ours = tfae_rate(family, epochs, batch_size, limit)
+        keras_rate = plain_keras_rate(model, train, validation, epochs, batch_size)
+        torch_images = torch_rate(model, train, validation, epochs, batch_size)
+        rows.append({"family": family, "flops": flops, "tfae": ours, "keras": keras_rate,
+                     "torch": torch_images, "ceiling": ours * flops / 1e9 / ceiling})
+    return rows
+
+
+def ridge_scaling_rows(sizes, widths):
+    splits = data.load("mnist")
+    everything = splits.train.concatenate(splits.validation)
+    rows = []
+    for images in sizes:
+        for width in widths:
+            batches = data.pipeline(everything.take(images), 1000)
+            model = build_model("randomized", (28, 28, 1), hidden=(width,))
+            start = time.perf_counter()
+            train_layerwise(model, batches, ridge_c=get_family("randomized").defaults["ridge_c"],
+                            verbose=0)
+            rows.append((images, width, time.perf_counter() - start))
+    return rows
+
+
+def inference_rows(batch_sizes, repeats):
+    model = build_model("deep", (28, 28, 1))
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        served = tf.saved_model.load(str(export_saved_model(model, pathlib.Path(folder) / "deep")))
+        for batch in batch_sizes:
+            images = tf.random.uniform((batch, 28, 28, 1))
+            calls = {
+                "SavedModel encode": lambda: served.signatures["encode"](images=images),
+                "SavedModel serving_default":
+                    lambda: served.signatures["serving_default"](images=images),
+                "model.predict": lambda: model.predict(images, batch_size=batch, verbose=0),
+            }
+            for name, call in calls.items():
+                call()
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    call()
+                rows.append((name, batch, batch * repeats / (time.perf_counter() - start)))
+    return rows
+
+
+def report(args):
+    quick = args.quick
+    limit = 1000 if quick else None
+    epochs = 1 if quick else args.epochs
+    ceiling = matmul_ceiling(512 if quick else 4096, 2 if quick else 5)
+    throughput = throughput_rows(epochs, 256, limit, ceiling)
+    quick_splits = data.load("mnist", limit=limit)
+    contractive = contractive_rows(quick_splits, max(epochs, 2))
+    denoising = denoising_rows(quick_splits, max(epochs, 2), rounds=1 if quick else 2)
+    randomized = randomized_rows(quick_splits, sgd_cap=2 if quick else 300)
+    scaling = ridge_scaling_rows((1000, 2000) if quick else (10_000, 30_000, 60_000),
+                                 (128,) if quick else (700, 1400, 2000))
+    inference = inference_rows((1, 64, 1024), 3 if quick else 50)
+    return format_report(args, ceiling, throughput, contractive, denoising, randomized, scaling,
+                         inference)
+
+
+def _verdict(met):
+    return "met" if met else "**missed**"
+
+
+def format_report(args, ceiling, throughput, contractive, denoising, randomized, scaling,
+                  inference):
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    command = "python bench/suite.py" + (" --quick" if args.quick else f" --epochs {args.epochs}")
+    lines = [SECTION, "",
+             f"`{command}` on {time.strftime('%Y-%m-%d')}. Machine: {cpu_model()}, "
+             f"{os.cpu_count()} cores; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+             f"PyTorch {torch_version}." + (" **Quick mode: small subsets, not a measurement.**"
+                                           if args.quick else ""), "",
+             f"Matrix-multiply ceiling (float32, TensorFlow): **{ceiling:.1f} GFLOP/s**.", "",
+             "### Training throughput (images/s, median epoch after the first, validation "
+             "included, batch 256)", "",
+             "| family | MFLOP/image | tfae | plain Keras | PyTorch | tfae / Keras | "
+             "tfae / PyTorch | of ceiling |", "|---|---|---|---|---|---|---|---|"]
+    for row in throughput:
+        versus_torch = f"{row['tfae'] / row['torch']:.2f}" if row["torch"] else "n/a"
+        torch_rate = f"{row['torch']:,.0f}" if row["torch"] else "n/a"
+        lines.append(f"| `{row['family']}` | {row['flops'] / 1e6:.1f} | {row['tfae']:,.0f} | "
+                     f"{row['keras']:,.0f} | {torch_rate} | {row['tfae'] / row['keras']:.2f} | "
+                     f"{versus_torch} | {row['ceiling']:.0%} |")
+    lines += ["", "The baselines train the same layers on plain MSE: `contractive` there has no "
+              "penalty and `denoising` no noise, so those two rows show what the feature costs.",
+              "", "### Contractive penalty (x a plain epoch of the same layers)", "",
+              "| encoder | penalty | s/epoch | x plain |", "|---|---|---|---|"]
+    lines += [f"| {shape} | {method} | {seconds:.2f} | {ratio:.2f} |"
+              for shape, method, seconds, ratio in contractive]
+    lines += ["", "### Corruption in the pipeline (x a clean epoch)", "",
+              "| inputs | s/epoch | x clean |", "|---|---|---|"]
+    lines += [f"| {spec} | {seconds:.2f} | {ratio:.3f} |" for spec, seconds, ratio in denoising]
+    r = randomized
+    lines += ["", "### Randomized", "", "| measure | value |", "|---|---|",
+              f"| ridge, 784-700-700, both layers | {r['ridge_seconds']:.1f} s |",
+              f"| ridge, first layer | {r['ridge_layer_seconds']:.1f} s |",
+              f"| sgd, first layer, to 1.05x ridge's error | {r['sgd_seconds']:.1f} s, "
+              f"{r['sgd_epochs']} epochs{'' if r['sgd_reached'] else ' (capped, not reached)'} |",
+              f"| sgd / ridge | {'' if r['sgd_reached'] else '>= '}"
+              f"{r['sgd_seconds'] / r['ridge_layer_seconds']:.0f}x |", "",
+              "| images | width | ridge seconds (one layer, default C) |", "|---|---|---|"]
+    lines += [f"| {images:,} | {width} | {seconds:.1f} |" for images, width, seconds in scaling]
+    lines += ["", "### Inference (images/s)", "", "| endpoint | batch | images/s |", "|---|---|---|"]
+    lines += [f"| {name} | {batch} | {rate:,.0f} |" for name, batch, rate in inference]
+
+    deep = next(row for row in throughput if row["family"] == "deep")
+    exact = next(ratio for shape, method, _, ratio in contractive
+                 if method == "exact" and shape.startswith("784-500"))
+    worst_corruption = max(ratio for spec, _, ratio in denoising if spec != "clean")
+    sixty_thousand = [seconds for images, _, seconds in scaling if images == 60_000]
+    lines += ["", "### Goals", "", "| goal | measured | |", "|---|---|---|",
+              f"| tfae / Keras >= 0.95, every family | "
+              f"{min(row['tfae'] / row['keras'] for row in throughput):.2f} (lowest) | "
+              f"{_verdict(all(row['tfae'] / row['keras'] >= 0.95 for row in throughput))} |"]
+    if all(row["torch"] for row in throughput):
+        lowest = min(row["tfae"] / row["torch"] for row in throughput)
+        lines.append(f"| tfae / PyTorch >= 1.0, every family | {lowest:.2f} (lowest) | "
+                     f"{_verdict(lowest >= 1.0)} |")
+    lines += [f"| `deep` >= 85% of the ceiling | {deep['ceiling']:.0%} | "
+              f"{_verdict(deep['ceiling'] >= 0.85)} |",
+              f"| contractive `exact`, deep shape, <= 1.5x | {exact:.2f}x | {_verdict(exact <= 1.5)} |",
+              f"| corruption <= 1.05x | {worst_corruption:.3f}x (worst) | "
+              f"{_verdict(worst_corruption <= 1.05)} |"]
+    if sixty_thousand:
+        lines.append(f"| ridge on 60,000 images < 30 s | {max(sixty_thousand):.1f} s (widest) | "
+                     f"{_verdict(max(sixty_thousand) < 30)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small subsets, one epoch: a smoke test")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per training run")
+    parser.add_argument("--write", type=pathlib.Path, help="put the report in this Markdown file")
+    args = parser.parse_args()
+    text = report(args)
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+
+
+if __name__ == "__main__":
+    main()

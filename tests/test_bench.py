@@ -1,0 +1,26 @@
+"""The benchmark suite still runs: ``bench/suite.py --quick`` on small subsets, no speed asserted."""
+
+import pathlib
+import subprocess
+import sys
+
+from tfae.models import family_names
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_quick_suite_writes_its_report(tmp_path):
+    page = tmp_path / "performance.md"
+    page.write_text("# Performance\n\n## Benchmark suite\n\nthe previous run\n\n## Other\n\nkept\n")
+    result = subprocess.run([sys.executable, "suite.py", "--quick", "--write", str(page)],
+                            cwd=BENCH, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = page.read_text()
+    assert "the previous run" not in text and "## Other\n\nkept" in text
+    for heading in ("Matrix-multiply ceiling", "### Training throughput", "### Contractive penalty",
+                    "### Corruption in the pipeline", "### Randomized", "### Inference", "### Goals"):
+        assert heading in text
+    for family in family_names():
+        if family != "randomized":  # trained layer by layer: its own section
+            assert f"| `{family}` |" in text
+    assert text.count("## Benchmark suite") == 1 and result.stdout.count("### Goals") == 1
