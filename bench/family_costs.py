@@ -45,7 +45,7 @@ def contractive_rows(splits, epochs):
     for shape, plain_name, options in [
         ("784-500-200-100-10 (relu)", "deep", study_shape),
         ("784-128 (sigmoid)", "shallow", {"hidden": (), "latent_dim": 128,
-                                           "activation": "sigmoid"}),
+                                           "latent_activation": "sigmoid"}),
     ]:
         plain_options = study_shape if plain_name == "deep" else {"latent_dim": 128,
                                                                    "activation": "sigmoid"}

@@ -84,7 +84,7 @@ def test_penalty_makes_the_encoder_contract(mnist):
 
 
 def test_contractive_model_survives_a_safe_mode_round_trip(tmp_path):
-    model = build_contractive((6, 6, 1), hidden=(), latent_dim=3, activation="sigmoid",
+    model = build_contractive((6, 6, 1), hidden=(), latent_dim=3, latent_activation="sigmoid",
                               penalty_weight=0.5, penalty="projection", projections=3)
     model.save(tmp_path / "model.keras")
     loaded = load_model(tmp_path / "model.keras")
@@ -96,6 +96,7 @@ def test_contractive_model_survives_a_safe_mode_round_trip(tmp_path):
 @pytest.mark.parametrize("options, words", [
     ({"penalty_weight": -1.0}, "--lambda must be >= 0"),
     ({"projections": 0}, "--projections must be positive"),
+    ({"hidden": (), "activation": "sigmoid"}, "use --latent-activation for the one layer"),
 ])
 def test_bad_penalty_options_are_refused(options, words):
     with pytest.raises(TfaeError, match=words):

@@ -11,6 +11,7 @@ import math
 
 import keras
 
+from tfae.errors import TfaeError
 from tfae.models.base import Autoencoder
 
 
@@ -66,6 +67,10 @@ def build_deep(image_shape, hidden=(500, 200, 100), latent_dim=10, activation="r
         >>> build_deep((28, 28, 1), hidden=(64, 32), latent_dim=4).count_params() > 0
         True
     """
+    if not hidden and activation != "relu":
+        # The only layer is the latent one: an activation for hidden layers would be ignored.
+        raise TfaeError(f"--activation {activation} sets hidden layers and --hidden is empty; "
+                        "use --latent-activation for the one layer")
     return model_class(
         dense_encoder(image_shape, hidden, latent_dim, activation, latent_activation),
         dense_decoder(image_shape, hidden, latent_dim, activation),
