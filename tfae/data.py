@@ -19,6 +19,7 @@ Examples:
     TensorShape([64, 28, 28, 1])
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import pathlib
@@ -102,6 +103,15 @@ def prepared_builder(name, data_dir=None):
         raise TfaeError(f"unknown data set {name!r}: not a tensorflow-datasets name") from None
     if builder.is_prepared():
         return builder
+    with _exclusive(pathlib.Path(builder.data_dir).parent / ".tfae-prepare.lock"):
+        # Another process may have prepared it while this one waited for the lock.
+        builder = tfds.builder(name, data_dir=data_dir)
+        if not builder.is_prepared():
+            _prepare(name, builder)
+    return builder
+
+
+def _prepare(name, builder):
     download_config = None
     if name == "mnist":
         verify_bundled_mnist()
@@ -119,7 +129,25 @@ def prepared_builder(name, data_dir=None):
         ) from None
     finally:
         tfds.display_progress_bar(True)
-    return builder
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path):
+    """Holds an exclusive lock on ``lock_path``, so that processes preparing one data folder
+    (parallel runs, parallel tests) take turns instead of racing tfds' final rename."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "w")
+    except OSError as error:
+        raise TfaeError(f"cannot write to data folder {lock_path.parent}: {error.strerror}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def load(name="mnist", data_dir=None, limit=None, validation_fraction=VALIDATION_FRACTION):
