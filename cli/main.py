@@ -58,7 +58,7 @@ def tfae():
               help="Start from a config.json (of a run or of `tfae tune`); options given here win.")
 @click.option("--dataset", help="A tensorflow-datasets image data set (default: mnist, bundled).")
 @click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
-@click.option("--epochs", type=int, help="Epochs to train (default: 10).")
+@click.option("--epochs", type=int, help="Epochs to train (default: the family's, 10 or 20).")
 @click.option("--batch-size", type=int,
               help="Images per batch and replica (default: 256); the global batch is this times "
               "the replicas of --strategy.")
@@ -78,7 +78,7 @@ def tfae():
 @click.option("--projections", type=int, help="Random projections for --penalty projection.")
 @click.option("--solver", type=click.Choice(["ridge", "sgd"]),
               help="How randomized layers are trained (default: ridge, closed form).")
-@click.option("--ridge-c", type=float, help="C of the randomized ridge solution (default: 1).")
+@click.option("--ridge-c", type=float, help="C of the randomized ridge solution (default: 0.01).")
 @click.option("--learning-rate", type=float, help="Adam's learning rate (default: 0.001).")
 @click.option("--loss", type=click.Choice(["mse", "bce"]), help="Reconstruction loss (default: mse).")
 @click.option("--noise", help="Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, occlusion:SIZE.")

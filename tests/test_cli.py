@@ -86,7 +86,8 @@ def test_same_seed_repeats_a_run(tmp_path):
 
 
 def test_killed_run_resumes_from_its_last_finished_epoch(tmp_path):
-    command = [sys.executable, "-m", "cli.main", "fit", "--model", "deep", "--epochs", "4",
+    command = [sys.executable, "-m", "cli.main", "fit", "--model", "deep", "--hidden", "256,64",
+               "--latent-dim", "16", "--epochs", "4",
                "--batch-size", "32", "--limit", "12000", "--out", "run", "--no-export", "--quiet"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)

@@ -18,8 +18,8 @@ def test_model_maps_images_to_codes_and_back(name):
     assert reconstructions.min() >= 0 and reconstructions.max() <= 1
 
 
-def test_deep_default_is_the_study_shape():
-    model = build_model("deep", (28, 28, 1))
+def test_study_shape_is_one_option_away():
+    model = build_model("deep", (28, 28, 1), hidden=(500, 200, 100), latent_dim=10)
     widths = [layer.units for layer in model.encoder.layers if hasattr(layer, "units")]
     assert widths == [500, 200, 100, 10]
     widths = [layer.units for layer in model.decoder.layers if hasattr(layer, "units")]

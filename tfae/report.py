@@ -50,9 +50,7 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
     rows, command = [], _command(models, epochs, out, limit)
     for name in models:
         run_dir = out / "runs" / name
-        config = FitConfig(model=name, limit=limit)
-        if epochs:
-            config.epochs = epochs
+        config = FitConfig(model=name, limit=limit, epochs=epochs).resolved()
         if finished_epochs(run_dir) < config.epochs:
             if verbose:
                 print(f"== {name}: training {config.epochs} epochs into {run_dir}", flush=True)

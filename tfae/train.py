@@ -40,6 +40,7 @@ from tfae.models import build_model, get_family, load_model, resolve_options
 from tfae.runs import read_json, write_json, write_run_info
 
 LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}
+DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise
 
 
 @dataclasses.dataclass
@@ -52,7 +53,8 @@ class FitConfig:
             take the family's defaults.
         dataset: a tfds image data set name.
         data_dir: a folder of prepared tfds data, or ``None`` for tfds' default.
-        epochs, batch_size, learning_rate: the usual; Adam is the optimizer.
+        epochs: epochs to train; ``None`` for the family's default (10 unless it says).
+        batch_size, learning_rate: the usual; Adam is the optimizer.
         loss: ``mse`` or ``bce`` (binary cross-entropy).
         noise: a corruption spec (``gaussian:0.5``) that makes a denoising autoencoder.
         limit: train on the first ``limit`` images only.
@@ -60,15 +62,16 @@ class FitConfig:
         early_stopping: stop after this many epochs without a better ``val_loss``.
 
     Examples:
-        >>> FitConfig(model="deep", epochs=5).resolved().model_options["hidden"]
-        (500, 200, 100)
+        >>> config = FitConfig(model="deep").resolved()
+        >>> config.model_options["hidden"], config.epochs
+        ((1000, 1000, 500), 20)
     """
 
     model: str = "deep"
     model_options: dict = dataclasses.field(default_factory=dict)
     dataset: str = "mnist"
     data_dir: str | None = None
-    epochs: int = 10
+    epochs: int | None = None
     batch_size: int = 256
     learning_rate: float = 1e-3
     loss: str = "mse"
@@ -81,7 +84,7 @@ class FitConfig:
         """Checks every field and fills in the family's defaults; returns a new config."""
         family = get_family(self.model)
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise TfaeError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise TfaeError(f"--learning-rate must be positive, got {self.learning_rate}")
@@ -91,8 +94,8 @@ class FitConfig:
             raise TfaeError(f"--limit must be positive, got {self.limit}")
         if self.early_stopping is not None and self.early_stopping < 1:
             raise TfaeError(f"--early-stopping must be positive, got {self.early_stopping}")
-        fields = {**family.fit_defaults, **{key: value for key, value in self.to_dict().items()
-                                             if value is not None}}
+        fields = {"epochs": DEFAULT_EPOCHS, **family.fit_defaults,
+                  **{key: value for key, value in self.to_dict().items() if value is not None}}
         fields["model_options"] = resolve_options(self.model, self.model_options)
         if fields.get("noise") is not None:
             parse_corruption(fields["noise"])

@@ -111,7 +111,7 @@ def get_family(name):
 
     Examples:
         >>> get_family("deep").defaults["hidden"]
-        (500, 200, 100)
+        (1000, 1000, 500)
     """
     if name not in FAMILIES:
         raise TfaeError(f"unknown model {name!r}; choose one of {', '.join(FAMILIES)}")
@@ -165,16 +165,18 @@ def load_model(path):
 
 register(Family("shallow", build_shallow,
                 "one hidden layer: the baseline, and the closed-form contractive penalty"))
-register(Family("deep", build_deep, "the study's 784-500-200-100-10 stack, mirrored"))
+register(Family("deep", build_deep, "a stack of dense layers, mirrored: 784-1000-1000-500-256",
+                fit_defaults={"epochs": 20}))
 register(Family("contractive", build_contractive,
                 "deep, with the Jacobian penalty: codes that move little when inputs move"))
-register(Family("denoising", functools.partial(build_deep, name="denoising"), "deep, trained to undo gaussian noise (0.5)",
-                fit_defaults={"noise": "gaussian:0.5"}))
+register(Family("denoising", functools.partial(build_deep, name="denoising"),
+                "deep, trained to undo gaussian noise (0.5)",
+                fit_defaults={"noise": "gaussian:0.5", "epochs": 20}))
 register(Family("conv", build_conv, "one convolution block and a dense code"))
 register(Family("deep-conv", build_deep_conv, "two or more convolution blocks and a dense code"))
 register(Family("randomized", build_randomized,
                 "layer-wise: random fixed encoders, decoders solved in closed form",
-                trainer=train_randomized, trainer_options={"solver": "ridge", "ridge_c": 1.0},
+                trainer=train_randomized, trainer_options={"solver": "ridge", "ridge_c": 0.01},
                 takes_noise=False))
 
 __all__ = ["Autoencoder", "Family", "FAMILIES", "build_model", "family_names", "get_family",
