@@ -12,14 +12,17 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
     result = CliRunner().invoke(tfae, arguments)
     assert result.exit_code == 0, result.output
     page = (tmp_path / "docs/results.md").read_text()
-    table = [line for line in page.splitlines() if line.startswith("|")]
-    header, rule, *rows = table
+    results, goals, settings = tables(page)
+    header, rule, *rows = results
     assert header.count("|") == rule.count("|") == 11
     assert [re.match(r"\| `([\w-]+)`", row).group(1) for row in rows] == ["shallow", "randomized"]
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert len(cells) == 10 and all(cells)
         assert re.fullmatch(r"\d+\.\d\d%", cells[5]) and re.fullmatch(r"\d+\.\d\d%", cells[6])
+    assert any(row.startswith("| `randomized` trained in < 30 s |") for row in goals)
+    assert all(row.endswith(("| met |", "| **missed** |")) for row in goals[2:])
+    assert [row.split("|")[1].strip() for row in settings[2:]] == ["`shallow`", "`randomized`"]
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page):
         assert (tmp_path / "docs" / image).is_file()
     assert "tfae report --models shallow,randomized --epochs 1 --out docs/results" in page
@@ -33,7 +36,19 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
     assert again.exit_code == 0, again.output
     assert "training" not in again.output
     assert [path.stat().st_mtime_ns for path in kept] == before
-    assert (tmp_path / "docs/results.md").read_text().count("| `") == 2
+    assert len(tables((tmp_path / "docs/results.md").read_text())[0]) == 4
+
+
+def tables(page):
+    """The Markdown tables of ``page``, each as its list of lines."""
+    found, current = [], []
+    for line in page.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            found.append(current)
+            current = []
+    return found
 
 
 def test_report_refuses_an_unknown_family_before_training(tmp_path, monkeypatch):

@@ -68,7 +68,8 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
             if not _newer(figure, metrics_path.stat().st_mtime):
                 draw(run_dir, kind, figure.parent, limit=limit, verbose=verbose)
             figures[kind] = figure
-        rows.append((name, read_json(run_dir / "run.json"), metrics, figures))
+        rows.append((name, {**read_json(run_dir / "run.json"),
+                            "config": read_json(run_dir / "config.json")}, metrics, figures))
     page = out.parent / f"{out.name}.md"
     page.write_text(_page(rows, command, page.parent))
     return page
@@ -77,6 +78,35 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
 def _newer(path, than):
     """Whether ``path`` exists and was written after the time ``than``: then it can be reused."""
     return path.exists() and path.stat().st_mtime >= than
+
+
+def _option(value):
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _goals(rows):
+    """(goal, measured, met) for the issue's goals, for the families in ``rows``."""
+    by_name = {name: (info, metrics) for name, info, metrics, _ in rows}
+    linear = {name: metrics["probe"]["linear"] for name, (_, metrics) in by_name.items()}
+    knn = {name: metrics["probe"]["knn"] for name, (_, metrics) in by_name.items()}
+    goals = [(f"linear probe >= 95% (`{name}`)", f"{linear[name]:.2%}", linear[name] >= 0.95)
+             for name in by_name]
+    goals += [(f"kNN >= 97% (`{name}`)", f"{knn[name]:.2%}", knn[name] >= 0.97) for name in by_name]
+    if "randomized" in by_name:
+        info, _ = by_name["randomized"]
+        seconds = info.get("training_seconds", 0)
+        goals += [("`randomized` linear probe >= 97%", f"{linear['randomized']:.2%}",
+                   linear["randomized"] >= 0.97),
+                  ("`randomized` trained in < 30 s", f"{seconds:.0f} s", seconds < 30)]
+    if "denoising" in by_name:
+        psnr = by_name["denoising"][1]["denoising"]["gaussian:0.5"]["reconstruction_psnr"]
+        goals.append(("`denoising` PSNR >= 20 dB on gaussian 0.5", f"{psnr:.1f} dB", psnr >= 20))
+    occluded = {name: metrics["occlusion"]["14x14"]["linear_probe"]
+                for name, (_, metrics) in by_name.items()}
+    best = max(occluded, key=occluded.get)
+    goals.append(("probe on 14x14-occluded codes >= 85%",
+                  f"{occluded[best]:.2%} (best: `{best}`)", occluded[best] >= 0.85))
+    return goals
 
 
 def _command(models, epochs, out, limit):
@@ -108,6 +138,19 @@ def _page(rows, command, page_dir):
             f"{metrics['jacobian_norm']:.3f}"]) + " |")
     best = max(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
     worst = min(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
+    lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
+    lines += [f"| {goal} | {measured} | {'met' if met else '**missed**'} |"
+              for goal, measured, met in _goals(rows)]
+    lines += ["", "## Settings", "",
+              "Each family's defaults, as its run's `config.json` records them (the study's own "
+              "shapes are options: `deep`, `contractive` and `denoising` with `--hidden 500,200,100 "
+              "--latent-dim 10`, `randomized` with `--hidden 700,700`).", "",
+              "| model | options | epochs | noise |", "|---|---|---|---|"]
+    for name, info, _, _ in rows:
+        config = info["config"]
+        options = ", ".join(f"{key}={_option(value)}"
+                            for key, value in config["model_options"].items())
+        lines.append(f"| `{name}` | {options} | {config['epochs']} | {config['noise'] or ''} |")
     lines += ["", "## Against the study", "",
               "The study reported linear-probe accuracies of "
               + ", ".join(f"{accuracy:.2%}" for accuracy in STUDY_ACCURACIES)
