@@ -168,7 +168,8 @@ register(Family("shallow", build_shallow,
 register(Family("deep", build_deep, "a stack of dense layers, mirrored: 784-1000-1000-500-256",
                 fit_defaults={"epochs": 20}))
 register(Family("contractive", build_contractive,
-                "deep, with the Jacobian penalty: codes that move little when inputs move"))
+                "the Jacobian penalty: codes that move little when inputs move",
+                fit_defaults={"epochs": 20}))
 register(Family("denoising", functools.partial(build_deep, name="denoising"),
                 "deep, trained to undo gaussian noise (0.5)",
                 fit_defaults={"noise": "gaussian:0.5", "epochs": 20}))

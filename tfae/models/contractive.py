@@ -222,15 +222,19 @@ class ContractiveAutoencoder(Autoencoder):
                 "penalty": self.penalty, "projections": self.projections}
 
 
-def build_contractive(image_shape, hidden=(500, 200, 100), latent_dim=10, activation="relu",
-                      latent_activation="linear", penalty_weight=1e-4, penalty="exact",
+def build_contractive(image_shape, hidden=(), latent_dim=1024, activation="relu",
+                      latent_activation="sigmoid", penalty_weight=1e-4, penalty="exact",
                       projections=1):
-    """The study's deep contractive autoencoder, 784-500-200-100-10, with the real penalty.
+    """A contractive autoencoder; by default Rifai et al.'s: one sigmoid layer of 1,024 units.
 
-    ``hidden=()`` with ``latent_activation="sigmoid"`` gives the classic one-layer contractive
-    autoencoder, whose ``exact`` penalty has a closed form. The default lambda, 1e-4, shrinks the mean ||J||_F^2 on MNIST test
-    images about 20-fold against lambda = 0 for a 2% higher reconstruction error (10,000 images,
-    5 epochs); 1e-3 shrinks it 180-fold for 28% more error.
+    One dense sigmoid layer has a closed-form ``exact`` penalty that costs about as much as a
+    plain epoch, and its codes reach 96.5% with a linear probe on MNIST (20 epochs). The study's
+    deep contractive autoencoder is ``hidden=(500, 200, 100), latent_dim=10,
+    latent_activation="linear"``, where ``exact`` is the full Jacobian (about 4x a plain epoch;
+    ``penalty="projection"`` is the affordable estimate). The default lambda, 1e-4, shrinks the
+    mean ||J||_F^2 of the deep shape on MNIST test images about 20-fold against lambda = 0 for a
+    2% higher reconstruction error (10,000 images, 5 epochs); 1e-3 shrinks it 180-fold for 28%
+    more error.
 
     Examples:
         >>> build_contractive((28, 28, 1), penalty="projection", projections=2).penalty
