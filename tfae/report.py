@@ -81,7 +81,9 @@ def _newer(path, than):
 
 
 def _option(value):
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
 
 
 def _goals(rows):
@@ -143,8 +145,10 @@ def _page(rows, command, page_dir):
               for goal, measured, met in _goals(rows)]
     lines += ["", "## Settings", "",
               "Each family's defaults, as its run's `config.json` records them (the study's own "
-              "shapes are options: `deep`, `contractive` and `denoising` with `--hidden 500,200,100 "
-              "--latent-dim 10`, `randomized` with `--hidden 700,700`).", "",
+              "shapes are options: `deep` with `--hidden 500,200,100 --latent-dim 10`, "
+              "`contractive` with those and `--latent-activation linear`, `randomized` with "
+              "`--hidden 700,700`; the study's dense denoiser is `--model deep --noise "
+              "gaussian:0.5`).", "",
               "| model | options | epochs | noise |", "|---|---|---|---|"]
     for name, info, _, _ in rows:
         config = info["config"]

@@ -64,7 +64,7 @@ def _contractive_space(hp):
 
 
 def _denoising_space(hp):
-    options, fit_fields = _dense_space(hp)
+    options, fit_fields = _deep_conv_space(hp)
     return options, {**fit_fields, "noise": f"gaussian:{hp.Float('noise', 0.1, 0.7, step=0.1):.1f}"}
 
 

@@ -170,8 +170,8 @@ register(Family("deep", build_deep, "a stack of dense layers, mirrored: 784-1000
 register(Family("contractive", build_contractive,
                 "the Jacobian penalty: codes that move little when inputs move",
                 fit_defaults={"epochs": 20}))
-register(Family("denoising", functools.partial(build_deep, name="denoising"),
-                "deep, trained to undo gaussian noise (0.5)",
+register(Family("denoising", functools.partial(build_deep_conv, name="denoising"),
+                "deep-conv, trained to undo gaussian noise (0.5)",
                 fit_defaults={"noise": "gaussian:0.5", "epochs": 20}))
 register(Family("conv", build_conv, "one convolution block and a dense code"))
 register(Family("deep-conv", build_deep_conv, "two or more convolution blocks and a dense code"))

@@ -96,7 +96,7 @@ def build_conv(image_shape, filters=(32,), latent_dim=256, activation="relu",
 
 
 def build_deep_conv(image_shape, filters=(32, 64), latent_dim=64, activation="relu",
-                    penalty_weight=0.0, penalty="projection", projections=1):
+                    penalty_weight=0.0, penalty="projection", projections=1, name="deep-conv"):
     """Two or more convolution blocks: the study's deep convolutional autoencoder.
 
     Examples:
@@ -105,7 +105,7 @@ def build_deep_conv(image_shape, filters=(32, 64), latent_dim=64, activation="re
         [32, 64]
     """
     if len(filters) < 2:
-        raise TfaeError(f"model 'deep-conv' needs two or more blocks in --filters, got {filters}; "
+        raise TfaeError(f"model {name!r} needs two or more blocks in --filters, got {filters}; "
                         "use --model conv for one")
-    return _build("deep-conv", image_shape, filters, latent_dim, activation, penalty_weight,
+    return _build(name, image_shape, filters, latent_dim, activation, penalty_weight,
                   penalty, projections)
