@@ -84,3 +84,12 @@ def test_occlusion_that_does_not_fit_is_refused():
     with pytest.raises(TfaeError, match="does not fit"):
         parse_corruption("occlusion:29").check_fits((28, 28, 1))
     parse_corruption("occlusion:14@14,14").check_fits((28, 28, 1))
+
+
+def test_none_turns_a_familys_default_noise_off():
+    from tfae.train import FitConfig
+
+    assert FitConfig(model="shallow").resolved().noise == "masking:0.3"
+    assert FitConfig(model="shallow", noise="none").resolved().noise == "none"
+    assert FitConfig(model="randomized", noise="none").resolved().noise == "none"
+    assert parse_corruption("none") is None

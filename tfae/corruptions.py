@@ -131,8 +131,13 @@ class Corruption:
 KINDS = ("gaussian", "salt-pepper", "masking", "occlusion")
 
 
+NO_CORRUPTION = "none"  # the spec that turns off a family's default noise
+
+
 def parse_corruption(spec):
     """Parses ``KIND:AMOUNT`` (``occlusion:SIZE[@ROW,COL]`` for a fixed patch) into a Corruption.
+
+    ``none`` parses to ``None``: clean inputs, even for a family that trains with noise.
 
     Raises:
         TfaeError: naming the spec and what was expected.
@@ -142,7 +147,11 @@ def parse_corruption(spec):
         Corruption(kind='salt-pepper', amount=0.2, position=None)
         >>> parse_corruption("occlusion:7@0,21").position
         (0, 21)
+        >>> parse_corruption("none") is None
+        True
     """
+    if spec == NO_CORRUPTION:
+        return None
     kind, sep, rest = spec.partition(":")
     if kind not in KINDS or not sep:
         raise TfaeError(

@@ -145,7 +145,8 @@ def _page(rows, command, page_dir):
               for goal, measured, met in _goals(rows)]
     lines += ["", "## Settings", "",
               "Each family's defaults, as its run's `config.json` records them (the study's own "
-              "shapes are options: `deep` with `--hidden 500,200,100 --latent-dim 10`, "
+              "shapes are options: `shallow` with `--latent-dim 128 --noise none`, "
+              "`deep` with `--hidden 500,200,100 --latent-dim 10`, "
               "`contractive` with those and `--latent-activation linear`, `randomized` with "
               "`--hidden 700,700`; the study's dense denoiser is `--model deep --noise "
               "gaussian:0.5`).", "",

@@ -97,8 +97,7 @@ class FitConfig:
         fields = {"epochs": DEFAULT_EPOCHS, **family.fit_defaults,
                   **{key: value for key, value in self.to_dict().items() if value is not None}}
         fields["model_options"] = resolve_options(self.model, self.model_options)
-        if fields.get("noise") is not None:
-            parse_corruption(fields["noise"])
+        if fields.get("noise") is not None and parse_corruption(fields["noise"]) is not None:
             if not family.takes_noise:
                 raise TfaeError(f"--noise does not apply to model {self.model!r}")
         return dataclasses.replace(FitConfig(), **fields)
