@@ -66,8 +66,10 @@ def plain_keras_seconds(splits, epochs, batch_size):
 
 def tfae_seconds(epochs, batch_size):
     with tempfile.TemporaryDirectory() as folder:
-        run = tfae.fit(tfae.FitConfig(model="deep", epochs=epochs, batch_size=batch_size),
-                       pathlib.Path(folder) / "run", export=False, verbose=0)
+        study_shape = {"hidden": (500, 200, 100), "latent_dim": 10}  # the plain script's layers
+        config = tfae.FitConfig(model="deep", model_options=study_shape, epochs=epochs,
+                                batch_size=batch_size)
+        run = tfae.fit(config, pathlib.Path(folder) / "run", export=False, verbose=0)
     return run.history["seconds"]
 
 
