@@ -82,7 +82,8 @@ def main():
 
     with tempfile.TemporaryDirectory() as folder:
         export_dir = pathlib.Path(folder) / "deep"
-        export_saved_model(build_model("deep", (28, 28, 1)), export_dir)
+        study_deep = build_model("deep", (28, 28, 1), hidden=(500, 200, 100), latent_dim=10)
+        export_saved_model(study_deep, export_dir)
         server = make_server(export_dir, "deep", port=0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.server_address[1]

@@ -268,7 +268,7 @@ def format_report(args, ceiling, throughput, contractive, denoising, randomized,
               "| encoder | penalty | s/epoch | x plain |", "|---|---|---|---|"]
     lines += [f"| {shape} | {method} | {seconds:.2f} | {ratio:.2f} |"
               for shape, method, seconds, ratio in contractive]
-    lines += ["", "### Corruption in the pipeline (x a clean epoch)", "",
+    lines += ["", "### Corruption in the pipeline (x a clean epoch of the `deep` default)", "",
               "| inputs | s/epoch | x clean |", "|---|---|---|"]
     lines += [f"| {spec} | {seconds:.2f} | {ratio:.3f} |" for spec, seconds, ratio in denoising]
     r = randomized
