@@ -21,7 +21,10 @@ import tfae
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "docs/tutorials").glob("*.md"))
-FENCE = re.compile(r"^```(bash|python)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
+# Fenced languages the tests run; any other must be one a reader is not meant to run here.
+RUN_AS = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python", "py": "python"}
+NOT_RUN = {"text", "yaml"}
 
 # Runs one tutorial's blocks, given as JSON on stdin, stopping at the first that fails.
 _RUNNER = textwrap.dedent("""
@@ -46,16 +49,31 @@ _RUNNER = textwrap.dedent("""
 
 
 def tutorial_blocks(path):
-    """The fenced bash and python blocks of a Markdown file: (language, first line, code)."""
+    """The fenced shell and Python blocks of a Markdown file: (bash or python, first line, code).
+
+    A fence with no language, or one neither run nor listed in ``NOT_RUN``, is an error: it
+    would otherwise be skipped without anyone noticing.
+    """
     text = path.read_text()
-    return [(match.group(1), text.count("\n", 0, match.start()) + 2, match.group(2))
-            for match in FENCE.finditer(text)]
+    blocks = []
+    for match in FENCE.finditer(text):
+        line = text.count("\n", 0, match.start()) + 2
+        language = match.group(1)
+        if language not in RUN_AS and language not in NOT_RUN:
+            raise ValueError(f"{path.name}:{line - 1}: fence language {language!r} is neither "
+                             f"run ({', '.join(RUN_AS)}) nor text ({', '.join(NOT_RUN)})")
+        if language in RUN_AS:
+            blocks.append((RUN_AS[language], line, match.group(2)))
+    return blocks
 
 
 def test_fence_parser_finds_blocks_and_their_lines(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("# T\n\n```bash\necho hi\n```\ntext\n```python\nx = 1\n```\n```text\nno\n```\n")
+    page.write_text("# T\n\n```sh\necho hi\n```\ntext\n```python\nx = 1\n```\n```text\nno\n```\n")
     assert tutorial_blocks(page) == [("bash", 4, "echo hi\n"), ("python", 8, "x = 1\n")]
+    page.write_text("# T\n\n```\necho unlabelled\n```\n")
+    with pytest.raises(ValueError, match="page.md:3: fence language ''"):
+        tutorial_blocks(page)
 
 
 @pytest.mark.parametrize("tutorial", TUTORIALS, ids=lambda path: path.stem)
