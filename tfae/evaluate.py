@@ -20,6 +20,7 @@ Examples:
 """
 
 import dataclasses
+import functools
 import pathlib
 
 import keras
@@ -35,7 +36,7 @@ from tfae.corruptions import parse_corruption
 from tfae.errors import TfaeError
 from tfae.export import versions
 from tfae.models import load_model
-from tfae.models.contractive import jacobian_squared_norm
+from tfae.models.contractive import contractive_penalty, jacobian_squared_norm
 from tfae.runs import read_json, write_json
 
 DENOISING_SPECS = ("gaussian:0.25", "gaussian:0.5", "salt-pepper:0.2")
@@ -55,6 +56,8 @@ class Endpoints:
         parameters: the number of weights.
         training_seconds: from the run, or ``None`` for an export.
         dataset: the data set the model was trained on, if known.
+        jacobian_squared_norm: images -> ||J_f(x)||_F^2 without the full Jacobian where the
+            model allows it, or ``None`` for an export.
 
     Examples:
         >>> endpoints = open_endpoints("runs/deep")  # doctest: +SKIP
@@ -68,6 +71,7 @@ class Endpoints:
     parameters: int
     training_seconds: float | None
     dataset: str | None
+    jacobian_squared_norm: callable = None
 
 
 def open_endpoints(path):
@@ -87,7 +91,9 @@ def open_endpoints(path):
             encode=lambda images: model.encoder(images, training=False),
             reconstruct=lambda images: model(images, training=False),
             image_shape=model.image_shape, parameters=model.count_params(),
-            training_seconds=info.get("training_seconds"), dataset=config.get("dataset"))
+            training_seconds=info.get("training_seconds"), dataset=config.get("dataset"),
+            jacobian_squared_norm=functools.partial(contractive_penalty, model.encoder,
+                                                    method="exact"))
     found = [] if (path / "saved_model.pb").is_file() else versions(path)
     if found:  # a folder of versions: the highest, as TF Serving serves
         path = path / str(found[-1])
@@ -144,16 +150,22 @@ def psnr(reference, images):
     return float(np.mean(10 * np.log10(1.0 / errors)))
 
 
-def jacobian_norm(encode, images):
+def jacobian_norm(encode, images, squared_norm=None):
     """Mean over ``images`` of ||J_f(x)||_F, the encoder's Jacobian norm, for any callable encoder.
+
+    ``squared_norm(images)``, when given, computes ||J_f(x)||_F^2 instead of the full Jacobian:
+    a Keras encoder passes ``contractive_penalty``'s ``exact`` method, the closed form for one
+    dense layer, where the full Jacobian of a wide code is gigabytes per batch.
 
     Examples:
         >>> round(jacobian_norm(lambda x: 2 * tf.reshape(x, (-1, 3)), np.ones((2, 3))), 4)
         3.4641
     """
+    squared_norm = squared_norm or functools.partial(jacobian_squared_norm, encode)
+
     @tf.function  # batch_jacobian's vectorisation retraces on every eager call
     def batch_norms(batch):
-        return tf.sqrt(jacobian_squared_norm(encode, batch))
+        return tf.sqrt(squared_norm(batch))
 
     batches = tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32)).batch(100)
     return float(np.mean(np.concatenate([batch_norms(batch).numpy() for batch in batches])))
@@ -274,7 +286,8 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
             "linear_probe": float(linear.score(codes, labels)),
         }
         advance(f"occlusion {size}")
-    metrics["jacobian_norm"] = jacobian_norm(endpoints.encode, test_images[:JACOBIAN_IMAGES])
+    metrics["jacobian_norm"] = jacobian_norm(endpoints.encode, test_images[:JACOBIAN_IMAGES],
+                                             endpoints.jacobian_squared_norm)
     advance("jacobian")
     write_json(pathlib.Path(path) / "metrics.json", metrics)
     return metrics
