@@ -224,8 +224,9 @@ class FamilyHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
-        _, fit_fields = self.options(hp)
-        noise = fit_fields.get("noise") or get_family(self.config.model).fit_defaults.get("noise")
+        model_options, fit_fields = self.options(hp)
+        # FitConfig merges the family's default noise, as it does for `tfae fit`.
+        noise = self.config.fit_config(model_options, fit_fields, None).resolved().noise
         corruption = parse_corruption(noise) if noise else None
         train = data.pipeline(self.splits.train, self.config.batch_size, shuffle=True,
                               seed=self.config.seed, corruption=corruption)
