@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tfae.export import export_saved_model
 from tfae.models import build_model
-from tfae.serve import make_server
+from tfae.serve import BatchingSignature, make_server
 
 IMAGES = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)
 
@@ -98,6 +98,53 @@ def test_bad_requests_get_4xx_and_serving_goes_on(server, raw, status, words):
     assert answer[0] == status and words in answer[1]["error"]
     good = _call(url + ":predict", {"signature_name": "encode", "instances": IMAGES.tolist()})
     assert good[0] == 200 and np.array(good[1]["predictions"]).shape == (3, 4)
+
+
+def test_concurrent_requests_each_get_their_own_answer(server):
+    url, export_dir = server
+    images = np.random.default_rng(3).random((16, 2, 28, 28, 1), dtype=np.float32)
+    answers = [None] * len(images)
+
+    def client(index):
+        answers[index] = _call(url + ":predict", {"signature_name": "encode",
+                                                  "instances": images[index].tolist()})
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(len(images))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = _in_process(export_dir, 1, "encode", images.reshape(-1, 28, 28, 1))
+    assert [status for status, _ in answers] == [200] * len(images)
+    np.testing.assert_allclose([answer["predictions"] for _, answer in answers],
+                               expected.reshape(16, 2, -1), atol=1e-6)
+
+
+def test_requests_queued_while_the_model_runs_run_as_one_batch(server):
+    _, export_dir = server
+    served = tf.saved_model.load(str(export_dir / "1"))
+    batching = BatchingSignature(served.signatures["encode"], max_rows=5)
+    calls = []
+    signature = batching.signature
+    batching.signature = lambda **inputs: calls.append(len(inputs["images"])) or signature(**inputs)
+    images = np.random.default_rng(4).random((4, 2, 28, 28, 1), dtype=np.float32)
+    outputs = [None] * len(images)
+
+    def call(index):
+        outputs[index] = batching(images[index])
+
+    with batching._run_lock:  # as if a batch were running: the four requests queue meanwhile
+        threads = [threading.Thread(target=call, args=(index,)) for index in range(len(images))]
+        for thread in threads:
+            thread.start()
+        while len(batching._queue) < len(images):
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    assert calls == [4, 4]  # 2 + 2 rows per call: a third request would pass max_rows
+    np.testing.assert_allclose(np.stack(outputs),
+                               _in_process(export_dir, 1, "encode", images.reshape(-1, 28, 28, 1))
+                               .reshape(4, 2, -1), atol=1e-6)
 
 
 def test_unknown_model_and_version_are_404(server):

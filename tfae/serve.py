@@ -10,8 +10,11 @@ Clients written for TF Serving work against it unchanged:
 
 It serves the highest version in the export folder by default and loads a newly exported version
 on the next request, without a restart. Bad requests get a 4xx answer ``{"error": "..."}`` and the
-server keeps serving. The standard library's threading HTTP server is enough here: requests are
-small JSON bodies on loopback, and the time goes into the model, not the server.
+server keeps serving. Requests that arrive while a signature is running wait and then run together
+as one batch (``BatchingSignature``), as TF Serving's ``--enable_batching`` does: a model call costs
+about the same for 1 image as for 64, so under concurrent load this multiplies throughput, and a
+lone request runs at once, with no batching delay. The standard library's threading HTTP server is
+enough here: its per-request cost (about 0.1 ms) is small next to parsing the JSON body.
 
 Examples:
     >>> server = make_server("saved_models/deep", "deep", port=0)  # doctest: +SKIP
@@ -51,12 +54,86 @@ class RequestError(Exception):
         self.status = status
 
 
+class BatchingSignature:
+    """Calls a one-input signature, running the requests that queue up meanwhile as one batch.
+
+    A caller queues its array; whoever holds the run lock takes the queue (up to ``max_rows``
+    rows of the same shape), calls the signature once on their concatenation and hands each
+    caller its rows. There is no waiting for a batch to fill: a lone request runs at once.
+
+    Examples:
+        >>> served = tf.saved_model.load("saved_models/deep/1")  # doctest: +SKIP
+        >>> encode = BatchingSignature(served.signatures["encode"])  # doctest: +SKIP
+        >>> encode(np.zeros((1, 28, 28, 1), np.float32)).shape  # doctest: +SKIP
+        (1, 10)
+    """
+
+    def __init__(self, signature, max_rows=1024):
+        self.signature = signature
+        (self.input_name, self.input_spec), = signature.structured_input_signature[1].items()
+        self._max_rows = max_rows
+        self._queue = []
+        self._queue_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    def __call__(self, array):
+        """The signature's only output for ``array``, as a numpy array."""
+        request = _Request(array)
+        with self._queue_lock:
+            self._queue.append(request)
+        with self._run_lock:
+            while not request.done.is_set():
+                self._run(self._take())
+        if request.error is not None:
+            raise request.error
+        return request.output
+
+    def _take(self):
+        """The oldest queued requests of the first one's shape, up to ``max_rows`` rows."""
+        with self._queue_lock:
+            shape = self._queue[0].array.shape[1:]
+            taken, rows = [], 0
+            for request in self._queue:
+                if request.array.shape[1:] == shape and (
+                        not taken or rows + len(request.array) <= self._max_rows):
+                    taken.append(request)
+                    rows += len(request.array)
+            self._queue = [request for request in self._queue if request not in taken]
+        return taken
+
+    def _run(self, requests):
+        arrays = [request.array for request in requests]
+        try:
+            outputs = self.signature(**{self.input_name: tf.constant(np.concatenate(arrays))})
+            (output,), error = outputs.values(), None
+            output = output.numpy()
+        except tf.errors.InvalidArgumentError as failure:
+            error = RequestError(400, failure.message.splitlines()[0])
+        start = 0
+        for request in requests:
+            if error is None:
+                request.output = output[start:start + len(request.array)]
+                start += len(request.array)
+            request.error = error
+            request.done.set()
+
+
+class _Request:
+    def __init__(self, array):
+        self.array, self.output, self.error = array, None, None
+        self.done = threading.Event()
+
+
 class ModelRepository:
     """The versions of one exported model, loaded on first use and picked up when new ones appear.
 
+    Each loaded version is a dict of its signatures by name, each a ``BatchingSignature``.
+
     Examples:
         >>> repository = ModelRepository("saved_models/deep")  # doctest: +SKIP
-        >>> version, served = repository.get()  # doctest: +SKIP
+        >>> version, signatures = repository.get()  # doctest: +SKIP
+        >>> sorted(signatures)  # doctest: +SKIP
+        ['decode', 'encode', 'serving_default']
     """
 
     def __init__(self, export_dir):
@@ -71,14 +148,16 @@ class ModelRepository:
         return versions(self.export_dir)
 
     def get(self, version=None):
-        """``(version, loaded SavedModel)``; the highest version when ``version`` is ``None``."""
+        """``(version, signatures by name)``; the highest version when ``version`` is ``None``."""
         versions = self.versions()
         version = versions[-1] if version is None else version
         if version not in versions:
             raise RequestError(404, f"Servable not found for request: Specific({version})")
         with self._lock:  # one load per version, however many requests ask at once
             if version not in self._loaded:
-                self._loaded[version] = tf.saved_model.load(str(self.export_dir / str(version)))
+                served = tf.saved_model.load(str(self.export_dir / str(version)))
+                self._loaded[version] = {name: BatchingSignature(signature)
+                                         for name, signature in served.signatures.items()}
         return version, self._loaded[version]
 
 
@@ -101,20 +180,25 @@ def signature_metadata(signature):
             "method_name": "tensorflow/serving/predict"}
 
 
-def predict(served, body):
+def predict(signatures, body):
     """Answers a ``:predict`` body (already parsed JSON) as TF Serving does.
 
+    Args:
+        signatures: ``BatchingSignature`` by name, as ``ModelRepository.get`` returns them.
+        body: the parsed request.
+
     Examples:
-        >>> predict(served, {"signature_name": "encode", "instances": images.tolist()})  # doctest: +SKIP
+        >>> _, signatures = ModelRepository("saved_models/deep").get()  # doctest: +SKIP
+        >>> predict(signatures, {"signature_name": "encode", "instances": images.tolist()})  # doctest: +SKIP
         {'predictions': [[0.1, ...], ...]}
     """
     if not isinstance(body, dict):
         raise RequestError(400, "JSON Value is not an object")
     name = body.get("signature_name", "serving_default")
-    if name not in served.signatures:
+    if name not in signatures:
         raise RequestError(400, f"Serving signature name: \"{name}\" not found in signature def")
-    signature = served.signatures[name]
-    (input_name, spec), = signature.structured_input_signature[1].items()
+    signature = signatures[name]
+    input_name, spec = signature.input_name, signature.input_spec
     row_format = "instances" in body
     if row_format == ("inputs" in body):
         raise RequestError(400, "Missing 'instances' or 'inputs' key (exactly one is needed)")
@@ -136,11 +220,8 @@ def predict(served, body):
             for actual, expected in zip(array.shape, spec.shape)):
         raise RequestError(400, f"Input '{input_name}' has shape {list(array.shape)}, "
                                 f"expected {_shape(spec)}")
-    outputs = signature(**{input_name: tf.constant(array)})
-    (output_name, output), = outputs.items()
-    if row_format:
-        return {"predictions": output.numpy().tolist()}
-    return {"outputs": output.numpy().tolist()}
+    output = signature(array).tolist()
+    return {"predictions": output} if row_format else {"outputs": output}
 
 
 def _shape(spec):
@@ -189,11 +270,11 @@ def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MA
             if what == ":predict":
                 raise RequestError(405, "predict needs POST")
             if what == "/metadata":
-                version, served = repository.get(version)
+                version, signatures = repository.get(version)
                 return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
                         "metadata": {"signature_def": {"signature_def": {
-                            key: signature_metadata(signature)
-                            for key, signature in served.signatures.items()}}}}
+                            key: signature_metadata(batching.signature)
+                            for key, batching in signatures.items()}}}}
             versions = [version] if version else repository.versions()
             for each in versions:
                 repository.get(each)
@@ -219,8 +300,8 @@ def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MA
                 body = json.loads(raw, parse_constant=_reject_constant)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise RequestError(400, f"JSON Parse error: {error}") from None
-            _, served = repository.get(version)
-            return predict(served, body)
+            _, signatures = repository.get(version)
+            return predict(signatures, body)
 
         def _answer(self, respond):
             try:
