@@ -10,7 +10,8 @@ SEED = tf.constant([3, 4])
 GREY = tf.fill((8, 28, 28, 1), 0.5)
 
 
-@pytest.mark.parametrize("spec", ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:14"])
+@pytest.mark.parametrize("spec", ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:14",
+                                  "gaussian:0.5+occlusion:14"])
 def test_corruption_keeps_shape_and_range(spec):
     noisy = parse_corruption(spec)(GREY, SEED)
     assert noisy.shape == GREY.shape and noisy.dtype == tf.float32
@@ -18,7 +19,8 @@ def test_corruption_keeps_shape_and_range(spec):
     assert not np.array_equal(noisy.numpy(), GREY.numpy())
 
 
-@pytest.mark.parametrize("spec", ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:7"])
+@pytest.mark.parametrize("spec", ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:7",
+                                  "masking:0.25+occlusion:7"])
 def test_corruption_is_seeded(spec):
     corrupt = parse_corruption(spec)
     first, again = corrupt(GREY, SEED), corrupt(GREY, SEED)
@@ -64,7 +66,7 @@ def test_occlusion_at_a_given_position():
 
 def test_parse_corruption_round_trips_its_spec():
     for spec in ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:14",
-                 "occlusion:7@3,4"]:
+                 "occlusion:7@3,4", "gaussian:0.5+occlusion:7@3,4"]:
         assert parse_corruption(spec).spec == spec
     assert parse_corruption("occlusion:7@3,4") == Corruption("occlusion", 7, (3, 4))
 
@@ -80,10 +82,20 @@ def test_parse_corruption_names_the_problem(spec, words):
     assert words in str(error.value) and spec in str(error.value)
 
 
+def test_a_chain_applies_each_corruption_with_its_own_draws():
+    noisy = parse_corruption("masking:0.5+masking:0.5+occlusion:14@0,0")(GREY, SEED).numpy()
+    assert (noisy[:, :14, :14] == 0).all()
+    outside = noisy[:, 14:, :]
+    # Independent draws leave 1/4 of the pixels; the same draw twice would leave 1/2.
+    assert abs((outside > 0).mean() - 0.25) < 0.03
+
+
 def test_occlusion_that_does_not_fit_is_refused():
     with pytest.raises(TfaeError, match="does not fit"):
         parse_corruption("occlusion:29").check_fits((28, 28, 1))
     parse_corruption("occlusion:14@14,14").check_fits((28, 28, 1))
+    with pytest.raises(TfaeError, match="does not fit"):
+        parse_corruption("gaussian:0.5+occlusion:29").check_fits((28, 28, 1))
 
 
 def test_none_turns_a_familys_default_noise_off():

@@ -128,6 +128,36 @@ class Corruption:
         return f"{self.kind}:{amount}{where}"
 
 
+@dataclasses.dataclass(frozen=True)
+class CorruptionChain:
+    """Corruptions applied one after the other, each with its own seed: ``gaussian:0.5+occlusion:14``.
+
+    Examples:
+        >>> chain = parse_corruption("gaussian:0.5+occlusion:14")
+        >>> [part.kind for part in chain.parts]
+        ['gaussian', 'occlusion']
+        >>> chain(tf.ones((2, 28, 28, 1)), seed=tf.constant([1, 2])).shape
+        TensorShape([2, 28, 28, 1])
+    """
+
+    parts: tuple
+
+    def __call__(self, images, seed):
+        for index, part in enumerate(self.parts):
+            images = part(images, tf.random.experimental.stateless_fold_in(seed, index))
+        return images
+
+    def check_fits(self, image_shape):
+        """Refuses a chain with an occlusion patch that does not fit in ``image_shape``."""
+        for part in self.parts:
+            part.check_fits(image_shape)
+
+    @property
+    def spec(self):
+        """The spec string that ``parse_corruption`` turns back into this chain."""
+        return "+".join(part.spec for part in self.parts)
+
+
 KINDS = ("gaussian", "salt-pepper", "masking", "occlusion")
 
 
@@ -137,7 +167,8 @@ NO_CORRUPTION = "none"  # the spec that turns off a family's default noise
 def parse_corruption(spec):
     """Parses ``KIND:AMOUNT`` (``occlusion:SIZE[@ROW,COL]`` for a fixed patch) into a Corruption.
 
-    ``none`` parses to ``None``: clean inputs, even for a family that trains with noise.
+    Specs joined by ``+`` parse to a ``CorruptionChain`` that applies them in turn. ``none``
+    parses to ``None``: clean inputs, even for a family that trains with noise.
 
     Raises:
         TfaeError: naming the spec and what was expected.
@@ -152,6 +183,12 @@ def parse_corruption(spec):
     """
     if spec == NO_CORRUPTION:
         return None
+    if "+" in spec:
+        return CorruptionChain(tuple(_parse_one(part) for part in spec.split("+")))
+    return _parse_one(spec)
+
+
+def _parse_one(spec):
     kind, sep, rest = spec.partition(":")
     if kind not in KINDS or not sep:
         raise TfaeError(
