@@ -140,7 +140,7 @@ def torch_model(model):
 
 
 def torch_corruption(spec):
-    """The family's default noise (``gaussian`` or ``masking``) in PyTorch, or no change."""
+    """A family's default noise (``gaussian``, ``masking``, ``occlusion``) in PyTorch, or none."""
     import torch
 
     if spec is None:
@@ -150,6 +150,18 @@ def torch_corruption(spec):
         return lambda images: (images + float(value) * torch.randn_like(images)).clamp(0, 1)
     if kind == "masking":
         return lambda images: images * (torch.rand_like(images) >= float(value))
+    if kind == "occlusion":
+        size = int(value)
+
+        def occlude(images):  # a size x size black square per image, channels first
+            batch, _, height, width = images.shape
+            top = torch.randint(0, height - size + 1, (batch, 1, 1, 1))
+            left = torch.randint(0, width - size + 1, (batch, 1, 1, 1))
+            rows = torch.arange(height).reshape(1, 1, -1, 1)
+            columns = torch.arange(width).reshape(1, 1, 1, -1)
+            patch = (rows >= top) & (rows < top + size) & (columns >= left) & (columns < left + size)
+            return images.masked_fill(patch, 0.0)
+        return occlude
     raise ValueError(f"no PyTorch version of the {kind} noise")
 
 
@@ -298,7 +310,7 @@ def format_report(args, ceiling, throughput, contractive, denoising, randomized,
         lines.append(f"| `{row['family']}` | {row['flops'] / 1e6:.1f} | {row['tfae']:,.0f} | "
                      f"{row['keras']:,.0f} | {torch_rate} | {row['tfae'] / row['keras']:.2f} | "
                      f"{versus_torch} | {row['ceiling']:.0%} |")
-    lines += ["", "PyTorch trains the same model as tfae: the family's default noise (masking for "
+    lines += ["", "PyTorch trains the same model as tfae: the family's default noise (occlusion for "
               "`shallow`, gaussian for `denoising`) and the contractive penalty (closed form). The "
               "plain Keras script trains the same layers on clean inputs and plain MSE, so its "
               "ratio also shows what noise and penalty cost tfae.",

@@ -83,7 +83,7 @@ def tfae():
 @click.option("--loss", type=click.Choice(["mse", "bce"]), help="Reconstruction loss (default: mse).")
 @click.option("--noise", help="Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, "
               "occlusion:SIZE, several joined by + (gaussian:0.5+occlusion:14), or none (default: "
-              "the family's; shallow masking:0.3, denoising gaussian:0.5).")
+              "the family's; shallow occlusion:14, denoising gaussian:0.5).")
 @click.option("--limit", type=int, help="Train on the first N images only (quick runs).")
 @click.option("--seed", type=int, help="Seed for weights, shuffling and noise (default: 0).")
 @click.option("--early-stopping", type=int, metavar="PATIENCE",

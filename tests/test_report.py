@@ -38,6 +38,13 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
     assert [path.stat().st_mtime_ns for path in kept] == before
     assert len(tables((tmp_path / "docs/results.md").read_text())[0]) == 4
 
+    # A run trained with other settings (say, older defaults) is refused, not passed off as new.
+    config_path = tmp_path / "docs/results/runs/shallow/config.json"
+    config_path.write_text(config_path.read_text().replace('"noise": "', '"noise": "gaussian:0.1+'))
+    stale = CliRunner().invoke(tfae, arguments)
+    assert stale.exit_code == 1 and "other settings (noise)" in stale.output
+    assert [path.stat().st_mtime_ns for path in kept] == before
+
 
 def tables(page):
     """The Markdown tables of ``page``, each as its list of lines."""

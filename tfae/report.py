@@ -18,7 +18,7 @@ from tfae.evaluate import evaluate
 from tfae.figures import KINDS, draw
 from tfae.models import family_names, get_family
 from tfae.runs import read_json
-from tfae.train import FitConfig, finished_epochs, fit
+from tfae.train import FitConfig, check_run_settings, finished_epochs, fit
 
 # The study's published linear-probe accuracies (its slides lost which model each belongs to).
 STUDY_ACCURACIES = (0.9111, 0.9273, 0.9177, 0.9360, 0.8846)
@@ -51,6 +51,9 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
     for name in models:
         run_dir = out / "runs" / name
         config = FitConfig(model=name, limit=limit, epochs=epochs).resolved()
+        if (run_dir / "config.json").exists():
+            # A run of older defaults must not pass for the current ones.
+            check_run_settings(run_dir, config)
         if finished_epochs(run_dir) < config.epochs:
             if verbose:
                 print(f"== {name}: training {config.epochs} epochs into {run_dir}", flush=True)

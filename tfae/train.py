@@ -240,19 +240,31 @@ def _fit_keras(config, run_dir, model, train_batches, validation_batches, initia
     return model
 
 
+def check_run_settings(run_dir, config):
+    """Refuses a run folder whose saved run has other settings than ``config`` (epochs aside).
+
+    Raises:
+        TfaeError: naming the settings that differ.
+
+    Examples:
+        >>> check_run_settings(pathlib.Path("runs/deep"), FitConfig(model="deep"))  # doctest: +SKIP
+    """
+    saved = read_json(run_dir / "config.json")
+    if saved.get("model") != config.model:
+        raise TfaeError(f"--out {run_dir} holds a run of model {saved.get('model')!r}, not "
+                        f"{config.model!r}; choose another --out")
+    wanted = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as saved
+    changed = [name for name in wanted if name != "epochs" and saved.get(name) != wanted[name]]
+    if changed:
+        raise TfaeError(f"--out {run_dir} holds a run with other settings "
+                        f"({', '.join(changed)}); choose another --out")
+
+
 def _claim_run_dir(run_dir, config):
     """Checks ``run_dir`` can hold this run; returns how many epochs a finished run there has."""
     config_path = run_dir / "config.json"
     if config_path.exists():
-        saved = read_json(config_path)
-        if saved.get("model") != config.model:
-            raise TfaeError(f"--out {run_dir} holds a run of model {saved.get('model')!r}, not "
-                            f"{config.model!r}; choose another --out")
-        wanted = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as saved
-        changed = [name for name in wanted if name != "epochs" and saved.get(name) != wanted[name]]
-        if changed:
-            raise TfaeError(f"--out {run_dir} holds a run with other settings "
-                            f"({', '.join(changed)}); choose another --out")
+        check_run_settings(run_dir, config)
         finished = finished_epochs(run_dir)
         if finished >= config.epochs:
             raise TfaeError(f"--out {run_dir} already holds {finished} finished epochs; "

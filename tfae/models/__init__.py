@@ -164,8 +164,8 @@ def load_model(path):
 
 
 register(Family("shallow", build_shallow,
-                "one wide hidden layer, trained with masking noise: the baseline",
-                fit_defaults={"noise": "masking:0.3", "epochs": 20}))
+                "one wide hidden layer, trained with occluded inputs: the baseline",
+                fit_defaults={"noise": "occlusion:14", "epochs": 20}))
 register(Family("deep", build_deep, "a stack of dense layers, mirrored: 784-1000-1000-500-256",
                 fit_defaults={"epochs": 20}))
 register(Family("contractive", build_contractive,
