@@ -70,10 +70,15 @@ def test_export_command_adds_a_version(finished_run):
 
 def test_more_epochs_continue_a_finished_run(finished_run):
     work, _ = finished_run
+    config = json.loads((work / "run/config.json").read_text())
+    # XLA and steps per execution are how to train, not what: a run extends under them.
     result = run_tfae("fit", "--model", "shallow", "--latent-dim", "16", "--epochs", "3",
-                      "--limit", "1000", "--out", "run", "--no-export", cwd=work)
+                      "--limit", "1000", "--out", "run", "--no-export", "--jit-compile",
+                      "--steps-per-execution", "2", cwd=work)
     assert "Epoch 3/3" in result.stdout and "Epoch 1/3" not in result.stdout
-    assert len(json.loads((work / "run/history.json").read_text())["loss"]) == 3
+    history = json.loads((work / "run/history.json").read_text())
+    assert len(history["loss"]) == 3 and history["loss"][2] < history["loss"][0]
+    assert json.loads((work / "run/config.json").read_text()) == {**config, "epochs": 3}
 
 
 def test_same_seed_repeats_a_run(tmp_path):

@@ -150,7 +150,8 @@ class Run:
     export_path: pathlib.Path | None
 
 
-def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="default"):
+def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="default",
+        jit_compile="auto", steps_per_execution=1):
     """Trains ``config`` into ``run_dir``, resuming an interrupted run, and exports it.
 
     Args:
@@ -164,6 +165,12 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
             Only the chief writes ``run_dir`` and the export; other workers train in a
             temporary copy of ``run_dir`` (so they resume from the same checkpoint, which
             therefore must be on storage every worker sees) and delete it.
+        jit_compile: ``True`` compiles the training step with XLA; Keras' ``"auto"`` leaves XLA
+            off on machines without a GPU, where it often trains dense models faster all the same
+            (see docs/performance.md).
+        steps_per_execution: batches per call into the compiled step; more cut the Python
+            overhead of each step. Neither option changes what is trained, so neither is saved in
+            the run's config (XLA may round floats differently).
 
     Returns:
         A ``Run``.
@@ -172,6 +179,9 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
         >>> run = fit(FitConfig(model="deep", epochs=2, limit=1000), "runs/deep")  # doctest: +SKIP
     """
     strategy = make_strategy(strategy)  # first: multi-worker must precede other TF work
+    if steps_per_execution < 1:
+        raise TfaeError(f"steps per execution must be >= 1, not {steps_per_execution}")
+    execution = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
     config = config.resolved()
     run_dir = pathlib.Path(run_dir)
     if not is_chief(strategy):
@@ -179,12 +189,12 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
             if run_dir.is_dir():
                 shutil.copytree(run_dir, work_dir, dirs_exist_ok=True,
                                 ignore=shutil.ignore_patterns("logs", ".*"))
-            run = _fit(config, pathlib.Path(work_dir), False, None, verbose, strategy)
+            run = _fit(config, pathlib.Path(work_dir), False, None, verbose, strategy, execution)
         return dataclasses.replace(run, run_dir=run_dir)
-    return _fit(config, run_dir, export, export_dir, verbose, strategy)
+    return _fit(config, run_dir, export, export_dir, verbose, strategy, execution)
 
 
-def _fit(config, run_dir, export, export_dir, verbose, strategy):
+def _fit(config, run_dir, export, export_dir, verbose, strategy, execution):
     splits = data.load(config.dataset, config.data_dir, config.limit)
     corruption = parse_corruption(config.noise) if config.noise else None
     if corruption is not None:
@@ -206,7 +216,7 @@ def _fit(config, run_dir, export, export_dir, verbose, strategy):
             history = family.trainer(model, train_batches, config, verbose)
         else:
             model = _fit_keras(config, run_dir, model, train_batches, validation_batches,
-                               initial_epoch, verbose)
+                               initial_epoch, verbose, execution)
             history = _read_history(run_dir / "history.csv")
     write_json(run_dir / "history.json", history)
     _atomic_save(model, run_dir / "model.keras")
@@ -224,16 +234,16 @@ def _fit(config, run_dir, export, export_dir, verbose, strategy):
 
 
 def _fit_keras(config, run_dir, model, train_batches, validation_batches, initial_epoch,
-               verbose):
+               verbose, execution):
     """Trains with ``Model.fit`` and the run folder's callbacks; returns the trained model.
 
     A finished run being extended continues from its saved model, optimizer state included.
     """
+    optimizer = keras.optimizers.Adam(config.learning_rate)
     if initial_epoch:
         model = load_model(run_dir / "model.keras")
-    else:
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=LOSSES[config.loss])
+        optimizer = model.optimizer
+    model.compile(optimizer=optimizer, loss=LOSSES[config.loss], **execution)
     model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
               initial_epoch=initial_epoch, callbacks=_callbacks(run_dir, config),
               shuffle=False, verbose=verbose)  # the pipeline shuffles, seeded

@@ -166,8 +166,9 @@ def load_model(path):
 register(Family("shallow", build_shallow,
                 "one wide hidden layer, trained with occluded inputs: the baseline",
                 fit_defaults={"noise": "occlusion:14", "epochs": 20}))
-register(Family("deep", build_deep, "a stack of dense layers, mirrored: 784-1000-1000-500-256",
-                fit_defaults={"epochs": 20}))
+register(Family("deep", build_deep,
+                "a stack of dense layers, mirrored: 784-1000-1000-500-256, trained on occluded inputs",
+                fit_defaults={"noise": "occlusion:14", "epochs": 20}))
 register(Family("contractive", build_contractive,
                 "the Jacobian penalty: codes that move little when inputs move",
                 fit_defaults={"epochs": 20}))
