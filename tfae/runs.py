@@ -42,6 +42,48 @@ def read_json(path):
         raise TfaeError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
+def check_settings(folder, settings_path, settings, kind, ignore=()):
+    """Refuses ``folder`` when the settings saved at ``settings_path`` differ from ``settings``.
+
+    Names in ``ignore`` may differ: a run given more epochs extends itself.
+
+    Raises:
+        TfaeError: naming the settings that differ.
+
+    Examples:
+        >>> check_settings(pathlib.Path("runs/deep"), pathlib.Path("runs/deep/config.json"),
+        ...                {"model": "deep"}, "run")  # doctest: +SKIP
+    """
+    saved = read_json(settings_path)
+    wanted = json.loads(json.dumps(settings))  # tuples become lists, as saved
+    changed = [name for name in wanted if name not in ignore and saved.get(name) != wanted[name]]
+    if changed:
+        raise TfaeError(f"--out {folder} holds a {kind} with other settings "
+                        f"({', '.join(changed)}); choose another --out")
+
+
+def claim_folder(folder, settings_path, settings, kind, ignore=()):
+    """Records ``settings`` at ``settings_path`` in a new or empty ``folder``, or in one that holds
+    a ``kind`` of the same settings (``check_settings``), so that it resumes.
+
+    Raises:
+        TfaeError: for a folder holding something else, or one that cannot be written.
+
+    Examples:
+        >>> claim_folder(pathlib.Path("search"), pathlib.Path("search/tune.json"),
+        ...              {"model": "deep"}, "search")  # doctest: +SKIP
+    """
+    if settings_path.exists():
+        check_settings(folder, settings_path, settings, kind, ignore)
+    elif folder.exists() and any(folder.iterdir()):
+        raise TfaeError(f"--out {folder} is not empty and holds no tfae {kind}; choose another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(settings_path, settings)
+    except OSError as error:
+        raise TfaeError(f"cannot write to --out {folder}: {error.strerror}") from None
+
+
 def write_run_info(run_dir, fields):
     """Updates ``run_dir/run.json`` with ``fields`` and the versions of tfae, TensorFlow, Keras.
 

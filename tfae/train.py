@@ -22,7 +22,6 @@ Examples:
 
 import csv
 import dataclasses
-import json
 import os
 import pathlib
 import shutil
@@ -37,7 +36,7 @@ from tfae.distribute import is_chief, make_strategy
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
 from tfae.models import build_model, get_family, load_model, resolve_options
-from tfae.runs import read_json, write_json, write_run_info
+from tfae.runs import check_settings, claim_folder, read_json, write_json, write_run_info
 
 LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}
 DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise
@@ -259,33 +258,22 @@ def check_run_settings(run_dir, config):
     Examples:
         >>> check_run_settings(pathlib.Path("runs/deep"), FitConfig(model="deep"))  # doctest: +SKIP
     """
-    saved = read_json(run_dir / "config.json")
-    if saved.get("model") != config.model:
-        raise TfaeError(f"--out {run_dir} holds a run of model {saved.get('model')!r}, not "
+    saved_model = read_json(run_dir / "config.json").get("model")
+    if saved_model != config.model:
+        raise TfaeError(f"--out {run_dir} holds a run of model {saved_model!r}, not "
                         f"{config.model!r}; choose another --out")
-    wanted = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as saved
-    changed = [name for name in wanted if name != "epochs" and saved.get(name) != wanted[name]]
-    if changed:
-        raise TfaeError(f"--out {run_dir} holds a run with other settings "
-                        f"({', '.join(changed)}); choose another --out")
+    check_settings(run_dir, run_dir / "config.json", config.to_dict(), "run", ignore=("epochs",))
 
 
 def _claim_run_dir(run_dir, config):
     """Checks ``run_dir`` can hold this run; returns how many epochs a finished run there has."""
-    config_path = run_dir / "config.json"
-    if config_path.exists():
+    if (run_dir / "config.json").exists():
         check_run_settings(run_dir, config)
         finished = finished_epochs(run_dir)
         if finished >= config.epochs:
             raise TfaeError(f"--out {run_dir} already holds {finished} finished epochs; "
                             "ask for more --epochs or choose another --out")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise TfaeError(f"--out {run_dir} is not empty and holds no tfae run; choose another --out")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(config_path, config.to_dict())
-    except OSError as error:
-        raise TfaeError(f"cannot write to --out {run_dir}: {error.strerror}") from None
+    claim_folder(run_dir, run_dir / "config.json", config.to_dict(), "run", ignore=("epochs",))
     return finished_epochs(run_dir)
 
 

@@ -35,7 +35,7 @@ from tfae.errors import TfaeError
 from tfae.evaluate import linear_probe
 from tfae.export import export_saved_model
 from tfae.models import build_model, get_family
-from tfae.runs import read_json, write_json
+from tfae.runs import claim_folder, read_json, write_json
 from tfae.train import LOSSES, FitConfig
 
 TUNERS = ("hyperband", "random", "bayesian")
@@ -280,7 +280,7 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=
     role = _distributed_role(distributed)
     tune_dir = pathlib.Path(tune_dir)
     splits = data.load(config.dataset, config.data_dir, config.limit)
-    _claim_tune_dir(tune_dir, config)
+    claim_folder(tune_dir, tune_dir / "tune.json", dataclasses.asdict(config), "search")
     keras.utils.set_random_seed(config.seed)
     tuner = make_tuner(config, FamilyHyperModel(config, splits), tune_dir)
     tuner.search(epochs=config.epochs, verbose=verbose)
@@ -363,27 +363,6 @@ def _used_values(hp, model_options):
     depth = len(model_options.get("hidden", ()))
     return {name: value for name, value in hp.values.items()
             if not (name.startswith("units_") and int(name.split("_")[1]) >= depth)}
-
-
-def _claim_tune_dir(tune_dir, config):
-    """Records the search's settings, or checks a resumed search has the same ones."""
-    settings_path = tune_dir / "tune.json"
-    wanted = json.loads(json.dumps(dataclasses.asdict(config)))
-    if settings_path.exists():
-        saved = read_json(settings_path)
-        changed = [name for name in wanted if saved.get(name) != wanted[name]]
-        if changed:
-            raise TfaeError(f"--out {tune_dir} holds a search with other settings "
-                            f"({', '.join(changed)}); choose another --out")
-        return
-    if tune_dir.exists() and any(tune_dir.iterdir()):
-        raise TfaeError(f"--out {tune_dir} is not empty and holds no tfae search; "
-                        "choose another --out")
-    try:
-        tune_dir.mkdir(parents=True, exist_ok=True)
-        write_json(settings_path, wanted)
-    except OSError as error:
-        raise TfaeError(f"cannot write to --out {tune_dir}: {error.strerror}") from None
 
 
 def best_table(best):
