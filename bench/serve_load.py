@@ -14,7 +14,6 @@ Usage:
 """
 
 import argparse
-import concurrent.futures
 import json
 import multiprocessing
 import pathlib
@@ -37,16 +36,21 @@ SECTION = "## tfae serve under load"
 SPAWN = multiprocessing.get_context("spawn")  # no forked copy of the server's TensorFlow state
 
 
-def client(port, body, seconds, requests):
-    """One client process: keep-alive requests until its count or time is up."""
+def client(port, body, seconds, requests, ready, results):
+    """One client process: keep-alive requests until its count or time is up, once all are ready.
+
+    Waiting at ``ready`` keeps the clients' start-up (each imports this module, TensorFlow and all)
+    off the clock; the latencies and errors go to the ``results`` queue.
+    """
     request = (f"POST /v1/models/deep:predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                ).encode() + body.encode()
     latencies, errors = [], []
-    deadline = time.perf_counter() + seconds
     with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         answers = connection.makefile("rb")
+        ready.wait()
+        deadline = time.perf_counter() + seconds
         for _ in range(requests):
             if time.perf_counter() > deadline:
                 break
@@ -56,7 +60,7 @@ def client(port, body, seconds, requests):
             latencies.append(time.perf_counter() - start)
             if status != 200 or "predictions" not in json.loads(answer):
                 errors.append(status)
-    return latencies, errors
+    results.put((latencies, errors))
 
 
 def read_answer(answers):
@@ -71,14 +75,21 @@ def read_answer(answers):
 
 
 def load(port, batch, clients, seconds, requests):
-    """``clients`` client processes (not threads: they would share the server's GIL)."""
+    """``clients`` client processes (not threads: they would share the server's GIL), started
+    before the clock."""
     images = np.random.default_rng(0).random((batch, 28, 28, 1)).round(3).tolist()
     body = json.dumps({"signature_name": "encode", "instances": images})
-    with concurrent.futures.ProcessPoolExecutor(clients, mp_context=SPAWN) as pool:
-        list(pool.map(time.sleep, [0] * clients))  # start the processes before the clock
-        start = time.perf_counter()
-        results = list(pool.map(client, *zip(*[(port, body, seconds, requests)] * clients)))
-        elapsed = time.perf_counter() - start
+    ready, queue = SPAWN.Barrier(clients + 1), SPAWN.Queue()
+    processes = [SPAWN.Process(target=client, args=(port, body, seconds, requests, ready, queue))
+                 for _ in range(clients)]
+    for process in processes:
+        process.start()
+    ready.wait()  # every client started and connected
+    start = time.perf_counter()
+    results = [queue.get() for _ in processes]
+    elapsed = time.perf_counter() - start
+    for process in processes:
+        process.join()
     latencies = [latency for latencies, _ in results for latency in latencies]
     errors = [error for _, errors in results for error in errors]
     milliseconds = sorted(1000 * latency for latency in latencies)
