@@ -1,15 +1,15 @@
 """Load on loopback against ``tfae serve``: requests/s and latency percentiles, batch 1 and 64.
 
 Exports an untrained ``deep`` model (784-500-200-100-10; weights do not change the cost), serves
-it with ``tfae.serve.make_server`` in this process, and runs ``--clients`` concurrent clients, each
-a process on its own keep-alive connection, for ``--seconds`` per batch size or ``--requests``
+it with ``tfae serve --workers W`` for each W of ``--workers``, and runs ``--clients`` concurrent
+clients, each a process on its own keep-alive connection, for ``--seconds`` per batch size or ``--requests``
 requests each, whichever ends first. Every answer's status and JSON are checked; errors are
 counted. The clients share the 2 cores with the server, so, like ``wrk``, they send a prepared
 request over a raw socket and read the answer by its Content-Length: ``http.client``'s header
 parsing would cost the clients about as much CPU as the server spends on a request.
 
 Usage:
-    python bench/serve_load.py [--clients 8] [--seconds 15] [--requests 2000]
+    python bench/serve_load.py [--clients 8] [--seconds 15] [--requests 2000] [--workers 1,2]
                                [--write docs/performance.md]
 """
 
@@ -17,10 +17,12 @@ import argparse
 import json
 import multiprocessing
 import pathlib
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 
 import keras
@@ -30,7 +32,6 @@ import tensorflow as tf
 from fit_throughput import cpu_model, write_section
 from tfae.export import export_saved_model
 from tfae.models import build_model
-from tfae.serve import make_server
 
 SECTION = "## tfae serve under load"
 SPAWN = multiprocessing.get_context("spawn")  # no forked copy of the server's TensorFlow state
@@ -104,29 +105,37 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--workers", default="1,2", help="server processes to try, comma-separated")
     parser.add_argument("--write", type=pathlib.Path)
     args = parser.parse_args()
 
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
         export_dir = pathlib.Path(folder) / "deep"
         study_deep = build_model("deep", (28, 28, 1), hidden=(500, 200, 100), latent_dim=10)
         export_saved_model(study_deep, export_dir)
-        server = make_server(export_dir, "deep", port=0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        port = server.server_address[1]
-        load(port, 1, 1, 2, 50)  # warm-up: loads the model and traces the signature
-        rows = [load(port, batch, args.clients, args.seconds, args.requests) for batch in (1, 64)]
-        server.shutdown()
+        for workers in [int(count) for count in args.workers.split(",")]:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "serve", str(export_dir), "--port", "0",
+                 "--workers", str(workers)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                text=True)
+            line = server.stdout.readline()  # printed once every worker has loaded the model
+            port = int(line.split("http://")[1].split("/")[0].split(":")[1])
+            load(port, 1, args.clients, 2, 50)  # warm-up: each worker's first calls
+            rows += [{"workers": workers, **load(port, batch, args.clients, args.seconds,
+                                                 args.requests)} for batch in (1, 64)]
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
 
     lines = [SECTION, "",
              f"`python bench/serve_load.py --clients {args.clients} --seconds {args.seconds:g} "
-             f"--requests {args.requests}` on {time.strftime('%Y-%m-%d')}; {cpu_model()}, 2 cores "
+             f"--requests {args.requests} --workers {args.workers}` on {time.strftime('%Y-%m-%d')}; {cpu_model()}, 2 cores "
              "(client processes and server share them), TensorFlow "
              f"{tf.__version__}, Keras {keras.__version__}. `encode` of the `deep` export, JSON row "
              "format, keep-alive connections. Goal: batch-1 p50 under 5 ms, no errors.", "",
-             "| batch | requests | requests/s | images/s | p50 ms | p99 ms | errors |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {row['batch']} | {row['requests']:,} | {row['rate']:,.0f} | "
+             "| workers | batch | requests | requests/s | images/s | p50 ms | p99 ms | errors |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {row['workers']} | {row['batch']} | {row['requests']:,} | {row['rate']:,.0f} | "
               f"{row['rate'] * row['batch']:,.0f} | {row['p50']:.2f} | {row['p99']:.2f} | "
               f"{row['errors']} |" for row in rows]
     report = "\n".join(lines) + "\n"

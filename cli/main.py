@@ -275,12 +275,15 @@ def tune(tune_dir, export_dir, no_export, distributed, quiet, **settings):
 @click.option("--name", help="Model name in the URLs (default: the folder's name).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8501, show_default=True, type=int, help="Port (TF Serving's REST).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes answering on the port, each with the model; up to one per core "
+              "serves concurrent clients faster.")
 @_clear_errors
-def serve(export_dir, name, host, port):
+def serve(export_dir, name, host, port, workers):
     """Serve an export folder over TensorFlow Serving's REST API until Ctrl-C."""
     from tfae.serve import serve as serve_forever
 
-    serve_forever(export_dir, name or pathlib.Path(export_dir).resolve().name, host, port)
+    serve_forever(export_dir, name or pathlib.Path(export_dir).resolve().name, host, port, workers)
 
 
 if __name__ == "__main__":

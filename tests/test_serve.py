@@ -1,6 +1,7 @@
 """``tfae serve`` against requests built as TF Serving's REST documentation shows them."""
 
 import json
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -170,3 +171,21 @@ def test_serve_command_stops_cleanly_on_sigterm(server, tmp_path):
     time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+def test_serve_command_with_two_workers_answers_and_stops_both(server):
+    url, export_dir = server
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(export_dir),
+                                "--port", "0", "--workers", "2"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    assert "with 2 workers" in line, line + process.stderr.read()
+    port_url = line.split(" on ")[1].split(" with ")[0]
+    children = pathlib.Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    worker = int(children.read_text().split()[-1])  # the spawned worker (the last child started)
+    answers = [_call(port_url + ":predict", {"signature_name": "encode",
+                                             "instances": IMAGES.tolist()}) for _ in range(4)]
+    assert [status for status, _ in answers] == [200] * 4
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert not pathlib.Path(f"/proc/{worker}").exists()

@@ -24,8 +24,10 @@ Examples:
 import gc
 import http.server
 import json
+import multiprocessing
 import pathlib
 import re
+import signal
 import threading
 
 import numpy as np
@@ -35,6 +37,7 @@ from tfae.errors import TfaeError
 from tfae.export import versions
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
+WORKER_START_SECONDS = 300  # a worker imports TensorFlow and loads the model
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
                     r"(?P<what>/metadata|:predict)?$")
 _DTYPES = {tf.float32: "DT_FLOAT", tf.float64: "DT_DOUBLE", tf.int32: "DT_INT32",
@@ -237,8 +240,12 @@ def _reject_constant(constant):
     raise RequestError(400, f"{constant} is not a valid input value")
 
 
-def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MAX_BODY_BYTES):
+def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MAX_BODY_BYTES,
+                listening=None):
     """A ``ThreadingHTTPServer`` serving the export folder ``export_dir`` as model ``name``.
+
+    It binds ``host:port``, or, given ``listening``, answers on that bound and listening socket
+    (a worker process's, shared with the others).
 
     Examples:
         >>> server = make_server("saved_models/deep", "deep", port=0)  # doctest: +SKIP
@@ -246,6 +253,7 @@ def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MA
         ('127.0.0.1', 43117)
     """
     repository = ModelRepository(export_dir)
+    repository.get()  # load the served version now rather than on the first request
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -320,25 +328,72 @@ def make_server(export_dir, name, host="127.0.0.1", port=8501, max_body_bytes=MA
             self.end_headers()
             self.wfile.write(data)
 
-    return http.server.ThreadingHTTPServer((host, port), Handler)
+    if listening is None:
+        return http.server.ThreadingHTTPServer((host, port), Handler)
+    server = http.server.ThreadingHTTPServer(listening.getsockname(), Handler,
+                                             bind_and_activate=False)
+    server.socket.close()
+    server.socket = listening
+    return server
 
 
-def serve(export_dir, name, host="127.0.0.1", port=8501):
+def serve(export_dir, name, host="127.0.0.1", port=8501, workers=1):
     """Serves until SIGINT or SIGTERM, then stops cleanly.
 
+    With ``workers`` > 1, that many processes answer on the one listening socket, each with its
+    own copy of the model: one Python process parses JSON on one core at a time, so on a machine
+    with several cores, concurrent clients are answered faster by several.
+
     Examples:
-        >>> serve("saved_models/deep", "deep")  # doctest: +SKIP
+        >>> serve("saved_models/deep", "deep", workers=2)  # doctest: +SKIP
     """
-    import signal
-
+    if workers < 1:
+        raise TfaeError(f"--workers must be >= 1, not {workers}")
     server = make_server(export_dir, name, host, port)
-
-    def stop(signum, frame):
-        threading.Thread(target=server.shutdown).start()  # shutdown() waits for serve_forever
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    context = multiprocessing.get_context("spawn")  # a fork would copy TensorFlow's threads' locks
+    ready = context.Barrier(workers)
+    others = [context.Process(target=_serve_worker, args=(export_dir, name, server.socket, ready),
+                              daemon=True) for _ in range(workers - 1)]
+    for worker in others:
+        worker.start()
+    try:
+        ready.wait(timeout=WORKER_START_SECONDS)
+    except threading.BrokenBarrierError:
+        for worker in others:
+            worker.terminate()
+        raise TfaeError(f"the {workers - 1} other workers did not load the model within "
+                        f"{WORKER_START_SECONDS} s") from None
     print(f"serving {export_dir} as {name!r} on http://{host}:{server.server_address[1]}"
-          f"/v1/models/{name}", flush=True)
+          f"/v1/models/{name} with {workers} worker{'s' * (workers > 1)}", flush=True)
+    _serve_until_stopped(server)
+    for worker in others:
+        worker.terminate()  # SIGTERM: each stops as this one did
+        worker.join()
+
+
+def _serve_worker(export_dir, name, listening, ready):
+    server = make_server(export_dir, name, listening=listening)
+    ready.wait()
+    _serve_until_stopped(server)
+
+
+class _Stop(Exception):
+    """Raised by the SIGINT and SIGTERM handlers to leave ``serve_forever``."""
+
+
+def _serve_until_stopped(server):
+    """``serve_forever`` until SIGINT or SIGTERM, then closes the server.
+
+    The handlers raise rather than call ``server.shutdown()``: a shutdown requested before
+    ``serve_forever`` has started is forgotten when it starts, and the server would never stop.
+    """
+    def stop(signum, frame):
+        raise _Stop
+
     with server:
-        server.serve_forever()
+        try:
+            signal.signal(signal.SIGINT, stop)
+            signal.signal(signal.SIGTERM, stop)
+            server.serve_forever()
+        except _Stop:
+            pass
