@@ -128,7 +128,8 @@ def write_section(path, report):
         text = text.rstrip("\n") + "\n\n" + report
     else:
         end = text.find("\n## ", start + len(heading))
-        text = text[:start] + report + (text[end + 1:] if end != -1 else "")
+        rest = "\n" + text[end + 1:] if end != -1 else ""
+        text = text[:start] + report.rstrip("\n") + "\n" + rest
     path.write_text(text)
 
 
