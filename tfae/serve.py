@@ -14,7 +14,8 @@ server keeps serving. Requests that arrive while a signature is running wait and
 as one batch (``BatchingSignature``), as TF Serving's ``--enable_batching`` does: a model call costs
 about the same for 1 image as for 64, so under concurrent load this multiplies throughput, and a
 lone request runs at once, with no batching delay. The standard library's threading HTTP server is
-enough here: its per-request cost (about 0.1 ms) is small next to parsing the JSON body.
+enough here: its per-request cost (about 0.1 ms) is small next to parsing the JSON body, and
+``serve(..., workers=N)`` answers with N processes for many concurrent clients.
 
 Examples:
     >>> server = make_server("saved_models/deep", "deep", port=0)  # doctest: +SKIP
@@ -111,8 +112,9 @@ class BatchingSignature:
             outputs = self.signature(**{self.input_name: tf.constant(np.concatenate(arrays))})
             (output,), error = outputs.values(), None
             output = output.numpy()
-        except tf.errors.InvalidArgumentError as failure:
-            error = RequestError(400, failure.message.splitlines()[0])
+        except tf.errors.OpError as failure:  # every caller in the batch must hear of it
+            status = 400 if isinstance(failure, tf.errors.InvalidArgumentError) else 500
+            error = RequestError(status, failure.message.splitlines()[0])
         start = 0
         for request in requests:
             if error is None:
