@@ -238,10 +238,9 @@ def _fit_keras(config, run_dir, model, train_batches, validation_batches, initia
 
     A finished run being extended continues from its saved model, optimizer state included.
     """
-    optimizer = keras.optimizers.Adam(config.learning_rate)
     if initial_epoch:
         model = load_model(run_dir / "model.keras")
-        optimizer = model.optimizer
+    optimizer = model.optimizer if initial_epoch else keras.optimizers.Adam(config.learning_rate)
     model.compile(optimizer=optimizer, loss=LOSSES[config.loss], **execution)
     model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
               initial_epoch=initial_epoch, callbacks=_callbacks(run_dir, config),
