@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 import keras
 import numpy as np
@@ -120,7 +121,7 @@ def main():
                  "--workers", str(workers)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 text=True)
             line = server.stdout.readline()  # printed once every worker has loaded the model
-            port = int(line.split("http://")[1].split("/")[0].split(":")[1])
+            port = urllib.parse.urlsplit(line.split(" on ")[1].split()[0]).port
             load(port, 1, args.clients, 2, 50)  # warm-up: each worker's first calls
             rows += [{"workers": workers, **load(port, batch, args.clients, args.seconds,
                                                  args.requests)} for batch in (1, 64)]
