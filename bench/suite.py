@@ -4,10 +4,12 @@ One command measures, in one process, on full MNIST (or small subsets with ``--q
 
 - the ceiling: TensorFlow's float32 matrix-multiply rate on large square matrices;
 - each family's training FLOPs per image, counted from its layer shapes (3x the forward pass);
-- training throughput (images/s, median epoch after a warm-up, validation included) of
-  ``tfae.fit`` with each family's defaults, of the same layers in a plain ``keras.Model.fit``
-  script on numpy arrays, and of the same layers in PyTorch (if installed:
-  ``pip install torch==2.13.0``), with the ratios and the fraction of the ceiling;
+- training throughput (images/s, median epoch after each run's warm-up epoch, validation
+  included) of ``tfae.fit`` with each family's defaults, of the same layers in a plain
+  ``keras.Model.fit`` script on numpy arrays, and of the same layers in PyTorch (if installed:
+  ``pip install torch==2.13.0``), with the ratios and the fraction of the ceiling. The three
+  take turns for ``--rounds`` rounds, so that a slow spell of this shared VM falls on all of
+  them rather than on one;
 - the contractive penalty's methods, corruption in the pipeline and the randomized solvers
   (from ``family_costs.py``), and ``ridge``'s scaling with images and layer width;
 - inference: the exported SavedModel's ``encode`` and ``serving_default`` at batch 1, 64 and
@@ -17,10 +19,11 @@ It prints one Markdown report and, with ``--write``, puts it in ``docs/performan
 of its previous run. Nothing here asserts a speed; CI runs ``--quick`` only to keep it working.
 
 Usage:
-    python bench/suite.py [--quick] [--epochs 3] [--write docs/performance.md]
+    python bench/suite.py [--quick] [--epochs 3] [--rounds 2] [--write docs/performance.md]
 """
 
 import argparse
+import importlib.util
 import math
 import os
 import pathlib
@@ -41,8 +44,10 @@ from tfae.models.randomized import train_layerwise
 
 SECTION = "## Benchmark suite"
 KERAS_FAMILIES = ("shallow", "deep", "contractive", "denoising", "conv", "deep-conv")
-# What TensorFlow offers a dense model on CPU beyond the defaults: XLA and fewer Python round trips.
-TUNED = {"jit_compile": True, "steps_per_execution": 16}
+# What TensorFlow offers a dense model on CPU beyond the defaults: XLA and fewer Python round
+# trips, then larger batches, which cut Adam's per-step pass over the 4.8 M weights (memory-bound).
+XLA = {"jit_compile": True, "steps_per_execution": 16}
+TUNED_DEEP = [("deep", {}, XLA), ("deep", {"batch_size": 1024}, XLA)]
 
 
 def matmul_ceiling(size, repeats):
@@ -59,8 +64,11 @@ def matmul_ceiling(size, repeats):
     return 2 * size ** 3 / best / 1e9
 
 
-def training_flops(model):
-    """Multiply-adds x 2 of one training step per image: 3x the forward pass's FLOPs."""
+def forward_flops(model):
+    """Multiply-adds x 2 of one image's forward pass through the encoder and the decoder.
+
+    A training step costs about 3x this (forward, then gradients of activations and weights).
+    """
     forward = 0
     for part in (model.encoder, model.decoder):
         for layer in part.layers:
@@ -72,7 +80,7 @@ def training_flops(model):
             elif isinstance(layer, keras.layers.Conv2D):
                 height, width = layer.output.shape[1:3]
                 forward += 2 * math.prod(layer.kernel.shape) * height * width
-    return 3 * forward
+    return forward
 
 
 def as_arrays(split):
@@ -80,8 +88,8 @@ def as_arrays(split):
     return images.numpy().astype("float32") / 255.0
 
 
-def plain_keras_rate(model, train, validation, epochs, batch_size, **execution):
-    """The same layers, fresh, in a plain functional model fitted on numpy arrays.
+def plain_keras_seconds(model, train, validation, epochs, batch_size, **execution):
+    """Epoch seconds of the same layers, fresh, in a plain functional model fitted on numpy arrays.
 
     ``execution`` (``jit_compile``, ``steps_per_execution``) goes to ``compile`` as in tfae.
     """
@@ -93,20 +101,20 @@ def plain_keras_rate(model, train, validation, epochs, batch_size, **execution):
     timer = EpochTimer()
     plain.fit(train, train, validation_data=(validation, validation), batch_size=batch_size,
               epochs=epochs, callbacks=[timer], verbose=0)
-    return len(train) / _typical(timer.seconds)
+    return timer.seconds
 
 
-def tfae_rate(family, epochs, batch_size, limit, **execution):
+def tfae_seconds(family, epochs, batch_size, limit, **execution):
+    """Epoch seconds of ``tfae.fit`` with the family's defaults, in a throwaway run folder."""
     with tempfile.TemporaryDirectory() as folder:
         config = tfae.FitConfig(model=family, epochs=epochs, batch_size=batch_size, limit=limit)
         run = tfae.fit(config, pathlib.Path(folder) / "run", export=False, verbose=0, **execution)
-    images = int(data.load("mnist", limit=limit).train.cardinality())
-    return images / _typical(run.history["seconds"])
+    return run.history["seconds"]
 
 
-def _typical(seconds):
-    """The median epoch after the first (which traces and warms up), or the only one."""
-    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+def _timed(seconds):
+    """The epochs after the first (which traces and warms up), or the only one."""
+    return seconds[1:] if len(seconds) > 1 else seconds
 
 
 def torch_model(model):
@@ -176,16 +184,14 @@ def torch_contractive_penalty(encoder, codes):
     return ((codes * (1 - codes)) ** 2 * (linear.weight ** 2).sum(1)).sum(1).mean()
 
 
-def torch_rate(model, train, validation, epochs, batch_size, noise=None):
-    """Images/s of the same model trained in PyTorch with Adam and MSE, or None without torch.
+def torch_seconds(model, train, validation, epochs, batch_size, noise=None):
+    """Epoch seconds of the same model trained in PyTorch with Adam and MSE.
 
     Like tfae, it corrupts the inputs with the family's ``noise`` and adds the contractive
     penalty (closed form, the default one-layer sigmoid encoder) when the model has one.
     """
-    try:
-        import torch
-    except ImportError:
-        return None
+    import torch
+
     torch.manual_seed(0)
     net = torch_model(model)
     encoder, decoder = net
@@ -214,25 +220,42 @@ def torch_rate(model, train, validation, epochs, batch_size, noise=None):
             for batch in validation.split(batch_size):
                 loss_fn(net(batch).reshape(batch.shape), batch)
         seconds.append(time.perf_counter() - start)
-    return len(train) / _typical(seconds)
+    return seconds
 
 
-def throughput_rows(epochs, batch_size, limit, ceiling):
-    """Each family with its defaults, then ``deep`` again under ``TUNED`` (Keras baseline too)."""
+def throughput_rows(epochs, rounds, batch_size, limit, ceiling):
+    """Each family with its defaults, then ``deep`` under ``TUNED_DEEP`` (the baselines too).
+
+    tfae, plain Keras and PyTorch take turns for ``rounds`` rounds; each is scored by the median
+    of its timed epochs. The fraction of the ceiling counts all the arithmetic of an epoch: the
+    training steps and the validation's forward pass.
+    """
     splits = data.load("mnist", limit=limit)
     train, validation = as_arrays(splits.train), as_arrays(splits.validation)
     rows = []
-    for family, execution in [(family, {}) for family in KERAS_FAMILIES] + [("deep", TUNED)]:
+    for family, config, execution in [(name, {}, {}) for name in KERAS_FAMILIES] + TUNED_DEEP:
+        batch = config.get("batch_size", batch_size)
         model = build_model(family, (28, 28, 1))
-        flops = training_flops(model)
-        ours = tfae_rate(family, epochs, batch_size, limit, **execution)
-        keras_rate = plain_keras_rate(model, train, validation, epochs, batch_size, **execution)
         noise = get_family(family).fit_defaults.get("noise")
-        torch_images = torch_rate(model, train, validation, epochs, batch_size, noise)
+        runs = {
+            "tfae": lambda: tfae_seconds(family, epochs, batch, limit, **execution),
+            "keras": lambda: plain_keras_seconds(model, train, validation, epochs, batch,
+                                                 **execution),
+        }
+        if importlib.util.find_spec("torch"):
+            runs["torch"] = lambda: torch_seconds(model, train, validation, epochs, batch, noise)
+        seconds = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                seconds[name] += _timed(run())
+        rates = {name: len(train) / statistics.median(timed) for name, timed in seconds.items()}
+        flops = forward_flops(model)
+        epoch_flops = flops * (3 * len(train) + len(validation))
+        options = {**config, **execution}
         name = family + "".join(f" --{key.replace('_', '-')}" + ("" if value is True else f" {value}")
-                                for key, value in execution.items())
-        rows.append({"family": name, "flops": flops, "tfae": ours, "keras": keras_rate,
-                     "torch": torch_images, "ceiling": ours * flops / 1e9 / ceiling})
+                                for key, value in options.items())
+        rows.append({"family": name, "flops": 3 * flops, **rates, "epochs": len(seconds["tfae"]),
+                     "ceiling": epoch_flops * rates["tfae"] / len(train) / 1e9 / ceiling})
     return rows
 
 
@@ -278,7 +301,7 @@ def report(args):
     limit = 1000 if quick else None
     epochs = 1 if quick else args.epochs
     ceiling = matmul_ceiling(512 if quick else 4096, 2 if quick else 5)
-    throughput = throughput_rows(epochs, 256, limit, ceiling)
+    throughput = throughput_rows(epochs, 1 if quick else args.rounds, 256, limit, ceiling)
     quick_splits = data.load("mnist", limit=limit)
     contractive = contractive_rows(quick_splits, max(epochs, 2))
     denoising = denoising_rows(quick_splits, max(epochs, 2), rounds=1 if quick else 2)
@@ -301,20 +324,26 @@ def format_report(args, ceiling, throughput, contractive, denoising, randomized,
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
-    command = "python bench/suite.py" + (" --quick" if args.quick else f" --epochs {args.epochs}")
+    command = "python bench/suite.py" + (" --quick" if args.quick else
+                                         f" --epochs {args.epochs} --rounds {args.rounds}")
+    timed = throughput[0]["epochs"]
     lines = [SECTION, "",
              f"`{command}` on {time.strftime('%Y-%m-%d')}. Machine: {cpu_model()}, "
              f"{os.cpu_count()} cores; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
              f"PyTorch {torch_version}." + (" **Quick mode: small subsets, not a measurement.**"
                                            if args.quick else ""), "",
              f"Matrix-multiply ceiling (float32, TensorFlow): **{ceiling:.1f} GFLOP/s**.", "",
-             "### Training throughput (images/s, median epoch after the first, validation "
-             "included, batch 256)", "",
+             "### Training throughput (images/s, validation included, batch 256 unless given)", "",
+             f"Each figure is the median of {timed} epochs: tfae, plain Keras and PyTorch took turns "
+             f"for {1 if args.quick else args.rounds} round(s), each run's first epoch (tracing, "
+             "warm-up) left out. \"of ceiling\" is an epoch's arithmetic (3x the forward FLOPs of "
+             "each training image, 1x of each validation image) over its time, against the "
+             "ceiling.", "",
              "| family | MFLOP/image | tfae | plain Keras | PyTorch | tfae / Keras | "
              "tfae / PyTorch | of ceiling |", "|---|---|---|---|---|---|---|---|"]
     for row in throughput:
-        versus_torch = f"{row['tfae'] / row['torch']:.2f}" if row["torch"] else "n/a"
-        torch_rate = f"{row['torch']:,.0f}" if row["torch"] else "n/a"
+        versus_torch = f"{row['tfae'] / row['torch']:.2f}" if "torch" in row else "n/a"
+        torch_rate = f"{row['torch']:,.0f}" if "torch" in row else "n/a"
         lines.append(f"| `{row['family']}` | {row['flops'] / 1e6:.1f} | {row['tfae']:,.0f} | "
                      f"{row['keras']:,.0f} | {torch_rate} | {row['tfae'] / row['keras']:.2f} | "
                      f"{versus_torch} | {row['ceiling']:.0%} |")
@@ -352,7 +381,7 @@ def format_report(args, ceiling, throughput, contractive, denoising, randomized,
               f"| tfae / Keras >= 0.95, every family | "
               f"{min(row['tfae'] / row['keras'] for row in throughput):.2f} (lowest) | "
               f"{_verdict(all(row['tfae'] / row['keras'] >= 0.95 for row in throughput))} |"]
-    if all(row["torch"] for row in throughput):
+    if all("torch" in row for row in throughput):
         lowest = min(row["tfae"] / row["torch"] for row in throughput)
         lines.append(f"| tfae / PyTorch >= 1.0, every family | {lowest:.2f} (lowest) | "
                      f"{_verdict(lowest >= 1.0)} |")
@@ -371,6 +400,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small subsets, one epoch: a smoke test")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per training run")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="turns tfae, plain Keras and PyTorch each take per family")
     parser.add_argument("--write", type=pathlib.Path, help="put the report in this Markdown file")
     args = parser.parse_args()
     text = report(args)
