@@ -24,6 +24,18 @@ def test_closed_form_equals_the_full_jacobian(activation):
         closed_form = contractive_penalty(encoder, IMAGES, "exact").numpy()
         full = jacobian_squared_norm(functools.partial(encoder, training=True), IMAGES).numpy()
         np.testing.assert_allclose(closed_form, full, rtol=1e-5)
+        given_codes = contractive_penalty(encoder, IMAGES, "exact", codes=encoder(IMAGES)).numpy()
+        np.testing.assert_allclose(given_codes, full, rtol=1e-5)
+
+
+def test_a_layer_after_the_dense_one_takes_the_full_jacobian():
+    inputs = keras.Input((6, 6, 1))
+    hidden = keras.layers.Dense(4, activation="sigmoid")(keras.layers.Flatten()(inputs))
+    encoder = keras.Model(inputs, keras.layers.Activation("tanh")(hidden))
+    assert single_dense_layer(encoder) is None
+    full = jacobian_squared_norm(functools.partial(encoder, training=True), IMAGES)
+    np.testing.assert_allclose(contractive_penalty(encoder, IMAGES, "exact").numpy(),
+                               full.numpy(), rtol=1e-5)
 
 
 def test_deep_encoders_use_the_full_jacobian():

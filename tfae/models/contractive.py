@@ -34,16 +34,17 @@ from tfae.models.dense import build_deep
 
 METHODS = ("exact", "projection", "weights", "jacobian")
 
-# f'(z) written with the activation's output h where that is cheaper, as in Rifai et al.
+# f'(z) written with the activation's output h, as in Rifai et al., so that the codes of the
+# forward pass give the penalty without computing the layer again.
 _DERIVATIVES = {
-    "sigmoid": lambda z, h: h * (1.0 - h),
-    "tanh": lambda z, h: 1.0 - tf.square(h),
-    "relu": lambda z, h: tf.cast(z > 0, z.dtype),
-    "linear": lambda z, h: tf.ones_like(z),
+    "sigmoid": lambda h: h * (1.0 - h),
+    "tanh": lambda h: 1.0 - tf.square(h),
+    "relu": lambda h: tf.cast(h > 0, h.dtype),
+    "linear": tf.ones_like,
 }
 
 
-def contractive_penalty(encoder, images, method="exact", projections=1, seed=None):
+def contractive_penalty(encoder, images, method="exact", projections=1, seed=None, codes=None):
     """The squared Frobenius norm of ``encoder``'s Jacobian at each image.
 
     Args:
@@ -52,6 +53,8 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
         method: ``exact``, ``projection``, ``weights`` or ``jacobian`` (see the module docstring).
         projections: draws for ``projection``.
         seed: a stateless seed (shape ``[2]``) for ``projection``'s draws; ``None`` draws afresh.
+        codes: ``encoder(images)`` when the caller has them already; the closed form then
+            costs no second pass through the layer.
 
     Returns:
         A float tensor of shape ``(batch,)``.
@@ -66,7 +69,8 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
     if method == "exact":
         dense = single_dense_layer(encoder)
         if dense is not None:
-            return _closed_form_penalty(dense, images)
+            return _closed_form_penalty(dense, encoder(images, training=True)
+                                        if codes is None else codes)
         return jacobian_squared_norm(functools.partial(encoder, training=True), images)
     if method == "projection":
         return _projection_penalty(encoder, images, projections, seed)
@@ -78,7 +82,7 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
 
 
 def single_dense_layer(encoder):
-    """The encoder's only weighted layer, if it is a Dense layer with a closed-form derivative.
+    """The encoder's only weighted layer, if it is its last, a Dense layer with a closed-form derivative.
 
     Examples:
         >>> from tfae.models.dense import build_shallow
@@ -86,20 +90,16 @@ def single_dense_layer(encoder):
         'codes'
     """
     weighted = [layer for layer in encoder.layers if layer.weights]
-    if len(weighted) != 1 or not isinstance(weighted[0], keras.layers.Dense):
+    if (len(weighted) != 1 or weighted[0] is not encoder.layers[-1]
+            or not isinstance(weighted[0], keras.layers.Dense)):
         return None
     if keras.activations.serialize(weighted[0].activation) not in _DERIVATIVES:
         return None
     return weighted[0]
 
 
-def _closed_form_penalty(dense, images):
-    inputs = tf.reshape(images, (tf.shape(images)[0], -1))
-    pre_activation = tf.matmul(inputs, dense.kernel)
-    if dense.use_bias:
-        pre_activation += dense.bias
-    outputs = dense.activation(pre_activation)
-    derivative = _DERIVATIVES[keras.activations.serialize(dense.activation)](pre_activation, outputs)
+def _closed_form_penalty(dense, codes):
+    derivative = _DERIVATIVES[keras.activations.serialize(dense.activation)](codes)
     column_norms = tf.reduce_sum(tf.square(dense.kernel), axis=0)  # ||W_j||^2 for each unit j
     return tf.linalg.matvec(tf.square(derivative), column_norms)
 
@@ -189,14 +189,15 @@ class ContractiveAutoencoder(Autoencoder):
         return [self.loss_tracker, self.reconstruction_tracker, self.penalty_tracker]
 
     def _loss_terms(self, inputs, targets, training):
-        reconstructions = self(inputs, training=training)
+        codes = self.encoder(inputs, training=training)
+        reconstructions = self.decoder(codes, training=training)
         # Under a tf.distribute strategy Keras divides the compiled loss by the replicas, so
         # that summing gradients over replicas averages them; undo it for the reported values.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         reconstruction = replicas * self.compute_loss(
             x=inputs, y=targets, y_pred=reconstructions, training=training)
         penalty = tf.reduce_mean(contractive_penalty(
-            self.encoder, inputs, self.penalty, self.projections))
+            self.encoder, inputs, self.penalty, self.projections, codes=codes))
         return reconstruction + self.penalty_weight * penalty, reconstruction, penalty
 
     def _report(self, losses):
