@@ -23,7 +23,7 @@ Usage:
 """
 
 import argparse
-import importlib.util
+import importlib.metadata
 import math
 import os
 import pathlib
@@ -244,7 +244,7 @@ def throughput_rows(epochs, rounds, batch_size, limit, ceiling):
             "keras": lambda: plain_keras_seconds(model, train, validation, epochs, batch,
                                                  **execution),
         }
-        if importlib.util.find_spec("torch"):
+        if torch_version():
             runs["torch"] = lambda: torch_seconds(model, train, validation, epochs, batch, noise)
         seconds = {name: [] for name in runs}
         for _ in range(rounds):
@@ -315,24 +315,27 @@ def report(args):
                          inference)
 
 
+def torch_version():
+    """PyTorch's installed version, or None: without it the PyTorch columns read n/a."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _verdict(met):
     return "met" if met else "**missed**"
 
 
 def format_report(args, ceiling, throughput, contractive, denoising, randomized, scaling,
                   inference):
-    try:
-        import torch
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = "not installed"
     command = "python bench/suite.py" + (" --quick" if args.quick else
                                          f" --epochs {args.epochs} --rounds {args.rounds}")
     timed = throughput[0]["epochs"]
     lines = [SECTION, "",
              f"`{command}` on {time.strftime('%Y-%m-%d')}. Machine: {cpu_model()}, "
              f"{os.cpu_count()} cores; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-             f"PyTorch {torch_version}." + (" **Quick mode: small subsets, not a measurement.**"
+             f"PyTorch {torch_version() or 'not installed'}." + (" **Quick mode: small subsets, not a measurement.**"
                                            if args.quick else ""), "",
              f"Matrix-multiply ceiling (float32, TensorFlow): **{ceiling:.1f} GFLOP/s**.", "",
              "### Training throughput (images/s, validation included, batch 256 unless given)", "",
