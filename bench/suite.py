@@ -335,8 +335,8 @@ def format_report(args, ceiling, throughput, contractive, denoising, randomized,
     lines = [SECTION, "",
              f"`{command}` on {time.strftime('%Y-%m-%d')}. Machine: {cpu_model()}, "
              f"{os.cpu_count()} cores; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-             f"PyTorch {torch_version() or 'not installed'}." + (" **Quick mode: small subsets, not a measurement.**"
-                                           if args.quick else ""), "",
+             f"PyTorch {torch_version() or 'not installed'}."
+             + (" **Quick mode: small subsets, not a measurement.**" if args.quick else ""), "",
              f"Matrix-multiply ceiling (float32, TensorFlow): **{ceiling:.1f} GFLOP/s**.", "",
              "### Training throughput (images/s, validation included, batch 256 unless given)", "",
              f"Each figure is the median of {timed} epochs: tfae, plain Keras and PyTorch took turns "
