@@ -41,15 +41,16 @@ from tfae import data
 from tfae.export import export_saved_model
 from tfae.models import build_model, get_family
 from tfae.models.randomized import train_layerwise
+from tfae.train import execution_options
 
 SECTION = "## Benchmark suite"
 KERAS_FAMILIES = ("shallow", "deep", "contractive", "denoising", "conv", "deep-conv")
-# What TensorFlow offers a dense model on CPU beyond the defaults: XLA and fewer Python round
-# trips (which also fuse the contractive penalty's elementwise work), then larger batches, which
-# cut Adam's per-step pass over deep's 4.8 M weights (memory-bound).
-XLA = {"jit_compile": True, "steps_per_execution": 16}
-TUNED = [("shallow", {}, XLA), ("contractive", {}, XLA), ("deep", {}, XLA),
-         ("deep", {"batch_size": 1024}, XLA)]
+# The dense families train under XLA, 16 batches per call, by default; the same families
+# under Keras' own defaults show what that buys. Larger batches cut Adam's per-step pass over
+# deep's 4.8 M weights (memory-bound).
+KERAS_DEFAULTS = {"jit_compile": False, "steps_per_execution": 1}
+TUNED = [(family, {}, KERAS_DEFAULTS) for family in ("shallow", "deep", "contractive")] + [
+    ("deep", {"batch_size": 1024}, {})]
 
 
 def matmul_ceiling(size, repeats):
@@ -226,7 +227,7 @@ def torch_seconds(model, train, validation, epochs, batch_size, noise=None):
 
 
 def throughput_rows(epochs, rounds, batch_size, limit, ceiling):
-    """Each family with its defaults, then the dense ones under ``TUNED`` (the baselines too).
+    """Each family with its defaults, then the rows of ``TUNED`` (every baseline alike).
 
     tfae, plain Keras and PyTorch take turns for ``rounds`` rounds; each is scored by the median
     of its timed epochs. The fraction of the ceiling counts all the arithmetic of an epoch: the
@@ -242,7 +243,7 @@ def throughput_rows(epochs, rounds, batch_size, limit, ceiling):
         runs = {
             "tfae": lambda: tfae_seconds(family, epochs, batch, limit, **execution),
             "keras": lambda: plain_keras_seconds(model, train, validation, epochs, batch,
-                                                 **execution),
+                                                 **execution_options(family, **execution)),
         }
         if torch_version():
             runs["torch"] = lambda: torch_seconds(model, train, validation, epochs, batch, noise)
@@ -254,11 +255,19 @@ def throughput_rows(epochs, rounds, batch_size, limit, ceiling):
         flops = forward_flops(model)
         epoch_flops = flops * (3 * len(train) + len(validation))
         options = {**config, **execution}
-        name = family + "".join(f" --{key.replace('_', '-')}" + ("" if value is True else f" {value}")
-                                for key, value in options.items())
+        name = family + "".join(_flag(key, value) for key, value in options.items())
         rows.append({"family": name, "flops": 3 * flops, **rates, "epochs": len(seconds["tfae"]),
+                     "defaults": not options,
                      "ceiling": epoch_flops * rates["tfae"] / len(train) / 1e9 / ceiling})
     return rows
+
+
+def _flag(option, value):
+    """``--batch-size 1024``, ``--jit-compile``, ``--no-jit-compile``: ``option`` as tfae fit takes it."""
+    name = option.replace("_", "-")
+    if isinstance(value, bool):
+        return f" --{name}" if value else f" --no-{name}"
+    return f" --{name} {value}"
 
 
 def ridge_scaling_rows(sizes, widths):
@@ -354,8 +363,11 @@ def format_report(args, ceiling, throughput, contractive, denoising, randomized,
                      f"{versus_torch} | {row['ceiling']:.0%} |")
     lines += ["", "PyTorch trains the same model as tfae: the family's default noise (occlusion for "
               "`shallow`, gaussian for `denoising`) and the contractive penalty (closed form). The "
-              "plain Keras script trains the same layers on clean inputs and plain MSE, so its "
-              "ratio also shows what noise and penalty cost tfae.",
+              "plain Keras script trains the same layers on clean inputs and plain MSE, compiled as "
+              "tfae compiles them (the dense families under XLA, 16 batches per call; the rows "
+              "with `--no-jit-compile --steps-per-execution 1` under Keras' defaults, for both), "
+              "so its ratio shows the framework's overhead and what noise and penalty cost tfae. "
+              "The goals are judged on the families' defaults.",
               "", "### Contractive penalty (x a plain epoch of the same layers)", "",
               "| encoder | penalty | s/epoch | x plain |", "|---|---|---|---|"]
     lines += [f"| {shape} | {method} | {seconds:.2f} | {ratio:.2f} |"
@@ -382,12 +394,13 @@ def format_report(args, ceiling, throughput, contractive, denoising, randomized,
                  if method == "exact" and shape.startswith("784-500"))
     worst_corruption = max(ratio for spec, _, ratio in denoising if spec != "clean")
     sixty_thousand = [seconds for images, _, seconds in scaling if images == 60_000]
+    defaults = [row for row in throughput if row["defaults"]]
+    lowest = min(row["tfae"] / row["keras"] for row in defaults)
     lines += ["", "### Goals", "", "| goal | measured | |", "|---|---|---|",
-              f"| tfae / Keras >= 0.95, every family | "
-              f"{min(row['tfae'] / row['keras'] for row in throughput):.2f} (lowest) | "
-              f"{_verdict(all(row['tfae'] / row['keras'] >= 0.95 for row in throughput))} |"]
-    if all("torch" in row for row in throughput):
-        lowest = min(row["tfae"] / row["torch"] for row in throughput)
+              f"| tfae / Keras >= 0.95, every family | {lowest:.2f} (lowest) | "
+              f"{_verdict(lowest >= 0.95)} |"]
+    if all("torch" in row for row in defaults):
+        lowest = min(row["tfae"] / row["torch"] for row in defaults)
         lines.append(f"| tfae / PyTorch >= 1.0, every family | {lowest:.2f} (lowest) | "
                      f"{_verdict(lowest >= 1.0)} |")
     lines += [f"| `deep` >= 85% of the ceiling | {deep['ceiling']:.0%} (`{deep['family']}`) | "

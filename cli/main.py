@@ -67,10 +67,11 @@ def tfae():
               help="tf.distribute strategy: mirrored uses every local GPU, multi-worker the "
               "machines in TF_CONFIG.")
 @click.option("--jit-compile/--no-jit-compile", default=None,
-              help="Compile the training step with XLA (default: Keras' choice, off without a "
-              "GPU). Often faster for dense families on CPU too.")
-@click.option("--steps-per-execution", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Batches per call into the compiled training step.")
+              help="Compile the training step with XLA (default: on for the dense families, "
+              "shallow, deep and contractive; otherwise Keras' choice, on only with a GPU).")
+@click.option("--steps-per-execution", type=click.IntRange(min=1),
+              help="Batches per call into the compiled training step (default: 16 for the "
+              "dense families, else 1).")
 @click.option("--latent-dim", type=int, help="Size of the latent code.")
 @click.option("--hidden", callback=_sizes, help="Hidden layer sizes, such as 500,200,100.")
 @click.option("--activation", help="Activation of the hidden layers (relu, sigmoid, tanh, ...).")
@@ -120,8 +121,7 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, strategy, jit_compil
         raise click.UsageError("--export-dir and --no-export contradict each other")
     run = fit_run(config, run_dir, export=not no_export, export_dir=export_dir,
                   verbose=2 if quiet else 1, strategy=strategy,
-                  jit_compile="auto" if jit_compile is None else jit_compile,
-                  steps_per_execution=steps_per_execution)
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     final = {name: values[-1] for name, values in run.history.items() if name != "seconds"}
     click.echo(f"run: {run.run_dir}  " + "  ".join(f"{k}={v:.5g}" for k, v in final.items()))
     if run.export_path:

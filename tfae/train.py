@@ -29,6 +29,7 @@ import tempfile
 import time
 
 import keras
+import tensorflow as tf
 
 from tfae import data
 from tfae.corruptions import parse_corruption
@@ -150,7 +151,7 @@ class Run:
 
 
 def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="default",
-        jit_compile="auto", steps_per_execution=1):
+        jit_compile=None, steps_per_execution=None):
     """Trains ``config`` into ``run_dir``, resuming an interrupted run, and exports it.
 
     Args:
@@ -164,12 +165,8 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
             Only the chief writes ``run_dir`` and the export; other workers train in a
             temporary copy of ``run_dir`` (so they resume from the same checkpoint, which
             therefore must be on storage every worker sees) and delete it.
-        jit_compile: ``True`` compiles the training step with XLA; Keras' ``"auto"`` leaves XLA
-            off on machines without a GPU, where it often trains dense models faster all the same
-            (see docs/performance.md).
-        steps_per_execution: batches per call into the compiled step; more cut the Python
-            overhead of each step. Neither option changes what is trained, so neither is saved in
-            the run's config (XLA may round floats differently).
+        jit_compile, steps_per_execution: how the training step is compiled; ``None`` takes
+            the family's choice (see ``execution_options``).
 
     Returns:
         A ``Run``.
@@ -178,10 +175,10 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
         >>> run = fit(FitConfig(model="deep", epochs=2, limit=1000), "runs/deep")  # doctest: +SKIP
     """
     strategy = make_strategy(strategy)  # first: multi-worker must precede other TF work
-    if steps_per_execution < 1:
-        raise TfaeError(f"steps per execution must be >= 1, not {steps_per_execution}")
-    execution = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
     config = config.resolved()
+    execution = execution_options(
+        config.model, jit_compile, steps_per_execution,
+        multi_worker=isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
     run_dir = pathlib.Path(run_dir)
     if not is_chief(strategy):
         with tempfile.TemporaryDirectory(prefix="tfae-worker-") as work_dir:
@@ -191,6 +188,40 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
             run = _fit(config, pathlib.Path(work_dir), False, None, verbose, strategy, execution)
         return dataclasses.replace(run, run_dir=run_dir)
     return _fit(config, run_dir, export, export_dir, verbose, strategy, execution)
+
+
+def execution_options(model, jit_compile=None, steps_per_execution=None, multi_worker=False):
+    """``Model.compile``'s ``jit_compile`` and ``steps_per_execution`` for family ``model``.
+
+    A value given wins; ``None`` takes the family's ``execution`` (XLA and 16 batches per call
+    for the dense families, which train faster so on CPU), else Keras' own choice: XLA only
+    with a GPU, one batch per call. Neither changes what is trained, so neither is saved in the
+    run's config (XLA may round floats differently). Under ``MultiWorkerMirroredStrategy``
+    (``multi_worker``) TensorFlow 2.21 fails with either (XLA crashes the process, several
+    batches per call leave a placeholder unfed), so there the family's choice is dropped.
+
+    Raises:
+        TfaeError: ``steps_per_execution`` below 1, or XLA or several batches per call asked
+            for under ``multi_worker``.
+
+    Examples:
+        >>> execution_options("deep")
+        {'jit_compile': True, 'steps_per_execution': 16}
+        >>> execution_options("conv", steps_per_execution=4)
+        {'jit_compile': 'auto', 'steps_per_execution': 4}
+        >>> execution_options("deep", multi_worker=True)
+        {'jit_compile': False, 'steps_per_execution': 1}
+    """
+    if steps_per_execution is not None and steps_per_execution < 1:
+        raise TfaeError(f"steps per execution must be >= 1, not {steps_per_execution}")
+    if multi_worker:
+        if jit_compile or (steps_per_execution or 1) > 1:
+            raise TfaeError("--jit-compile and --steps-per-execution above 1 fail under "
+                            "--strategy multi-worker (TensorFlow 2.21); leave them out")
+        return {"jit_compile": False, "steps_per_execution": 1}
+    given = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
+    return {"jit_compile": "auto", "steps_per_execution": 1, **get_family(model).execution,
+            **{key: value for key, value in given.items() if value is not None}}
 
 
 def _fit(config, run_dir, export, export_dir, verbose, strategy, execution):

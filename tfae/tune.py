@@ -36,7 +36,7 @@ from tfae.evaluate import linear_probe
 from tfae.export import export_saved_model
 from tfae.models import build_model, get_family
 from tfae.runs import claim_folder, read_json, write_json
-from tfae.train import LOSSES, FitConfig
+from tfae.train import LOSSES, FitConfig, execution_options
 
 TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = {"val_loss": keras_tuner.Objective("val_loss", "min"),
@@ -220,7 +220,7 @@ class FamilyHyperModel(keras_tuner.HyperModel):
         model_options, _ = self.options(hp)
         model = build_model(self.config.model, self.splits.image_shape, **model_options)
         model.compile(optimizer=keras.optimizers.Adam(self.config.learning_rate),
-                      loss=LOSSES[self.config.loss])
+                      loss=LOSSES[self.config.loss], **execution_options(self.config.model))
         return model
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):

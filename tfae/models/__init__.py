@@ -54,6 +54,9 @@ class Family:
             otherwise than by ``Model.fit``; ``None`` for ``Model.fit``.
         trainer_options: the trainer's own options and their defaults.
         takes_noise: whether ``--noise`` applies (the randomized solver works on clean inputs).
+        execution: ``Model.compile``'s ``jit_compile`` and ``steps_per_execution`` for the
+            family where they beat Keras' choice (which leaves XLA off without a GPU); how a
+            run trains, not what, so not part of its config.
 
     Examples:
         >>> family = Family("wide", functools.partial(build_shallow, latent_dim=1024),
@@ -69,6 +72,7 @@ class Family:
     trainer: callable = None
     trainer_options: dict = dataclasses.field(default_factory=dict)
     takes_noise: bool = True
+    execution: dict = dataclasses.field(default_factory=dict)
 
     @property
     def build_options(self):
@@ -163,15 +167,22 @@ def load_model(path):
     return keras.models.load_model(path, safe_mode=True)
 
 
+# XLA fuses the elementwise work and Adam's update of dense models; on CPU it made them 1.03-1.4x
+# faster and convolutions 2x slower (docs/performance.md), so only dense families take it.
+_DENSE_EXECUTION = {"jit_compile": True, "steps_per_execution": 16}
+
+
 register(Family("shallow", build_shallow,
                 "one wide hidden layer, trained with occluded inputs: the baseline",
-                fit_defaults={"noise": "occlusion:14", "epochs": 20}))
+                fit_defaults={"noise": "occlusion:14", "epochs": 20},
+                execution=_DENSE_EXECUTION))
 register(Family("deep", build_deep,
                 "a stack of dense layers, mirrored: 784-1000-1000-500-256, trained on occluded inputs",
-                fit_defaults={"noise": "occlusion:14", "epochs": 20}))
+                fit_defaults={"noise": "occlusion:14", "epochs": 20},
+                execution=_DENSE_EXECUTION))
 register(Family("contractive", build_contractive,
                 "the Jacobian penalty: codes that move little when inputs move",
-                fit_defaults={"epochs": 20}))
+                fit_defaults={"epochs": 20}, execution=_DENSE_EXECUTION))
 register(Family("denoising", functools.partial(build_deep_conv, name="denoising"),
                 "deep-conv, trained to undo gaussian noise (0.5)",
                 fit_defaults={"noise": "gaussian:0.5", "epochs": 20}))

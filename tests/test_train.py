@@ -1,0 +1,44 @@
+"""How ``tfae.fit`` compiles each family: XLA for the dense ones, Keras' choice for the rest."""
+
+import pytest
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+from tfae.train import FitConfig, execution_options, fit
+
+ON_GPU = bool(tf.config.list_physical_devices("GPU"))
+
+
+@pytest.mark.parametrize("family, options, jit_compile, steps", [
+    ("deep", {"hidden": (32,), "latent_dim": 4}, True, 16),
+    ("contractive", {"latent_dim": 8}, True, 16),
+    # Keras' "auto": XLA only with a GPU, where it does not slow convolutions down.
+    ("conv", {"filters": (4,), "latent_dim": 4}, ON_GPU, 1),
+])
+def test_fit_compiles_each_family_its_own_way(family, options, jit_compile, steps, tmp_path):
+    config = FitConfig(model=family, model_options=options, epochs=1, limit=300)
+    run = fit(config, tmp_path / "run", export=False, verbose=0)
+    assert run.model.jit_compile is jit_compile
+    assert run.model.steps_per_execution == steps
+    assert len(run.history["loss"]) == 1
+
+
+def test_given_execution_options_win_over_the_familys():
+    assert execution_options("deep", jit_compile=False) == {"jit_compile": False,
+                                                           "steps_per_execution": 16}
+    assert execution_options("conv", jit_compile=True, steps_per_execution=2) == {
+        "jit_compile": True, "steps_per_execution": 2}
+
+
+def test_steps_per_execution_below_one_is_refused():
+    with pytest.raises(TfaeError, match="steps per execution must be >= 1, not 0"):
+        execution_options("shallow", steps_per_execution=0)
+
+
+def test_multi_worker_trains_under_keras_defaults_and_refuses_what_fails_there():
+    assert execution_options("deep", multi_worker=True) == {"jit_compile": False,
+                                                            "steps_per_execution": 1}
+    assert execution_options("deep", False, 1, multi_worker=True)["jit_compile"] is False
+    for given in ({"jit_compile": True}, {"steps_per_execution": 2}):
+        with pytest.raises(TfaeError, match="fail under --strategy multi-worker"):
+            execution_options("deep", multi_worker=True, **given)
