@@ -64,6 +64,16 @@ def is_chief(strategy):
     return bool(strategy.extended.should_checkpoint)
 
 
+def is_multi_worker(strategy):
+    """Whether ``strategy`` spans processes (``MultiWorkerMirroredStrategy``).
+
+    Examples:
+        >>> is_multi_worker(tf.distribute.get_strategy())
+        False
+    """
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def worker_shard(strategy):
     """``(workers, index)``: how many workers share the data and which share is this one's.
 

@@ -29,11 +29,10 @@ import tempfile
 import time
 
 import keras
-import tensorflow as tf
 
 from tfae import data
 from tfae.corruptions import parse_corruption
-from tfae.distribute import is_chief, make_strategy
+from tfae.distribute import is_chief, is_multi_worker, make_strategy
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
 from tfae.models import build_model, get_family, load_model, resolve_options
@@ -176,9 +175,8 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
     """
     strategy = make_strategy(strategy)  # first: multi-worker must precede other TF work
     config = config.resolved()
-    execution = execution_options(
-        config.model, jit_compile, steps_per_execution,
-        multi_worker=isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
+    execution = execution_options(config.model, jit_compile, steps_per_execution,
+                                  multi_worker=is_multi_worker(strategy))
     run_dir = pathlib.Path(run_dir)
     if not is_chief(strategy):
         with tempfile.TemporaryDirectory(prefix="tfae-worker-") as work_dir:
