@@ -58,6 +58,13 @@ def test_pipeline_gives_float_images_in_unit_range(mnist):
     assert labels.shape == (100,) and set(labels.numpy()) <= set(range(10))
 
 
+def test_pipeline_leaves_tf_data_autotuning_off(mnist):
+    # The autotuner stalls the first batch of some epochs by seconds (docs/performance.md).
+    for batches in (data.pipeline(mnist.test, 64),
+                    data.pipeline(mnist.test, 64, corruption=parse_corruption("masking:0.5"))):
+        assert batches.options().autotune.enabled is False
+
+
 def test_shuffle_is_seeded_and_fresh_each_epoch(mnist):
     def first_batches(seed):
         batches = data.pipeline(mnist.train, 64, shuffle=True, seed=seed)
