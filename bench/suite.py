@@ -367,6 +367,8 @@ def format_report(args, ceiling, throughput, contractive, denoising, randomized,
               "tfae compiles them (the dense families under XLA, 16 batches per call; the rows "
               "with `--no-jit-compile --steps-per-execution 1` under Keras' defaults, for both), "
               "so its ratio shows the framework's overhead and what noise and penalty cost tfae. "
+              "It feeds numpy arrays through Keras' own `tf.data` adapter, whose autotuner tfae's "
+              "pipeline turns off (it stalled the first batch of some epochs by seconds). "
               "The goals are judged on the families' defaults.",
               "", "### Contractive penalty (x a plain epoch of the same layers)", "",
               "| encoder | penalty | s/epoch | x plain |", "|---|---|---|---|"]
