@@ -8,7 +8,7 @@
   epoch by epoch on the first layer until it reaches the ridge solution's error (or a time cap).
 
 Each Keras variant trains ``--epochs`` epochs and is scored by its fastest epoch after the first
-(this VM's epoch times are bimodal; see fit_throughput.py).
+(the speed each reaches when nothing stalls it; see fit_throughput.py).
 
 Usage:
     python bench/family_costs.py [--epochs 6] [--sgd-cap 300] [--write docs/performance.md]

@@ -2,10 +2,11 @@
 
 Both train the study's ``deep`` autoencoder (784-500-200-100-10, mirrored) on the same 54,000
 MNIST training images with the same 6,000 validation images, batch size and optimizer, in this
-process. Epoch times on this shared 2-core VM are bimodal (the same epoch takes either about 3 s
-or about 5 s, whatever runs it), so the two alternate for ``--rounds`` rounds (plain, tfae, plain,
-tfae, ...) and each is scored by its fastest epoch after each round's warm-up epoch, as ``timeit``
-does: the speed each reaches when the machine lets it. Medians are shown beside it.
+process. The plain script feeds numpy arrays through Keras' own ``tf.data`` adapter, whose
+autotuner stalls the first batch of some epochs for seconds (tfae's pipeline turns it off; see
+docs/performance.md), and this VM is shared, so the two alternate for ``--rounds`` rounds (plain,
+tfae, plain, tfae, ...) and each is scored by its fastest epoch after each round's warm-up epoch,
+as ``timeit`` does: the speed each reaches when nothing stalls it. Medians are shown beside it.
 
 Usage:
     python bench/fit_throughput.py [--epochs 4] [--rounds 2] [--batch-size 256]
@@ -132,7 +133,10 @@ def write_section(path, report):
         end = text.find("\n## ", start + len(heading))
         rest = "\n" + text[end + 1:] if end != -1 else ""
         text = text[:start] + report.rstrip("\n") + "\n" + rest
-    path.write_text(text)
+    # Written beside, then renamed: a run stopped mid-write leaves the old page whole.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":

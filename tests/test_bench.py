@@ -15,6 +15,7 @@ def test_quick_suite_writes_its_report(tmp_path):
     result = subprocess.run([sys.executable, "suite.py", "--quick", "--write", str(page)],
                             cwd=BENCH, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == [page]  # written beside, then renamed over
     text = page.read_text()
     assert "the previous run" not in text and "## Other\n\nkept" in text
     for heading in ("Matrix-multiply ceiling", "### Training throughput", "### Contractive penalty",
