@@ -4,6 +4,7 @@ import json
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import tensorflow as tf
 
 from tfae.export import export_saved_model
 from tfae.models import build_model
-from tfae.serve import BatchingSignature, make_server
+from tfae.serve import BatchingSignature, _serve_until_stopped, make_server
 
 IMAGES = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)
 
@@ -171,6 +172,26 @@ def test_serve_command_stops_cleanly_on_sigterm(server, tmp_path):
     time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+def test_sigterm_landing_while_a_request_is_handed_over_still_stops_the_server(server):
+    _, export_dir = server
+    listening = make_server(export_dir, "deep", port=0)
+
+    def hand_over(request, client_address):  # where socketserver swallows any Exception
+        signal.raise_signal(signal.SIGTERM)
+
+    listening.process_request = hand_over
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    watchdog_fired = threading.Event()
+    watchdog = threading.Timer(30, lambda: (watchdog_fired.set(), listening.shutdown()))
+    watchdog.start()
+    threading.Thread(target=socket.create_connection, args=(listening.server_address,),
+                     daemon=True).start()
+    _serve_until_stopped(listening)
+    watchdog.cancel()
+    assert not watchdog_fired.is_set(), "the stop was swallowed and serving went on"
+    assert {number: signal.getsignal(number) for number in handlers} == handlers
 
 
 def test_serve_command_with_two_workers_answers_and_stops_both(server):

@@ -379,8 +379,12 @@ def _serve_worker(export_dir, name, listening, ready):
     _serve_until_stopped(server)
 
 
-class _Stop(Exception):
-    """Raised by the SIGINT and SIGTERM handlers to leave ``serve_forever``."""
+class _Stop(BaseException):
+    """Raised by the SIGINT and SIGTERM handlers to leave ``serve_forever``.
+
+    Not an ``Exception``: a signal that lands while the server hands a request to its thread
+    raises there, and ``socketserver`` logs and swallows any ``Exception`` raised there.
+    """
 
 
 def _serve_until_stopped(server):
@@ -392,10 +396,12 @@ def _serve_until_stopped(server):
     def stop(signum, frame):
         raise _Stop
 
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     with server:
         try:
-            signal.signal(signal.SIGINT, stop)
-            signal.signal(signal.SIGTERM, stop)
             server.serve_forever()
         except _Stop:
             pass
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
