@@ -27,6 +27,7 @@ import tensorflow as tf
 
 import tfae
 from tfae import data
+from tfae.runs import write_text
 from tfae.train import execution_options
 
 SECTION = "## fit throughput: tfae vs plain Keras"
@@ -133,10 +134,7 @@ def write_section(path, report):
         end = text.find("\n## ", start + len(heading))
         rest = "\n" + text[end + 1:] if end != -1 else ""
         text = text[:start] + report.rstrip("\n") + "\n" + rest
-    # Written beside, then renamed: a run stopped mid-write leaves the old page whole.
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    write_text(path, text)  # a run stopped mid-write leaves the old page whole
 
 
 if __name__ == "__main__":

@@ -17,16 +17,25 @@ import tensorflow as tf
 from tfae.errors import TfaeError
 
 
+def write_text(path, text):
+    """Writes ``text`` to ``path`` through a temporary file beside it and a rename.
+
+    Examples:
+        >>> write_text("docs/performance.md", "# Performance\\n")  # doctest: +SKIP
+    """
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def write_json(path, value):
-    """Writes ``value`` as indented JSON to ``path`` through a temporary file and a rename.
+    """Writes ``value`` as indented JSON to ``path``, atomically (``write_text``).
 
     Examples:
         >>> write_json("runs/deep/notes.json", {"epochs": 5})  # doctest: +SKIP
     """
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+    write_text(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
 def read_json(path):

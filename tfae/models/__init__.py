@@ -167,7 +167,7 @@ def load_model(path):
     return keras.models.load_model(path, safe_mode=True)
 
 
-# XLA fuses the elementwise work and Adam's update of dense models; on CPU it trained them 1.0-1.6x
+# XLA fuses the elementwise work and Adam's update of dense models; on CPU it trained them 1.1-1.2x
 # faster and convolutions 1.6-2x slower (docs/performance.md), so only dense families take it.
 _DENSE_EXECUTION = {"jit_compile": True, "steps_per_execution": 16}
 
