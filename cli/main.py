@@ -1,15 +1,42 @@
 """The ``tfae`` command line: parse options, call the ``tfae`` library, print.
 
+The options of ``fit`` and ``tune`` are derived from the library's declarations: the run settings
+of ``tfae.config`` and each family's options in ``tfae.families``, with their types, choices,
+ranges and help. Errors from the library name Python options; here they are shown as flags. Every
+option can also come from an environment variable ``TFAE_<COMMAND>_<OPTION>``, such as
+``TFAE_FIT_EPOCHS=3``.
+
 Example:
     $ tfae fit --model deep --epochs 5
     $ tfae export runs/deep-20261126-101500 --export-dir saved_models/deep
 """
 
 import functools
+import os
 import pathlib
+import sys
+import tempfile
 import time
 
 import click
+
+from tfae.config import STRATEGIES, FitConfig, TuneConfig
+from tfae.errors import TfaeError
+from tfae.families import families, family_names
+from tfae.options import specs
+
+# Flags whose values the library checks elsewhere than in an options dataclass.
+_EXECUTION_OPTIONS = ("strategy", "jit_compile", "steps_per_execution")
+
+
+def _flag(name):
+    """The flag of option ``name`` in the running command, for the library's error messages."""
+    context = click.get_current_context(silent=True)
+    params = context.command.get_params(context) if context else []
+    for param in params:
+        if param.name == name and param.opts:
+            return param.opts[0]
+    return "--" + name.replace("_", "-")
 
 
 def _clear_errors(command):
@@ -17,17 +44,57 @@ def _clear_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from tfae.errors import TfaeError
-
         try:
             return command(*args, **kwargs)
         except TfaeError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(error.render(_flag)) from None
         except OSError as error:  # a full disk or a read-only folder met after the checks
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}") from None
 
     return wrapper
+
+
+def _start_tensorflow(verbose):
+    """Imports TensorFlow with its start-up lines hidden, unless ``--verbose`` or the user's own
+    ``TF_CPP_MIN_LOG_LEVEL`` asks for them.
+
+    TensorFlow 2.21 prints CUDA probing, oneDNN and CPU-feature lines from C++ before its log
+    level applies, so they are caught at the file descriptor; should the import fail, they are
+    shown after all. tfds' absl warnings (a missing ``dataset_info.json`` while it prepares a data
+    set) go the same way.
+    """
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # probes for GPUs now, while the lines are hidden
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.buffer.write(captured.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)
+
+
+def _output_options(command):
+    """``--quiet`` and ``--verbose``, the same in every command."""
+    command = click.option("--quiet", is_flag=True,
+                           help="No progress output: only the result.")(command)
+    return click.option("--verbose", is_flag=True,
+                        help="Also TensorFlow's own start-up and log lines.")(command)
 
 
 def _sizes(ctx, param, value):
@@ -45,82 +112,137 @@ def _sizes(ctx, param, value):
     return sizes
 
 
-@click.group()
+def _shown(value):
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _click_option(spec, help=None, choices=None):
+    """A click option for a declared option (``tfae.options.OptionSpec``), unset by default so
+    that the library's defaults apply; counts are ranges and strings with choices are choices."""
+    kind = {"type": str}
+    if spec.type is tuple:
+        kind = {"callback": _sizes, "metavar": "N,N,..."}
+    elif spec.type is int:
+        kind = {"type": int if spec.minimum is None else click.IntRange(min=spec.minimum)}
+    elif spec.type is float:
+        kind = {"type": click.FloatRange(min=spec.minimum if spec.above is None else spec.above,
+                                         min_open=spec.above is not None)}
+    elif choices or spec.choices:
+        kind = {"type": click.Choice(choices or spec.choices)}
+    return click.Option([spec.flag, spec.name], help=help or spec.help, **kind)
+
+
+def _settings_options(config_class, skip=(), **help):
+    """Options for the fields of ``config_class`` (a ``FitConfig``), their defaults in the help."""
+    options = []
+    for spec in specs(config_class):
+        if spec.name in skip:
+            continue
+        text = help.get(spec.name, spec.help)
+        if spec.default is not None:
+            text += f" [default: {_shown(spec.default)}]"
+        options.append(_click_option(spec, text))
+    return options
+
+
+def _family_options():
+    """One option for each option of any family; its help says which families take it and their
+    defaults."""
+    declared = {}
+    for family in families():
+        for spec in specs(family.options):
+            declared.setdefault(spec.name, (spec, []))[1].append((family.name, spec.default))
+    options = []
+    for spec, takers in declared.values():
+        by_default = {}
+        for name, default in takers:
+            by_default.setdefault(_shown(default), []).append(name)
+        if len(by_default) == 1 and len(takers) == len(families()):
+            defaults = f"default: {next(iter(by_default))}"
+        else:
+            defaults = "; ".join(f"{', '.join(names)}: {default}"
+                                 for default, names in by_default.items())
+        options.append(_click_option(spec, f"{spec.help} [{defaults}]"))
+    return options
+
+
+def _family_option_names():
+    return {spec.name for family in families() for spec in specs(family.options)}
+
+
+class _DerivedCommand(click.Command):
+    """A command with options derived from the library when it runs or shows its help, so that a
+    family registered after this module was imported has its options too."""
+
+    def __init__(self, *args, derive, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._derive = derive
+
+    def get_params(self, ctx):
+        try:
+            derived = self._derive()
+        except TfaeError as error:  # a family module of TFAE_FAMILY_MODULES failed to import
+            raise click.ClickException(str(error)) from None
+        return [*derived, *super().get_params(ctx)]
+
+
+@click.group(context_settings={"auto_envvar_prefix": "TFAE"})
 @click.version_option(package_name="tfae")
 def tfae():
-    """Autoencoders on images: train, evaluate, plot and export them."""
+    """Autoencoders on images: train, evaluate, plot, tune, export and serve them.
+
+    Every option can also be set by an environment variable TFAE_<COMMAND>_<OPTION>, such as
+    TFAE_FIT_EPOCHS=3.
+    """
 
 
-@tfae.command()
-@click.option("--model", help="Family: shallow, deep, contractive, denoising, conv, deep-conv, "
-              "randomized (default: deep).")
+def _fit_options():
+    model = next(spec for spec in specs(FitConfig) if spec.name == "model")
+    return [_click_option(model, f"{model.help} [default: {model.default}]",
+                          choices=family_names()),
+            *_settings_options(FitConfig, skip=("model",)), *_family_options()]
+
+
+@tfae.command(cls=_DerivedCommand, derive=_fit_options)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Start from a config.json (of a run or of `tfae tune`); options given here win.")
-@click.option("--dataset", help="A tensorflow-datasets image data set (default: mnist, bundled).")
-@click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
-@click.option("--epochs", type=int, help="Epochs to train (default: the family's, 10 or 20).")
-@click.option("--batch-size", type=int,
-              help="Images per batch and replica (default: 256); the global batch is this times "
-              "the replicas of --strategy.")
-@click.option("--strategy", default="default", show_default=True,
-              type=click.Choice(["default", "mirrored", "multi-worker"]),
+@click.option("--strategy", default="default", show_default=True, type=click.Choice(STRATEGIES),
               help="tf.distribute strategy: mirrored uses every local GPU, multi-worker the "
               "machines in TF_CONFIG.")
 @click.option("--jit-compile/--no-jit-compile", default=None,
-              help="Compile the training step with XLA (default: on for the dense families, "
-              "shallow, deep and contractive; otherwise Keras' choice, on only with a GPU).")
+              help="Compile the training step with XLA (default: the family's choice, on for the "
+              "dense families; otherwise Keras', on only with a GPU).")
 @click.option("--steps-per-execution", type=click.IntRange(min=1),
-              help="Batches per call into the compiled training step (default: 16 for the "
-              "dense families, else 1).")
-@click.option("--latent-dim", type=int, help="Size of the latent code.")
-@click.option("--hidden", callback=_sizes, help="Hidden layer sizes, such as 500,200,100.")
-@click.option("--activation", help="Activation of the hidden layers (relu, sigmoid, tanh, ...).")
-@click.option("--latent-activation", help="Activation of the latent layer (deep models).")
-@click.option("--filters", callback=_sizes, help="Filters per convolution block, such as 32,64.")
-@click.option("--lambda", "penalty_weight", type=float,
-              help="Weight of the contractive penalty (contractive, conv, deep-conv).")
-@click.option("--penalty", type=click.Choice(["exact", "projection", "weights", "jacobian"]),
-              help="How the contractive penalty is computed.")
-@click.option("--projections", type=int, help="Random projections for --penalty projection.")
-@click.option("--solver", type=click.Choice(["ridge", "sgd"]),
-              help="How randomized layers are trained (default: ridge, closed form).")
-@click.option("--ridge-c", type=float, help="C of the randomized ridge solution (default: 0.01).")
-@click.option("--learning-rate", type=float, help="Adam's learning rate (default: 0.001).")
-@click.option("--loss", type=click.Choice(["mse", "bce"]), help="Reconstruction loss (default: mse).")
-@click.option("--noise", help="Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, "
-              "occlusion:SIZE, several joined by + (gaussian:0.5+occlusion:14), or none (default: "
-              "the family's; shallow and deep occlusion:14, denoising gaussian:0.5).")
-@click.option("--limit", type=int, help="Train on the first N images only (quick runs).")
-@click.option("--seed", type=int, help="Seed for weights, shuffling and noise (default: 0).")
-@click.option("--early-stopping", type=int, metavar="PATIENCE",
-              help="Stop after PATIENCE epochs without a better validation loss.")
+              help="Batches per call into the compiled training step (default: the family's, "
+              "16 for the dense families, else 1).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False),
               help="Run folder (default: runs/<model>-<timestamp>). Rerun to resume it.")
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="SavedModel folder, TF Serving layout (default: saved_models/<model>).")
 @click.option("--no-export", is_flag=True, help="Do not write a SavedModel.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_output_options
 @_clear_errors
-def fit(config_file, run_dir, export_dir, no_export, quiet, strategy, jit_compile,
+def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, jit_compile,
         steps_per_execution, **options):
     """Train an autoencoder and export it as a SavedModel."""
-    from tfae.train import FitConfig, fit as fit_run
+    if export_dir and no_export:
+        raise click.UsageError("--export-dir and --no-export contradict each other")
+    _start_tensorflow(verbose)
+    from tfae.train import fit as fit_run
 
     config = FitConfig.from_json(config_file) if config_file else FitConfig()
-    model_keys = {"latent_dim", "hidden", "activation", "latent_activation", "filters",
-                  "penalty_weight", "penalty", "projections", "solver", "ridge_c"}
     given = {key: value for key, value in options.items() if value is not None}
-    model_options = {key: given.pop(key) for key in model_keys & set(given)}
+    model_options = {key: given.pop(key) for key in _family_option_names() & set(given)}
     if "model" in given and given["model"] != config.model:
         config.model_options = {}  # the file's options belong to its own model
     config = FitConfig.from_dict({**config.to_dict(), **given,
                                   "model_options": {**config.model_options, **model_options}})
     if run_dir is None:
         run_dir = pathlib.Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if export_dir and no_export:
-        raise click.UsageError("--export-dir and --no-export contradict each other")
     run = fit_run(config, run_dir, export=not no_export, export_dir=export_dir,
-                  verbose=2 if quiet else 1, strategy=strategy,
+                  verbose=0 if quiet else 1, strategy=strategy,
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     final = {name: values[-1] for name, values in run.history.items() if name != "seconds"}
     click.echo(f"run: {run.run_dir}  " + "  ".join(f"{k}={v:.5g}" for k, v in final.items()))
@@ -132,31 +254,39 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, strategy, jit_compil
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="SavedModel folder, TF Serving layout (default: saved_models/<model>).")
+@_output_options
 @_clear_errors
-def export(run_dir, export_dir):
+def export(run_dir, export_dir, quiet, verbose):
     """Export a finished run's model as a new SavedModel version."""
+    _start_tensorflow(verbose)
     from tfae.export import export_run
 
     click.echo(f"exported: {export_run(run_dir, export_dir)}")
 
 
-@tfae.command()
+def _data_options():
+    """``--dataset``, ``--data-dir`` and ``--limit`` for commands measuring a run or export."""
+    declared = {spec.name: spec for spec in specs(FitConfig)}
+    return [_click_option(declared["dataset"], "Data set to use (default: the run's, or mnist)."),
+            _click_option(declared["data_dir"]), _click_option(declared["limit"])]
+
+
+@tfae.command(cls=_DerivedCommand, derive=_data_options)
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--dataset", help="Data set to measure on (default: the run's, or mnist).")
-@click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
-@click.option("--limit", type=int, help="Use the first N images of each split only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_output_options
 @_clear_errors
-def evaluate(path, dataset, data_dir, limit, as_json):
+def evaluate(path, dataset, data_dir, limit, as_json, quiet, verbose):
     """Measure a run folder or SavedModel export: reconstruction, probes, noise, occlusion.
 
     Writes PATH/metrics.json.
     """
     import json
 
+    _start_tensorflow(verbose)
     from tfae.evaluate import evaluate as evaluate_path, summary_rows
 
-    metrics = evaluate_path(path, dataset, data_dir, limit, verbose=0 if as_json else 1)
+    metrics = evaluate_path(path, dataset, data_dir, limit, verbose=0 if as_json or quiet else 1)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -167,73 +297,70 @@ def evaluate(path, dataset, data_dir, limit, as_json):
         click.echo(f"  {name:<{width}}  {value}")
 
 
-@tfae.command()
+def _plot_options():
+    from tfae.figures import KINDS  # with TensorFlow: only `tfae plot` waits for it
+
+    return [click.Option(["--kind"], required=True, type=click.Choice(KINDS),
+                         help="Which figure to draw."), *_data_options()]
+
+
+@tfae.command(cls=_DerivedCommand, derive=_plot_options)
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--kind", required=True,
-              type=click.Choice(["tsne", "reconstructions", "denoising", "occlusion", "manifold",
-                                 "history"]),
-              help="Which figure to draw.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Folder for the PNG (default: PATH/figures).")
-@click.option("--dataset", help="Data set to draw from (default: the run's, or mnist).")
-@click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
-@click.option("--limit", type=int, help="Use the first N images of each split only.")
+@_output_options
 @_clear_errors
-def plot(path, kind, out_dir, dataset, data_dir, limit):
+def plot(path, kind, out_dir, dataset, data_dir, limit, quiet, verbose):
     """Draw a figure of a run folder or SavedModel export as a PNG."""
+    _start_tensorflow(verbose)
     from tfae.figures import draw
 
-    click.echo(f"wrote {draw(path, kind, out_dir, dataset, data_dir, limit)}")
+    click.echo(f"wrote {draw(path, kind, out_dir, dataset, data_dir, limit, verbose=not quiet)}")
 
 
 @tfae.command()
 @click.option("--models", default="all", show_default=True,
               help="Comma-separated families, or all.")
-@click.option("--epochs", type=int, help="Epochs for every family (default: each family's).")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Epochs for every family (default: each family's).")
 @click.option("--out", "out_dir", default="docs/results", show_default=True,
               type=click.Path(file_okay=False),
               help="Folder for runs and figures; the page is written beside it as OUT.md.")
-@click.option("--limit", type=int, help="Use the first N images of each split only.")
+@click.option("--limit", type=click.IntRange(min=1),
+              help="Use the first N images of each split only.")
+@_output_options
 @_clear_errors
-def report(models, epochs, out_dir, limit):
+def report(models, epochs, out_dir, limit, quiet, verbose):
     """Train, evaluate and draw every family; write the results page.
 
     Finished runs in OUT/runs are reused and interrupted ones resume.
     """
+    _start_tensorflow(verbose)
     from tfae.report import report as write_report
 
     chosen = None if models == "all" else [name.strip() for name in models.split(",")]
-    click.echo(f"wrote {write_report(chosen, epochs, out_dir, limit)}")
+    click.echo(f"wrote {write_report(chosen, epochs, out_dir, limit, verbose=0 if quiet else 1)}")
 
 
-class _TuneCommand(click.Command):
+def _tune_options():
+    model = next(spec for spec in specs(TuneConfig) if spec.name == "model")
+    tunable = [family.name for family in families() if family.search_space is not None]
+    return [_click_option(model, f"{model.help} [default: {model.default}]", choices=tunable),
+            *_settings_options(TuneConfig, skip=("model",))]
+
+
+class _TuneCommand(_DerivedCommand):
     """``tfae tune``, whose help ends with each family's search space, read from ``tfae.tune``."""
 
     def format_epilog(self, ctx, formatter):
-        from tfae.tune import SEARCH_SPACES, describe_space
+        from tfae.tune import describe_space
 
         with formatter.section("Search spaces"):
-            formatter.write_dl([(name, describe_space(name)) for name in SEARCH_SPACES])
+            formatter.write_dl([(family.name, describe_space(family.name))
+                                for family in families() if family.search_space is not None])
 
 
-@tfae.command(cls=_TuneCommand)
-@click.option("--model", default="deep", show_default=True,
-              help="Family: shallow, deep, contractive, denoising, conv, deep-conv.")
-@click.option("--tuner", default="hyperband", show_default=True,
-              type=click.Choice(["hyperband", "random", "bayesian"]), help="keras-tuner's search.")
-@click.option("--max-trials", type=int,
-              help="Trials for random and bayesian (default: 10); hyperband sizes its own.")
-@click.option("--epochs", default=10, show_default=True, type=int,
-              help="Epochs per trial (hyperband: the largest budget).")
-@click.option("--objective", default="val_loss", show_default=True,
-              type=click.Choice(["val_loss", "probe"]),
-              help="Validation loss, or linear-probe accuracy of the validation codes.")
-@click.option("--dataset", default="mnist", show_default=True,
-              help="A tensorflow-datasets image data set.")
-@click.option("--data-dir", help="Folder of prepared tfds data (default: tfds' own).")
-@click.option("--limit", type=int, help="Use the first N images of each split only.")
-@click.option("--batch-size", default=256, show_default=True, type=int, help="Images per batch.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the search.")
+@tfae.command(cls=_TuneCommand, derive=_tune_options)
 @click.option("--out", "tune_dir", type=click.Path(file_okay=False),
               help="Search folder (default: tuning/<model>). Rerun to resume it.")
 @click.option("--export-dir", type=click.Path(file_okay=False),
@@ -242,18 +369,20 @@ class _TuneCommand(click.Command):
 @click.option("--distributed", is_flag=True,
               help="Join keras-tuner's parallel search as KERASTUNER_TUNER_ID (chief or a "
               "worker) at KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT.")
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@_output_options
 @_clear_errors
-def tune(tune_dir, export_dir, no_export, distributed, quiet, **settings):
+def tune(tune_dir, export_dir, no_export, distributed, quiet, verbose, **settings):
     """Search a family's architecture with keras-tuner; export the best model.
 
     Writes OUT/config.json, which `tfae fit --config` retrains from scratch.
     """
-    from tfae.tune import TuneConfig, best_table, tune as run_search
-
     if export_dir and no_export:
         raise click.UsageError("--export-dir and --no-export contradict each other")
-    config = TuneConfig(**settings)
+    _start_tensorflow(verbose)
+    from tfae.tune import best_table, tune as run_search
+
+    config = TuneConfig.from_dict({key: value for key, value in settings.items()
+                                   if value is not None})
     result = run_search(config, tune_dir or pathlib.Path("tuning") / config.model,
                         export=not no_export, export_dir=export_dir, verbose=0 if quiet else 1,
                         distributed=distributed)
@@ -274,17 +403,25 @@ def tune(tune_dir, export_dir, no_export, distributed, quiet, **settings):
 @click.argument("export_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--name", help="Model name in the URLs (default: the folder's name).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8501, show_default=True, type=int, help="Port (TF Serving's REST).")
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (TF Serving's REST); 0 picks a free one.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes answering on the port, each with the model; up to one per core "
               "serves concurrent clients faster.")
+@_output_options
 @_clear_errors
-def serve(export_dir, name, host, port, workers):
+def serve(export_dir, name, host, port, workers, quiet, verbose):
     """Serve an export folder over TensorFlow Serving's REST API until Ctrl-C."""
+    _start_tensorflow(verbose)
     from tfae.serve import serve as serve_forever
 
     serve_forever(export_dir, name or pathlib.Path(export_dir).resolve().name, host, port, workers)
 
 
+def main():
+    """Runs the ``tfae`` command (the console script and ``python -m tfae``)."""
+    tfae(prog_name="tfae")
+
+
 if __name__ == "__main__":
-    tfae()
+    main()

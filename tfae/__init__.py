@@ -1,6 +1,7 @@
 """tfae: autoencoders on images with Keras 3 and TensorFlow.
 
-Everything the ``tfae`` command does is a call here.
+Everything the ``tfae`` command does is a call here. The names below are imported on first use,
+so that ``import tfae.families`` (and ``tfae --help``) does not wait for TensorFlow.
 
 Examples:
     >>> import tfae
@@ -8,20 +9,44 @@ Examples:
     >>> codes = run.model.encoder.predict(images)  # doctest: +SKIP
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-from tfae.corruptions import Corruption, parse_corruption  # noqa: E402
-from tfae.data import load, pipeline  # noqa: E402
-from tfae.errors import TfaeError  # noqa: E402
-from tfae.evaluate import evaluate  # noqa: E402
-from tfae.export import export_saved_model  # noqa: E402
-from tfae.models import Autoencoder, build_model, family_names, load_model  # noqa: E402
-from tfae.models.contractive import contractive_penalty  # noqa: E402
-from tfae.train import FitConfig, Run, fit  # noqa: E402
-from tfae.tune import TuneConfig, tune  # noqa: E402
+# public name -> the module it lives in
+_EXPORTS = {
+    "Autoencoder": "tfae.models.base",
+    "Corruption": "tfae.corruptions",
+    "Family": "tfae.families",
+    "FitConfig": "tfae.config",
+    "Run": "tfae.train",
+    "RunFolder": "tfae.runs",
+    "TfaeError": "tfae.errors",
+    "TuneConfig": "tfae.config",
+    "build_model": "tfae.families",
+    "contractive_penalty": "tfae.models.contractive",
+    "evaluate": "tfae.evaluate",
+    "export_saved_model": "tfae.export",
+    "family_names": "tfae.families",
+    "fit": "tfae.train",
+    "get_family": "tfae.families",
+    "load": "tfae.data",
+    "load_model": "tfae.runs",
+    "parse_corruption": "tfae.corruptions",
+    "pipeline": "tfae.data",
+    "register": "tfae.families",
+    "tune": "tfae.tune",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "Autoencoder", "Corruption", "FitConfig", "Run", "TfaeError", "TuneConfig", "build_model",
-    "contractive_penalty", "evaluate", "export_saved_model", "family_names", "fit", "load",
-    "load_model", "parse_corruption", "pipeline", "tune",
-]
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tfae' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -18,9 +18,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfae.config import STRATEGIES
 from tfae.errors import TfaeError
-
-STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 def make_strategy(name):
@@ -37,7 +36,8 @@ def make_strategy(name):
     if name == "multi-worker":
         _check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise TfaeError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    raise TfaeError("{strategy} must be one of %s, got %r" % (", ".join(STRATEGIES), name),
+                    options=["strategy"])
 
 
 def _check_tf_config():

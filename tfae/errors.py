@@ -1,28 +1,43 @@
 """The one exception type tfae raises for bad input.
 
 The CLI turns it into a one-line message and a non-zero exit; library users catch it like any
-``ValueError``.
+``ValueError``. A message that names options holds them as ``{name}`` fields, listed in
+``options``: Python users read the option's name, the CLI renders its flag.
 
 Examples:
     >>> from tfae.errors import TfaeError
-    >>> try:
-    ...     raise TfaeError("--epochs must be positive, got 0")
-    ... except ValueError as error:
-    ...     print(error)
-    --epochs must be positive, got 0
+    >>> error = TfaeError("{penalty_weight} must be >= 0, got -1", options=["penalty_weight"])
+    >>> print(error)
+    penalty_weight must be >= 0, got -1
+    >>> error.render(lambda name: "--lambda")
+    '--lambda must be >= 0, got -1'
 """
 
 
 class TfaeError(ValueError):
     """Bad input from the user: an unknown name, a malformed option, an unusable folder or file.
 
-    The command line prints its message as one line and exits with status 1.
+    Args:
+        message: the message; with ``options``, a ``str.format`` template naming each as
+            ``{option}``.
+        options: the names of the options the message mentions.
 
     Examples:
-        >>> from tfae.models import get_family
+        >>> from tfae.families import get_family
         >>> try:
         ...     get_family("nope")
         ... except TfaeError as error:
         ...     print(error)
         unknown model 'nope'; choose one of shallow, deep, contractive, denoising, conv, deep-conv, randomized
     """
+
+    def __init__(self, message, options=()):
+        self.template = message
+        self.options = tuple(options)
+        super().__init__(self.render(str))
+
+    def render(self, name_of):
+        """The message with each option written as ``name_of(option)``, such as its CLI flag."""
+        if not self.options:
+            return self.template
+        return self.template.format(**{option: name_of(option) for option in self.options})

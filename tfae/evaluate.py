@@ -35,9 +35,8 @@ from tfae import data
 from tfae.corruptions import parse_corruption
 from tfae.errors import TfaeError
 from tfae.export import versions
-from tfae.models import load_model
 from tfae.models.contractive import contractive_penalty, jacobian_squared_norm
-from tfae.runs import read_json, write_json
+from tfae.runs import RunFolder
 
 DENOISING_SPECS = ("gaussian:0.25", "gaussian:0.5", "salt-pepper:0.2")
 OCCLUSION_SIZES = (14, 7)
@@ -83,10 +82,11 @@ def open_endpoints(path):
         TensorShape([8, 10])
     """
     path = pathlib.Path(path)
-    if (path / "model.keras").is_file():
-        model = load_model(path / "model.keras")
-        info = read_json(path / "run.json") if (path / "run.json").exists() else {}
-        config = read_json(path / "config.json") if (path / "config.json").exists() else {}
+    if RunFolder.holds_run(path):
+        folder = RunFolder(path)
+        model = folder.load_model()
+        info = folder.info()
+        config = folder.config() if folder.config_path.exists() else {}
         return Endpoints(
             encode=lambda images: model.encoder(images, training=False),
             reconstruct=lambda images: model(images, training=False),
@@ -289,7 +289,7 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     metrics["jacobian_norm"] = jacobian_norm(endpoints.encode, test_images[:JACOBIAN_IMAGES],
                                              endpoints.jacobian_squared_norm)
     advance("jacobian")
-    write_json(pathlib.Path(path) / "metrics.json", metrics)
+    RunFolder(path).write_metrics(metrics)  # an export's folder keeps its metrics as a run's does
     return metrics
 
 

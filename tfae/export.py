@@ -22,8 +22,7 @@ import keras
 import tensorflow as tf
 
 from tfae.errors import TfaeError
-from tfae.models import load_model
-from tfae.runs import read_json, write_run_info
+from tfae.runs import RunFolder
 
 SIGNATURES = ("serving_default", "encode", "decode")
 
@@ -121,12 +120,9 @@ def export_run(run_dir, export_dir=None):
         >>> export_run("runs/deep")  # doctest: +SKIP
         PosixPath('saved_models/deep/2')
     """
-    run_dir = pathlib.Path(run_dir)
-    if not (run_dir / "model.keras").is_file():
-        raise TfaeError(f"{run_dir} holds no finished run (no model.keras)")
-    config = read_json(run_dir / "config.json")
+    folder = RunFolder(run_dir)
+    model = folder.load_model()
     version_dir = export_saved_model(
-        load_model(run_dir / "model.keras"),
-        export_dir or pathlib.Path("saved_models") / config["model"])
-    write_run_info(run_dir, {"export": str(version_dir)})
+        model, export_dir or pathlib.Path("saved_models") / folder.config()["model"])
+    folder.write_info({"export": str(version_dir)})
     return version_dir

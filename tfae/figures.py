@@ -17,7 +17,7 @@ from tfae import data, plots
 from tfae.corruptions import parse_corruption
 from tfae.errors import TfaeError
 from tfae.evaluate import SEED, manifold_convergence, open_endpoints
-from tfae.runs import read_json
+from tfae.runs import RunFolder
 
 KINDS = ("tsne", "reconstructions", "denoising", "occlusion", "manifold", "history")
 TSNE_IMAGES = 5000
@@ -44,13 +44,11 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
     """
     if kind not in KINDS:
         raise TfaeError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    path = pathlib.Path(path)
-    out = pathlib.Path(out_dir) if out_dir else path / "figures"
-    name = path.resolve().name
+    folder = RunFolder(path)
+    out = pathlib.Path(out_dir) if out_dir else folder.figures_dir
+    name = folder.path.resolve().name
     if kind == "history":
-        if not (path / "history.json").is_file():
-            raise TfaeError(f"{path} has no history.json: history needs a run folder")
-        return plots.plot_history(read_json(path / "history.json"), out / "history.png",
+        return plots.plot_history(folder.history(), out / "history.png",
                                   f"{name}: training history")
     endpoints = open_endpoints(path)
     splits = data.load(dataset or endpoints.dataset or "mnist", data_dir, limit)

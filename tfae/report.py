@@ -14,11 +14,12 @@ Examples:
 import pathlib
 import time
 
+from tfae.config import FitConfig
 from tfae.evaluate import evaluate
+from tfae.families import family_names, get_family
 from tfae.figures import KINDS, draw
-from tfae.models import family_names, get_family
-from tfae.runs import read_json
-from tfae.train import FitConfig, check_run_settings, finished_epochs, fit
+from tfae.runs import RunFolder, write_text
+from tfae.train import fit
 
 # The study's published linear-probe accuracies (its slides lost which model each belongs to).
 STUDY_ACCURACIES = (0.9111, 0.9273, 0.9177, 0.9360, 0.8846)
@@ -49,32 +50,30 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
         get_family(name)  # an unknown name fails before hours of training, not after
     rows, command = [], _command(models, epochs, out, limit)
     for name in models:
-        run_dir = out / "runs" / name
+        folder = RunFolder(out / "runs" / name)
         config = FitConfig(model=name, limit=limit, epochs=epochs).resolved()
-        if (run_dir / "config.json").exists():
+        if folder.config_path.exists():
             # A run of older defaults must not pass for the current ones.
-            check_run_settings(run_dir, config)
-        if finished_epochs(run_dir) < config.epochs:
+            folder.check_settings(config)
+        if folder.finished_epochs() < config.epochs:
             if verbose:
-                print(f"== {name}: training {config.epochs} epochs into {run_dir}", flush=True)
-            fit(config, run_dir, export=False, verbose=2 if verbose else 0)
-        model_time = (run_dir / "model.keras").stat().st_mtime
-        metrics_path = run_dir / "metrics.json"
-        if _newer(metrics_path, model_time) and read_json(metrics_path).get("limit") == limit:
-            metrics = read_json(metrics_path)
+                print(f"== {name}: training {config.epochs} epochs into {folder.path}", flush=True)
+            fit(config, folder.path, export=False, verbose=2 if verbose else 0)
+        model_time = folder.model_path.stat().st_mtime
+        if _newer(folder.metrics_path, model_time) and folder.metrics().get("limit") == limit:
+            metrics = folder.metrics()
         else:
-            metrics = evaluate(run_dir, limit=limit, verbose=verbose)
+            metrics = evaluate(folder.path, limit=limit, verbose=verbose)
         figures = {}
         for kind in KINDS:
             figure = out / "figures" / name / f"{kind}.png"
             # The metrics are now at least as new as the model: a figure newer than both stands.
-            if not _newer(figure, metrics_path.stat().st_mtime):
-                draw(run_dir, kind, figure.parent, limit=limit, verbose=verbose)
+            if not _newer(figure, folder.metrics_path.stat().st_mtime):
+                draw(folder.path, kind, figure.parent, limit=limit, verbose=verbose)
             figures[kind] = figure
-        rows.append((name, {**read_json(run_dir / "run.json"),
-                            "config": read_json(run_dir / "config.json")}, metrics, figures))
+        rows.append((name, {**folder.info(), "config": folder.config()}, metrics, figures))
     page = out.parent / f"{out.name}.md"
-    page.write_text(_page(rows, command, page.parent))
+    write_text(page, _page(rows, command, page.parent))
     return page
 
 

@@ -1,15 +1,32 @@
-"""Run folders: the JSON files a run writes, written atomically so a crash never leaves half a file.
+"""Run folders and search folders: the one place that knows their files.
+
+A run folder (``RunFolder``) holds everything needed to trace a result back to its command:
+
+- ``config.json``: the run's ``FitConfig`` (``tfae fit --config`` reads it back);
+- ``history.csv`` / ``history.json``: the metrics of every epoch (or layer), with its duration;
+- ``checkpoint/``: Keras' ``BackupAndRestore`` state while training is unfinished;
+- ``logs/``: TensorBoard logs;
+- ``model.keras``: the trained model (``keras.models.load_model(..., safe_mode=True)``);
+- ``run.json``: the data source, finished epochs, the export, versions of tfae / TensorFlow /
+  Keras;
+- ``metrics.json`` and ``figures/``: what ``tfae evaluate`` and ``tfae plot`` wrote.
+
+A search folder (``SearchFolder``) holds a ``tfae tune`` search. Every JSON file is written to a
+temporary file beside it and renamed, so a crash never leaves half a file.
 
 Examples:
-    >>> from tfae.runs import read_json, write_json
-    >>> write_json(pathlib.Path("/tmp/example.json"), {"epochs": 3})
-    >>> read_json(pathlib.Path("/tmp/example.json"))
-    {'epochs': 3}
+    >>> import tempfile
+    >>> folder = RunFolder(tempfile.mkdtemp())
+    >>> folder.write_info({"epochs_finished": 3})
+    >>> folder.info()["epochs_finished"], folder.finished_epochs()
+    (3, 0)
 """
 
+import csv
 import json
 import os
 import pathlib
+import shutil
 
 import keras
 import tensorflow as tf
@@ -47,8 +64,36 @@ def read_json(path):
     """
     try:
         return json.loads(pathlib.Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise TfaeError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def load_model(path):
+    """Loads a model saved by tfae (``model.keras``) with Keras' ``safe_mode``.
+
+    Raises:
+        TfaeError: for a missing or corrupt file, or one holding code ``safe_mode`` will not run.
+
+    Examples:
+        >>> model = load_model("runs/deep/model.keras")  # doctest: +SKIP
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise TfaeError(f"{path} does not exist")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "unsafe" in str(error).lower():
+            raise TfaeError(f"{path} holds Python code (a Lambda layer or similar) that safe_mode "
+                            "will not run; tfae only loads models without it") from None
+        raise TfaeError(f"{path} is corrupt or not a Keras model: {_first_line(error)}") from None
+    except (OSError, KeyError, TypeError, EOFError) as error:
+        raise TfaeError(f"{path} is corrupt or not a Keras model: {_first_line(error)}") from None
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_settings(folder, settings_path, settings, kind, ignore=()):
@@ -58,10 +103,6 @@ def check_settings(folder, settings_path, settings, kind, ignore=()):
 
     Raises:
         TfaeError: naming the settings that differ.
-
-    Examples:
-        >>> check_settings(pathlib.Path("runs/deep"), pathlib.Path("runs/deep/config.json"),
-        ...                {"model": "deep"}, "run")  # doctest: +SKIP
     """
     saved = read_json(settings_path)
     wanted = json.loads(json.dumps(settings))  # tuples become lists, as saved
@@ -77,11 +118,8 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
 
     Raises:
         TfaeError: for a folder holding something else, or one that cannot be written.
-
-    Examples:
-        >>> claim_folder(pathlib.Path("search"), pathlib.Path("search/tune.json"),
-        ...              {"model": "deep"}, "search")  # doctest: +SKIP
     """
+    folder = pathlib.Path(folder)
     if settings_path.exists():
         check_settings(folder, settings_path, settings, kind, ignore)
     elif folder.exists() and any(folder.iterdir()):
@@ -93,17 +131,185 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
         raise TfaeError(f"cannot write to --out {folder}: {error.strerror}") from None
 
 
-def write_run_info(run_dir, fields):
-    """Updates ``run_dir/run.json`` with ``fields`` and the versions of tfae, TensorFlow, Keras.
+class RunFolder:
+    """A run folder of ``tfae.fit``: where each of its files is, and reading and writing them.
+
+    Args:
+        path: the folder.
 
     Examples:
-        >>> write_run_info("runs/deep", {"export": "saved_models/deep/1"})  # doctest: +SKIP
+        >>> folder = RunFolder("runs/deep")
+        >>> folder.model_path
+        PosixPath('runs/deep/model.keras')
     """
-    from tfae import __version__  # tfae/__init__ imports this module, so not at the top
 
-    path = pathlib.Path(run_dir) / "run.json"
-    info = read_json(path) if path.exists() else {}
-    info.update(fields)
-    info["versions"] = {"tfae": __version__, "tensorflow": tf.__version__,
-                        "keras": keras.__version__}
-    write_json(path, info)
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.config_path = self.path / "config.json"
+        self.history_csv = self.path / "history.csv"
+        self.history_path = self.path / "history.json"
+        self.checkpoint_dir = self.path / "checkpoint"
+        self.logs_dir = self.path / "logs"
+        self.model_path = self.path / "model.keras"
+        self.info_path = self.path / "run.json"
+        self.metrics_path = self.path / "metrics.json"
+        self.figures_dir = self.path / "figures"
+
+    def __repr__(self):
+        return f"RunFolder({str(self.path)!r})"
+
+    @classmethod
+    def holds_run(cls, path):
+        """Whether ``path`` holds a trained run (its ``model.keras``)."""
+        return cls(path).model_path.is_file()
+
+    def config(self):
+        """The saved ``config.json`` as a dict."""
+        return read_json(self.config_path)
+
+    def info(self):
+        """The saved ``run.json`` as a dict, empty before the run wrote one."""
+        return read_json(self.info_path) if self.info_path.exists() else {}
+
+    def history(self):
+        """The saved ``history.json``: ``{metric: [per epoch or layer]}``."""
+        if not self.history_path.is_file():
+            raise TfaeError(f"{self.path} has no training history: it is not a finished run folder")
+        return read_json(self.history_path)
+
+    def metrics(self):
+        """The saved ``metrics.json`` of ``tfae evaluate``."""
+        return read_json(self.metrics_path)
+
+    def check_settings(self, config):
+        """Refuses this folder when its saved run has other settings than ``config`` (epochs aside).
+
+        Raises:
+            TfaeError: naming the settings that differ.
+        """
+        saved_model = self.config().get("model")
+        if saved_model != config.model:
+            raise TfaeError(f"--out {self.path} holds a run of model {saved_model!r}, not "
+                            f"{config.model!r}; choose another --out")
+        check_settings(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
+
+    def claim(self, config):
+        """Checks this folder can hold the run of ``config`` and records the config.
+
+        Returns:
+            The epochs a finished run here already has (0 for a new or unfinished run).
+
+        Raises:
+            TfaeError: for a folder holding another run, or one with all the epochs asked for.
+        """
+        if self.config_path.exists():
+            self.check_settings(config)
+            finished = self.finished_epochs()
+            if finished >= config.epochs:
+                raise TfaeError(f"--out {self.path} already holds {finished} finished epochs; "
+                                "ask for more --epochs or choose another --out")
+        claim_folder(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
+        return self.finished_epochs()
+
+    def finished_epochs(self):
+        """Epochs of a run that completed ``fit`` (and saved its model); 0 for an unfinished one.
+
+        Examples:
+            >>> RunFolder("runs/none-such").finished_epochs()
+            0
+        """
+        if not self.model_path.exists() or not self.info_path.exists():
+            return 0
+        return self.info().get("epochs_finished", 0)
+
+    def csv_history(self):
+        """Reads Keras' ``CSVLogger`` rows into ``{metric: [per epoch]}``, the last row of a
+        repeated epoch winning (a run killed between its row and its backup repeats the epoch)."""
+        with open(self.history_csv, newline="") as file:
+            rows = {int(row.pop("epoch")): row for row in csv.DictReader(file)}
+        metrics = list(next(iter(rows.values()))) if rows else []
+        return {metric: [float(rows[epoch][metric]) for epoch in sorted(rows)]
+                for metric in metrics}
+
+    def save(self, model, history):
+        """Saves the trained ``model`` and its ``history``, each atomically."""
+        write_json(self.history_path, history)
+        temporary = self.model_path.with_name(f".tmp-{self.model_path.name}")  # Keras wants .keras
+        model.save(temporary)
+        os.replace(temporary, self.model_path)
+
+    def load_model(self):
+        """The trained model (``load_model``).
+
+        Raises:
+            TfaeError: for a folder without a finished run, or a corrupt model file.
+        """
+        if not self.model_path.is_file():
+            raise TfaeError(f"{self.path} holds no finished run (no {self.model_path.name})")
+        return load_model(self.model_path)
+
+    def write_info(self, fields):
+        """Updates ``run.json`` with ``fields`` and the versions of tfae, TensorFlow and Keras."""
+        from tfae import __version__  # tfae/__init__ imports this module, so not at the top
+
+        info = self.info()
+        info.update(fields)
+        info["versions"] = {"tfae": __version__, "tensorflow": tf.__version__,
+                            "keras": keras.__version__}
+        write_json(self.info_path, info)
+
+    def write_metrics(self, metrics):
+        """Writes ``metrics.json``."""
+        write_json(self.metrics_path, metrics)
+
+    def copy_for_worker(self, work_dir):
+        """Copies this run into ``work_dir`` for a non-chief worker, which must resume from the
+        same checkpoint but write nowhere the chief does."""
+        if self.path.is_dir():
+            shutil.copytree(self.path, work_dir, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(self.logs_dir.name, ".*"))
+
+
+class SearchFolder:
+    """A search folder of ``tfae tune``: keras-tuner's trials and tfae's record of the search.
+
+    - ``tune.json``: the search's ``TuneConfig``;
+    - ``search/``: keras-tuner's trials (``project``);
+    - ``best.json``: the best trials, best first;
+    - ``config.json``: the winner's ``FitConfig``, which ``tfae fit --config`` retrains;
+    - ``export.json``: which trial was exported where.
+
+    Examples:
+        >>> SearchFolder("tuning/deep").config_path
+        PosixPath('tuning/deep/config.json')
+    """
+
+    project = "search"
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.settings_path = self.path / "tune.json"
+        self.best_path = self.path / "best.json"
+        self.config_path = self.path / "config.json"
+        self.export_path = self.path / "export.json"
+
+    def claim(self, config):
+        """Records ``config`` in a new folder, or checks it against the search already there."""
+        claim_folder(self.path, self.settings_path, config.to_dict(), "search")
+
+    def write_best(self, best):
+        """Writes the best trials and the winner's config."""
+        write_json(self.best_path, best)
+        write_json(self.config_path, best[0]["config"])
+
+    def exported(self, trial):
+        """Where ``trial`` was exported, if it was and the export is still there; else ``None``."""
+        if not self.export_path.exists():
+            return None
+        record = read_json(self.export_path)
+        path = pathlib.Path(record["path"])
+        return path if record["trial"] == trial and (path / "saved_model.pb").is_file() else None
+
+    def record_export(self, trial, path):
+        """Records that ``trial`` was exported to ``path``."""
+        write_json(self.export_path, {"trial": trial, "path": str(path)})

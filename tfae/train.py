@@ -1,28 +1,23 @@
 """``fit``: train a family on an image data set into a run folder, resumably, and export it.
 
-A run folder holds everything needed to trace a result back to its command:
+The run folder (``tfae.runs.RunFolder``) records the config, the history, TensorBoard logs, the
+model and where it came from. Running ``fit`` again on the folder of an interrupted run continues
+from its last finished epoch; on a finished run with more ``epochs`` it trains the extra epochs.
 
-- ``config.json``: the ``FitConfig`` (``tfae fit --config`` reads it back);
-- ``history.csv`` / ``history.json``: the metrics of every epoch, with its duration;
-- ``checkpoint/``: Keras' ``BackupAndRestore`` state while training is unfinished;
-- ``logs/``: TensorBoard logs;
-- ``model.keras``: the trained model (``keras.models.load_model(..., safe_mode=True)``);
-- ``run.json``: the data source, the export, versions of tfae / TensorFlow / Keras.
-
-Running ``fit`` again on the folder of an interrupted run continues from its last finished
-epoch; on a finished run with more ``epochs`` it trains the extra epochs.
+``fit`` and ``tfae tune``'s trials train through the same functions: ``training_batches`` (the
+``tf.data`` pipelines), ``compile_model`` and ``train_keras`` (``Model.fit`` with the progress bar,
+early stopping and the caller's callbacks).
 
 Examples:
-    >>> from tfae.train import FitConfig, fit
+    >>> from tfae.config import FitConfig
+    >>> from tfae.train import fit
     >>> run = fit(FitConfig(model="shallow", epochs=1, limit=512), "runs/quick",
     ...           export=False)  # doctest: +SKIP
     >>> sorted(run.history)  # doctest: +SKIP
     ['loss', 'seconds', 'val_loss']
 """
 
-import csv
 import dataclasses
-import os
 import pathlib
 import shutil
 import tempfile
@@ -31,106 +26,12 @@ import time
 import keras
 
 from tfae import data
-from tfae.corruptions import parse_corruption
+from tfae.config import LOSSES
 from tfae.distribute import is_chief, is_multi_worker, make_strategy
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
-from tfae.models import build_model, get_family, load_model, resolve_options
-from tfae.runs import check_settings, claim_folder, read_json, write_json, write_run_info
-
-LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}
-DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise
-
-
-@dataclasses.dataclass
-class FitConfig:
-    """Everything that defines a training run; saved as the run's ``config.json``.
-
-    Attributes:
-        model: a registered family name (``tfae.models.family_names()``).
-        model_options: the family's options (``latent_dim``, ``hidden``, ...); missing ones
-            take the family's defaults.
-        dataset: a tfds image data set name.
-        data_dir: a folder of prepared tfds data, or ``None`` for tfds' default.
-        epochs: epochs to train; ``None`` for the family's default (10 unless it says).
-        batch_size, learning_rate: the usual; Adam is the optimizer.
-        loss: ``mse`` or ``bce`` (binary cross-entropy).
-        noise: a corruption spec (``gaussian:0.5``) that makes a denoising autoencoder.
-        limit: train on the first ``limit`` images only.
-        seed: seeds weights, shuffling and corruption.
-        early_stopping: stop after this many epochs without a better ``val_loss``.
-
-    Examples:
-        >>> config = FitConfig(model="deep").resolved()
-        >>> config.model_options["hidden"], config.epochs
-        ((1000, 1000, 500), 20)
-    """
-
-    model: str = "deep"
-    model_options: dict = dataclasses.field(default_factory=dict)
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    epochs: int | None = None
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    loss: str = "mse"
-    noise: str | None = None
-    limit: int | None = None
-    seed: int = 0
-    early_stopping: int | None = None
-
-    def resolved(self):
-        """Checks every field and fills in the family's defaults; returns a new config."""
-        family = get_family(self.model)
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise TfaeError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise TfaeError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.loss not in LOSSES:
-            raise TfaeError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.limit is not None and self.limit < 1:
-            raise TfaeError(f"--limit must be positive, got {self.limit}")
-        if self.early_stopping is not None and self.early_stopping < 1:
-            raise TfaeError(f"--early-stopping must be positive, got {self.early_stopping}")
-        fields = {"epochs": DEFAULT_EPOCHS, **family.fit_defaults,
-                  **{key: value for key, value in self.to_dict().items() if value is not None}}
-        fields["model_options"] = resolve_options(self.model, self.model_options)
-        if fields.get("noise") is not None and parse_corruption(fields["noise"]) is not None:
-            if not family.takes_noise:
-                raise TfaeError(f"--noise does not apply to model {self.model!r}")
-        return dataclasses.replace(FitConfig(), **fields)
-
-    def to_dict(self):
-        """The config as JSON-ready values."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        """The inverse of ``to_dict``; refuses unknown keys by name.
-
-        Examples:
-            >>> FitConfig.from_dict({"model": "shallow", "epochs": 2}).epochs
-            2
-        """
-        unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
-        if unknown:
-            raise TfaeError(f"unknown config keys: {', '.join(unknown)}")
-        values = dict(values)
-        options = dict(values.get("model_options", {}))
-        for key, value in options.items():
-            if isinstance(value, list):  # JSON has no tuples
-                options[key] = tuple(value)
-        values["model_options"] = options
-        return cls(**values)
-
-    @classmethod
-    def from_json(cls, path):
-        """Reads a ``config.json`` written by ``fit`` or ``tfae tune``."""
-        values = read_json(path)
-        if not isinstance(values, dict):
-            raise TfaeError(f"config {path} is not a JSON object")
-        return cls.from_dict(values)
+from tfae.families import get_family
+from tfae.runs import RunFolder
 
 
 @dataclasses.dataclass
@@ -140,7 +41,7 @@ class Run:
     Examples:
         >>> run = fit(FitConfig(model="shallow", epochs=1, limit=512), "runs/quick")  # doctest: +SKIP
         >>> run.model.encoder.output_shape, run.export_path  # doctest: +SKIP
-        ((None, 128), PosixPath('saved_models/shallow/1'))
+        ((None, 2048), PosixPath('saved_models/shallow/1'))
     """
 
     run_dir: pathlib.Path
@@ -150,11 +51,11 @@ class Run:
 
 
 def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="default",
-        jit_compile=None, steps_per_execution=None):
+        jit_compile=None, steps_per_execution=None, callbacks=()):
     """Trains ``config`` into ``run_dir``, resuming an interrupted run, and exports it.
 
     Args:
-        config: a ``FitConfig``.
+        config: a ``tfae.config.FitConfig``.
         run_dir: the run folder; a folder holding another model's run is refused.
         export: write a SavedModel when training ends.
         export_dir: where versions go; default ``saved_models/<model>``.
@@ -166,6 +67,7 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
             therefore must be on storage every worker sees) and delete it.
         jit_compile, steps_per_execution: how the training step is compiled; ``None`` takes
             the family's choice (see ``execution_options``).
+        callbacks: Keras callbacks to add to the run's own (``Model.fit`` families only).
 
     Returns:
         A ``Run``.
@@ -177,15 +79,14 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
     config = config.resolved()
     execution = execution_options(config.model, jit_compile, steps_per_execution,
                                   multi_worker=is_multi_worker(strategy))
-    run_dir = pathlib.Path(run_dir)
+    folder = RunFolder(run_dir)
     if not is_chief(strategy):
         with tempfile.TemporaryDirectory(prefix="tfae-worker-") as work_dir:
-            if run_dir.is_dir():
-                shutil.copytree(run_dir, work_dir, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("logs", ".*"))
-            run = _fit(config, pathlib.Path(work_dir), False, None, verbose, strategy, execution)
-        return dataclasses.replace(run, run_dir=run_dir)
-    return _fit(config, run_dir, export, export_dir, verbose, strategy, execution)
+            folder.copy_for_worker(work_dir)
+            run = _fit(config, RunFolder(work_dir), False, None, verbose, strategy, execution,
+                       callbacks)
+        return dataclasses.replace(run, run_dir=folder.path)
+    return _fit(config, folder, export, export_dir, verbose, strategy, execution, callbacks)
 
 
 def execution_options(model, jit_compile=None, steps_per_execution=None, multi_worker=False):
@@ -211,111 +112,112 @@ def execution_options(model, jit_compile=None, steps_per_execution=None, multi_w
         {'jit_compile': False, 'steps_per_execution': 1}
     """
     if steps_per_execution is not None and steps_per_execution < 1:
-        raise TfaeError(f"steps per execution must be >= 1, not {steps_per_execution}")
+        raise TfaeError("{steps_per_execution} must be >= 1, not %d" % steps_per_execution,
+                        options=["steps_per_execution"])
     if multi_worker:
         if jit_compile or (steps_per_execution or 1) > 1:
-            raise TfaeError("--jit-compile and --steps-per-execution above 1 fail under "
-                            "--strategy multi-worker (TensorFlow 2.21); leave them out")
+            raise TfaeError("{jit_compile} and {steps_per_execution} above 1 fail under "
+                            "multi-worker training (TensorFlow 2.21); leave them out",
+                            options=["jit_compile", "steps_per_execution"])
         return {"jit_compile": False, "steps_per_execution": 1}
     given = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
     return {"jit_compile": "auto", "steps_per_execution": 1, **get_family(model).execution,
             **{key: value for key, value in given.items() if value is not None}}
 
 
-def _fit(config, run_dir, export, export_dir, verbose, strategy, execution):
+def _fit(config, folder, export, export_dir, verbose, strategy, execution, callbacks):
     splits = data.load(config.dataset, config.data_dir, config.limit)
-    corruption = parse_corruption(config.noise) if config.noise else None
-    if corruption is not None:
-        corruption.check_fits(splits.image_shape)
+    if config.corruption is not None:
+        config.corruption.check_fits(splits.image_shape)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         # Built before the run folder is claimed, so that options the builder refuses leave no trace.
-        model = build_model(config.model, splits.image_shape, **config.model_options)
-        initial_epoch = _claim_run_dir(run_dir, config)
-
-        global_batch = config.batch_size * strategy.num_replicas_in_sync
-        train_batches = data.pipeline(splits.train, global_batch, shuffle=True,
-                                      seed=config.seed, corruption=corruption)
-        validation_batches = data.pipeline(splits.validation, global_batch, seed=config.seed + 1,
-                                           corruption=corruption, fresh_corruption=False)
-
-        family = get_family(config.model)
-        if family.trainer is not None:
-            history = family.trainer(model, train_batches, config, verbose)
+        model = config.family.build(splits.image_shape, config.options)
+        initial_epoch = folder.claim(config)
+        batch_size = config.batch_size * strategy.num_replicas_in_sync
+        if config.family.trainer is not None:
+            train_batches, _ = training_batches(splits, config, batch_size)
+            history = config.family.trainer(model, train_batches, config, verbose)
         else:
-            model = _fit_keras(config, run_dir, model, train_batches, validation_batches,
-                               initial_epoch, verbose, execution)
-            history = _read_history(run_dir / "history.csv")
-    write_json(run_dir / "history.json", history)
-    _atomic_save(model, run_dir / "model.keras")
+            if initial_epoch:  # a finished run being extended: its weights and optimizer state
+                model = folder.load_model()
+            compile_model(model, config, execution, model.optimizer if initial_epoch else None)
+            train_keras(model, splits, config, [*_run_callbacks(folder), *callbacks], verbose,
+                        batch_size=batch_size, epochs=config.epochs, initial_epoch=initial_epoch)
+            history = folder.csv_history()
+    folder.save(model, history)
     export_path = export_saved_model(model, export_dir or pathlib.Path("saved_models") / config.model) \
         if export else None
-    write_run_info(run_dir, {
+    folder.write_info({
         "data": splits.source,
         # A trainer's run is finished once all its layers are; a Keras run after its epochs.
-        "epochs_finished": config.epochs if family.trainer else len(history["loss"]),
+        "epochs_finished": config.epochs if config.family.trainer else len(history["loss"]),
         "training_seconds": sum(history.get("seconds", [])),
         "parameters": model.count_params(),
         "export": str(export_path) if export_path else None,
     })
-    return Run(run_dir, model, history, export_path)
+    return Run(folder.path, model, history, export_path)
 
 
-def _fit_keras(config, run_dir, model, train_batches, validation_batches, initial_epoch,
-               verbose, execution):
-    """Trains with ``Model.fit`` and the run folder's callbacks; returns the trained model.
-
-    A finished run being extended continues from its saved model, optimizer state included.
-    """
-    if initial_epoch:
-        model = load_model(run_dir / "model.keras")
-    optimizer = model.optimizer if initial_epoch else keras.optimizers.Adam(config.learning_rate)
-    model.compile(optimizer=optimizer, loss=LOSSES[config.loss], **execution)
-    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
-              initial_epoch=initial_epoch, callbacks=_callbacks(run_dir, config),
-              shuffle=False, verbose=verbose)  # the pipeline shuffles, seeded
-    return model
-
-
-def check_run_settings(run_dir, config):
-    """Refuses a run folder whose saved run has other settings than ``config`` (epochs aside).
-
-    Raises:
-        TfaeError: naming the settings that differ.
+def training_batches(splits, config, batch_size=None):
+    """The training and validation pipelines of a resolved ``config``: corrupted inputs (fresh
+    every epoch in training, the same every epoch in validation) and clean targets.
 
     Examples:
-        >>> check_run_settings(pathlib.Path("runs/deep"), FitConfig(model="deep"))  # doctest: +SKIP
+        >>> from tfae.config import FitConfig
+        >>> config = FitConfig(model="denoising", limit=64).resolved()
+        >>> train, validation = training_batches(data.load("mnist", limit=64), config, 32)
+        >>> [tuple(tensor.shape) for tensor in next(iter(train))]
+        [(32, 28, 28, 1), (32, 28, 28, 1)]
     """
-    saved_model = read_json(run_dir / "config.json").get("model")
-    if saved_model != config.model:
-        raise TfaeError(f"--out {run_dir} holds a run of model {saved_model!r}, not "
-                        f"{config.model!r}; choose another --out")
-    check_settings(run_dir, run_dir / "config.json", config.to_dict(), "run", ignore=("epochs",))
+    batch_size = batch_size or config.batch_size
+    train = data.pipeline(splits.train, batch_size, shuffle=True, seed=config.seed,
+                          corruption=config.corruption)
+    validation = data.pipeline(splits.validation, batch_size, seed=config.seed + 1,
+                               corruption=config.corruption, fresh_corruption=False)
+    return train, validation
 
 
-def _claim_run_dir(run_dir, config):
-    """Checks ``run_dir`` can hold this run; returns how many epochs a finished run there has."""
-    if (run_dir / "config.json").exists():
-        check_run_settings(run_dir, config)
-        finished = finished_epochs(run_dir)
-        if finished >= config.epochs:
-            raise TfaeError(f"--out {run_dir} already holds {finished} finished epochs; "
-                            "ask for more --epochs or choose another --out")
-    claim_folder(run_dir, run_dir / "config.json", config.to_dict(), "run", ignore=("epochs",))
-    return finished_epochs(run_dir)
+def compile_model(model, config, execution, optimizer=None):
+    """Compiles ``model`` with Adam (or ``optimizer``), the config's loss and ``execution``."""
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
+                  loss=LOSSES[config.loss], **execution)
 
 
-def finished_epochs(run_dir):
-    """Epochs of a run that completed ``fit`` (and saved ``model.keras``); 0 for an unfinished one.
+def train_keras(model, splits, config, callbacks=(), verbose=1, batch_size=None, **fit_options):
+    """Trains a compiled ``model`` on ``splits`` with ``Model.fit``: the one training loop of
+    ``fit`` and of ``tfae tune``'s trials.
 
-    Examples:
-        >>> finished_epochs(pathlib.Path("runs/none-such"))
-        0
+    Args:
+        model: a compiled ``Autoencoder``.
+        splits: a ``tfae.data.Splits``.
+        config: a resolved ``FitConfig`` (its corruption, seed, batch size, early stopping).
+        callbacks: Keras callbacks, called in this order.
+        verbose: Keras' progress output.
+        batch_size: the global batch size; default ``config.batch_size``.
+        **fit_options: passed to ``Model.fit`` (``epochs``, ``initial_epoch``).
+
+    Returns:
+        Keras' ``History``.
     """
-    run_path = run_dir / "run.json"
-    if not (run_dir / "model.keras").exists() or not run_path.exists():
-        return 0
-    return read_json(run_path).get("epochs_finished", 0)
+    train, validation = training_batches(splits, config, batch_size)
+    callbacks = [*callbacks, ProgressBar()]
+    if config.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(patience=config.early_stopping,
+                                                       restore_best_weights=True))
+    return model.fit(train, validation_data=validation, callbacks=callbacks, shuffle=False,
+                     verbose=verbose, **{"epochs": config.epochs, **fit_options})
+
+
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, never past its total.
+
+    With several batches per call (``steps_per_execution``) Keras reports each call's last step,
+    also where the data ended sooner, so its bar showed steps such as ``224/211``.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(min(batch, self.target - 1) if self.target else batch, logs)
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -328,20 +230,16 @@ class _EpochTimer(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self._start
 
 
-def _callbacks(run_dir, config):
+def _run_callbacks(folder):
     # Order matters: the history row is written before the backup, so a run killed between the
-    # two repeats that epoch (and _read_history keeps its last row) instead of losing its row.
-    callbacks = [
+    # two repeats that epoch (and csv_history keeps its last row) instead of losing its row.
+    return [
         _EpochTimer(),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.CSVLogger(str(folder.history_csv), append=True),
         # double_checkpoint keeps the previous backup for a kill in the middle of writing one.
-        _BackupAndRestore(str(run_dir / "checkpoint"), double_checkpoint=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        _BackupAndRestore(str(folder.checkpoint_dir), double_checkpoint=True),
+        keras.callbacks.TensorBoard(str(folder.logs_dir)),
     ]
-    if config.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            patience=config.early_stopping, restore_best_weights=True))
-    return callbacks
 
 
 class _BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -356,17 +254,3 @@ class _BackupAndRestore(keras.callbacks.BackupAndRestore):
             super().on_train_begin(logs)
         except (OSError, ValueError):
             shutil.rmtree(self.backup_dir, ignore_errors=True)
-
-
-def _read_history(path):
-    """Reads CSVLogger's rows into ``{metric: [per epoch]}``, the last row of a repeated epoch winning."""
-    with open(path, newline="") as file:
-        rows = {int(row.pop("epoch")): row for row in csv.DictReader(file)}
-    metrics = list(next(iter(rows.values()))) if rows else []
-    return {metric: [float(rows[epoch][metric]) for epoch in sorted(rows)] for metric in metrics}
-
-
-def _atomic_save(model, path):
-    temporary = path.with_name(f".tmp-{path.name}")  # Keras wants the .keras suffix kept
-    model.save(temporary)
-    os.replace(temporary, path)

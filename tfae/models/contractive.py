@@ -2,7 +2,7 @@
 
 The penalty is the squared Frobenius norm of the encoder's Jacobian at each input,
 ``||J_f(x)||_F^2 = sum_ij (d f_i / d x_j)^2``, averaged over the batch and weighted by
-``penalty_weight`` (``--lambda``). ``contractive_penalty`` computes it three ways:
+``penalty_weight`` (``--lambda``). ``contractive_penalty`` computes it four ways:
 
 - ``exact``: in closed form when the encoder is one dense layer with a sigmoid, tanh, ReLU or
   linear activation, ``sum_j f'(z_j)^2 ||W_j||^2``; otherwise the full Jacobian
@@ -15,8 +15,8 @@ The penalty is the squared Frobenius norm of the encoder's Jacobian at each inpu
 
 Examples:
     >>> import numpy as np
-    >>> from tfae.models.dense import build_shallow
-    >>> model = build_shallow((28, 28, 1), latent_dim=8, activation="sigmoid")
+    >>> from tfae.families import build_model
+    >>> model = build_model("shallow", (28, 28, 1), latent_dim=8, activation="sigmoid")
     >>> images = np.random.rand(4, 28, 28, 1).astype("float32")
     >>> contractive_penalty(model.encoder, images).shape
     TensorShape([4])
@@ -30,9 +30,7 @@ import tensorflow as tf
 from tfae.distribute import reducible_logs
 from tfae.errors import TfaeError
 from tfae.models.base import Autoencoder
-from tfae.models.dense import build_deep
-
-METHODS = ("exact", "projection", "weights", "jacobian")
+from tfae.options import PENALTIES
 
 # f'(z) written with the activation's output h, as in Rifai et al., so that the codes of the
 # forward pass give the penalty without computing the layer again.
@@ -60,8 +58,7 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
         A float tensor of shape ``(batch,)``.
 
     Examples:
-        >>> from tfae.models.dense import build_deep
-        >>> encoder = build_deep((8, 8, 1), hidden=(16,), latent_dim=3).encoder
+        >>>         >>> encoder = build_deep((8, 8, 1), hidden=(16,), latent_dim=3).encoder
         >>> contractive_penalty(encoder, tf.random.uniform((2, 8, 8, 1)), "projection", 4).shape
         TensorShape([2])
     """
@@ -78,15 +75,15 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
         return tf.fill(tf.shape(images)[:1], _weights_penalty(encoder))
     if method == "jacobian":
         return jacobian_squared_norm(functools.partial(encoder, training=True), images)
-    raise TfaeError(f"--penalty must be one of {', '.join(METHODS)}, got {method!r}")
+    raise TfaeError(f"penalty must be one of {', '.join(PENALTIES)}, got {method!r}")
 
 
 def single_dense_layer(encoder):
     """The encoder's only weighted layer, if it is its last, a Dense layer with a closed-form derivative.
 
     Examples:
-        >>> from tfae.models.dense import build_shallow
-        >>> single_dense_layer(build_shallow((28, 28, 1), activation="tanh").encoder).name
+        >>> from tfae.families import build_model
+        >>> single_dense_layer(build_model("shallow", (28, 28, 1), activation="tanh").encoder).name
         'codes'
     """
     weighted = [layer for layer in encoder.layers if layer.weights]
@@ -137,7 +134,8 @@ def _projection_penalty(encoder, images, projections, seed):
 def _weights_penalty(encoder):
     kernels = [layer.kernel for layer in encoder.layers if isinstance(layer, keras.layers.Dense)]
     if len(kernels) != len([layer for layer in encoder.layers if layer.weights]):
-        raise TfaeError("--penalty weights (the study's term) needs an encoder of dense layers only")
+        raise TfaeError("{penalty} weights (the study's term) needs an encoder of dense layers only",
+                        options=["penalty"])
     product = kernels[0]
     for kernel in kernels[1:]:
         product = tf.matmul(product, kernel)
@@ -157,20 +155,14 @@ class ContractiveAutoencoder(Autoencoder):
         projections: draws for ``projection``.
 
     Examples:
-        >>> model = build_contractive((28, 28, 1), hidden=(), latent_dim=16,
-        ...                           latent_activation="sigmoid", penalty_weight=0.1)
+        >>> from tfae.families import build_model
+        >>> model = build_model("contractive", (28, 28, 1), latent_dim=16, penalty_weight=0.1)
         >>> model.compile(optimizer="adam", loss="mse")
     """
 
     def __init__(self, encoder, decoder, penalty_weight=1e-4, penalty="exact", projections=1,
                  **kwargs):
         super().__init__(encoder, decoder, **kwargs)
-        if penalty not in METHODS:
-            raise TfaeError(f"--penalty must be one of {', '.join(METHODS)}, got {penalty!r}")
-        if penalty_weight < 0:
-            raise TfaeError(f"--lambda must be >= 0, got {penalty_weight}")
-        if projections < 1:
-            raise TfaeError(f"--projections must be positive, got {projections}")
         if penalty == "weights":
             _weights_penalty(encoder)  # refuses a convolutional encoder now, not mid-training
         self.penalty_weight = penalty_weight
@@ -221,27 +213,3 @@ class ContractiveAutoencoder(Autoencoder):
     def get_config(self):
         return {**super().get_config(), "penalty_weight": self.penalty_weight,
                 "penalty": self.penalty, "projections": self.projections}
-
-
-def build_contractive(image_shape, hidden=(), latent_dim=1024, activation="relu",
-                      latent_activation="sigmoid", penalty_weight=1e-4, penalty="exact",
-                      projections=1):
-    """A contractive autoencoder; by default Rifai et al.'s: one sigmoid layer of 1,024 units.
-
-    One dense sigmoid layer has a closed-form ``exact`` penalty that costs about as much as a
-    plain epoch, and its codes reach 96.5% with a linear probe on MNIST (20 epochs). The study's
-    deep contractive autoencoder is ``hidden=(500, 200, 100), latent_dim=10,
-    latent_activation="linear"``, where ``exact`` is the full Jacobian (about 4x a plain epoch;
-    ``penalty="projection"`` is the affordable estimate). The default lambda, 1e-4, shrinks the
-    mean ||J||_F^2 of the deep shape on MNIST test images about 20-fold against lambda = 0 for a
-    2% higher reconstruction error (10,000 images, 5 epochs); 1e-3 shrinks it 180-fold for 28%
-    more error.
-
-    Examples:
-        >>> build_contractive((28, 28, 1), penalty="projection", projections=2).penalty
-        'projection'
-    """
-    model = build_deep(image_shape, hidden, latent_dim, activation, latent_activation,
-                       name="contractive")
-    return ContractiveAutoencoder(model.encoder, model.decoder, penalty_weight, penalty,
-                                  projections, name="contractive")

@@ -1,4 +1,4 @@
-"""Convolutional autoencoders, the study's architecture: ``conv`` (one block) and ``deep-conv``.
+"""Convolutional encoders and decoders, the study's architecture, for ``conv`` and ``deep-conv``.
 
 Each encoder block is a 3x3 convolution with ReLU that keeps the area (``same`` padding) with a
 growing number of filters, then 2x2 max pooling that halves it; a dense latent layer sits in the
@@ -10,7 +10,7 @@ With ``penalty_weight > 0`` the model is a ``ContractiveAutoencoder``: the Jacob
 applies to convolutional encoders too (``projection`` is the affordable method there).
 
 Examples:
-    >>> model = build_conv((28, 28, 1), filters=(32,), latent_dim=64)
+    >>> model = conv_autoencoder((28, 28, 1), (32,), 64, "relu")
     >>> model.encoder.output_shape, model.decoder.output_shape
     ((None, 64), (None, 28, 28, 1))
 """
@@ -61,51 +61,25 @@ def conv_decoder(image_shape, filters, latent_dim, activation):
     return keras.Model(codes, images, name="decoder")
 
 
-def _build(name, image_shape, filters, latent_dim, activation, penalty_weight, penalty,
-           projections):
+def conv_autoencoder(image_shape, filters, latent_dim, activation, penalty_weight=0.0,
+                     penalty="projection", projections=1, name="conv"):
+    """Convolution blocks ``filters``, a dense code and their mirror; contractive if
+    ``penalty_weight`` is above 0.
+
+    Raises:
+        TfaeError: for images whose sides the pooling blocks cannot halve evenly.
+
+    Examples:
+        >>> conv_autoencoder((28, 28, 1), (8, 16), 10, "relu").decoder.output_shape
+        (None, 28, 28, 1)
+    """
     scale = 2 ** len(filters)
     if image_shape[0] % scale or image_shape[1] % scale:
         raise TfaeError(f"{len(filters)} pooling block(s) need image sides divisible by {scale}, "
                         f"got {image_shape[0]}x{image_shape[1]}")
-    if any(count < 1 for count in filters):
-        raise TfaeError(f"--filters must be positive, got {filters}")
     encoder = conv_encoder(image_shape, filters, latent_dim, activation)
     decoder = conv_decoder(image_shape, filters, latent_dim, activation)
     if penalty_weight:
         return ContractiveAutoencoder(encoder, decoder, penalty_weight, penalty, projections,
                                       name=name)
     return Autoencoder(encoder, decoder, name=name)
-
-
-def build_conv(image_shape, filters=(32,), latent_dim=256, activation="relu",
-               penalty_weight=0.0, penalty="projection", projections=1):
-    """One convolution block: the study's shallow convolutional autoencoder.
-
-    The default code has 256 units: with 64, a linear probe on full MNIST reached 92.2% (kNN
-    97.5%); with 256, 96.5% (kNN 97.3%), 10 epochs each.
-
-    Examples:
-        >>> build_conv((28, 28, 1)).latent_dim
-        256
-    """
-    if len(filters) != 1:
-        raise TfaeError(f"model 'conv' has one block, so --filters takes one count, got {filters}; "
-                        "use --model deep-conv for more")
-    return _build("conv", image_shape, filters, latent_dim, activation, penalty_weight, penalty,
-                  projections)
-
-
-def build_deep_conv(image_shape, filters=(32, 64), latent_dim=64, activation="relu",
-                    penalty_weight=0.0, penalty="projection", projections=1, name="deep-conv"):
-    """Two or more convolution blocks: the study's deep convolutional autoencoder.
-
-    Examples:
-        >>> [layer.filters for layer in build_deep_conv((28, 28, 1)).encoder.layers
-        ...  if hasattr(layer, "filters")]
-        [32, 64]
-    """
-    if len(filters) < 2:
-        raise TfaeError(f"model {name!r} needs two or more blocks in --filters, got {filters}; "
-                        "use --model conv for one")
-    return _build(name, image_shape, filters, latent_dim, activation, penalty_weight,
-                  penalty, projections)

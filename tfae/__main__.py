@@ -1,0 +1,5 @@
+"""``python -m tfae``: the ``tfae`` command (``cli.main``)."""
+
+from cli.main import main
+
+main()

@@ -1,0 +1,198 @@
+"""The families of autoencoders, one module each, and their registry.
+
+A family module declares everything about its family in one ``register(Family(...))`` call: its
+options (a dataclass of ``tfae.options.option`` fields), its builder, the fit defaults and
+execution policy it prefers, its ``tfae tune`` search space and, where it trains otherwise than
+by ``Model.fit``, its trainer. The command line's flags and choices, ``tfae tune``'s spaces, the
+report, the benchmarks and the tests all read the registry, so a new family is one new module.
+
+Family modules import Keras inside their builders and trainers, so the registry loads without
+TensorFlow and ``tfae --help`` stays fast. The built-in families are this package's modules;
+others come from installed packages that declare a ``tfae.families`` entry point, and from the
+modules named in ``TFAE_FAMILY_MODULES`` (comma-separated, importable from ``sys.path``).
+
+Examples:
+    >>> from tfae.families import build_model, family_names
+    >>> family_names()
+    ['shallow', 'deep', 'contractive', 'denoising', 'conv', 'deep-conv', 'randomized']
+    >>> build_model("shallow", (28, 28, 1), latent_dim=16).latent_dim
+    16
+"""
+
+import dataclasses
+import importlib
+import importlib.metadata
+import os
+
+from tfae.errors import TfaeError
+from tfae.options import checked, specs
+
+# The built-in families, in the study's order (the order of reports and listings); each is the
+# module of its name, dashes written as underscores.
+BUILT_IN = ("shallow", "deep", "contractive", "denoising", "conv", "deep-conv", "randomized")
+ENTRY_POINT_GROUP = "tfae.families"
+MODULES_VARIABLE = "TFAE_FAMILY_MODULES"
+
+# XLA fuses the elementwise work and Adam's update of dense models, which made them train faster
+# on CPU and convolutions slower (measured in docs/performance.md), so only dense families take it.
+XLA_EXECUTION = {"jit_compile": True, "steps_per_execution": 16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A family of autoencoders: what ``tfae fit --model NAME`` builds and how it trains.
+
+    Attributes:
+        name: the ``--model`` name.
+        summary: one line on what the family is for.
+        options: a dataclass of the family's options (builder's and trainer's), made of
+            ``tfae.options.option`` fields; an optional ``check()`` method checks them together.
+        build: ``build(image_shape, options) -> tfae.models.base.Autoencoder``.
+        fit_defaults: ``FitConfig`` fields the family sets otherwise than ``FitConfig`` does,
+            such as a denoising ``noise`` or ``epochs``.
+        execution: ``Model.compile``'s ``jit_compile`` and ``steps_per_execution`` where they beat
+            Keras' own choice; how a run trains, not what, so not part of its config.
+        search_space: ``search_space(hp) -> (model options, FitConfig fields)`` for ``tfae
+            tune``, declaring keras-tuner hyperparameters on ``hp``; ``None``: not tunable.
+        trainer: ``trainer(model, batches, config, verbose) -> history`` for a family trained
+            otherwise than by ``Model.fit``; ``None`` for ``Model.fit``.
+        takes_noise: whether ``noise`` applies.
+
+    Examples:
+        >>> family = get_family("deep")
+        >>> family.defaults["hidden"], family.fit_defaults["noise"]
+        ((1000, 1000, 500), 'occlusion:14')
+    """
+
+    name: str
+    summary: str
+    options: type
+    build: callable
+    fit_defaults: dict = dataclasses.field(default_factory=dict)
+    execution: dict = dataclasses.field(default_factory=dict)
+    search_space: callable = None
+    trainer: callable = None
+    takes_noise: bool = True
+
+    @property
+    def defaults(self):
+        """The family's options and their default values.
+
+        Examples:
+            >>> get_family("shallow").defaults
+            {'latent_dim': 2048, 'activation': 'relu'}
+        """
+        return {spec.name: spec.default for spec in specs(self.options)}
+
+    def checked_options(self, values):
+        """The family's options dataclass made from ``values``, each checked (see ``checked``).
+
+        Raises:
+            TfaeError: for an option the family does not take, or a bad value.
+
+        Examples:
+            >>> get_family("shallow").checked_options({"latent_dim": 32})
+            ShallowOptions(latent_dim=32, activation='relu')
+        """
+        return checked(self.options, values, unknown=self._refuse)
+
+    def _refuse(self, names):
+        takes = list(self.defaults)
+        return TfaeError(
+            ", ".join("{%s}" % name for name in names) + f" does not apply to model {self.name!r} "
+            "(it takes " + ", ".join("{%s}" % name for name in takes) + ")",
+            options=[*names, *takes])
+
+
+_FAMILIES = {}
+_loaded = False
+
+
+def register(family):
+    """Adds ``family`` to the registry; a family of the same name is replaced.
+
+    Examples:
+        >>> import dataclasses
+        >>> @dataclasses.dataclass
+        ... class NoOptions:
+        ...     pass
+        >>> register(Family("tiny", "for a doctest", NoOptions, build=None))
+        >>> "tiny" in family_names()
+        True
+        >>> unregister("tiny")
+    """
+    _load()  # the built-in families first, whatever registers next
+    _FAMILIES[family.name] = family
+
+
+def unregister(name):
+    """Removes the family called ``name`` (for tests and notebooks that register their own)."""
+    _FAMILIES.pop(name, None)
+
+
+def _load():
+    """Imports the built-in families, then those of entry points and ``TFAE_FAMILY_MODULES``."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name in BUILT_IN:
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+    # One family module may import another (denoising builds on deep-conv): list them in order.
+    for name in BUILT_IN:
+        _FAMILIES[name] = _FAMILIES.pop(name)
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry_point.load()
+    for module in filter(None, os.environ.get(MODULES_VARIABLE, "").split(",")):
+        try:
+            importlib.import_module(module.strip())
+        except ImportError as error:
+            raise TfaeError(f"{MODULES_VARIABLE}: cannot import {module.strip()!r}: {error}") from None
+
+
+def family_names():
+    """The registered ``--model`` names, built-in ones first, in the study's order.
+
+    Examples:
+        >>> family_names()[:2]
+        ['shallow', 'deep']
+    """
+    _load()
+    return list(_FAMILIES)
+
+
+def families():
+    """The registered families, as ``family_names`` orders them."""
+    _load()
+    return list(_FAMILIES.values())
+
+
+def get_family(name):
+    """The registered family called ``name``.
+
+    Raises:
+        TfaeError: for an unknown name, listing the known ones.
+
+    Examples:
+        >>> get_family("randomized").trainer is not None
+        True
+    """
+    _load()
+    if name not in _FAMILIES:
+        raise TfaeError(f"unknown model {name!r}; choose one of {', '.join(_FAMILIES)}")
+    return _FAMILIES[name]
+
+
+def build_model(name, image_shape, **options):
+    """Builds family ``name`` for images of ``image_shape``; missing options take its defaults.
+
+    Examples:
+        >>> build_model("deep", (28, 28, 1), hidden=(32,), latent_dim=4).encoder.output_shape
+        (None, 4)
+    """
+    family = get_family(name)
+    return family.build(tuple(image_shape), family.checked_options(options))
+
+
+__all__ = ["BUILT_IN", "Family", "XLA_EXECUTION", "build_model", "families", "family_names",
+           "get_family", "register", "unregister"]

@@ -1,0 +1,58 @@
+"""``randomized``: the study's layer-wise algorithm, random fixed encoders and solved decoders.
+
+For each hidden layer a shallow autoencoder with a random orthogonal encoder is made and only its
+decoder is trained; the decoder's weights W_d go into the deep decoder and W_d transposed into the
+deep encoder (``tfae.models.randomized``). ``solver="ridge"`` solves each decoder in closed form,
+``sgd`` trains it with Keras for ``epochs``. One layer of 2,000 by default; the study's shape is
+``--hidden 700,700``.
+
+Examples:
+    >>> from tfae.families import build_model
+    >>> build_model("randomized", (28, 28, 1), hidden=(64, 32)).latent_dim
+    32
+"""
+
+import dataclasses
+
+from tfae.errors import TfaeError
+from tfae.families import Family, register
+from tfae.options import activation_option, hidden_option, option
+
+SOLVERS = ("ridge", "sgd")
+
+
+@dataclasses.dataclass
+class RandomizedOptions:
+    """The options of ``randomized``: the layers and how each is solved."""
+
+    hidden: tuple = hidden_option((2000,))
+    activation: str = activation_option()
+    solver: str = option("ridge", "How each layer's decoder is trained: ridge (closed form) "
+                         "or sgd (Keras, --epochs per layer).", choices=SOLVERS)
+    ridge_c: float = option(0.01, "C of the ridge solution; larger is less regularised.",
+                            above=0)
+
+    def check(self):
+        if not self.hidden:
+            raise TfaeError("model 'randomized' needs at least one layer in {hidden}",
+                            options=["hidden"])
+
+
+def build(image_shape, options):
+    """Bias-free dense layers ``hidden`` and a linear decoder, filled in by ``train``."""
+    from tfae.models.randomized import build_randomized
+
+    return build_randomized(image_shape, options.hidden, options.activation)
+
+
+def train(model, batches, config, verbose=1):
+    """Trains ``model`` layer by layer with the run's options, seed and, for ``sgd``, epochs."""
+    from tfae.models.randomized import train_layerwise
+
+    options = config.options
+    return train_layerwise(model, batches, options.solver, options.ridge_c, config.epochs,
+                           config.learning_rate, config.seed, verbose)
+
+
+register(Family("randomized", "layer-wise: random fixed encoders, decoders solved in closed form",
+                RandomizedOptions, build, trainer=train, takes_noise=False))
