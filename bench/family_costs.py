@@ -24,7 +24,7 @@ import tensorflow as tf
 from fit_throughput import EpochTimer, cpu_model, write_section
 from tfae import data
 from tfae.corruptions import parse_corruption
-from tfae.models import build_model
+from tfae.families import build_model
 from tfae.models.randomized import (_Statistics, ridge_solution, shallow_autoencoder,
                                     train_layerwise)
 

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from fit_throughput import cpu_model, write_section
 from tfae.export import export_saved_model
-from tfae.models import build_model
+from tfae.families import build_model
 
 SECTION = "## tfae serve under load"
 SPAWN = multiprocessing.get_context("spawn")  # no forked copy of the server's TensorFlow state

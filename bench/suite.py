@@ -39,7 +39,7 @@ from family_costs import contractive_rows, denoising_rows, randomized_rows
 from fit_throughput import EpochTimer, cpu_model, write_section
 from tfae import data
 from tfae.export import export_saved_model
-from tfae.models import build_model, get_family
+from tfae.families import build_model, get_family
 from tfae.models.randomized import train_layerwise
 from tfae.train import execution_options
 

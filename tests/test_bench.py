@@ -4,7 +4,7 @@ import pathlib
 import subprocess
 import sys
 
-from tfae.models import family_names
+from tfae.families import family_names
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cli.main import tfae
 from conftest import run_tfae, serve_without_tfae
 from tfae.export import SIGNATURES
+from tfae.families import family_names
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +45,7 @@ def test_fit_writes_a_complete_run_folder(finished_run):
     assert "exported: saved_models/shallow/1" in result.stdout
 
 
-@pytest.mark.parametrize("family", ["shallow", "deep", "contractive", "denoising", "conv",
-                                    "deep-conv", "randomized"])
+@pytest.mark.parametrize("family", family_names())
 def test_every_family_fits_exports_and_serves_without_tfae(family, tmp_path):
     run_tfae("fit", "--model", family, "--limit", "2000", "--epochs", "1", "--out", "run",
              "--quiet", cwd=tmp_path)
@@ -93,7 +93,7 @@ def test_same_seed_repeats_a_run(tmp_path):
 def test_killed_run_resumes_from_its_last_finished_epoch(tmp_path):
     command = [sys.executable, "-m", "cli.main", "fit", "--model", "deep", "--hidden", "256,64",
                "--latent-dim", "16", "--epochs", "4",
-               "--batch-size", "32", "--limit", "12000", "--out", "run", "--no-export", "--quiet"]
+               "--batch-size", "32", "--limit", "12000", "--out", "run", "--no-export"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     history = tmp_path / "run/history.csv"
@@ -116,7 +116,7 @@ def test_killed_run_resumes_from_its_last_finished_epoch(tmp_path):
 
 def test_run_killed_while_writing_its_first_backup_starts_afresh(tmp_path):
     args = ["fit", "--model", "shallow", "--latent-dim", "8", "--epochs", "2", "--limit", "500",
-            "--no-export", "--quiet"]
+            "--no-export"]
     run_tfae(*args, "--out", "reference", cwd=tmp_path)
     (tmp_path / "run/checkpoint").mkdir(parents=True)  # as a kill leaves it, before any epoch ends
     (tmp_path / "run/config.json").write_text((tmp_path / "reference/config.json").read_text())
@@ -141,15 +141,23 @@ def _fails(args, cwd, monkeypatch=None):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["fit", "--model", "huge"], "unknown model 'huge'"),
+    (["fit", "--model", "huge"], "'huge' is not one of 'shallow', 'deep'"),
     (["fit", "--dataset", "no_such_images", "--limit", "10"], "unknown data set 'no_such_images'"),
-    (["fit", "--epochs", "0"], "--epochs must be positive"),
-    (["fit", "--batch-size", "-5"], "--batch-size must be positive"),
-    (["fit", "--latent-dim", "0"], "--latent-dim must be positive"),
-    (["fit", "--limit", "0"], "--limit must be positive"),
+    (["fit", "--epochs", "0"], "'--epochs': 0 is not in the range x>=1"),
+    (["fit", "--batch-size", "-5"], "'--batch-size': -5 is not in the range x>=1"),
+    (["fit", "--latent-dim", "0"], "'--latent-dim': 0 is not in the range x>=1"),
+    (["fit", "--limit", "0"], "'--limit': 0 is not in the range x>=1"),
+    (["fit", "--activation", "nope"], "'nope' is not one of 'relu'"),
+    (["fit", "--model", "contractive", "--lambda", "nan"], "--lambda must be a finite number"),
+    (["fit", "--noise", "gaussian:inf"], "must be a finite number"),
+    (["tune", "--model", "randomized"], "'randomized' is not one of 'shallow'"),
+    (["tune", "--tuner", "random", "--max-trials", "0"], "'--max-trials': 0 is not in the range"),
+    (["tune", "--max-trials", "3"], "--max-trials does not apply to hyperband"),
+    (["serve", ".", "--port", "99999"], "99999 is not in the range 0<=x<=65535"),
     (["fit", "--hidden", "500,abc"], "not a comma-separated list"),
     (["fit", "--hidden", "500,0"], "every size must be positive"),
-    (["fit", "--model", "shallow", "--hidden", "100"], "--hidden does not apply to model 'shallow'"),
+    (["fit", "--model", "shallow", "--hidden", "100"],
+     "--hidden does not apply to model 'shallow' (it takes --latent-dim, --activation)"),
     (["fit", "--noise", "blur:3"], "KIND:AMOUNT"),
     (["fit", "--noise", "occlusion:40", "--limit", "10"], "does not fit"),
     (["fit", "--config", "missing.json"], "cannot read missing.json"),
@@ -160,10 +168,28 @@ def _fails(args, cwd, monkeypatch=None):
     (["fit", "--model", "randomized", "--noise", "gaussian:0.5"],
      "--noise does not apply to model 'randomized'"),
     (["fit", "--model", "conv", "--filters", "8,16"], "one block"),
-    (["fit", "--model", "contractive", "--projections", "0"], "--projections must be positive"),
+    (["fit", "--model", "contractive", "--projections", "0"], "0 is not in the range x>=1"),
+    (["fit", "--model", "deep", "--hidden", "none", "--activation", "tanh"],
+     "--activation tanh sets hidden layers and --hidden is empty; use --latent-activation"),
 ])
 def test_bad_input_is_one_clear_line(args, words, tmp_path, monkeypatch):
     assert words in _fails(args, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"epochs": "abc"}, "--epochs must be a whole number, got 'abc'"),
+    ({"limit": "2000"}, "--limit must be a whole number, got '2000'"),
+    ({"learning_rate": True}, "--learning-rate must be a number, got True"),
+    ({"model_options": 5}, "model_options must be a mapping"),
+    ({"model": "deep", "model_options": {"hidden": "abc"}}, "--hidden must be a list of whole"),
+    ({"model": "deep", "model_options": {"depth": 3}}, "--depth does not apply to model 'deep'"),
+    ({"batches": 3}, "unknown config keys: batches"),
+])
+def test_a_config_file_of_wrong_types_is_one_clear_line(config, words, tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert words in _fails(["fit", "--config", "config.json", "--limit", "10"], tmp_path,
+                           monkeypatch)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_unwritable_out_is_one_clear_line(tmp_path, monkeypatch):

@@ -7,10 +7,10 @@ import tensorflow as tf
 
 from tfae import data
 from tfae.errors import TfaeError
-from tfae.models import build_model, load_model
-from tfae.models.contractive import (ContractiveAutoencoder, build_contractive,
-                                     jacobian_squared_norm,
-                                     contractive_penalty, single_dense_layer)
+from tfae.families import build_model
+from tfae.runs import load_model
+from tfae.models.contractive import (ContractiveAutoencoder, contractive_penalty,
+                                     jacobian_squared_norm, single_dense_layer)
 
 IMAGES = tf.random.stateless_uniform((6, 6, 6, 1), seed=[0, 1])
 
@@ -39,7 +39,7 @@ def test_a_layer_after_the_dense_one_takes_the_full_jacobian():
 
 
 def test_deep_encoders_use_the_full_jacobian():
-    encoder = build_contractive((6, 6, 1), hidden=(7,), latent_dim=3).encoder
+    encoder = build_model("contractive", (6, 6, 1), hidden=(7,), latent_dim=3).encoder
     assert single_dense_layer(encoder) is None
     full = jacobian_squared_norm(functools.partial(encoder, training=True), IMAGES)
     np.testing.assert_allclose(contractive_penalty(encoder, IMAGES, "exact").numpy(),
@@ -48,7 +48,7 @@ def test_deep_encoders_use_the_full_jacobian():
 
 def test_projection_estimate_is_unbiased():
     keras.utils.set_random_seed(0)
-    encoder = build_contractive((6, 6, 1), hidden=(16,), latent_dim=4).encoder
+    encoder = build_model("contractive", (6, 6, 1), hidden=(16,), latent_dim=4).encoder
     exact = contractive_penalty(encoder, IMAGES, "exact").numpy()
     draws = np.stack([contractive_penalty(encoder, IMAGES, "projection", 10, seed=[7, seed])
                       for seed in range(100)])
@@ -58,7 +58,7 @@ def test_projection_estimate_is_unbiased():
 
 
 def test_weights_method_is_the_studys_term():
-    encoder = build_contractive((6, 6, 1), hidden=(7, 5), latent_dim=3).encoder
+    encoder = build_model("contractive", (6, 6, 1), hidden=(7, 5), latent_dim=3).encoder
     kernels = [layer.kernel.numpy() for layer in encoder.layers if layer.weights]
     study = np.linalg.norm(kernels[0] @ kernels[1] @ kernels[2])
     np.testing.assert_allclose(contractive_penalty(encoder, IMAGES, "weights").numpy(),
@@ -67,12 +67,12 @@ def test_weights_method_is_the_studys_term():
 
 def test_unknown_method_is_refused():
     encoder = build_model("shallow", (6, 6, 1), latent_dim=2).encoder
-    with pytest.raises(TfaeError, match="--penalty must be one of"):
+    with pytest.raises(TfaeError, match="penalty must be one of"):
         contractive_penalty(encoder, IMAGES, "fast")
 
 
 def test_train_step_reports_its_terms_and_adds_them(mnist):
-    model = build_contractive((28, 28, 1), hidden=(32,), latent_dim=4, penalty_weight=0.01)
+    model = build_model("contractive", (28, 28, 1), hidden=(32,), latent_dim=4, penalty_weight=0.01)
     model.compile(optimizer="adam", loss="mse")
     batches = data.pipeline(mnist.test, 128)
     history = model.fit(batches, validation_data=batches, epochs=1, verbose=0).history
@@ -88,7 +88,8 @@ def test_penalty_makes_the_encoder_contract(mnist):
     norms = {}
     for weight in (0.0, 1e-2):
         keras.utils.set_random_seed(3)
-        model = build_contractive((28, 28, 1), hidden=(64,), latent_dim=8, penalty_weight=weight)
+        model = build_model("contractive", (28, 28, 1), hidden=(64,), latent_dim=8,
+                            penalty_weight=weight)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
         model.fit(data.pipeline(mnist.train, 64, shuffle=True, seed=3), epochs=3, verbose=0)
         norms[weight] = float(tf.reduce_mean(contractive_penalty(model.encoder, held_out)))
@@ -96,8 +97,9 @@ def test_penalty_makes_the_encoder_contract(mnist):
 
 
 def test_contractive_model_survives_a_safe_mode_round_trip(tmp_path):
-    model = build_contractive((6, 6, 1), hidden=(), latent_dim=3, latent_activation="sigmoid",
-                              penalty_weight=0.5, penalty="projection", projections=3)
+    model = build_model("contractive", (6, 6, 1), hidden=(), latent_dim=3,
+                        latent_activation="sigmoid", penalty_weight=0.5, penalty="projection",
+                        projections=3)
     model.save(tmp_path / "model.keras")
     loaded = load_model(tmp_path / "model.keras")
     assert isinstance(loaded, ContractiveAutoencoder)
@@ -106,11 +108,12 @@ def test_contractive_model_survives_a_safe_mode_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("options, words", [
-    ({"penalty_weight": -1.0}, "--lambda must be >= 0"),
-    ({"projections": 0}, "--projections must be positive"),
-    ({"hidden": (), "activation": "sigmoid"}, "use --latent-activation for the one layer"),
+    ({"penalty_weight": -1.0}, "^penalty_weight must be >= 0"),
+    ({"penalty_weight": float("nan")}, "^penalty_weight must be a finite number"),
+    ({"projections": 0}, "^projections must be positive"),
+    ({"hidden": (), "activation": "sigmoid"}, "use latent_activation for the one layer"),
 ])
-def test_bad_penalty_options_are_refused(options, words):
+def test_bad_penalty_options_are_refused_by_their_python_names(options, words):
     with pytest.raises(TfaeError, match=words):
         build_model("contractive", (6, 6, 1), **options)
 

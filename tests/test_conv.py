@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tfae.errors import TfaeError
-from tfae.models import build_model
+from tfae.families import build_model
 from tfae.models.base import Autoencoder
 from tfae.models.contractive import ContractiveAutoencoder
 
@@ -38,7 +38,7 @@ def test_conv_reconstructs_any_divisible_shape(name, filters, shape):
     ("deep-conv", {"filters": (4, 8, 8)}, "divisible by 8"),
     ("conv", {"filters": (4, 8)}, "one block"),
     ("deep-conv", {"filters": (4,)}, "two or more blocks"),
-    ("conv", {"filters": (0,)}, "--filters sizes must be positive"),
+    ("conv", {"filters": (0,)}, "filters sizes must be positive"),
 ])
 def test_conv_refuses_what_it_cannot_build(name, options, words):
     with pytest.raises(TfaeError, match=words):

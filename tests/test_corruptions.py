@@ -99,7 +99,7 @@ def test_occlusion_that_does_not_fit_is_refused():
 
 
 def test_none_turns_a_familys_default_noise_off():
-    from tfae.train import FitConfig
+    from tfae.config import FitConfig
 
     assert FitConfig(model="shallow").resolved().noise == "occlusion:14"
     assert FitConfig(model="shallow", noise="none").resolved().noise == "none"

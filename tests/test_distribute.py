@@ -24,7 +24,7 @@ from conftest import run_tfae
 from tfae.distribute import (is_chief, make_strategy, reducible_logs, sum_across_workers,
                              worker_shard)
 from tfae.errors import TfaeError
-from tfae.models import load_model
+from tfae.runs import load_model
 
 
 def free_ports(count):

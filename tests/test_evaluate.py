@@ -14,7 +14,7 @@ from tfae.corruptions import parse_corruption
 from tfae.evaluate import (evaluate, jacobian_norm, knn_probe, linear_probe, manifold_convergence,
                            psnr)
 from tfae.export import export_saved_model
-from tfae.models import build_model
+from tfae.families import build_model
 
 RNG = np.random.default_rng(0)
 CENTRES = RNG.normal(size=(10, 8)) * 10  # one well-separated cluster a class

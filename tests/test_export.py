@@ -5,7 +5,7 @@ import pytest
 
 from conftest import serve_without_tfae
 from tfae.export import SIGNATURES, export_saved_model, next_version
-from tfae.models import build_model
+from tfae.families import build_model
 
 IMAGES = np.random.default_rng(1).random((5, 28, 28, 1), dtype=np.float32)
 

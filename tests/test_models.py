@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from tfae.errors import TfaeError
-from tfae.models import build_model, family_names, get_family, load_model
+from tfae.families import build_model, family_names, get_family
+from tfae.runs import load_model
 
 IMAGES = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
 
@@ -60,9 +61,12 @@ def test_registry_lists_the_families():
 
 
 @pytest.mark.parametrize("options, words", [
-    ({"filters": (8,)}, "--filters does not apply to model 'deep'"),
-    ({"latent_dim": 0}, "--latent-dim must be positive"),
-    ({"hidden": (10, 0)}, "--hidden sizes must be positive"),
+    ({"filters": (8,)}, "filters does not apply to model 'deep' (it takes hidden, latent_dim"),
+    ({"latent_dim": 0}, "latent_dim must be positive"),
+    ({"latent_dim": "8"}, "latent_dim must be a whole number, got '8'"),
+    ({"hidden": (10, 0)}, "hidden sizes must be positive"),
+    ({"hidden": "abc"}, "hidden must be a list of whole numbers"),
+    ({"activation": "nope"}, "activation must be one of relu, sigmoid"),
 ])
 def test_registry_refuses_bad_options_by_name(options, words):
     with pytest.raises(TfaeError, match=None) as error:

@@ -2,7 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfae import data
-from tfae.models import build_model
+from tfae.families import build_model
 from tfae.models.randomized import (_Statistics, layer_pairs, ridge_solution, shallow_autoencoder,
                                     train_layerwise)
 

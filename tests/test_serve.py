@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from tfae.export import export_saved_model
-from tfae.models import build_model
+from tfae.families import build_model
 from tfae.serve import BatchingSignature, _serve_until_stopped, make_server
 
 IMAGES = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from tfae.errors import TfaeError
-from tfae.train import FitConfig, execution_options, fit
+from tfae.config import FitConfig
+from tfae.train import execution_options, fit
 
 ON_GPU = bool(tf.config.list_physical_devices("GPU"))
 
@@ -31,7 +32,7 @@ def test_given_execution_options_win_over_the_familys():
 
 
 def test_steps_per_execution_below_one_is_refused():
-    with pytest.raises(TfaeError, match="steps per execution must be >= 1, not 0"):
+    with pytest.raises(TfaeError, match="steps_per_execution must be >= 1, not 0"):
         execution_options("shallow", steps_per_execution=0)
 
 
@@ -40,5 +41,5 @@ def test_multi_worker_trains_under_keras_defaults_and_refuses_what_fails_there()
                                                             "steps_per_execution": 1}
     assert execution_options("deep", False, 1, multi_worker=True)["jit_compile"] is False
     for given in ({"jit_compile": True}, {"steps_per_execution": 2}):
-        with pytest.raises(TfaeError, match="fail under --strategy multi-worker"):
+        with pytest.raises(TfaeError, match="fail under strategy multi-worker"):
             execution_options("deep", multi_worker=True, **given)

@@ -13,13 +13,20 @@ import pytest
 
 from conftest import run_tfae, serve_without_tfae
 from tfae.errors import TfaeError
-from tfae.tune import (SEARCH_SPACES, FamilyHyperModel, ProbeCallback, TuneConfig, best_table,
-                       describe_space)
+from tfae.config import TuneConfig
+from tfae.families import families, get_family
+from tfae.tune import FamilyHyperModel, ProbeCallback, best_table, describe_space
+
+TUNABLE = [family.name for family in families() if family.search_space is not None]
 
 
-@pytest.mark.parametrize("model", sorted(SEARCH_SPACES))
+def test_every_family_but_the_layer_wise_one_can_be_tuned():
+    assert set(TUNABLE) == {family.name for family in families() if family.trainer is None}
+
+
+@pytest.mark.parametrize("model", TUNABLE)
 def test_every_space_builds_its_family_at_random_points(model):
-    config = TuneConfig(model=model, tuner="random")
+    config = TuneConfig(model=model, tuner="random").resolved()
     hypermodel = FamilyHyperModel(config, types.SimpleNamespace(image_shape=(8, 8, 1)))
     hp = keras_tuner.HyperParameters()
     hypermodel.build(hp)  # declares the space
@@ -32,28 +39,38 @@ def test_every_space_builds_its_family_at_random_points(model):
             values = parameter.get_config().get("values")
             value = values[rng.integers(len(values))] if values else parameter.random_sample(seed=1)
             point.Fixed(parameter.name, value)
-        model_options, _ = hypermodel.options(point)
+        trial = hypermodel.trial_config(point)
         built = hypermodel.build(point)
-        assert built.latent_dim == model_options["latent_dim"]
+        assert built.latent_dim == trial.options.latent_dim == point.get("latent_dim")
         assert built.compiled
 
 
 def test_denoising_space_sets_the_noise_and_contractive_the_penalty():
     hp = keras_tuner.HyperParameters()
     hp.Fixed("noise", 0.3)
-    assert SEARCH_SPACES["denoising"](hp)[1] == {"noise": "gaussian:0.3"}
+    assert get_family("denoising").search_space(hp)[1] == {"noise": "gaussian:0.3"}
     hp = keras_tuner.HyperParameters()
     hp.Fixed("lambda", 1e-3)
-    assert SEARCH_SPACES["contractive"](hp)[0]["penalty_weight"] == 1e-3
+    assert get_family("contractive").search_space(hp)[0]["penalty_weight"] == 1e-3
+
+
+def test_layer_sizes_are_hyperparameters_only_at_the_depths_that_have_them():
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("depth", 1)
+    options, _ = get_family("deep").search_space(hp)
+    assert len(options["hidden"]) == 1
+    assert hp.is_active("units_0") and not hp.is_active("units_1")
+    assert "units_2 in {128, 256, 512, 1024} (depth 3)" in describe_space("deep")
 
 
 @pytest.mark.parametrize("settings, words", [
     ({"model": "randomized"}, "cannot be tuned"),
     ({"model": "nope"}, "unknown model"),
     ({"tuner": "hyperband", "max_trials": 3}, "does not apply to hyperband"),
-    ({"tuner": "random", "max_trials": 0}, "--max-trials must be positive"),
-    ({"tuner": "hyperband", "epochs": 1}, "hyperband needs --epochs 2"),
-    ({"tuner": "random", "batch_size": 0}, "--batch-size must be positive"),
+    ({"tuner": "random", "max_trials": 0}, "max_trials must be positive"),
+    ({"tuner": "hyperband", "epochs": 1}, "hyperband needs epochs 2"),
+    ({"tuner": "random", "batch_size": 0}, "batch_size must be positive"),
+    ({"tuner": "grid"}, "tuner must be one of hyperband, random, bayesian"),
 ])
 def test_bad_settings_are_refused_by_name(settings, words):
     with pytest.raises(TfaeError, match=words):
@@ -61,7 +78,7 @@ def test_bad_settings_are_refused_by_name(settings, words):
 
 
 def test_probe_callback_scores_validation_codes(mnist):
-    from tfae.models import build_model
+    from tfae.families import build_model
 
     model = build_model("shallow", mnist.image_shape, latent_dim=16)
     callback = ProbeCallback(mnist.train, mnist.validation, images=200)

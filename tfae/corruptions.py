@@ -15,6 +15,7 @@ Examples:
 """
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -201,6 +202,8 @@ def _parse_one(spec):
         position = tuple(int(part) for part in where.split(",")) if at else None
     except ValueError:
         raise TfaeError(f"noise spec {spec!r}: {rest!r} is not a number") from None
+    if not math.isfinite(amount):
+        raise TfaeError(f"noise spec {spec!r}: the amount must be a finite number")
     if position is not None and (len(position) != 2 or min(position) < 0):
         raise TfaeError(f"noise spec {spec!r}: the position must be ROW,COL, both >= 0")
     if kind == "occlusion":

@@ -117,8 +117,8 @@ def execution_options(model, jit_compile=None, steps_per_execution=None, multi_w
     if multi_worker:
         if jit_compile or (steps_per_execution or 1) > 1:
             raise TfaeError("{jit_compile} and {steps_per_execution} above 1 fail under "
-                            "multi-worker training (TensorFlow 2.21); leave them out",
-                            options=["jit_compile", "steps_per_execution"])
+                            "{strategy} multi-worker (TensorFlow 2.21); leave them out",
+                            options=["jit_compile", "steps_per_execution", "strategy"])
         return {"jit_compile": False, "steps_per_execution": 1}
     given = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
     return {"jit_compile": "auto", "steps_per_execution": 1, **get_family(model).execution,

@@ -58,7 +58,8 @@ def contractive_penalty(encoder, images, method="exact", projections=1, seed=Non
         A float tensor of shape ``(batch,)``.
 
     Examples:
-        >>>         >>> encoder = build_deep((8, 8, 1), hidden=(16,), latent_dim=3).encoder
+        >>> from tfae.families import build_model
+        >>> encoder = build_model("deep", (8, 8, 1), hidden=(16,), latent_dim=3).encoder
         >>> contractive_penalty(encoder, tf.random.uniform((2, 8, 8, 1)), "projection", 4).shape
         TensorShape([2])
     """
