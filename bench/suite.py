@@ -39,17 +39,18 @@ from family_costs import contractive_rows, denoising_rows, randomized_rows
 from fit_throughput import EpochTimer, cpu_model, write_section
 from tfae import data
 from tfae.export import export_saved_model
-from tfae.families import build_model, get_family
+from tfae.families import build_model, families, get_family
 from tfae.models.randomized import train_layerwise
 from tfae.train import execution_options
 
 SECTION = "## Benchmark suite"
-KERAS_FAMILIES = ("shallow", "deep", "contractive", "denoising", "conv", "deep-conv")
-# The dense families train under XLA, 16 batches per call, by default; the same families
-# under Keras' own defaults show what that buys. Larger batches cut Adam's per-step pass over
-# deep's 4.8 M weights (memory-bound).
+# Every family that trains with Model.fit, so a plain Keras script can train the same layers.
+KERAS_FAMILIES = tuple(family.name for family in families() if family.trainer is None)
+# The families with an execution policy of their own (the dense ones train under XLA, 16 batches
+# per call) also run under Keras' own defaults, to show what it buys. Larger batches cut Adam's
+# per-step pass over deep's 4.8 M weights (memory-bound).
 KERAS_DEFAULTS = {"jit_compile": False, "steps_per_execution": 1}
-TUNED = [(family, {}, KERAS_DEFAULTS) for family in ("shallow", "deep", "contractive")] + [
+TUNED = [(name, {}, KERAS_DEFAULTS) for name in KERAS_FAMILIES if get_family(name).execution] + [
     ("deep", {"batch_size": 1024}, {})]
 
 

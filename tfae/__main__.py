@@ -1,5 +1,10 @@
-"""``python -m tfae``: the ``tfae`` command (``cli.main``)."""
+"""``python -m tfae``: the ``tfae`` command (``cli.main``).
+
+Example:
+    $ python -m tfae fit --model deep --epochs 5
+"""
 
 from cli.main import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -268,8 +268,8 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     # files to shard by.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    # tf.data's autotuner left both cores idle for 1.5-12 s at the start of about one epoch in two
-    # (TF 2.21, 2 cores: docs/performance.md); gathers and elementwise noise need no tuning.
+    # tf.data's autotuner left both cores idle for seconds at the start of some epochs (TF 2.21,
+    # measured in docs/performance.md); gathers and elementwise noise need no tuning.
     options.autotune.enabled = False
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 

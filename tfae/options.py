@@ -33,19 +33,64 @@ PENALTIES = ("exact", "projection", "weights", "jacobian")
 
 
 def latent_dim_option(default):
-    """The size of the latent code, an option of every family."""
+    """The size of the latent code, an option of every family.
+
+    Examples:
+        >>> latent_dim_option(64).metadata["minimum"]
+        1
+    """
     return option(default, "Size of the latent code.", minimum=1)
 
 
 def hidden_option(default):
-    """Hidden dense layer sizes, encoder side (the decoder mirrors them)."""
+    """Hidden dense layer sizes, encoder side (the decoder mirrors them).
+
+    Examples:
+        >>> hidden_option((500, 200, 100)).default
+        (500, 200, 100)
+    """
     return option(default, "Hidden layer sizes, such as 500,200,100 (none for no hidden layer).",
                   minimum=1)
 
 
 def activation_option(default="relu"):
-    """The activation of the hidden layers."""
+    """The activation of the hidden layers.
+
+    Examples:
+        >>> "tanh" in activation_option().metadata["choices"]
+        True
+    """
     return option(default, "Activation of the hidden layers.", choices=ACTIVATIONS)
+
+
+def penalty_weight_option(default):
+    """lambda, the weight of the contractive penalty (``--lambda``).
+
+    Examples:
+        >>> penalty_weight_option(1e-4).metadata["flag"]
+        '--lambda'
+    """
+    return option(default, "Weight of the contractive penalty.", minimum=0, flag="--lambda")
+
+
+def penalty_option(default):
+    """How the contractive penalty is computed, one of ``PENALTIES``.
+
+    Examples:
+        >>> penalty_option("exact").metadata["choices"]
+        ('exact', 'projection', 'weights', 'jacobian')
+    """
+    return option(default, "How the contractive penalty is computed.", choices=PENALTIES)
+
+
+def projections_option():
+    """Random draws for ``penalty="projection"``.
+
+    Examples:
+        >>> projections_option().default
+        1
+    """
+    return option(1, "Random projections for --penalty projection.", minimum=1)
 
 
 def option(default, help, *, minimum=None, above=None, choices=None, flag=None):

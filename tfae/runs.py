@@ -103,6 +103,10 @@ def check_settings(folder, settings_path, settings, kind, ignore=()):
 
     Raises:
         TfaeError: naming the settings that differ.
+
+    Examples:
+        >>> check_settings(pathlib.Path("runs/deep"), pathlib.Path("runs/deep/config.json"),
+        ...                {"model": "deep"}, "run")  # doctest: +SKIP
     """
     saved = read_json(settings_path)
     wanted = json.loads(json.dumps(settings))  # tuples become lists, as saved
@@ -118,6 +122,10 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
 
     Raises:
         TfaeError: for a folder holding something else, or one that cannot be written.
+
+    Examples:
+        >>> claim_folder(pathlib.Path("search"), pathlib.Path("search/tune.json"),
+        ...              {"model": "deep"}, "search")  # doctest: +SKIP
     """
     folder = pathlib.Path(folder)
     if settings_path.exists():
@@ -131,7 +139,22 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
         raise TfaeError(f"cannot write to --out {folder}: {error.strerror}") from None
 
 
-class RunFolder:
+class _Folder:
+    """A folder whose files are named in ``FILES`` (attribute -> file name): ``folder.<attribute>``
+    is the file's path."""
+
+    FILES = {}
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        for attribute, name in self.FILES.items():
+            setattr(self, attribute, self.path / name)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class RunFolder(_Folder):
     """A run folder of ``tfae.fit``: where each of its files is, and reading and writing them.
 
     Args:
@@ -143,20 +166,10 @@ class RunFolder:
         PosixPath('runs/deep/model.keras')
     """
 
-    def __init__(self, path):
-        self.path = pathlib.Path(path)
-        self.config_path = self.path / "config.json"
-        self.history_csv = self.path / "history.csv"
-        self.history_path = self.path / "history.json"
-        self.checkpoint_dir = self.path / "checkpoint"
-        self.logs_dir = self.path / "logs"
-        self.model_path = self.path / "model.keras"
-        self.info_path = self.path / "run.json"
-        self.metrics_path = self.path / "metrics.json"
-        self.figures_dir = self.path / "figures"
-
-    def __repr__(self):
-        return f"RunFolder({str(self.path)!r})"
+    FILES = {"config_path": "config.json", "history_csv": "history.csv",
+             "history_path": "history.json", "checkpoint_dir": "checkpoint", "logs_dir": "logs",
+             "model_path": "model.keras", "info_path": "run.json", "metrics_path": "metrics.json",
+             "figures_dir": "figures"}
 
     @classmethod
     def holds_run(cls, path):
@@ -270,7 +283,7 @@ class RunFolder:
                             ignore=shutil.ignore_patterns(self.logs_dir.name, ".*"))
 
 
-class SearchFolder:
+class SearchFolder(_Folder):
     """A search folder of ``tfae tune``: keras-tuner's trials and tfae's record of the search.
 
     - ``tune.json``: the search's ``TuneConfig``;
@@ -284,14 +297,9 @@ class SearchFolder:
         PosixPath('tuning/deep/config.json')
     """
 
+    FILES = {"settings_path": "tune.json", "best_path": "best.json", "config_path": "config.json",
+             "export_path": "export.json"}
     project = "search"
-
-    def __init__(self, path):
-        self.path = pathlib.Path(path)
-        self.settings_path = self.path / "tune.json"
-        self.best_path = self.path / "best.json"
-        self.config_path = self.path / "config.json"
-        self.export_path = self.path / "export.json"
 
     def claim(self, config):
         """Records ``config`` in a new folder, or checks it against the search already there."""

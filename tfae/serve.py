@@ -14,7 +14,7 @@ server keeps serving. Requests that arrive while a signature is running wait and
 as one batch (``BatchingSignature``), as TF Serving's ``--enable_batching`` does: a model call costs
 about the same for 1 image as for 64, so under concurrent load this multiplies throughput, and a
 lone request runs at once, with no batching delay. The standard library's threading HTTP server is
-enough here: its per-request cost (about 0.1 ms) is small next to parsing the JSON body, and
+enough here: its per-request cost is small next to parsing the JSON body (docs/performance.md), and
 ``serve(..., workers=N)`` answers with N processes for many concurrent clients.
 
 Examples:
@@ -165,8 +165,8 @@ class ModelRepository:
                 self._loaded[version] = {name: BatchingSignature(signature)
                                          for name, signature in served.signatures.items()}
                 # Parsing JSON makes many short-lived lists, which trigger the garbage collector;
-                # a full collection walks every object TensorFlow and the model made, about
-                # 0.2 s during which no request is answered. Frozen, they are never walked again.
+                # a full collection walks every object TensorFlow and the model made, a pause in
+                # which no request is answered. Frozen, they are never walked again.
                 gc.freeze()
         return version, self._loaded[version]
 

@@ -179,7 +179,16 @@ def training_batches(splits, config, batch_size=None):
 
 
 def compile_model(model, config, execution, optimizer=None):
-    """Compiles ``model`` with Adam (or ``optimizer``), the config's loss and ``execution``."""
+    """Compiles ``model`` with Adam (or ``optimizer``), the config's loss and ``execution``.
+
+    Examples:
+        >>> from tfae.config import FitConfig
+        >>> config = FitConfig(model="shallow", model_options={"latent_dim": 8}).resolved()
+        >>> model = config.family.build((28, 28, 1), config.options)
+        >>> compile_model(model, config, execution_options("shallow"))
+        >>> model.jit_compile, model.steps_per_execution
+        (True, 16)
+    """
     model.compile(optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
                   loss=LOSSES[config.loss], **execution)
 
@@ -199,6 +208,9 @@ def train_keras(model, splits, config, callbacks=(), verbose=1, batch_size=None,
 
     Returns:
         Keras' ``History``.
+
+    Examples:
+        >>> train_keras(model, data.load("mnist", limit=512), config, epochs=1)  # doctest: +SKIP
     """
     train, validation = training_batches(splits, config, batch_size)
     callbacks = [*callbacks, ProgressBar()]
@@ -214,6 +226,9 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
 
     With several batches per call (``steps_per_execution``) Keras reports each call's last step,
     also where the data ended sooner, so its bar showed steps such as ``224/211``.
+
+    Examples:
+        >>> model.fit(batches, callbacks=[ProgressBar()])  # doctest: +SKIP
     """
 
     def on_train_batch_end(self, batch, logs=None):

@@ -121,12 +121,15 @@ def register(family):
         True
         >>> unregister("tiny")
     """
-    _load()  # the built-in families first, whatever registers next
     _FAMILIES[family.name] = family
 
 
 def unregister(name):
-    """Removes the family called ``name`` (for tests and notebooks that register their own)."""
+    """Removes the family called ``name`` (for tests and notebooks that register their own).
+
+    Examples:
+        >>> unregister("no-such-family")
+    """
     _FAMILIES.pop(name, None)
 
 
@@ -138,9 +141,6 @@ def _load():
     _loaded = True
     for name in BUILT_IN:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
-    # One family module may import another (denoising builds on deep-conv): list them in order.
-    for name in BUILT_IN:
-        _FAMILIES[name] = _FAMILIES.pop(name)
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         entry_point.load()
     for module in filter(None, os.environ.get(MODULES_VARIABLE, "").split(",")):
@@ -157,14 +157,20 @@ def family_names():
         >>> family_names()[:2]
         ['shallow', 'deep']
     """
-    _load()
-    return list(_FAMILIES)
+    return [family.name for family in families()]
 
 
 def families():
-    """The registered families, as ``family_names`` orders them."""
+    """The registered families: the built-in ones in ``BUILT_IN``'s order, then the others in the
+    order they registered.
+
+    Examples:
+        >>> [family.name for family in families() if family.trainer is not None]
+        ['randomized']
+    """
     _load()
-    return list(_FAMILIES.values())
+    return ([_FAMILIES[name] for name in BUILT_IN if name in _FAMILIES]
+            + [family for name, family in _FAMILIES.items() if name not in BUILT_IN])
 
 
 def get_family(name):
@@ -179,7 +185,7 @@ def get_family(name):
     """
     _load()
     if name not in _FAMILIES:
-        raise TfaeError(f"unknown model {name!r}; choose one of {', '.join(_FAMILIES)}")
+        raise TfaeError(f"unknown model {name!r}; choose one of {', '.join(family_names())}")
     return _FAMILIES[name]
 
 

@@ -18,27 +18,18 @@ import dataclasses
 
 from tfae.families import XLA_EXECUTION, Family, register
 from tfae.families.deep import DeepOptions, search_space as deep_search_space
-from tfae.options import ACTIVATIONS, PENALTIES, hidden_option, latent_dim_option, option
-
-
-def penalty_weight_option(default):
-    """lambda, the weight of the contractive penalty (``--lambda``)."""
-    return option(default, "Weight of the contractive penalty.", minimum=0, flag="--lambda")
-
-
-def penalty_option(default):
-    """How the penalty is computed."""
-    return option(default, "How the contractive penalty is computed.", choices=PENALTIES)
-
-
-def projections_option():
-    """Random draws for ``penalty="projection"``."""
-    return option(1, "Random projections for --penalty projection.", minimum=1)
+from tfae.options import (ACTIVATIONS, hidden_option, latent_dim_option, option, penalty_option,
+                          penalty_weight_option, projections_option)
 
 
 @dataclasses.dataclass
 class ContractiveOptions(DeepOptions):
-    """The options of ``contractive``: ``deep``'s, other defaults, and the penalty's."""
+    """The options of ``contractive``: ``deep``'s, other defaults, and the penalty's.
+
+    Examples:
+        >>> ContractiveOptions().penalty_weight, ContractiveOptions().hidden
+        (0.0001, ())
+    """
 
     hidden: tuple = hidden_option(())
     latent_dim: int = latent_dim_option(1024)
@@ -50,7 +41,12 @@ class ContractiveOptions(DeepOptions):
 
 
 def build(image_shape, options):
-    """``deep``'s layers in a ``ContractiveAutoencoder``."""
+    """``deep``'s layers in a ``ContractiveAutoencoder``.
+
+    Examples:
+        >>> build((28, 28, 1), ContractiveOptions(latent_dim=8)).penalty
+        'exact'
+    """
     from tfae.models.contractive import ContractiveAutoencoder
     from tfae.models.dense import dense_autoencoder
 
@@ -62,7 +58,13 @@ def build(image_shape, options):
 
 
 def search_space(hp):
-    """``deep``'s space and lambda, on a log scale."""
+    """``deep``'s space and lambda, on a log scale.
+
+    Examples:
+        >>> import keras_tuner
+        >>> search_space(keras_tuner.HyperParameters())[0]["penalty_weight"]
+        1e-06
+    """
     options, fit_fields = deep_search_space(hp)
     weight = hp.Float("lambda", 1e-6, 1e-2, sampling="log")
     return {**options, "penalty_weight": weight}, fit_fields

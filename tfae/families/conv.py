@@ -15,21 +15,31 @@ import dataclasses
 
 from tfae.errors import TfaeError
 from tfae.families import Family, register
-from tfae.families.contractive import penalty_option, penalty_weight_option, projections_option
-from tfae.options import activation_option, latent_dim_option, option
+from tfae.options import (activation_option, latent_dim_option, option, penalty_option,
+                          penalty_weight_option, projections_option)
 
 FILTER_CHOICES = ((16, 32, 64), (32, 64, 128))
 LATENT_CHOICES = (32, 64, 128, 256)
 
 
 def filters_option(default):
-    """Filters per convolution block."""
+    """Filters per convolution block.
+
+    Examples:
+        >>> filters_option((32,)).default
+        (32,)
+    """
     return option(default, "Filters per convolution block, such as 32,64.", minimum=1)
 
 
 @dataclasses.dataclass
 class ConvOptions:
-    """The options of ``conv`` (and, with other defaults, of ``deep-conv`` and ``denoising``)."""
+    """The options of ``conv`` (and, with other defaults, of ``deep-conv`` and ``denoising``).
+
+    Examples:
+        >>> ConvOptions(filters=(16,)).latent_dim
+        256
+    """
 
     filters: tuple = filters_option((32,))
     latent_dim: int = latent_dim_option(256)
@@ -46,7 +56,12 @@ class ConvOptions:
 
 
 def conv_builder(name):
-    """The builder of a convolutional family called ``name``."""
+    """The builder of a convolutional family called ``name``.
+
+    Examples:
+        >>> conv_builder("conv")((28, 28, 1), ConvOptions(filters=(4,), latent_dim=8)).name
+        'conv'
+    """
     def build(image_shape, options):
         from tfae.models.conv import conv_autoencoder
 
@@ -57,7 +72,13 @@ def conv_builder(name):
 
 
 def search_space(hp):
-    """The first block's filters and the latent size."""
+    """The first block's filters and the latent size.
+
+    Examples:
+        >>> import keras_tuner
+        >>> search_space(keras_tuner.HyperParameters())
+        ({'filters': (16,), 'latent_dim': 32}, {})
+    """
     return {"filters": (hp.Choice("filters_0", FILTER_CHOICES[0]),),
             "latent_dim": hp.Choice("latent_dim", LATENT_CHOICES)}, {}
 

@@ -25,7 +25,12 @@ LATENT_CHOICES = (10, 32, 64, 128, 256)
 
 @dataclasses.dataclass
 class DeepOptions:
-    """The options of ``deep`` (and, with other defaults, of ``contractive``)."""
+    """The options of ``deep`` (and, with other defaults, of ``contractive``).
+
+    Examples:
+        >>> DeepOptions(hidden=(500, 200, 100), latent_dim=10).latent_activation
+        'linear'
+    """
 
     hidden: tuple = hidden_option((1000, 1000, 500))
     latent_dim: int = latent_dim_option(256)
@@ -42,7 +47,12 @@ class DeepOptions:
 
 
 def build(image_shape, options):
-    """Dense layers ``hidden`` to the codes, and the same layers reversed back to the pixels."""
+    """Dense layers ``hidden`` to the codes, and the same layers reversed back to the pixels.
+
+    Examples:
+        >>> build((28, 28, 1), DeepOptions(hidden=(32,), latent_dim=4)).decoder.output_shape
+        (None, 28, 28, 1)
+    """
     from tfae.models.dense import dense_autoencoder
 
     return dense_autoencoder(image_shape, options.hidden, options.latent_dim, options.activation,
@@ -50,7 +60,13 @@ def build(image_shape, options):
 
 
 def search_space(hp):
-    """The depth (1-3), each layer's size, and the latent size."""
+    """The depth (1-3), each layer's size, and the latent size.
+
+    Examples:
+        >>> import keras_tuner
+        >>> search_space(keras_tuner.HyperParameters())
+        ({'hidden': (128,), 'latent_dim': 10}, {})
+    """
     depth = hp.Int("depth", 1, MAX_DEPTH)
     hidden = []
     for index in range(MAX_DEPTH):

@@ -18,7 +18,12 @@ from tfae.options import latent_dim_option
 
 @dataclasses.dataclass
 class DeepConvOptions(ConvOptions):
-    """The options of ``deep-conv`` and ``denoising``: ``conv``'s, with two blocks or more."""
+    """The options of ``deep-conv`` and ``denoising``: ``conv``'s, with two blocks or more.
+
+    Examples:
+        >>> DeepConvOptions().filters
+        (32, 64)
+    """
 
     filters: tuple = filters_option((32, 64))
     latent_dim: int = latent_dim_option(64)
@@ -30,7 +35,13 @@ class DeepConvOptions(ConvOptions):
 
 
 def search_space(hp):
-    """Each block's filters and the latent size."""
+    """Each block's filters and the latent size.
+
+    Examples:
+        >>> import keras_tuner
+        >>> search_space(keras_tuner.HyperParameters())
+        ({'filters': (16, 32), 'latent_dim': 32}, {})
+    """
     filters = tuple(hp.Choice(f"filters_{index}", choices)
                     for index, choices in enumerate(FILTER_CHOICES))
     return {"filters": filters, "latent_dim": hp.Choice("latent_dim", LATENT_CHOICES)}, {}

@@ -16,7 +16,13 @@ from tfae.families.deep_conv import DeepConvOptions, search_space as deep_conv_s
 
 
 def search_space(hp):
-    """``deep-conv``'s space and the noise's standard deviation."""
+    """``deep-conv``'s space and the noise's standard deviation.
+
+    Examples:
+        >>> import keras_tuner
+        >>> search_space(keras_tuner.HyperParameters())[1]
+        {'noise': 'gaussian:0.1'}
+    """
     options, fit_fields = deep_conv_search_space(hp)
     noise = f"gaussian:{hp.Float('noise', 0.1, 0.7, step=0.1):.1f}"
     return options, {**fit_fields, "noise": noise}

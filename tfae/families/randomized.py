@@ -23,7 +23,12 @@ SOLVERS = ("ridge", "sgd")
 
 @dataclasses.dataclass
 class RandomizedOptions:
-    """The options of ``randomized``: the layers and how each is solved."""
+    """The options of ``randomized``: the layers and how each is solved.
+
+    Examples:
+        >>> RandomizedOptions(hidden=(700, 700))
+        RandomizedOptions(hidden=(700, 700), activation='relu', solver='ridge', ridge_c=0.01)
+    """
 
     hidden: tuple = hidden_option((2000,))
     activation: str = activation_option()
@@ -39,14 +44,23 @@ class RandomizedOptions:
 
 
 def build(image_shape, options):
-    """Bias-free dense layers ``hidden`` and a linear decoder, filled in by ``train``."""
+    """Bias-free dense layers ``hidden`` and a linear decoder, filled in by ``train``.
+
+    Examples:
+        >>> build((28, 28, 1), RandomizedOptions(hidden=(64,))).latent_dim
+        64
+    """
     from tfae.models.randomized import build_randomized
 
     return build_randomized(image_shape, options.hidden, options.activation)
 
 
 def train(model, batches, config, verbose=1):
-    """Trains ``model`` layer by layer with the run's options, seed and, for ``sgd``, epochs."""
+    """Trains ``model`` layer by layer with the run's options, seed and, for ``sgd``, epochs.
+
+    Examples:
+        >>> history = train(model, batches, FitConfig(model="randomized").resolved())  # doctest: +SKIP
+    """
     from tfae.models.randomized import train_layerwise
 
     options = config.options

@@ -21,14 +21,24 @@ LATENT_CHOICES = (32, 64, 128, 256, 512, 1024)
 
 @dataclasses.dataclass
 class ShallowOptions:
-    """The options of ``shallow``."""
+    """The options of ``shallow``.
+
+    Examples:
+        >>> ShallowOptions(latent_dim=128)
+        ShallowOptions(latent_dim=128, activation='relu')
+    """
 
     latent_dim: int = latent_dim_option(2048)
     activation: str = activation_option()
 
 
 def build(image_shape, options):
-    """The encoder is one dense layer to the codes; the decoder one dense layer back."""
+    """The encoder is one dense layer to the codes; the decoder one dense layer back.
+
+    Examples:
+        >>> build((28, 28, 1), ShallowOptions(latent_dim=8)).encoder.output_shape
+        (None, 8)
+    """
     from tfae.models.dense import dense_autoencoder
 
     return dense_autoencoder(image_shape, (), options.latent_dim, options.activation,
@@ -36,7 +46,13 @@ def build(image_shape, options):
 
 
 def search_space(hp):
-    """The latent size."""
+    """The latent size.
+
+    Examples:
+        >>> import keras_tuner
+        >>> search_space(keras_tuner.HyperParameters())
+        ({'latent_dim': 32}, {})
+    """
     return {"latent_dim": hp.Choice("latent_dim", LATENT_CHOICES)}, {}
 
 
