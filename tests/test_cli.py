@@ -1,6 +1,7 @@
 """End-to-end runs of the ``tfae`` command on small real MNIST subsets."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -192,6 +193,16 @@ def test_a_config_file_of_wrong_types_is_one_clear_line(config, words, tmp_path,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04\x14\x00truncated"])
+@pytest.mark.parametrize("command", ["export", "evaluate"])
+def test_a_corrupt_model_file_is_named_in_one_line(command, content, tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/config.json").write_text(json.dumps({"model": "deep"}))
+    (tmp_path / "run/model.keras").write_bytes(content)
+    line = _fails([command, "run"], tmp_path, monkeypatch)
+    assert "run/model.keras is corrupt or not a Keras model" in line
+
+
 def test_unwritable_out_is_one_clear_line(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("not a folder")
     line = _fails(["fit", "--limit", "10", "--out", "a-file/run"], tmp_path, monkeypatch)
@@ -217,3 +228,43 @@ def test_corrupt_bundled_file_is_one_clear_line(tmp_path, monkeypatch):
     line = _fails(["fit", "--limit", "10", "--data-dir", str(tmp_path / "empty")], tmp_path,
                   monkeypatch)
     assert "is corrupt" in line and "reinstall tfae" in line
+
+
+def test_a_run_folder_in_use_is_refused_at_once_and_left_as_it_was(finished_run, monkeypatch):
+    from tfae.runs import RunFolder
+
+    work, _ = finished_run
+    before = (work / "run/history.csv").read_text()
+    with RunFolder(work / "run").in_use():  # as a fit running into it holds it
+        line = _fails(["fit", "--model", "shallow", "--latent-dim", "16", "--epochs", "3",
+                       "--limit", "1000", "--out", "run", "--no-export"], work, monkeypatch)
+    assert f"--out run is in use by another tfae process (pid {os.getpid()})" in line
+    assert (work / "run/history.csv").read_text() == before
+
+
+def test_a_killed_runs_lock_is_taken_over(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from tfae.runs import RunFolder\n"
+        "with RunFolder('run').in_use():\n    print('held', flush=True); time.sleep(600)")],
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    run_tfae("fit", "--model", "shallow", "--latent-dim", "4", "--epochs", "1", "--limit", "300",
+             "--out", "run", "--no-export", "--quiet", cwd=tmp_path)
+    assert (tmp_path / "run/model.keras").is_file()
+
+
+def test_a_failed_export_is_redone_by_the_rerun_without_training_again(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    args = ["fit", "--model", "shallow", "--latent-dim", "4", "--epochs", "1", "--limit", "300",
+            "--out", "run", "--quiet"]
+    failed = run_tfae(*args, "--export-dir", "a-file/exports", cwd=tmp_path, check=False)
+    assert failed.returncode == 1 and "cannot write to export folder a-file/exports" in failed.stderr
+    history = (tmp_path / "run/history.csv").read_text()
+    (tmp_path / "exports/.export-999999999-stale").mkdir(parents=True)  # a killed export's
+    result = run_tfae(*args, "--export-dir", "exports", cwd=tmp_path)
+    assert "exported: exports/1" in result.stdout
+    assert (tmp_path / "run/history.csv").read_text() == history  # not trained again
+    assert json.loads((tmp_path / "run/run.json").read_text())["export"] == "exports/1"
+    assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == ["1"]

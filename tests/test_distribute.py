@@ -119,7 +119,7 @@ def test_two_workers_train_what_one_process_trains(model, options, tmp_path):
 def test_killed_workers_resume_from_the_last_finished_epoch(tmp_path):
     args = ["fit", "--model", "deep", "--hidden", "256", "--latent-dim", "16", "--epochs", "3",
             "--limit", "6000", "--batch-size", "32", "--strategy", "multi-worker",
-            "--out", "run", "--no-export", "--quiet"]
+            "--out", "run", "--no-export"]
     workers = start_workers(args, tmp_path)
     backup = tmp_path / "run/checkpoint/training_metadata.json"  # written last, after the weights
     deadline = time.monotonic() + 300

@@ -43,3 +43,18 @@ def test_multi_worker_trains_under_keras_defaults_and_refuses_what_fails_there()
     for given in ({"jit_compile": True}, {"steps_per_execution": 2}):
         with pytest.raises(TfaeError, match="fail under strategy multi-worker"):
             execution_options("deep", multi_worker=True, **given)
+
+
+def test_fit_calls_the_users_callbacks_with_the_runs_metrics(tmp_path):
+    import keras
+
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(sorted(logs))
+
+    config = FitConfig(model="deep", model_options={"hidden": (16,), "latent_dim": 4}, epochs=2,
+                       limit=300)
+    fit(config, tmp_path / "run", export=False, verbose=0, callbacks=[Record()])
+    assert len(seen) == 2 and {"loss", "val_loss", "seconds"} <= set(seen[0])

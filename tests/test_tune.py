@@ -129,8 +129,11 @@ def test_killed_search_resumes_without_repeating_finished_trials(tmp_path):
     first = tmp_path / "search/search/trial_0/trial.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if first.exists() and json.loads(first.read_text())["status"] == "COMPLETED":
-            break
+        try:
+            if json.loads(first.read_text())["status"] == "COMPLETED":
+                break
+        except (FileNotFoundError, json.JSONDecodeError):  # not yet written, or being written
+            pass
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()

@@ -68,7 +68,8 @@ def export_saved_model(model, export_dir):
     export_dir = pathlib.Path(export_dir)
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir))
+        _remove_stale_staging(export_dir)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=export_dir))
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the version from a serving user
     except OSError as error:
         raise TfaeError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
@@ -87,6 +88,25 @@ def export_saved_model(model, export_dir):
                 version += 1
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(export_dir):
+    """Removes the staging folders of exports killed before their rename: those whose process
+    (named in the folder, ``.export-<pid>-...``) is gone. A running export's folder stays."""
+    for staging in export_dir.glob(".export-*"):
+        pid = staging.name.split("-")[1]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _archive(model):

@@ -22,7 +22,9 @@ Examples:
     (3, 0)
 """
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import pathlib
@@ -31,6 +33,10 @@ import shutil
 import keras
 import tensorflow as tf
 
+# Imported for their Keras classes (tfae>Autoencoder, tfae>ContractiveAutoencoder), which a saved
+# model names: loading needs them registered.
+import tfae.models.base  # noqa: F401
+import tfae.models.contractive  # noqa: F401
 from tfae.errors import TfaeError
 
 
@@ -41,7 +47,9 @@ def write_text(path, text):
         >>> write_text("docs/performance.md", "# Performance\\n")  # doctest: +SKIP
     """
     path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
+    # A name of this process's own: processes writing one file at once (a parallel search's
+    # chief and workers) must not rename each other's temporary files away.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
 
@@ -91,9 +99,10 @@ def load_model(path):
         raise TfaeError(f"{path} is corrupt or not a Keras model: {_first_line(error)}") from None
 
 
-def _first_line(error):
+def _first_line(error, limit=200):
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def check_settings(folder, settings_path, settings, kind, ignore=()):
@@ -116,6 +125,9 @@ def check_settings(folder, settings_path, settings, kind, ignore=()):
                         f"({', '.join(changed)}); choose another --out")
 
 
+LOCK_NAME = ".lock"  # held by the process writing a folder (``RunFolder.in_use``)
+
+
 def claim_folder(folder, settings_path, settings, kind, ignore=()):
     """Records ``settings`` at ``settings_path`` in a new or empty ``folder``, or in one that holds
     a ``kind`` of the same settings (``check_settings``), so that it resumes.
@@ -130,7 +142,7 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
     folder = pathlib.Path(folder)
     if settings_path.exists():
         check_settings(folder, settings_path, settings, kind, ignore)
-    elif folder.exists() and any(folder.iterdir()):
+    elif folder.exists() and any(path.name != LOCK_NAME for path in folder.iterdir()):
         raise TfaeError(f"--out {folder} is not empty and holds no tfae {kind}; choose another --out")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -166,7 +178,7 @@ class RunFolder(_Folder):
         PosixPath('runs/deep/model.keras')
     """
 
-    FILES = {"config_path": "config.json", "history_csv": "history.csv",
+    FILES = {"lock_path": LOCK_NAME, "config_path": "config.json", "history_csv": "history.csv",
              "history_path": "history.json", "checkpoint_dir": "checkpoint", "logs_dir": "logs",
              "model_path": "model.keras", "info_path": "run.json", "metrics_path": "metrics.json",
              "figures_dir": "figures"}
@@ -187,7 +199,7 @@ class RunFolder(_Folder):
     def history(self):
         """The saved ``history.json``: ``{metric: [per epoch or layer]}``."""
         if not self.history_path.is_file():
-            raise TfaeError(f"{self.path} has no training history: it is not a finished run folder")
+            raise TfaeError(f"{self.path} has no {self.history_path.name}: history needs a run folder")
         return read_json(self.history_path)
 
     def metrics(self):
@@ -206,6 +218,39 @@ class RunFolder(_Folder):
                             f"{config.model!r}; choose another --out")
         check_settings(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
 
+    @contextlib.contextmanager
+    def in_use(self):
+        """Holds this folder for this process: another process asking for it is refused at once.
+
+        The lock is the kernel's (``flock``), released when the process ends however it ends, so a
+        run killed with -9 leaves nothing stale behind.
+
+        Raises:
+            TfaeError: naming the process that holds the folder, or a folder that cannot be made.
+
+        Examples:
+            >>> with RunFolder("runs/deep").in_use():  # doctest: +SKIP
+            ...     pass
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = open(self.lock_path, "a+")
+        except OSError as error:
+            raise TfaeError(f"cannot write to --out {self.path}: {error.strerror}") from None
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "unknown"
+                raise TfaeError(f"--out {self.path} is in use by another tfae process (pid "
+                                f"{holder}); wait for it to end or choose another --out") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
+            yield
+
     def claim(self, config):
         """Checks this folder can hold the run of ``config`` and records the config.
 
@@ -213,14 +258,10 @@ class RunFolder(_Folder):
             The epochs a finished run here already has (0 for a new or unfinished run).
 
         Raises:
-            TfaeError: for a folder holding another run, or one with all the epochs asked for.
+            TfaeError: for a folder holding another run.
         """
         if self.config_path.exists():
             self.check_settings(config)
-            finished = self.finished_epochs()
-            if finished >= config.epochs:
-                raise TfaeError(f"--out {self.path} already holds {finished} finished epochs; "
-                                "ask for more --epochs or choose another --out")
         claim_folder(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
         return self.finished_epochs()
 

@@ -131,32 +131,50 @@ def _fit(config, folder, export, export_dir, verbose, strategy, execution, callb
         config.corruption.check_fits(splits.image_shape)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        # Built before the run folder is claimed, so that options the builder refuses leave no trace.
+        # Built before the run folder is made, so that options the builder refuses leave no trace.
         model = config.family.build(splits.image_shape, config.options)
-        initial_epoch = folder.claim(config)
-        batch_size = config.batch_size * strategy.num_replicas_in_sync
-        if config.family.trainer is not None:
-            train_batches, _ = training_batches(splits, config, batch_size)
-            history = config.family.trainer(model, train_batches, config, verbose)
+    with strategy.scope(), folder.in_use():
+        finished = folder.claim(config)
+        if finished >= config.epochs:
+            if not export or folder.info().get("export"):
+                raise TfaeError(f"--out {folder.path} already holds {finished} finished epochs; "
+                                "ask for more --epochs or choose another --out")
+            # Trained, but its export failed: export it now, without training again.
+            model, history = folder.load_model(), folder.history()
         else:
-            if initial_epoch:  # a finished run being extended: its weights and optimizer state
-                model = folder.load_model()
-            compile_model(model, config, execution, model.optimizer if initial_epoch else None)
-            train_keras(model, splits, config, [*_run_callbacks(folder), *callbacks], verbose,
-                        batch_size=batch_size, epochs=config.epochs, initial_epoch=initial_epoch)
-            history = folder.csv_history()
-    folder.save(model, history)
-    export_path = export_saved_model(model, export_dir or pathlib.Path("saved_models") / config.model) \
-        if export else None
-    folder.write_info({
-        "data": splits.source,
-        # A trainer's run is finished once all its layers are; a Keras run after its epochs.
-        "epochs_finished": config.epochs if config.family.trainer else len(history["loss"]),
-        "training_seconds": sum(history.get("seconds", [])),
-        "parameters": model.count_params(),
-        "export": str(export_path) if export_path else None,
-    })
+            model, history = _train(config, folder, model, splits, finished, verbose, strategy,
+                                    execution, callbacks)
+            folder.save(model, history)
+            # Recorded as trained before exporting, so a failed export costs a rerun an export only.
+            folder.write_info({
+                "data": splits.source,
+                # A trainer's run is finished once all its layers are; a Keras run after its epochs.
+                "epochs_finished": config.epochs if config.family.trainer else len(history["loss"]),
+                "training_seconds": sum(history.get("seconds", [])),
+                "parameters": model.count_params(),
+                "export": None,
+            })
+        export_path = None
+        if export:
+            export_path = export_saved_model(
+                model, export_dir or pathlib.Path("saved_models") / config.model)
+            folder.write_info({"export": str(export_path)})
     return Run(folder.path, model, history, export_path)
+
+
+def _train(config, folder, model, splits, initial_epoch, verbose, strategy, execution, callbacks):
+    """Trains ``model`` with its family's trainer or ``Model.fit``; returns the trained model (a
+    run being extended continues from its saved one) and the history."""
+    batch_size = config.batch_size * strategy.num_replicas_in_sync
+    if config.family.trainer is not None:
+        train_batches, _ = training_batches(splits, config, batch_size)
+        return model, config.family.trainer(model, train_batches, config, verbose)
+    if initial_epoch:  # a finished run being extended: its weights and optimizer state
+        model = folder.load_model()
+    compile_model(model, config, execution, model.optimizer if initial_epoch else None)
+    train_keras(model, splits, config, [*_run_callbacks(folder), *callbacks], verbose,
+                batch_size=batch_size, epochs=config.epochs, initial_epoch=initial_epoch)
+    return model, folder.csv_history()
 
 
 def training_batches(splits, config, batch_size=None):
