@@ -298,6 +298,7 @@ def evaluate(path, dataset, data_dir, limit, as_json, quiet, verbose):
 
 
 def _plot_options():
+    _start_tensorflow(verbose="--verbose" in sys.argv)
     from tfae.figures import KINDS  # with TensorFlow: only `tfae plot` waits for it
 
     return [click.Option(["--kind"], required=True, type=click.Choice(KINDS),
@@ -353,6 +354,7 @@ class _TuneCommand(_DerivedCommand):
     """``tfae tune``, whose help ends with each family's search space, read from ``tfae.tune``."""
 
     def format_epilog(self, ctx, formatter):
+        _start_tensorflow(verbose=False)  # keras-tuner declares the spaces, and imports it
         from tfae.tune import describe_space
 
         with formatter.section("Search spaces"):

@@ -163,3 +163,12 @@ def test_families_are_listed_in_the_studys_order():
     assert family_names()[:7] == ["shallow", "deep", "contractive", "denoising", "conv",
                                   "deep-conv", "randomized"]
     assert get_family("deep-conv").defaults["filters"] == (32, 64)
+
+
+@pytest.mark.parametrize("command", ["fit", "tune", "plot"])
+def test_help_pages_show_no_tensorflow_start_up_lines(command, tmp_path):
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "tfae", command, "--help"], env=environment,
+                            capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert result.stderr == "" and "--quiet" in result.stdout
