@@ -230,6 +230,15 @@ def test_corrupt_bundled_file_is_one_clear_line(tmp_path, monkeypatch):
     assert "is corrupt" in line and "reinstall tfae" in line
 
 
+def test_a_folder_of_something_else_is_refused_without_a_trace(tmp_path, monkeypatch):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos/cat.png").write_bytes(b"not really a cat")
+    line = _fails(["fit", "--model", "shallow", "--limit", "10", "--out", "photos", "--no-export"],
+                  tmp_path, monkeypatch)
+    assert "--out photos is not empty and holds no tfae run" in line
+    assert [path.name for path in (tmp_path / "photos").iterdir()] == ["cat.png"]
+
+
 def test_a_run_folder_in_use_is_refused_at_once_and_left_as_it_was(finished_run, monkeypatch):
     from tfae.runs import RunFolder
 

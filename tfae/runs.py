@@ -128,6 +128,23 @@ def check_settings(folder, settings_path, settings, kind, ignore=()):
 LOCK_NAME = ".lock"  # held by the process writing a folder (``RunFolder.in_use``)
 
 
+def check_claimable(folder, settings_path, settings, kind, ignore=()):
+    """Refuses ``folder`` unless it is new, empty, or holds a ``kind`` of the same settings; reads
+    only, so a refused folder is left exactly as it was.
+
+    Raises:
+        TfaeError: for a folder holding something else.
+
+    Examples:
+        >>> check_claimable(pathlib.Path("runs/none-such"), pathlib.Path("runs/none-such/x.json"),
+        ...                 {"model": "deep"}, "run")
+    """
+    if settings_path.exists():
+        check_settings(folder, settings_path, settings, kind, ignore)
+    elif folder.is_dir() and any(path.name != LOCK_NAME for path in folder.iterdir()):
+        raise TfaeError(f"--out {folder} is not empty and holds no tfae {kind}; choose another --out")
+
+
 def claim_folder(folder, settings_path, settings, kind, ignore=()):
     """Records ``settings`` at ``settings_path`` in a new or empty ``folder``, or in one that holds
     a ``kind`` of the same settings (``check_settings``), so that it resumes.
@@ -140,10 +157,7 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
         ...              {"model": "deep"}, "search")  # doctest: +SKIP
     """
     folder = pathlib.Path(folder)
-    if settings_path.exists():
-        check_settings(folder, settings_path, settings, kind, ignore)
-    elif folder.exists() and any(path.name != LOCK_NAME for path in folder.iterdir()):
-        raise TfaeError(f"--out {folder} is not empty and holds no tfae {kind}; choose another --out")
+    check_claimable(folder, settings_path, settings, kind, ignore)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         write_json(settings_path, settings)
@@ -251,6 +265,20 @@ class RunFolder(_Folder):
             lock.flush()
             yield
 
+    def check_claimable(self, config):
+        """Refuses this folder if it cannot hold the run of ``config``, reading only.
+
+        Raises:
+            TfaeError: for a folder holding another run, or something else.
+
+        Examples:
+            >>> RunFolder("runs/none-such").check_claimable(None)
+        """
+        if self.config_path.exists():
+            self.check_settings(config)
+        else:
+            check_claimable(self.path, self.config_path, {}, "run")
+
     def claim(self, config):
         """Checks this folder can hold the run of ``config`` and records the config.
 
@@ -260,8 +288,7 @@ class RunFolder(_Folder):
         Raises:
             TfaeError: for a folder holding another run.
         """
-        if self.config_path.exists():
-            self.check_settings(config)
+        self.check_claimable(config)
         claim_folder(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
         return self.finished_epochs()
 

@@ -131,8 +131,10 @@ def _fit(config, folder, export, export_dir, verbose, strategy, execution, callb
         config.corruption.check_fits(splits.image_shape)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        # Built before the run folder is made, so that options the builder refuses leave no trace.
+        # Built, and the folder checked, before the folder is made or locked: what is refused
+        # leaves no trace.
         model = config.family.build(splits.image_shape, config.options)
+        folder.check_claimable(config)
     with strategy.scope(), folder.in_use():
         finished = folder.claim(config)
         if finished >= config.epochs:
