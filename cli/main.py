@@ -22,11 +22,8 @@ import click
 
 from tfae.config import STRATEGIES, FitConfig, TuneConfig
 from tfae.errors import TfaeError
-from tfae.families import families, family_names
+from tfae.families import families, family_names, tunable_family_names
 from tfae.options import specs
-
-# Flags whose values the library checks elsewhere than in an options dataclass.
-_EXECUTION_OPTIONS = ("strategy", "jit_compile", "steps_per_execution")
 
 
 def _flag(name):
@@ -134,24 +131,24 @@ def _click_option(spec, help=None, choices=None):
     return click.Option([spec.flag, spec.name], help=help or spec.help, **kind)
 
 
-def _settings_options(config_class, skip=(), **help):
-    """Options for the fields of ``config_class`` (a ``FitConfig``), their defaults in the help."""
+def _settings_options(config_class, models):
+    """Options for the fields of ``config_class`` (a ``FitConfig``), their defaults in the help;
+    ``--model`` chooses among ``models``."""
     options = []
     for spec in specs(config_class):
-        if spec.name in skip:
-            continue
-        text = help.get(spec.name, spec.help)
+        text = spec.help
         if spec.default is not None:
             text += f" [default: {_shown(spec.default)}]"
-        options.append(_click_option(spec, text))
+        options.append(_click_option(spec, text, choices=models if spec.name == "model" else None))
     return options
 
 
 def _family_options():
     """One option for each option of any family; its help says which families take it and their
     defaults."""
+    registered = families()
     declared = {}
-    for family in families():
+    for family in registered:
         for spec in specs(family.options):
             declared.setdefault(spec.name, (spec, []))[1].append((family.name, spec.default))
     options = []
@@ -159,7 +156,7 @@ def _family_options():
         by_default = {}
         for name, default in takers:
             by_default.setdefault(_shown(default), []).append(name)
-        if len(by_default) == 1 and len(takers) == len(families()):
+        if len(by_default) == 1 and len(takers) == len(registered):
             defaults = f"default: {next(iter(by_default))}"
         else:
             defaults = "; ".join(f"{', '.join(names)}: {default}"
@@ -199,10 +196,7 @@ def tfae():
 
 
 def _fit_options():
-    model = next(spec for spec in specs(FitConfig) if spec.name == "model")
-    return [_click_option(model, f"{model.help} [default: {model.default}]",
-                          choices=family_names()),
-            *_settings_options(FitConfig, skip=("model",)), *_family_options()]
+    return [*_settings_options(FitConfig, family_names()), *_family_options()]
 
 
 @tfae.command(cls=_DerivedCommand, derive=_fit_options)
@@ -344,10 +338,7 @@ def report(models, epochs, out_dir, limit, quiet, verbose):
 
 
 def _tune_options():
-    model = next(spec for spec in specs(TuneConfig) if spec.name == "model")
-    tunable = [family.name for family in families() if family.search_space is not None]
-    return [_click_option(model, f"{model.help} [default: {model.default}]", choices=tunable),
-            *_settings_options(TuneConfig, skip=("model",))]
+    return _settings_options(TuneConfig, tunable_family_names())
 
 
 class _TuneCommand(_DerivedCommand):
@@ -358,8 +349,7 @@ class _TuneCommand(_DerivedCommand):
         from tfae.tune import describe_space
 
         with formatter.section("Search spaces"):
-            formatter.write_dl([(family.name, describe_space(family.name))
-                                for family in families() if family.search_space is not None])
+            formatter.write_dl([(name, describe_space(name)) for name in tunable_family_names()])
 
 
 @tfae.command(cls=_TuneCommand, derive=_tune_options)

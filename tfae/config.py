@@ -17,7 +17,7 @@ import dataclasses
 import json
 
 from tfae.errors import TfaeError
-from tfae.families import families, get_family
+from tfae.families import get_family, tunable_family_names
 from tfae.options import checked, option
 
 LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}  # name -> Keras loss
@@ -159,9 +159,8 @@ class TuneConfig(FitConfig):
         """Checks every setting; fills in ``max_trials`` and the family's defaults."""
         config = super().resolved()
         if config.family.search_space is None:
-            tunable = [family.name for family in families() if family.search_space is not None]
             raise TfaeError(f"model {config.model!r} cannot be tuned; choose one of "
-                            f"{', '.join(tunable)}")
+                            f"{', '.join(tunable_family_names())}")
         if config.tuner == "hyperband":
             if self.max_trials is not None:
                 raise TfaeError("{max_trials} does not apply to hyperband, which sizes its "
@@ -174,9 +173,16 @@ class TuneConfig(FitConfig):
             config.max_trials = 10
         return config
 
-    def trial_config(self, model_options, fit_fields, epochs):
-        """The resolved ``FitConfig`` that trains a trial with these options from scratch."""
+    def trial_config(self, hp, epochs=None):
+        """The resolved ``FitConfig`` that trains the trial at keras-tuner's ``hp`` from scratch:
+        the search's settings, and the model options and fit fields its family's space sets.
+
+        Args:
+            hp: a keras-tuner ``HyperParameters`` (declared on, as the search space does).
+            epochs: the trial's epochs; default the search's.
+        """
+        model_options, fit_fields = self.family.search_space(hp)
         fields = {**self.fit_fields(), "model_options": {**self.model_options, **model_options},
-                  "epochs": epochs, **fit_fields}
+                  "epochs": epochs or self.epochs, **fit_fields}
         return FitConfig(**fields).resolved()
 

@@ -52,9 +52,8 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
     for name in models:
         folder = RunFolder(out / "runs" / name)
         config = FitConfig(model=name, limit=limit, epochs=epochs).resolved()
-        if folder.config_path.exists():
-            # A run of older defaults must not pass for the current ones.
-            folder.check_settings(config)
+        # A run of older defaults must not pass for the current ones.
+        folder.check_claimable(config)
         if folder.finished_epochs() < config.epochs:
             if verbose:
                 print(f"== {name}: training {config.epochs} epochs into {folder.path}", flush=True)

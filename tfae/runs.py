@@ -158,6 +158,10 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
     """
     folder = pathlib.Path(folder)
     check_claimable(folder, settings_path, settings, kind, ignore)
+    _record_settings(folder, settings_path, settings)
+
+
+def _record_settings(folder, settings_path, settings):
     try:
         folder.mkdir(parents=True, exist_ok=True)
         write_json(settings_path, settings)
@@ -220,17 +224,6 @@ class RunFolder(_Folder):
         """The saved ``metrics.json`` of ``tfae evaluate``."""
         return read_json(self.metrics_path)
 
-    def check_settings(self, config):
-        """Refuses this folder when its saved run has other settings than ``config`` (epochs aside).
-
-        Raises:
-            TfaeError: naming the settings that differ.
-        """
-        saved_model = self.config().get("model")
-        if saved_model != config.model:
-            raise TfaeError(f"--out {self.path} holds a run of model {saved_model!r}, not "
-                            f"{config.model!r}; choose another --out")
-        check_settings(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
 
     @contextlib.contextmanager
     def in_use(self):
@@ -266,18 +259,22 @@ class RunFolder(_Folder):
             yield
 
     def check_claimable(self, config):
-        """Refuses this folder if it cannot hold the run of ``config``, reading only.
+        """Refuses this folder if it cannot hold the run of ``config`` (a run of other settings,
+        epochs aside, or something else); reads only.
 
         Raises:
-            TfaeError: for a folder holding another run, or something else.
+            TfaeError: naming the model or the settings that differ.
 
         Examples:
-            >>> RunFolder("runs/none-such").check_claimable(None)
+            >>> from tfae.config import FitConfig
+            >>> RunFolder("runs/none-such").check_claimable(FitConfig())
         """
         if self.config_path.exists():
-            self.check_settings(config)
-        else:
-            check_claimable(self.path, self.config_path, {}, "run")
+            saved_model = self.config().get("model")
+            if saved_model != config.model:
+                raise TfaeError(f"--out {self.path} holds a run of model {saved_model!r}, not "
+                                f"{config.model!r}; choose another --out")
+        check_claimable(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
 
     def claim(self, config):
         """Checks this folder can hold the run of ``config`` and records the config.
@@ -289,7 +286,7 @@ class RunFolder(_Folder):
             TfaeError: for a folder holding another run.
         """
         self.check_claimable(config)
-        claim_folder(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
+        _record_settings(self.path, self.config_path, config.to_dict())
         return self.finished_epochs()
 
     def finished_epochs(self):

@@ -115,10 +115,8 @@ class FamilyHyperModel(keras_tuner.HyperModel):
             if config.objective == "probe" else None
 
     def trial_config(self, hp):
-        """The resolved ``FitConfig`` of the trial at ``hp``: the search's settings, the
-        family's options and the ``FitConfig`` fields its search space sets."""
-        model_options, fit_fields = self.config.family.search_space(hp)
-        return self.config.trial_config(model_options, fit_fields, self.config.epochs)
+        """The resolved ``FitConfig`` of the trial at ``hp`` (``TuneConfig.trial_config``)."""
+        return self.config.trial_config(hp)
 
     def build(self, hp):
         trial = self.trial_config(hp)
@@ -242,9 +240,8 @@ def make_tuner(config, hypermodel, folder):
 
 def _trial_summary(trial, config):
     hp = trial.hyperparameters
-    model_options, fit_fields = config.family.search_space(hp.copy())
     epochs = trial.best_step + 1  # retraining stops where the exported weights came from
-    trial_config = config.trial_config(model_options, fit_fields, epochs)
+    trial_config = config.trial_config(hp.copy(), epochs)
     used = {name: value for name, value in hp.values.items() if hp.is_active(name)}
     return {"trial": trial.trial_id, "score": trial.score, "best_epoch": epochs,
             "hyperparameters": used, "config": json.loads(json.dumps(trial_config.to_dict()))}

@@ -173,6 +173,16 @@ def families():
             + [family for name, family in _FAMILIES.items() if name not in BUILT_IN])
 
 
+def tunable_family_names():
+    """The families ``tfae tune`` can search: those with a search space.
+
+    Examples:
+        >>> "randomized" in tunable_family_names()
+        False
+    """
+    return [family.name for family in families() if family.search_space is not None]
+
+
 def get_family(name):
     """The registered family called ``name``.
 
@@ -201,4 +211,4 @@ def build_model(name, image_shape, **options):
 
 
 __all__ = ["BUILT_IN", "Family", "XLA_EXECUTION", "build_model", "families", "family_names",
-           "get_family", "register", "unregister"]
+           "get_family", "register", "tunable_family_names", "unregister"]
