@@ -20,7 +20,7 @@ import time
 
 import click
 
-from tfae.config import STRATEGIES, FitConfig, TuneConfig
+from tfae.config import STRATEGIES, DataConfig, FitConfig, TuneConfig
 from tfae.errors import TfaeError
 from tfae.families import families, family_names, tunable_family_names
 from tfae.options import specs
@@ -120,7 +120,10 @@ def _click_option(spec, help=None, choices=None):
     that the library's defaults apply; counts are ranges and strings with choices are choices."""
     kind = {"type": str}
     if spec.type is tuple:
-        kind = {"callback": _sizes, "metavar": "N,N,..."}
+        kind = {"callback": _sizes, "metavar": "N,N" if spec.name == "image_size" else "N,N,..."}
+    elif spec.type is int and spec.choices:
+        kind = {"type": click.Choice([str(choice) for choice in spec.choices]),
+                "callback": lambda ctx, param, value: None if value is None else int(value)}
     elif spec.type is int:
         kind = {"type": int if spec.minimum is None else click.IntRange(min=spec.minimum)}
     elif spec.type is float:
@@ -258,11 +261,11 @@ def export(run_dir, export_dir, quiet, verbose):
     click.echo(f"exported: {export_run(run_dir, export_dir)}")
 
 
-def _data_options():
-    """``--dataset``, ``--data-dir`` and ``--limit`` for commands measuring a run or export."""
-    declared = {spec.name: spec for spec in specs(FitConfig)}
-    return [_click_option(declared["dataset"], "Data set to use (default: the run's, or mnist)."),
-            _click_option(declared["data_dir"]), _click_option(declared["limit"])]
+def _data_options(dataset_help="Data to measure on: a tfds name, image folder or .npz file "
+                  "(default: the run's own, or mnist for an export)."):
+    """The data options (``DataConfig``'s fields) of the commands that read data."""
+    return [_click_option(spec, dataset_help if spec.name == "dataset" else None)
+            for spec in specs(DataConfig)]
 
 
 @tfae.command(cls=_DerivedCommand, derive=_data_options)
@@ -270,7 +273,7 @@ def _data_options():
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @_output_options
 @_clear_errors
-def evaluate(path, dataset, data_dir, limit, as_json, quiet, verbose):
+def evaluate(path, as_json, quiet, verbose, **data_settings):
     """Measure a run folder or SavedModel export: reconstruction, probes, noise, occlusion.
 
     Writes PATH/metrics.json.
@@ -280,7 +283,7 @@ def evaluate(path, dataset, data_dir, limit, as_json, quiet, verbose):
     _start_tensorflow(verbose)
     from tfae.evaluate import evaluate as evaluate_path, summary_rows
 
-    metrics = evaluate_path(path, dataset, data_dir, limit, verbose=0 if as_json or quiet else 1)
+    metrics = evaluate_path(path, verbose=0 if as_json or quiet else 1, **data_settings)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -305,27 +308,29 @@ def _plot_options():
               help="Folder for the PNG (default: PATH/figures).")
 @_output_options
 @_clear_errors
-def plot(path, kind, out_dir, dataset, data_dir, limit, quiet, verbose):
+def plot(path, kind, out_dir, quiet, verbose, **data_settings):
     """Draw a figure of a run folder or SavedModel export as a PNG."""
     _start_tensorflow(verbose)
     from tfae.figures import draw
 
-    click.echo(f"wrote {draw(path, kind, out_dir, dataset, data_dir, limit, verbose=not quiet)}")
+    click.echo(f"wrote {draw(path, kind, out_dir, verbose=not quiet, **data_settings)}")
 
 
-@tfae.command()
+def _report_options():
+    return _data_options(f"{specs(DataConfig)[0].help} [default: mnist]")
+
+
+@tfae.command(cls=_DerivedCommand, derive=_report_options)
 @click.option("--models", default="all", show_default=True,
               help="Comma-separated families, or all.")
 @click.option("--epochs", type=click.IntRange(min=1),
               help="Epochs for every family (default: each family's).")
-@click.option("--out", "out_dir", default="docs/results", show_default=True,
-              type=click.Path(file_okay=False),
-              help="Folder for runs and figures; the page is written beside it as OUT.md.")
-@click.option("--limit", type=click.IntRange(min=1),
-              help="Use the first N images of each split only.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for runs and figures; the page is written beside it as OUT.md "
+              "(default: docs/results for mnist, else docs/results/<data set>).")
 @_output_options
 @_clear_errors
-def report(models, epochs, out_dir, limit, quiet, verbose):
+def report(models, epochs, out_dir, quiet, verbose, limit, **data_settings):
     """Train, evaluate and draw every family; write the results page.
 
     Finished runs in OUT/runs are reused and interrupted ones resume.
@@ -334,7 +339,9 @@ def report(models, epochs, out_dir, limit, quiet, verbose):
     from tfae.report import report as write_report
 
     chosen = None if models == "all" else [name.strip() for name in models.split(",")]
-    click.echo(f"wrote {write_report(chosen, epochs, out_dir, limit, verbose=0 if quiet else 1)}")
+    given = {name: value for name, value in data_settings.items() if value is not None}
+    page = write_report(chosen, epochs, out_dir, limit, verbose=0 if quiet else 1, **given)
+    click.echo(f"wrote {page}")
 
 
 def _tune_options():

@@ -218,13 +218,13 @@ def test_out_holding_another_models_run_is_refused_and_kept(finished_run, monkey
 
 
 def test_corrupt_bundled_file_is_one_clear_line(tmp_path, monkeypatch):
-    from tfae import data
+    from tfae.data import catalog
 
     corrupt = tmp_path / "mnist-files"
     corrupt.mkdir()
-    for name in data.MNIST_MD5:
+    for name in catalog.MNIST_MD5:
         (corrupt / name).write_bytes(b"not mnist")
-    monkeypatch.setattr(data, "BUNDLED_MNIST", corrupt)
+    monkeypatch.setattr(catalog, "BUNDLED_MNIST", corrupt)
     line = _fails(["fit", "--limit", "10", "--data-dir", str(tmp_path / "empty")], tmp_path,
                   monkeypatch)
     assert "is corrupt" in line and "reinstall tfae" in line

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tfae import data
+from tfae.data import catalog
 from tfae.corruptions import parse_corruption
 from tfae.errors import TfaeError
 
@@ -14,17 +15,17 @@ def _hashes(dataset):
 
 
 def test_bundled_mnist_passes_its_md5_check():
-    data.verify_bundled_mnist()
+    catalog.verify_bundled_mnist()
 
 
 def test_corrupt_bundled_file_is_a_clear_error(tmp_path):
-    for name in data.MNIST_MD5:
-        shutil.copy(data.BUNDLED_MNIST / name, tmp_path / name)
+    for name in catalog.MNIST_MD5:
+        shutil.copy(catalog.BUNDLED_MNIST / name, tmp_path / name)
     with open(tmp_path / "t10k-labels-idx1-ubyte.gz", "r+b") as file:
         file.seek(100)
         file.write(b"\x00\x01")
     with pytest.raises(TfaeError, match="t10k-labels-idx1-ubyte.gz is corrupt"):
-        data.verify_bundled_mnist(tmp_path)
+        catalog.verify_bundled_mnist(tmp_path)
 
 
 def test_full_mnist_splits_are_disjoint_and_complete():
@@ -103,7 +104,7 @@ def test_unknown_data_set_is_a_clear_error():
 
 
 def test_non_positive_limit_is_refused():
-    with pytest.raises(TfaeError, match="--limit must be a positive"):
+    with pytest.raises(TfaeError, match="limit must be positive, got 0"):
         data.load("mnist", limit=0)
 
 

@@ -28,21 +28,83 @@ DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise
 
 
 @dataclasses.dataclass
-class FitConfig:
+class DataConfig:
+    """Where a run's images come from and how they are shaped: the data settings of ``fit``,
+    ``evaluate``, ``plot``, ``tune`` and ``report`` (``tfae.data.load`` reads them).
+
+    Attributes:
+        dataset: a tensorflow-datasets name (``mnist`` ships with tfae), a folder of image
+            files (class subfolders give labels; ``train/`` and ``test/`` give the splits) or
+            an ``.npz`` file (``x``, optional ``y``, ``x_test``, ``y_test``).
+        data_dir: a folder of prepared tfds data, or ``None`` for tfds' default.
+        manual_dir: a folder holding a tfds data set's original files, which tfds then builds
+            from offline (as tfae does for MNIST).
+        image_size: ``(height, width)`` to resize every image to; needed for a folder of
+            images of several sizes.
+        channels: 1 (grey) or 3 (colour) to convert every image to.
+        test_fraction: the share of a folder or array without its own test split held out,
+            by a fixed seed, for testing.
+        limit: use the first ``limit`` images of each split only.
+
+    Examples:
+        >>> DataConfig(dataset="photos/", image_size=[64, 64]).resolved().image_size
+        (64, 64)
+    """
+
+    dataset: str = option("mnist", "A tensorflow-datasets name (mnist is bundled), a folder of "
+                          "images (class subfolders give labels), or an .npz file (x, y, x_test, "
+                          "y_test).")
+    data_dir: str | None = option(None, "Folder of prepared tfds data (default: tfds' own).")
+    manual_dir: str | None = option(
+        None, "Folder of a tfds data set's original files, to build it offline (such as "
+        "/usr/share/datasets/fashion-mnist for fashion_mnist).")
+    image_size: tuple | None = option(None, "Resize every image to HEIGHT,WIDTH (needed when a "
+                                      "folder's images differ in size).", minimum=1)
+    channels: int | None = option(None, "Convert every image to 1 (grey) or 3 (colour) channels.",
+                                  choices=(1, 3))
+    test_fraction: float = option(
+        0.1, "Share of a folder or array without a test split held out (seeded) for testing.",
+        above=0)
+    limit: int | None = option(None, "Use the first N images of each split only.", minimum=1)
+
+    def check(self):
+        """Rules across fields (``tfae.options.checked`` calls it)."""
+        if self.image_size is not None and len(self.image_size) != 2:
+            raise TfaeError("{image_size} must be two sizes, HEIGHT,WIDTH, got %s"
+                            % ",".join(map(str, self.image_size)), options=["image_size"])
+        if not self.test_fraction < 1:
+            raise TfaeError("{test_fraction} must be below 1, got %g" % self.test_fraction,
+                            options=["test_fraction"])
+
+    def resolved(self):
+        """Checks every setting; returns a new config."""
+        return checked(DataConfig, self.data_fields())
+
+    def data_fields(self):
+        """The ``DataConfig`` fields of this config, as a dict (``tfae.data.load``'s keywords).
+
+        Examples:
+            >>> DataConfig(dataset="digits.npz").data_fields()["dataset"]
+            'digits.npz'
+        """
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(DataConfig)}
+
+
+@dataclasses.dataclass
+class FitConfig(DataConfig):
     """Everything that defines a training run; saved as the run's ``config.json``.
 
     Attributes:
         model: a registered family name (``tfae.families.family_names()``).
         model_options: the family's options (``latent_dim``, ``hidden``, ...); missing ones
             take the family's defaults.
-        dataset: a tfds image data set name.
-        data_dir: a folder of prepared tfds data, or ``None`` for tfds' default.
+        dataset, data_dir, manual_dir, image_size, channels, test_fraction, limit: where the
+            images come from (``DataConfig``).
         epochs: epochs to train; ``None`` for the family's default (10 unless it says).
         batch_size, learning_rate: the usual; Adam is the optimizer.
         loss: ``mse`` or ``bce`` (binary cross-entropy).
         noise: a corruption spec (``gaussian:0.5``) that makes a denoising autoencoder;
             ``None`` for the family's default, ``"none"`` for clean inputs.
-        limit: train on the first ``limit`` images only.
         seed: seeds weights, shuffling and corruption.
         early_stopping: stop after this many epochs without a better ``val_loss``.
 
@@ -57,8 +119,6 @@ class FitConfig:
 
     model: str = option("deep", "Family of autoencoder.")
     model_options: dict = dataclasses.field(default_factory=dict)
-    dataset: str = option("mnist", "A tensorflow-datasets image data set (mnist is bundled).")
-    data_dir: str | None = option(None, "Folder of prepared tfds data (default: tfds' own).")
     epochs: int | None = option(None, "Epochs to train (default: the family's, 10 or 20).",
                                 minimum=1)
     batch_size: int = option(256, "Images per batch and replica; the global batch is this "
@@ -69,7 +129,6 @@ class FitConfig:
     noise: str | None = option(
         None, "Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, occlusion:SIZE[@ROW,COL], "
         "several joined by + (gaussian:0.5+occlusion:14), or none (default: the family's).")
-    limit: int | None = option(None, "Use the first N images of each split only.", minimum=1)
     seed: int = option(0, "Seed for weights, shuffling and noise.")
     early_stopping: int | None = option(
         None, "Stop after this many epochs without a better validation loss.", minimum=1)

@@ -18,8 +18,8 @@ class TfaeError(ValueError):
     """Bad input from the user: an unknown name, a malformed option, an unusable folder or file.
 
     Args:
-        message: the message; with ``options``, a ``str.format`` template naming each as
-            ``{option}``.
+        message: the message; with ``options``, a template naming each as ``{option}`` (other
+            braces are left as they are).
         options: the names of the options the message mentions.
 
     Examples:
@@ -38,6 +38,7 @@ class TfaeError(ValueError):
 
     def render(self, name_of):
         """The message with each option written as ``name_of(option)``, such as its CLI flag."""
-        if not self.options:
-            return self.template
-        return self.template.format(**{option: name_of(option) for option in self.options})
+        message = self.template
+        for option in self.options:
+            message = message.replace("{%s}" % option, name_of(option))
+        return message

@@ -7,10 +7,15 @@
   and a 5-nearest-neighbour probe, each scored on the test split's codes;
 - denoising: PSNR of noisy inputs and of their reconstructions, for gaussian 0.25 and 0.5 and
   salt-and-pepper 0.2, the same seeded corruption for every model;
-- occlusion: MSE inside 14x14 and 7x7 patches at seeded positions, and the linear probe's
-  accuracy on the codes of the occluded images;
+- occlusion: MSE inside square patches of half and a quarter of the image's shorter side (14x14
+  and 7x7 on MNIST) at seeded positions, and the linear probe's accuracy on the codes of the
+  occluded images;
 - contractiveness: the mean Frobenius norm of the encoder's Jacobian over test images;
 - the parameter count and training time of the run.
+
+The probes need labels of two classes or more; without them they are left out and ``notes`` says
+why. Measured on the data its run was trained on (unless told otherwise), a run whose data has
+changed since is measured all the same, with a warning and a note.
 
 Examples:
     >>> from tfae.evaluate import evaluate
@@ -22,6 +27,7 @@ Examples:
 import dataclasses
 import functools
 import pathlib
+import sys
 
 import keras
 import numpy as np
@@ -31,15 +37,15 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tfae import data
+from tfae.config import DataConfig
 from tfae.corruptions import parse_corruption
+from tfae.data import as_splits, load_config, pipeline
 from tfae.errors import TfaeError
 from tfae.export import versions
 from tfae.models.contractive import contractive_penalty, jacobian_squared_norm
 from tfae.runs import RunFolder
 
 DENOISING_SPECS = ("gaussian:0.25", "gaussian:0.5", "salt-pepper:0.2")
-OCCLUSION_SIZES = (14, 7)
 JACOBIAN_IMAGES = 1000  # the Jacobian is latent x pixels per image: a sample is enough
 SEED = 1234  # one corruption for every model, so their numbers compare
 
@@ -54,7 +60,8 @@ class Endpoints:
         image_shape: the input image shape.
         parameters: the number of weights.
         training_seconds: from the run, or ``None`` for an export.
-        dataset: the data set the model was trained on, if known.
+        data_settings: the run's ``DataConfig`` fields, or ``None`` for an export.
+        data_source: where the run's data came from (``Splits.source``), if known.
         jacobian_squared_norm: images -> ||J_f(x)||_F^2 without the full Jacobian where the
             model allows it, or ``None`` for an export.
 
@@ -69,7 +76,8 @@ class Endpoints:
     image_shape: tuple
     parameters: int
     training_seconds: float | None
-    dataset: str | None
+    data_settings: dict | None = None
+    data_source: dict | None = None
     jacobian_squared_norm: callable = None
 
 
@@ -87,11 +95,13 @@ def open_endpoints(path):
         model = folder.load_model()
         info = folder.info()
         config = folder.config() if folder.config_path.exists() else {}
+        settings = {name: config[name] for name in DataConfig().data_fields() if name in config}
         return Endpoints(
             encode=lambda images: model.encoder(images, training=False),
             reconstruct=lambda images: model(images, training=False),
             image_shape=model.image_shape, parameters=model.count_params(),
-            training_seconds=info.get("training_seconds"), dataset=config.get("dataset"),
+            training_seconds=info.get("training_seconds"), data_settings=settings,
+            data_source=info.get("data"),
             jacobian_squared_norm=functools.partial(contractive_penalty, model.encoder,
                                                     method="exact"))
     found = [] if (path / "saved_model.pb").is_file() else versions(path)
@@ -111,7 +121,59 @@ def open_endpoints(path):
             images=images)["reconstructions"],
         image_shape=image_shape,
         parameters=int(sum(np.prod(variable.shape) for variable in served.variables)),
-        training_seconds=None, dataset=None)
+        training_seconds=None)
+
+
+def measured_data(path, endpoints, dataset=None, limit=None, **settings):
+    """The ``Splits`` to measure the model at ``path`` on, and notes on them.
+
+    By default the run's own data, with its settings (a note and a warning if it has changed
+    since the run was trained); ``dataset`` (a name, folder, ``.npz`` file or ``Splits``) with
+    ``settings`` (``DataConfig`` fields) measures it on other data, shaped as the run's was.
+
+    Raises:
+        TfaeError: for a run trained on arrays given in Python, with no ``dataset``; for data
+            whose images are not the shape the model takes.
+    """
+    run = endpoints.data_settings or {}
+    shaping = {name: run[name] for name in ("image_size", "channels", "test_fraction")
+               if name in run}
+    given = {name: value for name, value in settings.items() if value is not None}
+    notes = []
+    if dataset is not None and not isinstance(dataset, str):
+        splits = as_splits(dataset, **{**shaping, **given, "limit": limit})
+    elif dataset is not None or not run:
+        splits = load_config(DataConfig(**{**shaping, **given, "dataset": dataset or "mnist",
+                                           "limit": limit}))
+    else:
+        source = endpoints.data_source or {}
+        if source.get("kind") == "arrays":
+            raise TfaeError(f"{path} was trained on arrays given in Python; give the data to "
+                            "measure it on ({dataset})", options=["dataset"])
+        if source.get("kind") in ("folder", "npz"):  # its absolute path: any working folder
+            run = {**run, "dataset": source["dataset"]}
+        splits = load_config(DataConfig(**{**run, **given, "limit": limit}))
+        trained_on = source.get("fingerprint")
+        if trained_on and trained_on != splits.source.get("fingerprint"):
+            notes.append(f"{splits.source.get('dataset', splits.name)} has changed since {path} "
+                         f"was trained (fingerprint {trained_on}, now "
+                         f"{splits.source['fingerprint']})")
+            print(f"warning: {notes[-1]}", file=sys.stderr)
+    if tuple(splits.image_shape) != tuple(endpoints.image_shape):
+        raise TfaeError(f"{path} takes images of shape {endpoints.image_shape}, but data set "
+                        f"{splits.name!r} has {splits.image_shape}")
+    return splits, notes
+
+
+def occlusion_sizes(image_shape):
+    """The sides of the square occlusion patches measured: half and a quarter of the shorter side.
+
+    Examples:
+        >>> occlusion_sizes((28, 28, 1)), occlusion_sizes((75, 100, 3))
+        ((14, 7), (37, 18))
+    """
+    side = min(image_shape[:2])
+    return tuple(size for size in (side // 2, side // 4) if size > 0)
 
 
 def linear_probe(train_codes, train_labels):
@@ -216,16 +278,19 @@ def _collect(endpoints, batches):
     return tuple(np.concatenate(parts) for parts in (inputs, targets, codes, reconstructions, labels))
 
 
-def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verbose=1):
+def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verbose=1,
+             **settings):
     """Measures a run folder or export and writes ``metrics.json`` beside it.
 
     Args:
         path: a run folder, a SavedModel version folder, or a folder of versions.
-        dataset: the data set to measure on; default the run's, or ``mnist``.
+        dataset: the data to measure on (a name, folder, ``.npz`` file, or what
+            ``tfae.fit``'s ``data`` takes); default the run's, or ``mnist`` for an export.
         data_dir: a folder of prepared tfds data.
         limit: use only the first ``limit`` images of each split.
         batch_size: images per batch through the model.
         verbose: show a progress bar over the measurements.
+        **settings: other ``DataConfig`` fields (``manual_dir``, ``image_size``, ...).
 
     Returns:
         The metrics as a nested dict (see the module docstring).
@@ -235,31 +300,32 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         18.2
     """
     endpoints = open_endpoints(path)
-    splits = data.load(dataset or endpoints.dataset or "mnist", data_dir, limit)
-    if tuple(splits.image_shape) != tuple(endpoints.image_shape):
-        raise TfaeError(f"{path} takes images of shape {endpoints.image_shape}, but data set "
-                        f"{splits.name!r} has {splits.image_shape}")
+    splits, notes = measured_data(path, endpoints, dataset, limit, data_dir=data_dir, **settings)
+    sizes = occlusion_sizes(splits.image_shape)
     stages = ["train codes", "test codes", "probes", *DENOISING_SPECS,
-              *(f"occlusion {size}" for size in OCCLUSION_SIZES), "jacobian"]
+              *(f"occlusion {size}" for size in sizes), "jacobian"]
     progress = keras.utils.Progbar(len(stages), verbose=verbose, stateful_metrics=["stage"])
 
     def advance(stage):
         progress.add(1, values=[("stage", stages.index(stage) + 1)])
 
-    def pipeline(split, corruption=None):
-        return data.pipeline(split, batch_size, seed=SEED, with_labels=True,
-                             corruption=corruption, fresh_corruption=False)
+    def batches(split, corruption=None):
+        return pipeline(split, batch_size, seed=SEED, with_labels=True, corruption=corruption,
+                        fresh_corruption=False)
 
-    _, _, train_codes, _, train_labels = _collect(endpoints, pipeline(splits.train))
+    _, _, train_codes, _, train_labels = _collect(endpoints, batches(splits.train))
     advance("train codes")
     _, test_images, test_codes, reconstructions, test_labels = _collect(
-        endpoints, pipeline(splits.test))
+        endpoints, batches(splits.test))
     advance("test codes")
-    linear, knn = linear_probe(train_codes, train_labels), knn_probe(train_codes, train_labels)
+    probes, reason = _probes(train_codes, train_labels, test_labels)
+    if reason:
+        notes.append(reason)
     advance("probes")
     clipped = np.clip(reconstructions, 1e-7, 1 - 1e-7)
     metrics = {
-        "dataset": splits.name, "limit": limit, "test_images": len(test_images),
+        "dataset": splits.name, "data": splits.source, "limit": limit,
+        "test_images": len(test_images),
         "parameters": endpoints.parameters, "training_seconds": endpoints.training_seconds,
         "reconstruction": {
             "mse": float(np.mean((reconstructions - test_images) ** 2)),
@@ -267,23 +333,23 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
             "bce": float(-np.mean(test_images * np.log(clipped)
                                   + (1 - test_images) * np.log(1 - clipped))),
         },
-        "probe": {"linear": float(linear.score(test_codes, test_labels)),
-                  "knn": float(knn.score(test_codes, test_labels))},
-        "denoising": {}, "occlusion": {},
+        "probe": probes and {name: _score(probe, test_codes, test_labels)
+                             for name, probe in probes.items()},
+        "denoising": {}, "occlusion": {}, "notes": notes,
     }
     for spec in DENOISING_SPECS:
-        noisy, clean, _, denoised, _ = _collect(endpoints, pipeline(splits.test,
-                                                                    parse_corruption(spec)))
+        noisy, clean, _, denoised, _ = _collect(endpoints, batches(splits.test,
+                                                                   parse_corruption(spec)))
         metrics["denoising"][spec] = {"noisy_psnr": psnr(clean, noisy),
                                       "reconstruction_psnr": psnr(clean, denoised)}
         advance(spec)
-    for size in OCCLUSION_SIZES:
+    for size in sizes:
         _, clean, codes, restored, labels = _collect(
-            endpoints, pipeline(splits.test, parse_corruption(f"occlusion:{size}")))
+            endpoints, batches(splits.test, parse_corruption(f"occlusion:{size}")))
         patch = _patch_mask(splits.test, size, batch_size)
         metrics["occlusion"][f"{size}x{size}"] = {
             "patch_mse": float(np.sum(((restored - clean) * patch) ** 2) / np.sum(patch)),
-            "linear_probe": float(linear.score(codes, labels)),
+            "linear_probe": probes and _score(probes["linear"], codes, labels),
         }
         advance(f"occlusion {size}")
     metrics["jacobian_norm"] = jacobian_norm(endpoints.encode, test_images[:JACOBIAN_IMAGES],
@@ -293,10 +359,30 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     return metrics
 
 
+def _probes(train_codes, train_labels, test_labels):
+    """The fitted linear and kNN probes, or ``None`` and the reason they were left out."""
+    labelled = train_labels >= 0
+    classes = np.unique(train_labels[labelled])
+    if len(classes) < 2 or not np.any(test_labels >= 0):
+        reason = ("the data set has no labels" if not len(classes) else
+                  f"the training images hold a single class ({classes[0]})"
+                  if len(classes) == 1 else "the test images have no labels")
+        return None, f"probes left out: {reason}"
+    codes, labels = train_codes[labelled], train_labels[labelled]
+    return {"linear": linear_probe(codes, labels), "knn": knn_probe(codes, labels)}, None
+
+
+def _score(probe, codes, labels):
+    """A probe's accuracy on the labelled ones of ``codes``."""
+    labelled = labels >= 0
+    return float(probe.score(codes[labelled], labels[labelled]))
+
+
 def _patch_mask(split, size, batch_size):
     """1 inside each test image's occlusion patch, 0 elsewhere, for the seeded positions."""
-    blank = split.map(lambda image, label: (tf.ones_like(image), label))
-    masks = [1.0 - inputs.numpy() for inputs, _ in data.pipeline(
+    # Float ones, which the pipeline leaves as they are (uint8 ones would become 1/255).
+    blank = split.map(lambda image, label: (tf.ones(tf.shape(image), tf.float32), label))
+    masks = [1.0 - inputs.numpy() for inputs, _ in pipeline(
         blank, batch_size, seed=SEED, corruption=parse_corruption(f"occlusion:{size}"),
         fresh_corruption=False)]
     return np.concatenate(masks)
@@ -310,7 +396,7 @@ def summary_rows(metrics):
         ('linear probe', '90.00%')
     """
     rows = []
-    probe = metrics.get("probe", {})
+    probe = metrics.get("probe")
     if probe:
         rows += [("linear probe", f"{probe['linear']:.2%}"), ("kNN (k=5)", f"{probe['knn']:.2%}")]
     if "reconstruction" in metrics:
@@ -321,12 +407,13 @@ def summary_rows(metrics):
         rows.append((f"denoising {spec}", f"{values['noisy_psnr']:.2f} -> "
                                           f"{values['reconstruction_psnr']:.2f} dB"))
     for size, values in metrics.get("occlusion", {}).items():
-        rows.append((f"occlusion {size}", f"patch MSE {values['patch_mse']:.4f}, "
-                                          f"probe {values['linear_probe']:.2%}"))
+        probe_text = "" if values["linear_probe"] is None else f", probe {values['linear_probe']:.2%}"
+        rows.append((f"occlusion {size}", f"patch MSE {values['patch_mse']:.4f}{probe_text}"))
     if "jacobian_norm" in metrics:
         rows.append(("mean ||J||_F", f"{metrics['jacobian_norm']:.4f}"))
     if "parameters" in metrics:
         rows.append(("parameters", f"{metrics['parameters']:,}"))
     if metrics.get("training_seconds") is not None:
         rows.append(("training time", f"{metrics['training_seconds']:.1f} s"))
+    rows += [("note", note) for note in metrics.get("notes", [])]
     return rows

@@ -13,10 +13,11 @@ import pathlib
 import keras
 import numpy as np
 
-from tfae import data, plots
+from tfae import plots
 from tfae.corruptions import parse_corruption
+from tfae.data import pipeline
 from tfae.errors import TfaeError
-from tfae.evaluate import SEED, manifold_convergence, open_endpoints
+from tfae.evaluate import SEED, manifold_convergence, measured_data, occlusion_sizes, open_endpoints
 from tfae.runs import RunFolder
 
 KINDS = ("tsne", "reconstructions", "denoising", "occlusion", "manifold", "history")
@@ -25,14 +26,15 @@ SHOWN_IMAGES = 10
 MANIFOLD_STEPS = 20
 
 
-def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verbose=1):
+def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verbose=1,
+         **settings):
     """Draws figure ``kind`` of the run or export at ``path`` into ``out_dir/<kind>.png``.
 
     Args:
         path: a run folder or a SavedModel export.
         kind: one of ``KINDS``.
         out_dir: where the PNG goes; default ``path/figures``.
-        dataset, data_dir, limit: as for ``tfae.evaluate.evaluate``.
+        dataset, data_dir, limit, settings: as for ``tfae.evaluate.evaluate``.
         verbose: a progress bar over the steps (t-SNE takes a minute on 5,000 codes).
 
     Returns:
@@ -51,7 +53,7 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
         return plots.plot_history(folder.history(), out / "history.png",
                                   f"{name}: training history")
     endpoints = open_endpoints(path)
-    splits = data.load(dataset or endpoints.dataset or "mnist", data_dir, limit)
+    splits, _ = measured_data(path, endpoints, dataset, limit, data_dir=data_dir, **settings)
     progress = keras.utils.Progbar(3, verbose=verbose)
     if kind == "tsne":
         images, _, labels = _first(splits.test, TSNE_IMAGES)
@@ -60,7 +62,8 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
         embedding = plots.tsne_embedding(codes)
         progress.add(1)
         figure = plots.plot_tsne(embedding, labels, out / "tsne.png",
-                                 f"{name}: t-SNE of {len(codes):,} test codes")
+                                 f"{name}: t-SNE of {len(codes):,} test codes",
+                                 class_names=splits.class_names)
     elif kind == "reconstructions":
         images, _, _ = _first(splits.test, SHOWN_IMAGES)
         progress.add(2)
@@ -68,7 +71,8 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
                                   ("reconstructed", np.asarray(endpoints.reconstruct(images)))],
                                  out / "reconstructions.png", f"{name}: reconstructions")
     elif kind in ("denoising", "occlusion"):
-        spec = "gaussian:0.5" if kind == "denoising" else "occlusion:14"
+        spec = ("gaussian:0.5" if kind == "denoising"
+                else f"occlusion:{occlusion_sizes(splits.image_shape)[0]}")
         corrupted, images, _ = _first(splits.test, SHOWN_IMAGES, parse_corruption(spec))
         progress.add(2)
         figure = plots.plot_rows(
@@ -94,7 +98,7 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
 def _first(split, count, corruption=None):
     """The first ``count`` images of a split (all for ``None``): (inputs, clean images, labels)."""
     size = int(split.cardinality()) if count is None else min(count, int(split.cardinality()))
-    inputs, images, labels = next(iter(data.pipeline(
+    inputs, images, labels = next(iter(pipeline(
         split.take(size), size, seed=SEED, corruption=corruption, fresh_corruption=False,
         with_labels=True)))
     return inputs.numpy(), images.numpy(), labels.numpy()

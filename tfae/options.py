@@ -101,7 +101,7 @@ def option(default, help, *, minimum=None, above=None, choices=None, flag=None):
         help: one sentence for ``--help`` and the API reference.
         minimum: the smallest allowed number (for sizes, the smallest allowed size).
         above: a number the value must exceed.
-        choices: the allowed strings.
+        choices: the allowed strings (or whole numbers).
         flag: the command-line flag when it is not the name with dashes (``--lambda``).
 
     Examples:
@@ -148,7 +148,7 @@ def specs(cls):
     Examples:
         >>> from tfae.config import FitConfig
         >>> [spec.name for spec in specs(FitConfig)][:3]
-        ['model', 'dataset', 'data_dir']
+        ['dataset', 'data_dir', 'manual_dir']
     """
     found = []
     for field in dataclasses.fields(cls):
@@ -204,7 +204,7 @@ def checked(cls, values, unknown=None):
 def _coerced(spec, value):
     """``value`` as ``spec.type``, checked; raises a ``TfaeError`` naming the option."""
     def refuse(what):
-        return TfaeError("{%s} %s, got %s" % (spec.name, what, _escaped(value)), options=[spec.name])
+        return TfaeError("{%s} %s, got %s" % (spec.name, what, repr(value)), options=[spec.name])
 
     if value is None and spec.optional:
         return None
@@ -213,12 +213,14 @@ def _coerced(spec, value):
             raise refuse("must be a list of whole numbers")
         if spec.minimum is not None and any(size < spec.minimum for size in value):
             raise TfaeError("{%s} sizes must be %s, got %s" % (
-                spec.name, _bound(spec.minimum, None, int), _escaped(tuple(value))),
+                spec.name, _bound(spec.minimum, None, int), repr(tuple(value))),
                 options=[spec.name])
         return tuple(value)
     if spec.type is int:
         if not _is_whole(value):
             raise refuse("must be a whole number")
+        if spec.choices and value not in spec.choices:
+            raise refuse(f"must be one of {', '.join(map(str, spec.choices))}")
     elif spec.type is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise refuse("must be a number")
@@ -235,11 +237,6 @@ def _coerced(spec, value):
             or (spec.above is not None and not value > spec.above)):
         raise refuse(f"must be {_bound(spec.minimum, spec.above, spec.type)}")
     return value
-
-
-def _escaped(value):
-    """``repr(value)`` safe inside a ``TfaeError`` template."""
-    return repr(value).replace("{", "{{").replace("}", "}}")
 
 
 def _is_whole(value):

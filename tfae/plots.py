@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 
-DIGIT_COLOURS = "tab10"
+CLASS_COLOURS = "tab10"
 DPI = 100  # with constrained layouts, a figure of W x H inches is exactly 100 W x 100 H pixels
 
 
@@ -65,8 +65,9 @@ def tsne_embedding(codes, seed=0):
         np.asarray(codes, np.float32))
 
 
-def plot_tsne(embedding, labels, path, title):
-    """A scatter of a 2-D embedding coloured by label, with a legend of the labels.
+def plot_tsne(embedding, labels, path, title, class_names=()):
+    """A scatter of a 2-D embedding coloured by label, with a legend of the labels; one colour
+    and no legend for unlabelled codes (label -1).
 
     Examples:
         >>> plot_tsne(tsne_embedding(codes), labels, "tsne.png", "deep: t-SNE")  # doctest: +SKIP
@@ -75,9 +76,15 @@ def plot_tsne(embedding, labels, path, title):
     axes = figure.subplots()
     for label in np.unique(labels):
         chosen = labels == label
-        axes.scatter(embedding[chosen, 0], embedding[chosen, 1], s=3, label=str(label),
+        if label < 0:
+            axes.scatter(embedding[chosen, 0], embedding[chosen, 1], s=3, color="grey",
+                         label="unlabelled")
+            continue
+        name = class_names[label] if label < len(class_names) else str(label)
+        axes.scatter(embedding[chosen, 0], embedding[chosen, 1], s=3, label=name,
                      color=_colour(label))
-    axes.legend(title="digit", markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5))
+    if np.any(labels >= 0):
+        axes.legend(title="class", markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5))
     axes.set_xlabel("t-SNE 1")
     axes.set_ylabel("t-SNE 2")
     axes.set_title(title)
@@ -85,7 +92,7 @@ def plot_tsne(embedding, labels, path, title):
 
 
 def _colour(label):
-    return matplotlib.colormaps[DIGIT_COLOURS](int(label) % 10)
+    return matplotlib.colormaps[CLASS_COLOURS](int(label) % 10)
 
 
 def plot_manifold(frames, distances, path, title, shown_steps=8):

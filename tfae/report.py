@@ -2,19 +2,24 @@
 
 Runs live in ``OUT/runs/<model>``: a finished run there is reused and an interrupted one resumes,
 and metrics and figures newer than a run's model are reused too, so an interrupted report picks up
-where it stopped. Figures go to ``OUT/figures/<model>/``; the
-page is ``OUT.md`` (``docs/results.md`` for the default ``docs/results``).
+where it stopped. Figures go to ``OUT/figures/<model>/``; the page is ``OUT.md``. ``OUT`` is
+``docs/results`` for MNIST (the page ``docs/results.md``) and ``docs/results/<data set>`` for any
+other data set (``docs/results/fashion_mnist.md``). The goals and the comparison with the study
+are MNIST's; other data sets get the table, the settings and the figures.
 
 Examples:
     >>> from tfae.report import report
     >>> report(["shallow", "deep"], epochs=1, out="/tmp/results", limit=1000)  # doctest: +SKIP
     PosixPath('/tmp/results.md')
+    >>> report(dataset="fashion_mnist",
+    ...        manual_dir="/usr/share/datasets/fashion-mnist")  # doctest: +SKIP
+    PosixPath('docs/results/fashion_mnist.md')
 """
 
 import pathlib
 import time
 
-from tfae.config import FitConfig
+from tfae.config import DataConfig, FitConfig
 from tfae.evaluate import evaluate
 from tfae.families import family_names, get_family
 from tfae.figures import KINDS, draw
@@ -27,15 +32,18 @@ COLUMNS = ("model", "parameters", "epochs", "training time", "MSE", "linear prob
            "denoising PSNR, gaussian 0.5", "probe, 14x14 occluded", "mean ‖J‖_F")
 
 
-def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
+def report(models=None, epochs=None, out=None, limit=None, verbose=1, **settings):
     """Trains (or reuses), evaluates and draws each of ``models``; writes the results page.
 
     Args:
         models: family names; ``None`` for all.
         epochs: epochs for every family; ``None`` for each family's default.
-        out: the folder for runs and figures; the page is written beside it as ``OUT.md``.
+        out: the folder for runs and figures; the page is written beside it as ``OUT.md``;
+            default ``default_out(dataset)``.
         limit: use only the first ``limit`` images of each split (quick checks).
         verbose: progress output.
+        **settings: the data (``DataConfig`` fields: ``dataset``, ``manual_dir``, ...);
+            default the bundled MNIST.
 
     Returns:
         The page's path.
@@ -44,14 +52,15 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
         >>> report(["shallow", "deep"], epochs=1, out="quick/results", limit=2000)  # doctest: +SKIP
         PosixPath('quick/results.md')
     """
-    out = pathlib.Path(out)
+    data = DataConfig(**settings, limit=limit).resolved()
+    out = pathlib.Path(out or default_out(data.dataset))
     models = list(models or family_names())
     for name in models:
         get_family(name)  # an unknown name fails before hours of training, not after
-    rows, command = [], _command(models, epochs, out, limit)
+    rows, command = [], _command(models, epochs, out, data)
     for name in models:
         folder = RunFolder(out / "runs" / name)
-        config = FitConfig(model=name, limit=limit, epochs=epochs).resolved()
+        config = FitConfig(model=name, epochs=epochs, **data.data_fields()).resolved()
         # A run of older defaults must not pass for the current ones.
         folder.check_claimable(config)
         if folder.finished_epochs() < config.epochs:
@@ -72,8 +81,20 @@ def report(models=None, epochs=None, out="docs/results", limit=None, verbose=1):
             figures[kind] = figure
         rows.append((name, {**folder.info(), "config": folder.config()}, metrics, figures))
     page = out.parent / f"{out.name}.md"
-    write_text(page, _page(rows, command, page.parent))
+    write_text(page, _page(rows, command, page.parent, data.dataset))
     return page
+
+
+def default_out(dataset):
+    """Where ``report`` writes for ``dataset``: ``docs/results`` for MNIST, else
+    ``docs/results/<name>``.
+
+    Examples:
+        >>> default_out("mnist"), default_out("fashion_mnist"), default_out("scans/")
+        ('docs/results', 'docs/results/fashion_mnist', 'docs/results/scans')
+    """
+    name = pathlib.Path(dataset.rstrip("/\\")).name
+    return "docs/results" if dataset == "mnist" else f"docs/results/{pathlib.Path(name).stem}"
 
 
 def _newer(path, than):
@@ -82,7 +103,7 @@ def _newer(path, than):
 
 
 def _option(value):
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) or "none"
     return str(value)
 
@@ -112,38 +133,47 @@ def _goals(rows):
     return goals
 
 
-def _command(models, epochs, out, limit):
+def _command(models, epochs, out, data):
     words = ["tfae report"]
     if set(models) != set(family_names()):
         words.append(f"--models {','.join(models)}")
     if epochs:
         words.append(f"--epochs {epochs}")
+    defaults = DataConfig().data_fields()
+    for name, value in data.data_fields().items():
+        if value != defaults[name]:
+            words.append(f"--{name.replace('_', '-')} {_option(value)}")
     words.append(f"--out {out}")
-    if limit:
-        words.append(f"--limit {limit}")
     return " ".join(words)
 
 
-def _page(rows, command, page_dir):
-    lines = ["# Results", "",
+def _percent(value):
+    return "–" if value is None else f"{value:.2%}"
+
+
+def _page(rows, command, page_dir, dataset):
+    occlusion = next(iter(rows[0][2]["occlusion"]))  # the larger patch: 14x14 on MNIST
+    columns = [column.replace("14x14", occlusion) for column in COLUMNS]
+    lines = [f"# Results on {dataset}" if dataset != "mnist" else "# Results", "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}; every number is on the "
              "test split, with each family's defaults.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name, info, metrics, _ in rows:
+        probe = metrics["probe"] or {}
         lines.append("| " + " | ".join([
             f"`{name}`", f"{metrics['parameters']:,}",
             "layer-wise" if get_family(name).trainer else str(info.get("epochs_finished", "")),
             f"{info.get('training_seconds', 0):.0f} s",
-            f"{metrics['reconstruction']['mse']:.4f}", f"{metrics['probe']['linear']:.2%}",
-            f"{metrics['probe']['knn']:.2%}",
+            f"{metrics['reconstruction']['mse']:.4f}", _percent(probe.get("linear")),
+            _percent(probe.get("knn")),
             f"{metrics['denoising']['gaussian:0.5']['reconstruction_psnr']:.1f} dB",
-            f"{metrics['occlusion']['14x14']['linear_probe']:.2%}",
+            _percent(metrics["occlusion"][occlusion]["linear_probe"]),
             f"{metrics['jacobian_norm']:.3f}"]) + " |")
-    best = max(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
-    worst = min(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
-    lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
-    lines += [f"| {goal} | {measured} | {'met' if met else '**missed**'} |"
-              for goal, measured, met in _goals(rows)]
+    notes = sorted({note for _, _, metrics, _ in rows for note in metrics.get("notes", [])})
+    if notes:
+        lines += [""] + [f"Note: {note}." for note in notes]
+    if dataset == "mnist":
+        lines += _study_sections(rows)
     lines += ["", "## Settings", "",
               "Each family's defaults, as its run's `config.json` records them (the study's own "
               "shapes are options: `shallow` with `--latent-dim 128 --noise none`, "
@@ -157,16 +187,27 @@ def _page(rows, command, page_dir):
         options = ", ".join(f"{key}={_option(value)}"
                             for key, value in config["model_options"].items())
         lines.append(f"| `{name}` | {options} | {config['epochs']} | {config['noise'] or ''} |")
-    lines += ["", "## Against the study", "",
-              "The study reported linear-probe accuracies of "
-              + ", ".join(f"{accuracy:.2%}" for accuracy in STUDY_ACCURACIES)
-              + f" ({min(STUDY_ACCURACIES):.1%} to {max(STUDY_ACCURACIES):.1%}). Here the families "
-              f"range from {worst:.2%} to {best:.2%}: "
-              + ("every family beats the study's best." if worst > max(STUDY_ACCURACIES) else
-                 "not every family beats the study's best; the table says which."), ""]
+    lines.append("")
     for name, _, _, figures in rows:
         lines += [f"## `{name}`", ""]
         lines += [f"![{name} {kind}]({figure.relative_to(page_dir)})"
                   for kind, figure in figures.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _study_sections(rows):
+    """The issue's goals and the comparison with the study: MNIST's."""
+    best = max(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
+    worst = min(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
+    lines = ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
+    lines += [f"| {goal} | {measured} | {'met' if met else '**missed**'} |"
+              for goal, measured, met in _goals(rows)]
+    lines += ["", "## Against the study", "",
+              "The study reported linear-probe accuracies of "
+              + ", ".join(f"{accuracy:.2%}" for accuracy in STUDY_ACCURACIES)
+              + f" ({min(STUDY_ACCURACIES):.1%} to {max(STUDY_ACCURACIES):.1%}). Here the families "
+              f"range from {worst:.2%} to {best:.2%}: "
+              + ("every family beats the study's best." if worst > max(STUDY_ACCURACIES) else
+                 "not every family beats the study's best; the table says which.")]
+    return lines

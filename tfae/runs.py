@@ -105,10 +105,11 @@ def _first_line(error, limit=200):
     return line if len(line) <= limit else line[:limit] + "..."
 
 
-def check_settings(folder, settings_path, settings, kind, ignore=()):
+def check_settings(folder, settings_path, settings, kind, ignore=(), defaults=None):
     """Refuses ``folder`` when the settings saved at ``settings_path`` differ from ``settings``.
 
-    Names in ``ignore`` may differ: a run given more epochs extends itself.
+    Names in ``ignore`` may differ: a run given more epochs extends itself. A setting the saved
+    file lacks (it predates the setting) counts as its value in ``defaults``.
 
     Raises:
         TfaeError: naming the settings that differ.
@@ -117,7 +118,7 @@ def check_settings(folder, settings_path, settings, kind, ignore=()):
         >>> check_settings(pathlib.Path("runs/deep"), pathlib.Path("runs/deep/config.json"),
         ...                {"model": "deep"}, "run")  # doctest: +SKIP
     """
-    saved = read_json(settings_path)
+    saved = {**json.loads(json.dumps(defaults or {})), **read_json(settings_path)}
     wanted = json.loads(json.dumps(settings))  # tuples become lists, as saved
     changed = [name for name in wanted if name not in ignore and saved.get(name) != wanted[name]]
     if changed:
@@ -128,7 +129,7 @@ def check_settings(folder, settings_path, settings, kind, ignore=()):
 LOCK_NAME = ".lock"  # held by the process writing a folder (``RunFolder.in_use``)
 
 
-def check_claimable(folder, settings_path, settings, kind, ignore=()):
+def check_claimable(folder, settings_path, settings, kind, ignore=(), defaults=None):
     """Refuses ``folder`` unless it is new, empty, or holds a ``kind`` of the same settings; reads
     only, so a refused folder is left exactly as it was.
 
@@ -140,7 +141,7 @@ def check_claimable(folder, settings_path, settings, kind, ignore=()):
         ...                 {"model": "deep"}, "run")
     """
     if settings_path.exists():
-        check_settings(folder, settings_path, settings, kind, ignore)
+        check_settings(folder, settings_path, settings, kind, ignore, defaults)
     elif folder.is_dir() and any(path.name != LOCK_NAME for path in folder.iterdir()):
         raise TfaeError(f"--out {folder} is not empty and holds no tfae {kind}; choose another --out")
 
@@ -258,35 +259,47 @@ class RunFolder(_Folder):
             lock.flush()
             yield
 
-    def check_claimable(self, config):
-        """Refuses this folder if it cannot hold the run of ``config`` (a run of other settings,
-        epochs aside, or something else); reads only.
+    def check_claimable(self, config, source=None):
+        """Refuses this folder if it cannot hold the run of ``config`` on the data of ``source``
+        (a run of other settings, epochs aside, one begun on data that has changed since, or
+        something else); reads only.
 
         Raises:
-            TfaeError: naming the model or the settings that differ.
+            TfaeError: naming the model, the settings or the data that differ.
 
         Examples:
             >>> from tfae.config import FitConfig
             >>> RunFolder("runs/none-such").check_claimable(FitConfig())
         """
+        from tfae.config import FitConfig
+
         if self.config_path.exists():
             saved_model = self.config().get("model")
             if saved_model != config.model:
                 raise TfaeError(f"--out {self.path} holds a run of model {saved_model!r}, not "
                                 f"{config.model!r}; choose another --out")
-        check_claimable(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",))
+        check_claimable(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",),
+                        defaults=FitConfig().to_dict())
+        saved = self.info().get("data", {}).get("fingerprint")
+        if source and saved and source.get("fingerprint") != saved:
+            raise TfaeError(f"--out {self.path} was trained on other data: {config.dataset} has "
+                            f"changed since (fingerprint {saved}, now {source['fingerprint']}); "
+                            "choose another --out")
 
-    def claim(self, config):
-        """Checks this folder can hold the run of ``config`` and records the config.
+    def claim(self, config, source=None):
+        """Checks this folder can hold the run of ``config`` on the data of ``source`` and
+        records both.
 
         Returns:
             The epochs a finished run here already has (0 for a new or unfinished run).
 
         Raises:
-            TfaeError: for a folder holding another run.
+            TfaeError: for a folder holding another run, or one begun on other data.
         """
-        self.check_claimable(config)
+        self.check_claimable(config, source)
         _record_settings(self.path, self.config_path, config.to_dict())
+        if source:
+            self.write_info({"data": source})
         return self.finished_epochs()
 
     def finished_epochs(self):

@@ -25,8 +25,8 @@ import time
 
 import keras
 
-from tfae import data
 from tfae.config import LOSSES
+from tfae.data import as_splits, load_config, pipeline
 from tfae.distribute import is_chief, is_multi_worker, make_strategy
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
@@ -51,12 +51,13 @@ class Run:
 
 
 def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="default",
-        jit_compile=None, steps_per_execution=None, callbacks=()):
+        jit_compile=None, steps_per_execution=None, callbacks=(), data=None):
     """Trains ``config`` into ``run_dir``, resuming an interrupted run, and exports it.
 
     Args:
         config: a ``tfae.config.FitConfig``.
-        run_dir: the run folder; a folder holding another model's run is refused.
+        run_dir: the run folder; a folder holding another model's run, or a run begun on data
+            that has changed since, is refused.
         export: write a SavedModel when training ends.
         export_dir: where versions go; default ``saved_models/<model>``.
         verbose: Keras' progress output (0 silent, 1 progress bar, 2 a line per epoch).
@@ -68,12 +69,19 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
         jit_compile, steps_per_execution: how the training step is compiled; ``None`` takes
             the family's choice (see ``execution_options``).
         callbacks: Keras callbacks to add to the run's own (``Model.fit`` families only).
+        data: images to train on instead of ``config.dataset``: ``Splits``, a
+            ``tf.data.Dataset``, an array of images, an ``(x, y)`` pair or a dict of ``x``,
+            ``y``, ``x_test``, ``y_test`` (``tfae.data.as_splits``); the config's
+            ``image_size``, ``channels``, ``test_fraction`` and ``limit`` apply.
 
     Returns:
         A ``Run``.
 
     Examples:
         >>> run = fit(FitConfig(model="deep", epochs=2, limit=1000), "runs/deep")  # doctest: +SKIP
+        >>> import numpy as np
+        >>> images = np.random.default_rng(0).random((500, 30, 30, 3))
+        >>> run = fit(FitConfig(model="conv", epochs=1), "runs/mine", data=images)  # doctest: +SKIP
     """
     strategy = make_strategy(strategy)  # first: multi-worker must precede other TF work
     config = config.resolved()
@@ -84,9 +92,9 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
         with tempfile.TemporaryDirectory(prefix="tfae-worker-") as work_dir:
             folder.copy_for_worker(work_dir)
             run = _fit(config, RunFolder(work_dir), False, None, verbose, strategy, execution,
-                       callbacks)
+                       callbacks, data)
         return dataclasses.replace(run, run_dir=folder.path)
-    return _fit(config, folder, export, export_dir, verbose, strategy, execution, callbacks)
+    return _fit(config, folder, export, export_dir, verbose, strategy, execution, callbacks, data)
 
 
 def execution_options(model, jit_compile=None, steps_per_execution=None, multi_worker=False):
@@ -125,8 +133,12 @@ def execution_options(model, jit_compile=None, steps_per_execution=None, multi_w
             **{key: value for key, value in given.items() if value is not None}}
 
 
-def _fit(config, folder, export, export_dir, verbose, strategy, execution, callbacks):
-    splits = data.load(config.dataset, config.data_dir, config.limit)
+def _fit(config, folder, export, export_dir, verbose, strategy, execution, callbacks, data):
+    if data is None:
+        splits = load_config(config)
+    else:
+        splits = as_splits(data, image_size=config.image_size, channels=config.channels,
+                           test_fraction=config.test_fraction, limit=config.limit)
     if config.corruption is not None:
         config.corruption.check_fits(splits.image_shape)
     keras.utils.set_random_seed(config.seed)
@@ -134,9 +146,9 @@ def _fit(config, folder, export, export_dir, verbose, strategy, execution, callb
         # Built, and the folder checked, before the folder is made or locked: what is refused
         # leaves no trace.
         model = config.family.build(splits.image_shape, config.options)
-        folder.check_claimable(config)
+        folder.check_claimable(config, splits.source)
     with strategy.scope(), folder.in_use():
-        finished = folder.claim(config)
+        finished = folder.claim(config, splits.source)
         if finished >= config.epochs:
             if not export or folder.info().get("export"):
                 raise TfaeError(f"--out {folder.path} already holds {finished} finished epochs; "
@@ -149,7 +161,6 @@ def _fit(config, folder, export, export_dir, verbose, strategy, execution, callb
             folder.save(model, history)
             # Recorded as trained before exporting, so a failed export costs a rerun an export only.
             folder.write_info({
-                "data": splits.source,
                 # A trainer's run is finished once all its layers are; a Keras run after its epochs.
                 "epochs_finished": config.epochs if config.family.trainer else len(history["loss"]),
                 "training_seconds": sum(history.get("seconds", [])),
@@ -186,14 +197,15 @@ def training_batches(splits, config, batch_size=None):
     Examples:
         >>> from tfae.config import FitConfig
         >>> config = FitConfig(model="denoising", limit=64).resolved()
-        >>> train, validation = training_batches(data.load("mnist", limit=64), config, 32)
+        >>> from tfae.data import load
+        >>> train, validation = training_batches(load("mnist", limit=64), config, 32)
         >>> [tuple(tensor.shape) for tensor in next(iter(train))]
         [(32, 28, 28, 1), (32, 28, 28, 1)]
     """
     batch_size = batch_size or config.batch_size
-    train = data.pipeline(splits.train, batch_size, shuffle=True, seed=config.seed,
+    train = pipeline(splits.train, batch_size, shuffle=True, seed=config.seed,
                           corruption=config.corruption)
-    validation = data.pipeline(splits.validation, batch_size, seed=config.seed + 1,
+    validation = pipeline(splits.validation, batch_size, seed=config.seed + 1,
                                corruption=config.corruption, fresh_corruption=False)
     return train, validation
 
@@ -230,7 +242,7 @@ def train_keras(model, splits, config, callbacks=(), verbose=1, batch_size=None,
         Keras' ``History``.
 
     Examples:
-        >>> train_keras(model, data.load("mnist", limit=512), config, epochs=1)  # doctest: +SKIP
+        >>> train_keras(model, load("mnist", limit=512), config, epochs=1)  # doctest: +SKIP
     """
     train, validation = training_batches(splits, config, batch_size)
     callbacks = [*callbacks, ProgressBar()]

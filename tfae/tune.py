@@ -27,9 +27,8 @@ import pathlib
 
 import keras
 import keras_tuner
-import numpy as np
 
-from tfae import data
+from tfae.data import load_config, pipeline
 from tfae.errors import TfaeError
 from tfae.evaluate import linear_probe
 from tfae.export import export_saved_model
@@ -90,8 +89,8 @@ class ProbeCallback(keras.callbacks.Callback):
 
 
 def _images_and_labels(split, count):
-    images, labels = split.take(count).batch(count).get_single_element()
-    return images.numpy().astype(np.float32) / 255.0, labels.numpy()
+    _, images, labels = next(iter(pipeline(split.take(count), count, with_labels=True)))
+    return images.numpy(), labels.numpy()
 
 
 class FamilyHyperModel(keras_tuner.HyperModel):
@@ -170,9 +169,13 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=
     config = config.resolved()
     role = _distributed_role(distributed)
     folder = SearchFolder(tune_dir)
-    splits = data.load(config.dataset, config.data_dir, config.limit)
+    splits = load_config(config)
     if config.corruption is not None:
         config.corruption.check_fits(splits.image_shape)
+    if config.objective == "probe" and splits.num_classes < 2:
+        raise TfaeError("{objective} probe needs labels of two classes or more, and %s has %s"
+                        % (splits.name, "one" if splits.num_classes else "none"),
+                        options=["objective"])
     folder.claim(config)
     keras.utils.set_random_seed(config.seed)
     tuner = make_tuner(config, FamilyHyperModel(config, splits), folder)

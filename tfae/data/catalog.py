@@ -1,0 +1,279 @@
+"""The tensorflow-datasets source: an image data set by its tfds name, prepared once per data folder.
+
+MNIST ships inside the package: on a machine with no prepared copy and no network, tfds builds its
+``mnist`` data set from the bundled files, after tfae has checked their md5 sums. Any other data
+set is downloaded by tfds, or, offline, built from its original files in a ``manual_dir`` (tfds'
+``DownloadConfig(manual_dir=...)``). Files that a distribution re-compressed (Debian's
+``dataset-fashion-mnist`` package) fail tfds' checksums of the compressed files; tfae accepts them
+when their decompressed contents are the ones it knows (``KNOWN_CONTENTS``).
+
+Examples:
+    >>> splits = load("mnist", limit=100)
+    >>> splits.image_shape, splits.class_names[:3]
+    ((28, 28, 1), ('0', '1', '2'))
+    >>> load("fashion_mnist", manual_dir="/usr/share/datasets/fashion-mnist")  # doctest: +SKIP
+"""
+
+import contextlib
+import gzip
+import hashlib
+import json
+import pathlib
+import socket
+import sys
+import urllib.parse
+import urllib.request
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tfae.data.splits import Splits, conform, fingerprint, validation_start
+from tfae.errors import TfaeError
+
+BUNDLED_MNIST = pathlib.Path(__file__).parent.parent / "mnist"
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+# sha256 of the decompressed original files, for copies compressed anew (Debian's
+# dataset-fashion-mnist 0.0~git20200523 holds the originals re-gzipped).
+KNOWN_CONTENTS = {
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz":
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte.gz":
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte.gz":
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte.gz":
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+
+
+def verify_bundled_mnist(folder=None):
+    """Checks the bundled MNIST files against their md5 sums.
+
+    Raises:
+        TfaeError: naming the first missing or corrupt file.
+
+    Examples:
+        >>> verify_bundled_mnist()
+    """
+    folder = pathlib.Path(folder or BUNDLED_MNIST)
+    for filename, expected in MNIST_MD5.items():
+        path = folder / filename
+        if not path.is_file():
+            raise TfaeError(f"bundled MNIST file {path} is missing; reinstall tfae")
+        actual = hashlib.md5(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise TfaeError(
+                f"bundled MNIST file {path} is corrupt (md5 {actual}, expected {expected}); "
+                "reinstall tfae")
+
+
+def prepared_builder(name, data_dir=None, manual_dir=None):
+    """Returns the tfds builder of ``name`` with its data prepared in ``data_dir``.
+
+    ``data_dir`` defaults to tfds' own (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). An
+    unprepared data set is built from ``manual_dir`` when given, MNIST from the bundled files,
+    and any other is downloaded by tfds.
+
+    Examples:
+        >>> prepared_builder("mnist").info.splits["test"].num_examples
+        10000
+    """
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise TfaeError(f"unknown data set {name!r}: not a tensorflow-datasets name, an image "
+                        "folder or an .npz file") from None
+    if builder.is_prepared():
+        return builder
+    if manual_dir is None and name == "mnist":
+        verify_bundled_mnist()
+        manual_dir = BUNDLED_MNIST
+    with _exclusive(pathlib.Path(builder.data_dir).parent / ".tfae-prepare.lock"):
+        # Another process may have prepared it while this one waited for the lock.
+        builder = tfds.builder(name, data_dir=data_dir)
+        if not builder.is_prepared():
+            _prepare(name, builder, manual_dir)
+    return tfds.builder(name, data_dir=data_dir)
+
+
+def _prepare(name, builder, manual_dir):
+    download_config = None
+    if manual_dir is not None:
+        builder = _accepting_manual_files(builder, pathlib.Path(manual_dir).expanduser())
+        download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+    else:
+        _check_reachable(name, type(builder).url_infos or {})
+    print(f"tfae: preparing tfds data set {name!r} in {builder.data_dir} (once per data folder)",
+          file=sys.stderr)
+    tfds.display_progress_bar(False)  # tfds draws one bar per file and split: a screenful
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except Exception as error:  # tfds raises many kinds: network, checksum, missing extras
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        hint = ("" if manual_dir is not None else "; offline, put its original files in a folder "
+                "and give it with {manual_dir} (mnist ships with tfae)")
+        raise TfaeError(f"could not prepare data set {name!r} in {builder.data_dir}: "
+                        f"{reason}{hint}",
+                        options=["manual_dir"]) from None
+    finally:
+        tfds.display_progress_bar(True)
+
+
+def _accepting_manual_files(builder, manual_dir):
+    """``builder``, checked against the files in ``manual_dir``: all there, and each either
+    tfds' own or a re-compressed copy of known contents, which a builder of the same data set
+    then accepts (tfds checks the compressed files' checksums only)."""
+    if not manual_dir.is_dir():
+        raise TfaeError(f"{{manual_dir}} {manual_dir} is not a folder", options=["manual_dir"])
+    expected = type(builder).url_infos or {}
+    missing = [info.filename for info in expected.values()
+               if not (manual_dir / info.filename).is_file()]
+    if missing:
+        raise TfaeError(f"{{manual_dir}} {manual_dir} lacks {', '.join(sorted(missing))}: the "
+                        f"original files of {builder.name}", options=["manual_dir"])
+    accepted, known = {}, KNOWN_CONTENTS.get(builder.name, {})
+    for url, info in expected.items():
+        path = manual_dir / info.filename
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest == info.checksum:
+            accepted[url] = info
+        elif known.get(info.filename) == _decompressed_sha256(path):
+            accepted[url] = tfds.download.checksums.UrlInfo(
+                size=path.stat().st_size, checksum=digest, filename=info.filename)
+        else:
+            raise TfaeError(f"{path} is not {builder.name}'s {info.filename}: its sha256 "
+                            f"{digest} is not tfds' {info.checksum}, nor a known copy's")
+    if accepted == expected:
+        return builder
+    with tfds.core.registered.skip_registration():
+        copy = type(type(builder).__name__, (type(builder),), {
+            "name": builder.name, "url_infos": accepted, "code_path": type(builder).code_path,
+            "__module__": type(builder).__module__})
+    return copy(data_dir=str(pathlib.Path(builder.data_dir).parents[1]))
+
+
+def _check_reachable(name, url_infos, timeout=5):
+    """Refuses at once a download that cannot start: offline, tfds retries for minutes."""
+    for url in sorted(url_infos)[:1]:
+        parts = urllib.parse.urlsplit(url)
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        target = urllib.parse.urlsplit(proxy) if proxy else parts
+        port = target.port or (443 if target.scheme == "https" else 80)
+        try:
+            socket.create_connection((target.hostname, port), timeout=timeout).close()
+        except OSError as error:
+            raise TfaeError(
+                f"data set {name!r} must be downloaded from {parts.hostname}, which cannot be "
+                f"reached ({error.strerror or error}); offline, put its original files in a "
+                "folder and give it with {manual_dir} (mnist ships with tfae)",
+                options=["manual_dir"]) from None
+
+
+def _decompressed_sha256(path):
+    try:
+        digest = hashlib.sha256()
+        with gzip.open(path) as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+    except (OSError, EOFError):
+        return None
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path):
+    """Holds an exclusive lock on ``lock_path``, so that processes preparing one data folder
+    (parallel runs, parallel tests) take turns instead of racing tfds' final rename."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "w")
+    except OSError as error:
+        raise TfaeError(f"cannot write to data folder {lock_path.parent}: {error.strerror}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def claims(dataset):
+    """Every name the other sources leave: tfds says whether it knows it."""
+    return True
+
+
+def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None, limit=None,
+         validation_fraction=None, **_):
+    """Loads a tfds image data set's train, validation and test splits.
+
+    The validation split is the end of tfds' ``train`` split, so the two never overlap.
+
+    Args:
+        name: a tfds image data set, such as ``mnist``, ``fashion_mnist`` or ``kmnist``.
+        data_dir: a folder of prepared tfds data; ``None`` for tfds' default.
+        manual_dir: a folder of the data set's original files, to build it without a download.
+        image_size, channels: resize and convert every image (``tfae.data.splits.conform``).
+        limit: if given, keep only the first ``limit`` images of each split.
+        validation_fraction: the share of tfds' ``train`` split held out for validation.
+
+    Returns:
+        A ``Splits``.
+
+    Examples:
+        >>> load("mnist", limit=100, channels=3).image_shape
+        (28, 28, 3)
+    """
+    builder = prepared_builder(name, data_dir, manual_dir)
+    features = builder.info.features
+    image_feature = features["image"] if "image" in features else None
+    if not isinstance(image_feature, tfds.features.Image):
+        raise TfaeError(f"data set {name!r} has no 'image' feature: it is not an image data set")
+    image_shape = tuple(image_feature.shape)
+    if None in image_shape[:2] and image_size is None:
+        raise TfaeError(f"data set {name!r} has images of varying size; give {{image_size}}",
+                        options=["image_size"])
+    splits = builder.info.splits
+    if "train" not in splits or "test" not in splits:
+        raise TfaeError(f"data set {name!r} needs 'train' and 'test' splits, has {list(splits)}")
+    total = splits["train"].num_examples
+    start = validation_start(total, validation_fraction)
+    sizes = [start, total - start, splits["test"].num_examples]
+    train_size, validation_size, test_size = [min(limit or size, size) for size in sizes]
+    split_names = {
+        "train": f"train[:{train_size}]",
+        "validation": f"train[{start}:{start + validation_size}]",
+        "test": f"test[:{test_size}]",
+    }
+    label = features["label"] if "label" in features else None
+    if not isinstance(label, tfds.features.ClassLabel):
+        label = None
+
+    def example(record):
+        image = conform(record["image"], image_size, channels)
+        return image, record["label"] if label else tf.constant(-1, tf.int64)
+
+    datasets = {split: builder.as_dataset(split=tfds_split, shuffle_files=False).map(
+        example, num_parallel_calls=tf.data.AUTOTUNE) for split, tfds_split in split_names.items()}
+    version = str(builder.info.version)
+    source = {
+        "kind": "tfds",
+        "dataset": name,
+        "version": version,
+        "data_dir": str(builder.data_dir),
+        "splits": split_names,
+        "bundled_files": name == "mnist" and manual_dir is None,
+        # The data, not how much of it a run took: a --limit changes the splits, not the data.
+        "fingerprint": fingerprint(json.dumps([name, version]).encode()),
+    }
+    return Splits(name, tuple(datasets["train"].element_spec[0].shape), label.num_classes if label
+                  else 0, source=source, class_names=tuple(label.names) if label else (),
+                  **datasets)

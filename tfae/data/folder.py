@@ -1,0 +1,146 @@
+"""The image-folder source: PNG, JPEG, BMP and GIF files, labelled by their class subfolders.
+
+The layout is the one of tfds' ``ImageFolder`` and ``keras.utils.image_dataset_from_directory``:
+
+- ``photos/cat/1.png``, ``photos/dog/2.png``: class subfolders give the labels (sorted names
+  give the label numbers); files deeper inside a class folder belong to it;
+- ``photos/1.png``: an image with no class folder is unlabelled;
+- ``photos/train/...`` and ``photos/test/...``: the splits; without them ``test_fraction`` of the
+  images, chosen by a fixed seed, are held out for testing.
+
+Files are read once, fingerprinted, and decoded by TensorFlow's ``tf.io.decode_image`` in parallel;
+the decoded images are held in memory, so epochs never decode again. Images of different sizes
+need ``image_size``, of different channel counts ``channels``.
+
+Examples:
+    >>> splits = load("my_photos", image_size=(64, 64), channels=3)  # doctest: +SKIP
+    >>> splits.image_shape, splits.class_names  # doctest: +SKIP
+    ((64, 64, 3), ('cat', 'dog'))
+"""
+
+import os
+import pathlib
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from tfae.data.splits import conform, fingerprint, from_arrays
+from tfae.errors import TfaeError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SPLIT_FOLDERS = ("train", "test")
+
+
+def claims(dataset):
+    """Whether ``dataset`` names an existing folder."""
+    return pathlib.Path(dataset).expanduser().is_dir()
+
+
+def load(dataset, *, image_size=None, channels=None, test_fraction=0.1, limit=None, **_):
+    """Reads the folder ``dataset`` into ``Splits``.
+
+    Raises:
+        TfaeError: for an empty folder, one with no images, a file that does not decode (named),
+            and sizes or channel counts that differ without ``image_size`` or ``channels``.
+
+    Examples:
+        >>> load("scans", image_size=(32, 32)).image_shape  # doctest: +SKIP
+        (32, 32, 1)
+    """
+    root = pathlib.Path(dataset).expanduser()
+    if not any(root.iterdir()):
+        raise TfaeError(f"folder {root} is empty")
+    if all((root / split).is_dir() for split in SPLIT_FOLDERS):
+        listings = {split: _images_in(root / split) for split in SPLIT_FOLDERS}
+    else:
+        listings = {"all": _images_in(root)}
+    for split, listing in listings.items():
+        if not listing:
+            where = root if split == "all" else root / split
+            raise TfaeError(f"folder {where} holds no images "
+                            f"({', '.join(suffix[1:].upper() for suffix in IMAGE_SUFFIXES)})")
+    class_names = sorted({label for listing in listings.values() for _, label in listing
+                          if label is not None})
+    index = {name: number for number, name in enumerate(class_names)}
+    contents, parts = {}, []
+    for split, listing in listings.items():
+        contents[split] = [path.read_bytes() for path, _ in listing]
+        parts += [f"{split}/{path.relative_to(root)}".encode() for path, _ in listing]
+        parts += contents[split]
+    decoded = _decode(listings, contents, image_size, channels)
+    arrays = {split: (images, np.array([index.get(label, -1) for _, label in listings[split]],
+                                       np.int64))
+              for split, images in decoded.items()}
+    train_images, train_labels = arrays.get("train", arrays.get("all"))
+    test_images, test_labels = arrays.get("test", (None, None))
+    source = {"kind": "folder", "dataset": str(root.resolve()),
+              "images": sum(len(listing) for listing in listings.values()),
+              "fingerprint": fingerprint(*parts)}
+    return from_arrays(train_images, train_labels, test_images, test_labels, name=root.name,
+                       source=source, class_names=class_names, test_fraction=test_fraction,
+                       limit=limit)
+
+
+def _images_in(folder):
+    """``[(path, class name or None)]`` of the image files under ``folder``, in sorted order;
+    hidden files and folders are skipped, as are files that are not images."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+            found.append((entry, None))
+        elif entry.is_dir():
+            for parent, folders, files in os.walk(entry):
+                folders[:] = sorted(name for name in folders if not name.startswith("."))
+                found += [(pathlib.Path(parent) / name, entry.name) for name in sorted(files)
+                          if not name.startswith(".")
+                          and pathlib.Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return found
+
+
+def _decode(listings, contents, image_size, channels):
+    """The images of each split as one array, decoded and shaped in parallel by tf.data."""
+    def decode(content):
+        image = tf.io.decode_image(content, channels=channels or 0, expand_animations=False)
+        return conform(image, image_size)
+
+    decoded = {}
+    for split, listing in listings.items():
+        batches = tf.data.Dataset.from_tensor_slices(tf.constant(contents[split])).map(
+            decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        try:
+            decoded[split] = list(batches.as_numpy_iterator())
+        except tf.errors.InvalidArgumentError:
+            raise _unreadable(listing, contents[split]) from None
+    _check_alike([(path, image) for split, listing in listings.items()
+                  for (path, _), image in zip(listing, decoded[split])])
+    return {split: np.stack(images) for split, images in decoded.items()}
+
+
+def _unreadable(listing, contents):
+    """The error naming the first file that TensorFlow's decoder refuses."""
+    for (path, _), content in zip(listing, contents):
+        try:
+            tf.io.decode_image(content, expand_animations=False)
+        except tf.errors.InvalidArgumentError as error:
+            # TensorFlow's message, without the op's name around it.
+            reason = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", error.message).strip()
+            return TfaeError(f"{path}: not a readable image, corrupt or truncated ({reason})")
+    return TfaeError(f"an image in {listing[0][0].parent} does not decode")
+
+
+def _check_alike(images):
+    """Refuses images of different sizes or channel counts, naming two of them."""
+    first_path, first = images[0]
+    for path, image in images[1:]:
+        if image.shape[:2] != first.shape[:2]:
+            raise TfaeError(
+                f"images differ in size: {first_path} is {first.shape[0]}x{first.shape[1]}, "
+                f"{path} is {image.shape[0]}x{image.shape[1]}; give {{image_size}} HEIGHT,WIDTH",
+                options=["image_size"])
+        if image.shape[2] != first.shape[2]:
+            raise TfaeError(
+                f"images differ in channels: {first_path} has {first.shape[2]}, {path} has "
+                f"{image.shape[2]}; give {{channels}} 1 or 3", options=["channels"])

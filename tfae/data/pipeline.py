@@ -1,0 +1,96 @@
+"""``pipeline``: a split of ``Splits`` as batches for training and evaluation, all ``tf.data`` ops.
+
+It holds the split in memory as tensors, batches, shuffles (seeded), converts to float32 in
+[0, 1], corrupts (``tfae.corruptions``) and prefetches, so that noise and occlusion run where
+TensorFlow runs, on the GPU when there is one.
+
+Examples:
+    >>> from tfae.data import load, pipeline
+    >>> splits = load("mnist", limit=256)
+    >>> batches = pipeline(splits.train, batch_size=64, shuffle=True, seed=0)
+    >>> inputs, targets = next(iter(batches))
+    >>> inputs.shape
+    TensorShape([64, 28, 28, 1])
+"""
+
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+
+
+def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
+             fresh_corruption=True, with_labels=False):
+    """Makes training or evaluation batches from a split of ``load``.
+
+    Yields ``(inputs, targets)`` with float32 images in [0, 1]: the inputs corrupted by
+    ``corruption`` when given, the targets always clean. With ``with_labels`` it yields
+    ``(inputs, targets, labels)`` instead, for evaluation.
+
+    Args:
+        dataset: an unbatched split of ``(image, label)``, uint8 images or float ones in [0, 1].
+        batch_size: images per batch.
+        shuffle: reshuffle each epoch, seeded by ``seed``.
+        seed: seeds the shuffle and the corruption.
+        corruption: a ``tfae.corruptions.Corruption`` (or any ``fn(images, seed)``).
+        fresh_corruption: draw new corruption every epoch (training); ``False`` repeats the same
+            corruption every epoch, so that validation losses are comparable.
+
+    Examples:
+        >>> from tfae.corruptions import parse_corruption
+        >>> from tfae.data import load
+        >>> splits = load("mnist", limit=64)
+        >>> batches = pipeline(splits.test, 32, corruption=parse_corruption("gaussian:0.5"))
+        >>> noisy, clean = next(iter(batches))
+    """
+    if batch_size < 1:
+        raise TfaeError(f"--batch-size must be positive, got {batch_size}")
+    # Hold the split as two tensors and shuffle indices, gathering whole batches: per-image
+    # shuffling and conversion cost a few percent of a dense epoch on two cores; this costs none.
+    size = int(dataset.cardinality())
+    images, labels = dataset.batch(size).get_single_element()
+    indices = tf.data.Dataset.range(size)
+    if shuffle:
+        indices = indices.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    dataset = indices.batch(batch_size).map(
+        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    if corruption is None:
+        dataset = dataset.map(_clean_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        if fresh_corruption:
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        else:
+            # (seed, batch index): unlike Dataset.random, this ignores the global seed, which
+            # training sets, so an evaluation corrupts the same way in any process.
+            seeds = tf.data.Dataset.counter().map(
+                lambda index: tf.stack([tf.constant(seed, tf.int64), index]))
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda batch, batch_seed: _corrupted_batch(batch, batch_seed, corruption),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    if not with_labels:
+        dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
+    # Under a multi-worker strategy each worker takes its part of every batch; there are no
+    # files to shard by.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # tf.data's autotuner left both cores idle for seconds at the start of some epochs (TF 2.21,
+    # measured in docs/performance.md); gathers and elementwise noise need no tuning.
+    options.autotune.enabled = False
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _unit_floats(images):
+    """float32 images in [0, 1]: uint8 ones scaled, float ones as they are."""
+    scale = 255.0 if images.dtype == tf.uint8 else 1.0
+    return tf.cast(images, tf.float32) / scale
+
+
+def _clean_batch(images, labels):
+    images = _unit_floats(images)
+    return images, images, labels
+
+
+def _corrupted_batch(batch, batch_seed, corruption):
+    images, labels = batch
+    images = _unit_floats(images)
+    return corruption(images, tf.cast(batch_seed, tf.int32)), images, labels

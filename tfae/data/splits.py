@@ -1,0 +1,165 @@
+"""``Splits``, what every data source gives: train, validation and test images as ``tf.data``.
+
+Sources that hold their images as arrays (folders, ``.npz`` files, arrays from Python) end in
+``from_arrays``, which shapes the images (``conform``), holds out a seeded test split when there is
+none and carves validation from the end of the training images, as the tfds source does.
+
+Examples:
+    >>> import numpy as np
+    >>> splits = from_arrays(np.zeros((20, 8, 8, 1), np.uint8), name="blank")
+    >>> [int(split.cardinality()) for split in (splits.train, splits.validation, splits.test)]
+    [16, 2, 2]
+    >>> splits.num_classes, splits.labelled
+    (0, False)
+"""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import tensorflow as tf
+
+from tfae.errors import TfaeError
+
+VALIDATION_FRACTION = 0.1
+# Seeds the held-out test images of a folder or array: one split for every run and command.
+SPLIT_SEED = 0
+
+
+@dataclasses.dataclass
+class Splits:
+    """A data set's splits as unbatched ``tf.data`` datasets of ``(image, int64 label)``.
+
+    Images are uint8, or float32 in [0, 1] for float arrays; a label is -1 for an unlabelled image.
+
+    Attributes:
+        name: the data set's name (the tfds name, or the folder's or file's name).
+        image_shape: ``(height, width, channels)``.
+        num_classes: the number of classes, or 0 for a data set without labels.
+        train, validation, test: the splits; validation is the end of the training images.
+        source: where the data came from, with a ``fingerprint`` of its content; a run records it.
+        class_names: the name of each label.
+
+    Examples:
+        >>> from tfae.data import load
+        >>> splits = load("mnist", limit=100)
+        >>> splits.image_shape, int(splits.test.cardinality())
+        ((28, 28, 1), 100)
+    """
+
+    name: str
+    image_shape: tuple
+    num_classes: int
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    source: dict
+    class_names: tuple = ()
+
+    @property
+    def labelled(self):
+        """Whether there are labels: at least one class."""
+        return self.num_classes > 0
+
+
+def fingerprint(*parts):
+    """A short hex digest of byte strings, for telling data sets apart.
+
+    Examples:
+        >>> fingerprint(b"images")
+        'a03d8ed1e09f1b8a'
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:16]
+
+
+def validation_start(total, fraction=None):
+    """Where validation begins among ``total`` training images.
+
+    Examples:
+        >>> validation_start(60000)
+        54000
+    """
+    return total - int(round(total * (VALIDATION_FRACTION if fraction is None else fraction)))
+
+
+def conform(image, image_size=None, channels=None):
+    """Converts one image (or a batch) to ``channels`` and resizes it to ``image_size``, as
+    TensorFlow ops, keeping its dtype (uint8 stays uint8, rounded).
+
+    Examples:
+        >>> conform(tf.zeros((30, 20, 1), tf.uint8), (15, 10), 3).shape
+        TensorShape([15, 10, 3])
+    """
+    image = tf.convert_to_tensor(image)
+    present = image.shape[-1]
+    if channels and present != channels:
+        colour = image[..., :3] if present >= 3 else None  # an alpha channel is dropped
+        if channels == 1:
+            image = tf.image.rgb_to_grayscale(colour) if colour is not None else image[..., :1]
+        else:
+            image = colour if colour is not None else tf.image.grayscale_to_rgb(image[..., :1])
+    if image_size and tuple(image.shape[-3:-1]) != tuple(image_size):
+        dtype = image.dtype
+        image = tf.image.resize(image, image_size, antialias=True)
+        if dtype == tf.uint8:
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        else:
+            image = tf.cast(tf.clip_by_value(image, 0.0, 1.0), dtype)
+    return image
+
+
+def from_arrays(images, labels=None, test_images=None, test_labels=None, *, name, source=None,
+                class_names=(), image_size=None, channels=None, test_fraction=0.1, limit=None,
+                **_):
+    """Splits checked image arrays into ``Splits``.
+
+    Args:
+        images: ``(N, H, W, C)``, uint8 or float32 in [0, 1].
+        labels: ``(N,)`` class indices, -1 for unlabelled; ``None`` for none.
+        test_images, test_labels: the test split; ``None`` holds out ``test_fraction`` of
+            ``images`` chosen by the fixed ``SPLIT_SEED``.
+        name, source, class_names: as in ``Splits``.
+        image_size, channels: shape every image (``conform``).
+        test_fraction: the share held out when there are no ``test_images``.
+        limit: keep only the first ``limit`` images of each split.
+
+    Raises:
+        TfaeError: for too few images to make three splits.
+    """
+    labels = _labels_or_unlabelled(labels, len(images))
+    if test_images is None:
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
+        held_out = int(round(len(images) * test_fraction))
+        test_images, test_labels = images[order[:held_out]], labels[order[:held_out]]
+        images, labels = images[order[held_out:]], labels[order[held_out:]]
+    test_labels = _labels_or_unlabelled(test_labels, len(test_images))
+    start = validation_start(len(images))
+    arrays = {"train": (images[:start], labels[:start]),
+              "validation": (images[start:], labels[start:]),
+              "test": (test_images, test_labels)}
+    empty = [split for split, (split_images, _) in arrays.items() if len(split_images) == 0]
+    if empty:
+        raise TfaeError(f"{name}: {len(images) + len(test_images)} images are too few for "
+                        f"training, validation and test splits (none left for {empty[0]})")
+    datasets = {split: _conformed(split_images[:limit], split_labels[:limit], image_size,
+                                  channels)
+                for split, (split_images, split_labels) in arrays.items()}
+    num_classes = len(class_names) or int(max(labels.max(), test_labels.max()) + 1)
+    return Splits(name, tuple(datasets["train"].element_spec[0].shape), num_classes,
+                  source=source or {}, class_names=tuple(class_names), **datasets)
+
+
+def _labels_or_unlabelled(labels, count):
+    return np.full(count, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
+
+
+def _conformed(images, labels, image_size, channels):
+    if image_size or channels:  # shaped once, here, not on every pass of every epoch
+        shaped = tf.data.Dataset.from_tensor_slices(images).map(
+            lambda image: conform(image, image_size, channels),
+            num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
+        images = np.concatenate([batch.numpy() for batch in shaped])
+    return tf.data.Dataset.from_tensor_slices((images, labels))
