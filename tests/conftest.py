@@ -67,3 +67,20 @@ def serve_without_tfae(version_dir, images, work_dir):
          str(pathlib.Path(work_dir) / "images.npy")],
         capture_output=True, text=True, check=True, cwd=work_dir)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def write_images(folder, count, shape=(8, 8, 1), seed=0, suffix=".png"):
+    """Writes ``count`` random images of ``shape`` into ``folder``; returns them."""
+    import tensorflow as tf
+    from PIL import Image
+
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = np.random.default_rng(seed).integers(0, 256, (count, *shape), dtype=np.uint8)
+    for index, image in enumerate(images):
+        path = folder / f"{index:03d}{suffix}"
+        if suffix == ".png":
+            tf.io.write_file(str(path), tf.io.encode_png(image))
+        else:
+            Image.fromarray(image.squeeze(-1) if shape[-1] == 1 else image).save(path)
+    return images

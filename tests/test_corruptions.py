@@ -64,9 +64,18 @@ def test_occlusion_at_a_given_position():
     assert occluded.sum() == 2 * (784 - 196)
 
 
+@pytest.mark.parametrize("shape, size", [((28, 28), 14), ((12, 10), 5), ((75, 100), 38)])
+def test_a_relative_occlusion_is_sized_by_the_shorter_side(shape, size):
+    corruption = parse_corruption("occlusion:50%")
+    corruption.check_fits((*shape, 1))
+    occluded = corruption(tf.ones((1, *shape, 1)), tf.constant([0, 1])).numpy()
+    assert occluded.size - occluded.sum() == size * size
+
+
 def test_parse_corruption_round_trips_its_spec():
     for spec in ["gaussian:0.5", "salt-pepper:0.2", "masking:0.25", "occlusion:14",
-                 "occlusion:7@3,4", "gaussian:0.5+occlusion:7@3,4"]:
+                 "occlusion:7@3,4", "gaussian:0.5+occlusion:7@3,4", "occlusion:50%",
+                 "occlusion:12.5%@1,1"]:
         assert parse_corruption(spec).spec == spec
     assert parse_corruption("occlusion:7@3,4") == Corruption("occlusion", 7, (3, 4))
 
@@ -75,6 +84,7 @@ def test_parse_corruption_round_trips_its_spec():
     ("blur:1", "KIND:AMOUNT"), ("gaussian", "KIND:AMOUNT"), ("gaussian:abc", "not a number"),
     ("gaussian:-1", "must be > 0"), ("masking:1.5", "(0, 1]"), ("occlusion:2.5", "whole number"),
     ("masking:0.2@1,1", "only occlusion"), ("occlusion:7@1", "ROW,COL"),
+    ("gaussian:5%", "only occlusion takes a percentage"), ("occlusion:150%", "(0, 100]%"),
 ])
 def test_parse_corruption_names_the_problem(spec, words):
     with pytest.raises(TfaeError, match=None) as error:
@@ -101,7 +111,7 @@ def test_occlusion_that_does_not_fit_is_refused():
 def test_none_turns_a_familys_default_noise_off():
     from tfae.config import FitConfig
 
-    assert FitConfig(model="shallow").resolved().noise == "occlusion:14"
+    assert FitConfig(model="shallow").resolved().noise == "occlusion:50%"
     assert FitConfig(model="shallow", noise="none").resolved().noise == "none"
     assert FitConfig(model="randomized", noise="none").resolved().noise == "none"
     assert parse_corruption("none") is None

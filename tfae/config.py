@@ -114,7 +114,7 @@ class FitConfig(DataConfig):
     Examples:
         >>> config = FitConfig(model="deep").resolved()
         >>> config.model_options["hidden"], config.epochs, config.corruption.spec
-        ((1000, 1000, 500), 20, 'occlusion:14')
+        ((1000, 1000, 500), 20, 'occlusion:50%')
     """
 
     model: str = option("deep", "Family of autoencoder.")
@@ -127,8 +127,9 @@ class FitConfig(DataConfig):
     loss: str = option("mse", "Reconstruction loss: mse, or bce (binary cross-entropy).",
                        choices=tuple(LOSSES))
     noise: str | None = option(
-        None, "Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, occlusion:SIZE[@ROW,COL], "
-        "several joined by + (gaussian:0.5+occlusion:14), or none (default: the family's).")
+        None, "Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, occlusion:SIZE[@ROW,COL] "
+        "(or occlusion:P% of the shorter side), several joined by + (gaussian:0.5+occlusion:14), "
+        "or none (default: the family's).")
     seed: int = option(0, "Seed for weights, shuffling and noise.")
     early_stopping: int | None = option(
         None, "Stop after this many epochs without a better validation loss.", minimum=1)

@@ -92,15 +92,20 @@ class Corruption:
         kind: one of ``KINDS``.
         amount: the noise's standard deviation, the fraction of pixels, or the patch's side.
         position: for occlusion, a fixed (row, column) for the patch; ``None`` draws one per image.
+        relative: for occlusion, ``amount`` is a percentage of the image's shorter side
+            (``occlusion:50%`` is 14x14 on MNIST and fits images of any size).
 
     Examples:
         >>> Corruption("occlusion", 14).spec
         'occlusion:14'
+        >>> Corruption("occlusion", 50, relative=True).patch_size((30, 45, 3))
+        15
     """
 
     kind: str
     amount: float
     position: tuple | None = None
+    relative: bool = False
 
     def __call__(self, images, seed):
         if self.kind == "gaussian":
@@ -109,7 +114,13 @@ class Corruption:
             return salt_and_pepper(images, self.amount, seed)
         if self.kind == "masking":
             return masking_noise(images, self.amount, seed)
-        return occlude(images, int(self.amount), seed, self.position)
+        return occlude(images, self.patch_size(images.shape[1:]), seed, self.position)
+
+    def patch_size(self, image_shape):
+        """The occlusion patch's side in pixels for images of ``image_shape``."""
+        if not self.relative:
+            return int(self.amount)
+        return max(1, int(min(image_shape[:2]) * self.amount / 100 + 0.5))
 
     def check_fits(self, image_shape):
         """Refuses an occlusion patch that does not fit in images of ``image_shape``."""
@@ -117,16 +128,17 @@ class Corruption:
             return
         height, width = image_shape[:2]
         top, left = self.position or (0, 0)
-        if top + self.amount > height or left + self.amount > width:
+        size = self.patch_size(image_shape)
+        if top + size > height or left + size > width:
             raise TfaeError(f"noise spec {self.spec!r}: the patch does not fit in "
                             f"{height}x{width} images")
 
     @property
     def spec(self):
         """The spec string that ``parse_corruption`` turns back into this corruption."""
-        amount = int(self.amount) if self.kind == "occlusion" else self.amount
+        amount = f"{self.amount:g}" if self.kind == "occlusion" else self.amount
         where = "" if self.position is None else "@{},{}".format(*self.position)
-        return f"{self.kind}:{amount}{where}"
+        return f"{self.kind}:{amount}{'%' if self.relative else ''}{where}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +178,8 @@ NO_CORRUPTION = "none"  # the spec that turns off a family's default noise
 
 
 def parse_corruption(spec):
-    """Parses ``KIND:AMOUNT`` (``occlusion:SIZE[@ROW,COL]`` for a fixed patch) into a Corruption.
+    """Parses ``KIND:AMOUNT`` (``occlusion:SIZE[@ROW,COL]`` for a fixed patch, ``occlusion:50%``
+    for half the shorter side) into a Corruption.
 
     Specs joined by ``+`` parse to a ``CorruptionChain`` that applies them in turn. ``none``
     parses to ``None``: clean inputs, even for a family that trains with noise.
@@ -195,6 +208,10 @@ def _parse_one(spec):
         raise TfaeError(
             f"noise spec {spec!r} is not KIND:AMOUNT with KIND one of {', '.join(KINDS)}")
     amount_text, at, where = rest.partition("@")
+    relative = amount_text.endswith("%")
+    if relative and kind != "occlusion":
+        raise TfaeError(f"noise spec {spec!r}: only occlusion takes a percentage")
+    amount_text = amount_text.removesuffix("%")
     if at and kind != "occlusion":
         raise TfaeError(f"noise spec {spec!r}: only occlusion takes a position (@ROW,COL)")
     try:
@@ -206,6 +223,10 @@ def _parse_one(spec):
         raise TfaeError(f"noise spec {spec!r}: the amount must be a finite number")
     if position is not None and (len(position) != 2 or min(position) < 0):
         raise TfaeError(f"noise spec {spec!r}: the position must be ROW,COL, both >= 0")
+    if kind == "occlusion" and relative:
+        if not 0 < amount <= 100:
+            raise TfaeError(f"noise spec {spec!r}: the patch size must be in (0, 100]%")
+        return Corruption(kind, amount, position, relative=True)
     if kind == "occlusion":
         if amount != int(amount) or amount < 1:
             raise TfaeError(f"noise spec {spec!r}: the patch size must be a whole number >= 1")

@@ -134,6 +134,11 @@ def measured_data(path, endpoints, dataset=None, limit=None, **settings):
     Raises:
         TfaeError: for a run trained on arrays given in Python, with no ``dataset``; for data
             whose images are not the shape the model takes.
+
+    Examples:
+        >>> splits, notes = measured_data("runs/photos", open_endpoints("runs/photos"))  # doctest: +SKIP
+        >>> notes  # doctest: +SKIP
+        ['photos has changed since runs/photos was trained (fingerprint 3f2a..., now 9c1e...)']
     """
     run = endpoints.data_settings or {}
     shaping = {name: run[name] for name in ("image_size", "channels", "test_fraction")

@@ -33,7 +33,12 @@ SPLIT_FOLDERS = ("train", "test")
 
 
 def claims(dataset):
-    """Whether ``dataset`` names an existing folder."""
+    """Whether ``dataset`` names an existing folder.
+
+    Examples:
+        >>> claims("/"), claims("mnist")
+        (True, False)
+    """
     return pathlib.Path(dataset).expanduser().is_dir()
 
 

