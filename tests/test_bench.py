@@ -28,3 +28,15 @@ def test_quick_suite_writes_its_report(tmp_path):
             assert f"| `{family.name} --no-jit-compile --steps-per-execution 1` |" in text
     assert "| `deep --batch-size 1024` |" in text
     assert text.count("## Benchmark suite") == 1 and result.stdout.count("### Goals") == 1
+
+
+def test_quick_own_data_bench_writes_its_section(tmp_path):
+    page = tmp_path / "performance.md"
+    page.write_text("# Performance\n\n## Other\n\nkept\n")
+    result = subprocess.run([sys.executable, "own_data.py", "--quick", "--epochs", "2", "--rounds",
+                             "1", "--model", "shallow", "--write", str(page)],
+                            cwd=BENCH, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = page.read_text()
+    assert "## Other\n\nkept" in text and "## Your own images" in text
+    assert "| preparing the folder (6,000 files" in text and "folder speed / bundled speed" in text

@@ -193,3 +193,21 @@ def test_bad_data_is_one_line_and_leaves_no_run_folder(kind, args, words, tmp_pa
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and words in errors[0], result.output
     assert not (tmp_path / "run").exists() and not (tmp_path / "saved_models").exists()
+
+
+def test_a_search_runs_on_a_colour_folder_and_refuses_the_probe_without_labels(
+        tmp_path, monkeypatch):
+    _write_classes(tmp_path / "photos", 40, (18, 22, 3))
+    output = _ok(["tune", "--model", "shallow", "--dataset", "photos", "--tuner", "random",
+                  "--max-trials", "1", "--epochs", "1", "--objective", "probe", "--out", "search",
+                  "--export-dir", "exported"], tmp_path, monkeypatch)
+    assert "exported: exported/1" in output
+    config = json.loads((tmp_path / "search/config.json").read_text())
+    assert config["dataset"] == "photos"
+    write_images(tmp_path / "plain", 20)
+    result = CliRunner().invoke(tfae, ["tune", "--model", "shallow", "--dataset", "plain",
+                                       "--tuner", "random", "--objective", "probe", "--out",
+                                       "other"])
+    assert result.exit_code != 0
+    assert "Error: --objective probe needs labels of two classes or more, and plain has none" \
+        in result.output and not (tmp_path / "other").exists()
