@@ -322,7 +322,8 @@ def _report_options():
 
 @tfae.command(cls=_DerivedCommand, derive=_report_options)
 @click.option("--models", default="all", show_default=True,
-              help="Comma-separated families, or all.")
+              help="Comma-separated families (and the variants randomized-denoising, "
+              "randomized-occlusion), or all.")
 @click.option("--epochs", type=click.IntRange(min=1),
               help="Epochs for every family (default: each family's).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),

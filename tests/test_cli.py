@@ -166,8 +166,6 @@ def _fails(args, cwd, monkeypatch=None):
     (["fit", "--model", "deep", "--filters", "32"], "--filters does not apply to model 'deep'"),
     (["fit", "--model", "deep", "--lambda", "0.1"], "--lambda does not apply to model 'deep'"),
     (["fit", "--model", "conv", "--solver", "sgd"], "--solver does not apply to model 'conv'"),
-    (["fit", "--model", "randomized", "--noise", "gaussian:0.5"],
-     "--noise does not apply to model 'randomized'"),
     (["fit", "--model", "conv", "--filters", "8,16"], "one block"),
     (["fit", "--model", "contractive", "--projections", "0"], "0 is not in the range x>=1"),
     (["fit", "--model", "deep", "--hidden", "none", "--activation", "tanh"],

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 import keras
+import tensorflow as tf
 
 from tfae.config import LOSSES
 from tfae.data import as_splits, load_config, pipeline
@@ -181,13 +182,26 @@ def _train(config, folder, model, splits, initial_epoch, verbose, strategy, exec
     batch_size = config.batch_size * strategy.num_replicas_in_sync
     if config.family.trainer is not None:
         train_batches, _ = training_batches(splits, config, batch_size)
-        return model, config.family.trainer(model, train_batches, config, verbose)
+        history = config.family.trainer(model, train_batches, config, verbose)
+        _log_steps(history, folder.logs_dir)
+        return model, history
     if initial_epoch:  # a finished run being extended: its weights and optimizer state
         model = folder.load_model()
     compile_model(model, config, execution, model.optimizer if initial_epoch else None)
     train_keras(model, splits, config, [*_run_callbacks(folder), *callbacks], verbose,
                 batch_size=batch_size, epochs=config.epochs, initial_epoch=initial_epoch)
     return model, folder.csv_history()
+
+
+def _log_steps(history, logs_dir):
+    """Writes a family trainer's history to TensorBoard, a step per entry (per layer for
+    ``randomized``), where Keras' callback writes ``Model.fit``'s epochs."""
+    writer = tf.summary.create_file_writer(str(logs_dir / "train"))
+    with writer.as_default():
+        for name, values in history.items():
+            for step, value in enumerate(values):
+                tf.summary.scalar(name, value, step=step)
+    writer.close()
 
 
 def training_batches(splits, config, batch_size=None):

@@ -3,8 +3,11 @@
 For each hidden layer a shallow autoencoder with a random orthogonal encoder is made and only its
 decoder is trained; the decoder's weights W_d go into the deep decoder and W_d transposed into the
 deep encoder (``tfae.models.randomized``). ``solver="ridge"`` solves each decoder in closed form,
-``sgd`` trains it with Keras for ``epochs``. One layer of 2,000 by default; the study's shape is
-``--hidden 700,700``.
+``sgd`` trains it with Keras for ``epochs``. Then, by default (``--decoder refit``), each decoder
+is solved once more for the codes of the final encoder, so that the model reconstructs what it
+encodes; ``--decoder study`` is the study's algorithm exactly. With ``--noise`` the codes come from
+corrupted images and the decoders are solved to give the clean ones. One layer of 2,000 by
+default; the study's shape is ``--hidden 700,700``.
 
 Examples:
     >>> from tfae.families import build_model
@@ -19,6 +22,7 @@ from tfae.families import Family, register
 from tfae.options import activation_option, hidden_option, option
 
 SOLVERS = ("ridge", "sgd")
+DECODERS = ("refit", "study")
 
 
 @dataclasses.dataclass
@@ -27,7 +31,7 @@ class RandomizedOptions:
 
     Examples:
         >>> RandomizedOptions(hidden=(700, 700))
-        RandomizedOptions(hidden=(700, 700), activation='relu', solver='ridge', ridge_c=0.01)
+        RandomizedOptions(hidden=(700, 700), activation='relu', solver='ridge', ridge_c=0.01, decoder='refit')
     """
 
     hidden: tuple = hidden_option((2000,))
@@ -36,6 +40,9 @@ class RandomizedOptions:
                          "or sgd (Keras, --epochs per layer).", choices=SOLVERS)
     ridge_c: float = option(0.01, "C of the ridge solution; larger is less regularised.",
                             above=0)
+    decoder: str = option("refit", "refit: solve the decoders again for the final encoder's "
+                          "codes, so the model reconstructs; study: the study's algorithm as is.",
+                          choices=DECODERS)
 
     def check(self):
         if not self.hidden:
@@ -65,8 +72,8 @@ def train(model, batches, config, verbose=1):
 
     options = config.options
     return train_layerwise(model, batches, options.solver, options.ridge_c, config.epochs,
-                           config.learning_rate, config.seed, verbose)
+                           config.learning_rate, config.seed, verbose, options.decoder)
 
 
 register(Family("randomized", "layer-wise: random fixed encoders, decoders solved in closed form",
-                RandomizedOptions, build, trainer=train, takes_noise=False))
+                RandomizedOptions, build, trainer=train))

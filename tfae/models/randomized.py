@@ -14,13 +14,24 @@ Step 3 is a linear least-squares problem. ``solver="ridge"`` solves it in closed
 bounded by the layer sizes, not the data set; ``solver="sgd"`` trains the decoder with Keras
 (Adam, the encoder frozen) for ``epochs``. The result is an ordinary ``Autoencoder``.
 
+Each W_d is solved for the codes of the *random* encoder, which step 4 then replaces by W_d
+transposed: the study's decoder never saw the codes of the encoder it ends up with, and
+reconstructs poorly. ``decoder="refit"`` (the default) therefore solves each decoder layer once
+more, in closed form from the same sums, for the codes of the final encoder; the encoder stays the
+study's. ``decoder="study"`` stops after the layer-wise pass, as the study does.
+
+Given corrupted inputs (``(noisy, clean)`` batches, as ``tfae.data.pipeline`` makes with a
+corruption), the codes are computed from the noisy inputs and every decoder is solved to give the
+clean ones: a denoising ridge solution, layer by layer (a layer's clean target is the final
+encoder's output on the clean images).
+
 Examples:
     >>> from tfae import data
     >>> splits = data.load("mnist", limit=2000)
     >>> model = build_randomized((28, 28, 1), hidden=(256, 128), activation="relu")
     >>> history = train_layerwise(model, data.pipeline(splits.train, 500), verbose=0)
-    >>> history["layer"]
-    [0, 1]
+    >>> history["layer"], history["refit_mse"][0] < history["mse"][0]
+    ([0, 1], True)
 """
 
 import time
@@ -110,26 +121,29 @@ def ridge_solution(gram, cross, ridge_c):
 
 
 class _Statistics:
-    """Sums over a data set of H^T H, H^T X and ||X||^2, for the ridge solution and its error."""
+    """Sums over a data set of H^T H, H^T T and ||T||^2, with H the codes of the inputs and T the
+    targets (the inputs themselves, or their clean originals), for the ridge solution and its
+    error."""
 
     def __init__(self, gram, cross, squares, count):
         self.gram, self.cross, self.squares, self.count = gram, cross, squares, count
 
     @classmethod
-    def collect(cls, layer_inputs, encode):
+    def collect(cls, layer_pairs_, encode):
+        """The sums over ``(inputs, targets)`` batches ``layer_pairs_``, codes by ``encode``."""
         @tf.function
-        def batch_sums(inputs):
+        def batch_sums(inputs, targets):
             hidden = encode(inputs)
             return (tf.matmul(hidden, hidden, transpose_a=True),
-                    tf.matmul(hidden, inputs, transpose_a=True),
-                    tf.reduce_sum(tf.square(inputs)), tf.shape(inputs)[0])
+                    tf.matmul(hidden, targets, transpose_a=True),
+                    tf.reduce_sum(tf.square(targets)), tf.shape(targets)[0])
 
         # Each worker of a multi-worker strategy sums its share of the batches; the all-reduce
         # gives every worker the sums over all of them.
         workers, index = worker_shard(tf.distribute.get_strategy())
         totals = None
-        for inputs in layer_inputs.shard(workers, index):
-            sums = [np.asarray(value, np.float64) for value in batch_sums(inputs)]
+        for inputs, targets in layer_pairs_.shard(workers, index):
+            sums = [np.asarray(value, np.float64) for value in batch_sums(inputs, targets)]
             totals = sums if totals is None else [a + b for a, b in zip(totals, sums)]
         if totals is None:
             raise TfaeError("no images to train on: raise {limit}", options=["limit"])
@@ -144,41 +158,44 @@ class _Statistics:
 
 
 def train_layerwise(model, batches, solver="ridge", ridge_c=0.01, epochs=10, learning_rate=1e-3,
-                    seed=0, verbose=1):
+                    seed=0, verbose=1, decoder="refit"):
     """Fills ``model`` (from ``build_randomized``) layer by layer with the study's algorithm.
 
     Args:
         model: an ``Autoencoder`` from ``build_randomized``.
-        batches: ``(inputs, targets)`` image batches, such as ``tfae.data.pipeline(...)``.
+        batches: ``(inputs, targets)`` image batches, such as ``tfae.data.pipeline(...)``;
+            corrupted inputs with clean targets make a denoising solution.
         solver: ``ridge`` (closed form) or ``sgd`` (Keras, the random encoder frozen).
-        ridge_c: C of the ridge solution; larger is less regularised.
+        ridge_c: C of the ridge solutions; larger is less regularised.
         epochs, learning_rate: for ``sgd``.
         seed: seeds the random encoders.
         verbose: print a line per layer.
+        decoder: ``refit`` solves the decoders again for the final encoder's codes (always in
+            closed form); ``study`` keeps the layer-wise pass's decoders.
 
     Returns:
         The history, per layer: ``layer``, ``units``, ``random_decoder_mse`` (the shallow
-        autoencoder's error with its random initial decoder), ``mse`` (after training) and
-        ``seconds``.
+        autoencoder's error with its random initial decoder), ``mse`` (after the layer-wise
+        pass), ``refit_mse`` (after the refit; ``refit`` only) and ``seconds``.
 
     Examples:
         >>> history = train_layerwise(model, batches, solver="sgd", epochs=2)  # doctest: +SKIP
     """
-    images = batches.map(lambda inputs, targets: tf.reshape(targets, (tf.shape(targets)[0], -1)))
+    flat = batches.map(lambda inputs, targets: (_flat(inputs), _flat(targets)))
     history = {"layer": [], "units": [], "random_decoder_mse": [], "mse": [], "seconds": []}
-    for index, (encoder_layer, decoder_layer) in enumerate(layer_pairs(model)):
+    pairs = layer_pairs(model)
+    for index, (encoder_layer, decoder_layer) in enumerate(pairs):
         start = time.perf_counter()
         input_dim, units = encoder_layer.kernel.shape
-        layer_inputs = images.map(_through(layer_pairs(model)[:index]))
+        layer_data = flat.map(_through(pairs[:index]))
         shallow = shallow_autoencoder(input_dim, units, encoder_layer.activation, seed + 3 * index)
-        statistics = _Statistics.collect(layer_inputs, shallow.get_layer("random_encoder"))
+        statistics = _Statistics.collect(layer_data, shallow.get_layer("random_encoder"))
         random_decoder = shallow.get_layer("decoder").kernel.numpy()
         if solver == "ridge":
             decoder_weights = ridge_solution(statistics.gram, statistics.cross, ridge_c)
         else:
             shallow.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
-            shallow.fit(layer_inputs.map(lambda x: (x, x)), epochs=epochs, shuffle=False,
-                        verbose=verbose and 2)
+            shallow.fit(layer_data, epochs=epochs, shuffle=False, verbose=verbose and 2)
             decoder_weights = shallow.get_layer("decoder").kernel.numpy()
         decoder_layer.kernel.assign(decoder_weights.astype(np.float32))
         encoder_layer.kernel.assign(decoder_weights.T.astype(np.float32))
@@ -191,13 +208,30 @@ def train_layerwise(model, batches, solver="ridge", ridge_c=0.01, epochs=10, lea
             print(f"layer {index}: {input_dim} -> {units}, mse {history['mse'][-1]:.5f} "
                   f"(random decoder {history['random_decoder_mse'][-1]:.5f}), "
                   f"{history['seconds'][-1]:.1f} s")
+    if decoder == "refit":
+        history["refit_mse"] = []
+        for index, (encoder_layer, decoder_layer) in enumerate(pairs):
+            start = time.perf_counter()
+            statistics = _Statistics.collect(flat.map(_through(pairs[:index])), encoder_layer)
+            decoder_weights = ridge_solution(statistics.gram, statistics.cross, ridge_c)
+            decoder_layer.kernel.assign(decoder_weights.astype(np.float32))
+            history["refit_mse"].append(statistics.mean_squared_error(decoder_weights))
+            history["seconds"][index] += time.perf_counter() - start
+            if verbose:
+                print(f"layer {index}: decoder refit for the final encoder, mse "
+                      f"{history['refit_mse'][-1]:.5f}")
     return history
 
 
+def _flat(images):
+    return tf.reshape(images, (tf.shape(images)[0], -1))
+
+
 def _through(pairs):
-    """Maps flat images to the input of the layer after ``pairs`` in the deep encoder."""
-    def forward(inputs):
+    """Maps ``(inputs, targets)`` flat images to the input and target of the layer after
+    ``pairs`` in the deep encoder: both through the encoder layers before it."""
+    def forward(inputs, targets):
         for encoder_layer, _ in pairs:
-            inputs = encoder_layer(inputs)
-        return inputs
+            inputs, targets = encoder_layer(inputs), encoder_layer(targets)
+        return inputs, targets
     return forward
