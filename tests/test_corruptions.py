@@ -115,3 +115,28 @@ def test_none_turns_a_familys_default_noise_off():
     assert FitConfig(model="shallow", noise="none").resolved().noise == "none"
     assert FitConfig(model="randomized", noise="none").resolved().noise == "none"
     assert parse_corruption("none") is None
+
+
+def test_grayscale_gives_three_equal_channels_of_luminance_in_range():
+    colour = tf.random.stateless_uniform((2, 5, 4, 3), seed=[0, 1])
+    grey = parse_corruption("grayscale")(colour, SEED).numpy()
+    assert grey.shape == (2, 5, 4, 3) and 0 <= grey.min() and grey.max() <= 1
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 1])
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
+    luminance = colour.numpy() @ np.array([0.2989, 0.587, 0.114], np.float32)  # ITU-R 601
+    np.testing.assert_allclose(grey[..., 0], luminance, atol=1e-6)
+    chained = parse_corruption("grayscale+gaussian:0.1")(colour, SEED).numpy()
+    assert chained.shape == grey.shape and not np.allclose(chained, grey)
+
+
+@pytest.mark.parametrize("spec, words", [("grayscale:3", "grayscale takes no amount"),
+                                         ("greyscale", "or grayscale")])
+def test_grayscale_specs_that_are_wrong_name_the_problem(spec, words):
+    with pytest.raises(TfaeError, match=words):
+        parse_corruption(spec)
+
+
+def test_grayscale_refuses_images_that_are_not_colour():
+    parse_corruption("grayscale").check_fits((8, 8, 3))
+    with pytest.raises(TfaeError, match=r"needs colour images \(3 channels\), got 1"):
+        parse_corruption("gaussian:0.1+grayscale").check_fits((8, 8, 1))

@@ -211,3 +211,28 @@ def test_a_search_runs_on_a_colour_folder_and_refuses_the_probe_without_labels(
     assert result.exit_code != 0
     assert "Error: --objective probe needs labels of two classes or more, and plain has none" \
         in result.output and not (tmp_path / "other").exists()
+
+
+def test_colorization_is_measured_and_drawn_on_held_out_photo_crops(tmp_path, monkeypatch):
+    from tfae.data.sample_photos import write_crops
+
+    write_crops(tmp_path / "crops", size=16, stride=48)
+    _ok(["fit", "--model", "deep-conv", "--dataset", "crops", "--noise", "grayscale", "--epochs",
+         "2", "--out", "run", "--no-export"], tmp_path, monkeypatch)
+    metrics = json.loads(_ok(["evaluate", "run", "--json"], tmp_path, monkeypatch))
+    colour = metrics["colorization"]
+    assert 5 < colour["grayscale_psnr"] < 40 and 5 < colour["colorized_psnr"] < 40
+    assert metrics["probe"] is None  # crops have no labels
+    assert "wrote" in _ok(["plot", "run", "--kind", "colorization"], tmp_path, monkeypatch)
+    assert (tmp_path / "run/figures/colorization.png").stat().st_size > 1000
+    write_images(tmp_path / "grey", 20)
+    _ok(["fit", "--model", "shallow", "--dataset", "grey", "--epochs", "1", "--out", "grey-run",
+         "--no-export"], tmp_path, monkeypatch)
+    assert "colorization" not in json.loads(_ok(["evaluate", "grey-run", "--json"], tmp_path,
+                                                monkeypatch))
+    result = CliRunner().invoke(tfae, ["plot", "grey-run", "--kind", "colorization"])
+    assert result.exit_code != 0 and "--kind colorization needs colour images" in result.output
+    result = CliRunner().invoke(tfae, ["fit", "--dataset", "grey", "--noise", "grayscale",
+                                       "--out", "refused"])
+    assert "needs colour images (3 channels), got 1; --channels 3" in result.output
+    assert not (tmp_path / "refused").exists()

@@ -25,7 +25,8 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
     assert [row.split("|")[1].strip() for row in settings[2:]] == ["`shallow`", "`randomized`"]
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page):
         assert (tmp_path / "docs" / image).is_file()
-    assert "tfae report --models shallow,randomized --epochs 1 --out docs/results" in page
+    assert "tfae report --models shallow,randomized --epochs 1 --limit 400 --out docs/results" \
+        in page
 
     # A second report reuses the finished runs, their metrics and figures instead of redoing them.
     kept = [tmp_path / "docs/results/runs/shallow/model.keras",
@@ -61,5 +62,5 @@ def tables(page):
 def test_report_refuses_an_unknown_family_before_training(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(tfae, ["report", "--models", "deep,huge"])
-    assert result.exit_code == 1 and "unknown model 'huge'" in result.output
+    assert result.exit_code == 1 and "unknown report row 'huge'; choose from shallow" in result.output
     assert not (tmp_path / "docs").exists()

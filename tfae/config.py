@@ -128,8 +128,9 @@ class FitConfig(DataConfig):
                        choices=tuple(LOSSES))
     noise: str | None = option(
         None, "Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, occlusion:SIZE[@ROW,COL] "
-        "(or occlusion:P% of the shorter side), several joined by + (gaussian:0.5+occlusion:14), "
-        "or none (default: the family's).")
+        "(or occlusion:P% of the shorter side), grayscale (colour images to grey: trains a "
+        "colouriser), several joined by + (gaussian:0.5+occlusion:14), or none (default: the "
+        "family's).")
     seed: int = option(0, "Seed for weights, shuffling and noise.")
     early_stopping: int | None = option(
         None, "Stop after this many epochs without a better validation loss.", minimum=1)

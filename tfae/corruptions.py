@@ -1,4 +1,5 @@
-"""Corruptions of image batches as TensorFlow ops: noise for denoising, occlusion for robustness.
+"""Corruptions of image batches as TensorFlow ops: noise for denoising, occlusion for robustness,
+grayscale for colourisation.
 
 Every corruption takes a batch of float images in [0, 1] shaped ``(batch, height, width,
 channels)`` and a stateless seed (an int tensor of shape ``[2]``), and returns a batch of the same
@@ -55,6 +56,18 @@ def masking_noise(images, fraction, seed):
     return tf.where(draws < fraction, tf.zeros_like(images), images)
 
 
+def grayscale(images):
+    """Colour images to their luminance (``tf.image.rgb_to_grayscale``), repeated over the three
+    channels, so that a model trained to undo it colourises.
+
+    Examples:
+        >>> grey = grayscale(tf.constant([[[[1.0, 0.0, 0.0]]]]))
+        >>> [round(float(value), 3) for value in grey[0, 0, 0]]
+        [0.299, 0.299, 0.299]
+    """
+    return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images))
+
+
 def occlude(images, size, seed=None, position=None):
     """Blacks out a ``size`` x ``size`` square in each image.
 
@@ -90,7 +103,8 @@ class Corruption:
 
     Attributes:
         kind: one of ``KINDS``.
-        amount: the noise's standard deviation, the fraction of pixels, or the patch's side.
+        amount: the noise's standard deviation, the fraction of pixels, or the patch's side
+            (none for grayscale).
         position: for occlusion, a fixed (row, column) for the patch; ``None`` draws one per image.
         relative: for occlusion, ``amount`` is a percentage of the image's shorter side
             (``occlusion:50%`` is 14x14 on MNIST and fits images of any size).
@@ -103,11 +117,13 @@ class Corruption:
     """
 
     kind: str
-    amount: float
+    amount: float = None
     position: tuple | None = None
     relative: bool = False
 
     def __call__(self, images, seed):
+        if self.kind == "grayscale":
+            return grayscale(images)
         if self.kind == "gaussian":
             return gaussian_noise(images, self.amount, seed)
         if self.kind == "salt-pepper":
@@ -123,7 +139,11 @@ class Corruption:
         return max(1, int(min(image_shape[:2]) * self.amount / 100 + 0.5))
 
     def check_fits(self, image_shape):
-        """Refuses an occlusion patch that does not fit in images of ``image_shape``."""
+        """Refuses an occlusion patch that does not fit in images of ``image_shape``, and
+        grayscale on images that are not colour."""
+        if self.kind == "grayscale" and image_shape[-1] != 3:
+            raise TfaeError(f"noise spec 'grayscale' needs colour images (3 channels), got "
+                            f"{image_shape[-1]}; --channels 3 converts them")
         if self.kind != "occlusion":
             return
         height, width = image_shape[:2]
@@ -136,6 +156,8 @@ class Corruption:
     @property
     def spec(self):
         """The spec string that ``parse_corruption`` turns back into this corruption."""
+        if self.kind == "grayscale":
+            return "grayscale"
         amount = f"{self.amount:g}" if self.kind == "occlusion" else self.amount
         where = "" if self.position is None else "@{},{}".format(*self.position)
         return f"{self.kind}:{amount}{'%' if self.relative else ''}{where}"
@@ -171,7 +193,7 @@ class CorruptionChain:
         return "+".join(part.spec for part in self.parts)
 
 
-KINDS = ("gaussian", "salt-pepper", "masking", "occlusion")
+KINDS = ("gaussian", "salt-pepper", "masking", "occlusion", "grayscale")
 
 
 NO_CORRUPTION = "none"  # the spec that turns off a family's default noise
@@ -179,7 +201,7 @@ NO_CORRUPTION = "none"  # the spec that turns off a family's default noise
 
 def parse_corruption(spec):
     """Parses ``KIND:AMOUNT`` (``occlusion:SIZE[@ROW,COL]`` for a fixed patch, ``occlusion:50%``
-    for half the shorter side) into a Corruption.
+    for half the shorter side; ``grayscale`` has no amount) into a Corruption.
 
     Specs joined by ``+`` parse to a ``CorruptionChain`` that applies them in turn. ``none``
     parses to ``None``: clean inputs, even for a family that trains with noise.
@@ -189,7 +211,7 @@ def parse_corruption(spec):
 
     Examples:
         >>> parse_corruption("salt-pepper:0.2")
-        Corruption(kind='salt-pepper', amount=0.2, position=None)
+        Corruption(kind='salt-pepper', amount=0.2, position=None, relative=False)
         >>> parse_corruption("occlusion:7@0,21").position
         (0, 21)
         >>> parse_corruption("none") is None
@@ -203,10 +225,14 @@ def parse_corruption(spec):
 
 
 def _parse_one(spec):
+    if spec == "grayscale":
+        return Corruption("grayscale")
     kind, sep, rest = spec.partition(":")
+    if kind == "grayscale":
+        raise TfaeError(f"noise spec {spec!r}: grayscale takes no amount")
     if kind not in KINDS or not sep:
-        raise TfaeError(
-            f"noise spec {spec!r} is not KIND:AMOUNT with KIND one of {', '.join(KINDS)}")
+        raise TfaeError(f"noise spec {spec!r} is not KIND:AMOUNT with KIND one of "
+                        f"{', '.join(KINDS[:-1])}, or grayscale")
     amount_text, at, where = rest.partition("@")
     relative = amount_text.endswith("%")
     if relative and kind != "occlusion":

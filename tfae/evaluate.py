@@ -10,6 +10,8 @@
 - occlusion: MSE inside square patches of half and a quarter of the image's shorter side (14x14
   and 7x7 on MNIST) at seeded positions, and the linear probe's accuracy on the codes of the
   occluded images;
+- colourisation, on colour images: PSNR of the grayscale inputs and of the model's output from
+  them, both against the originals (the measure of a run trained with ``--noise grayscale``);
 - contractiveness: the mean Frobenius norm of the encoder's Jacobian over test images;
 - the parameter count and training time of the run.
 
@@ -307,8 +309,10 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     endpoints = open_endpoints(path)
     splits, notes = measured_data(path, endpoints, dataset, limit, data_dir=data_dir, **settings)
     sizes = occlusion_sizes(splits.image_shape)
+    colour = splits.image_shape[-1] == 3
     stages = ["train codes", "test codes", "probes", *DENOISING_SPECS,
-              *(f"occlusion {size}" for size in sizes), "jacobian"]
+              *(f"occlusion {size}" for size in sizes), *(["colorization"] if colour else []),
+              "jacobian"]
     progress = keras.utils.Progbar(len(stages), verbose=verbose, stateful_metrics=["stage"])
 
     def advance(stage):
@@ -357,6 +361,12 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
             "linear_probe": probes and _score(probes["linear"], codes, labels),
         }
         advance(f"occlusion {size}")
+    if colour:
+        grey, clean, _, colourised, _ = _collect(endpoints, batches(splits.test,
+                                                                    parse_corruption("grayscale")))
+        metrics["colorization"] = {"grayscale_psnr": psnr(clean, grey),
+                                   "colorized_psnr": psnr(clean, colourised)}
+        advance("colorization")
     metrics["jacobian_norm"] = jacobian_norm(endpoints.encode, test_images[:JACOBIAN_IMAGES],
                                              endpoints.jacobian_squared_norm)
     advance("jacobian")
@@ -414,6 +424,10 @@ def summary_rows(metrics):
     for size, values in metrics.get("occlusion", {}).items():
         probe_text = "" if values["linear_probe"] is None else f", probe {values['linear_probe']:.2%}"
         rows.append((f"occlusion {size}", f"patch MSE {values['patch_mse']:.4f}{probe_text}"))
+    if "colorization" in metrics:
+        values = metrics["colorization"]
+        rows.append(("colorization", f"{values['grayscale_psnr']:.2f} -> "
+                                     f"{values['colorized_psnr']:.2f} dB"))
     if "jacobian_norm" in metrics:
         rows.append(("mean ||J||_F", f"{metrics['jacobian_norm']:.4f}"))
     if "parameters" in metrics:

@@ -1,6 +1,7 @@
 """The figures of ``tfae plot``: gather what each kind shows from a run or export, then draw it.
 
-Kinds: ``tsne``, ``reconstructions``, ``denoising``, ``occlusion``, ``manifold``, ``history``.
+Kinds: ``tsne``, ``reconstructions``, ``denoising``, ``occlusion``, ``colorization`` (colour
+images), ``manifold``, ``history``.
 
 Examples:
     >>> from tfae.figures import draw
@@ -20,7 +21,8 @@ from tfae.errors import TfaeError
 from tfae.evaluate import SEED, manifold_convergence, measured_data, occlusion_sizes, open_endpoints
 from tfae.runs import RunFolder
 
-KINDS = ("tsne", "reconstructions", "denoising", "occlusion", "manifold", "history")
+KINDS = ("tsne", "reconstructions", "denoising", "occlusion", "colorization", "manifold",
+         "history")
 TSNE_IMAGES = 5000
 SHOWN_IMAGES = 10
 MANIFOLD_STEPS = 20
@@ -70,6 +72,15 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
         figure = plots.plot_rows([("original", images),
                                   ("reconstructed", np.asarray(endpoints.reconstruct(images)))],
                                  out / "reconstructions.png", f"{name}: reconstructions")
+    elif kind == "colorization":
+        if splits.image_shape[-1] != 3:
+            raise TfaeError(f"--kind colorization needs colour images; {splits.name} has "
+                            f"{splits.image_shape[-1]} channel(s)")
+        grey, images, _ = _first(splits.test, SHOWN_IMAGES, parse_corruption("grayscale"))
+        progress.add(2)
+        figure = plots.plot_rows(
+            [("grayscale input", grey), ("colourised", np.asarray(endpoints.reconstruct(grey))),
+             ("original", images)], out / "colorization.png", f"{name}: colorization")
     elif kind in ("denoising", "occlusion"):
         spec = ("gaussian:0.5" if kind == "denoising"
                 else f"occlusion:{occlusion_sizes(splits.image_shape)[0]}")

@@ -84,6 +84,8 @@ def report(models=None, epochs=None, out=None, limit=None, verbose=1, **settings
             metrics = evaluate(folder.path, limit=limit, verbose=verbose)
         figures = {}
         for kind in KINDS:
+            if kind == "colorization" and "colorization" not in metrics:  # grey images
+                continue
             figure = out / "figures" / name / f"{kind}.png"
             # The metrics are now at least as new as the model: a figure newer than both stands.
             if not _newer(figure, folder.metrics_path.stat().st_mtime):
