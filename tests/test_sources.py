@@ -204,6 +204,7 @@ def test_a_bad_npz_file_is_one_clear_error_naming_it(tmp_path, arrays_, message)
 
 
 @pytest.mark.parametrize("name, content, message", [
+    ("", None, "dataset is empty"),
     ("text.npz", b"hello", r"is not an \.npz file"),
     ("missing.npz", None, r"no such \.npz file"),
     ("./nowhere", None, r"no such folder or \.npz file"),

@@ -69,6 +69,9 @@ class DataConfig:
 
     def check(self):
         """Rules across fields (``tfae.options.checked`` calls it)."""
+        if not self.dataset.strip():
+            raise TfaeError("{dataset} is empty: give a tfds name, a folder or an .npz file",
+                            options=["dataset"])
         if self.image_size is not None and len(self.image_size) != 2:
             raise TfaeError("{image_size} must be two sizes, HEIGHT,WIDTH, got %s"
                             % ",".join(map(str, self.image_size)), options=["image_size"])

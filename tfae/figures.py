@@ -67,7 +67,7 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
                                  f"{name}: t-SNE of {len(codes):,} test codes",
                                  class_names=splits.class_names)
     elif kind == "reconstructions":
-        images, _, _ = _first(splits.test, SHOWN_IMAGES)
+        images, _, _ = _first(_spread(splits.test), SHOWN_IMAGES)
         progress.add(2)
         figure = plots.plot_rows([("original", images),
                                   ("reconstructed", np.asarray(endpoints.reconstruct(images)))],
@@ -76,7 +76,8 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
         if splits.image_shape[-1] != 3:
             raise TfaeError(f"--kind colorization needs colour images; {splits.name} has "
                             f"{splits.image_shape[-1]} channel(s)")
-        grey, images, _ = _first(splits.test, SHOWN_IMAGES, parse_corruption("grayscale"))
+        grey, images, _ = _first(_spread(splits.test), SHOWN_IMAGES,
+                                 parse_corruption("grayscale"))
         progress.add(2)
         figure = plots.plot_rows(
             [("grayscale input", grey), ("colourised", np.asarray(endpoints.reconstruct(grey))),
@@ -84,7 +85,7 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
     elif kind in ("denoising", "occlusion"):
         spec = ("gaussian:0.5" if kind == "denoising"
                 else f"occlusion:{occlusion_sizes(splits.image_shape)[0]}")
-        corrupted, images, _ = _first(splits.test, SHOWN_IMAGES, parse_corruption(spec))
+        corrupted, images, _ = _first(_spread(splits.test), SHOWN_IMAGES, parse_corruption(spec))
         progress.add(2)
         figure = plots.plot_rows(
             [("original", images), (spec, corrupted),
@@ -104,6 +105,12 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
             f"{name}: manifold convergence from 6 noisy (gaussian 0.5) and 2 random images")
     progress.add(1)
     return figure
+
+
+def _spread(split, count=SHOWN_IMAGES):
+    """Every n-th image of a split, ``count`` of them across it: a folder's test split is in file
+    order, whose first images are often alike (one class, one region of a photograph)."""
+    return split.shard(max(1, int(split.cardinality()) // count), 0)
 
 
 def _first(split, count, corruption=None):
