@@ -1,4 +1,7 @@
-"""How ``tfae.fit`` compiles each family: XLA for the dense ones, Keras' choice for the rest."""
+"""How ``tfae.fit`` compiles each family (XLA for the dense ones, Keras' choice for the rest), and
+what it does with a run that diverges."""
+
+import dataclasses
 
 import pytest
 import tensorflow as tf
@@ -58,3 +61,25 @@ def test_fit_calls_the_users_callbacks_with_the_runs_metrics(tmp_path):
                        limit=300)
     fit(config, tmp_path / "run", export=False, verbose=0, callbacks=[Record()])
     assert len(seen) == 2 and {"loss", "val_loss", "seconds"} <= set(seen[0])
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_good_epoch(tmp_path):
+    from tfae.runs import RunFolder
+
+    good = FitConfig(model="deep", model_options={"hidden": (32,), "latent_dim": 4}, limit=500,
+                     epochs=1)
+    fit(good, tmp_path / "run", export=False, verbose=0)
+    diverging = dataclasses.replace(good, epochs=3)
+    # The next epochs diverge: a learning rate of 1e30 overflows the weights in a few batches.
+    folder = RunFolder(tmp_path / "run")
+    model = folder.load_model()
+    model.optimizer.learning_rate.assign(1e30)
+    folder.save(model, folder.history())
+    with pytest.raises(TfaeError, match=r"loss became NaN in epoch 2; --out .* keeps its last "
+                                        r"good epoch \(1\).*lower learning_rate"):
+        fit(diverging, tmp_path / "run", export=False, verbose=0)
+    assert folder.finished_epochs() == 1 and folder.history()["loss"][0] > 0
+    with pytest.raises(TfaeError, match="NaN in epoch 1; .* keeps no finished epoch"):
+        fit(dataclasses.replace(good, learning_rate=1e30), tmp_path / "new", export=False,
+            verbose=0)
+    assert not (tmp_path / "new/model.keras").exists()

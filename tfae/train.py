@@ -18,6 +18,7 @@ Examples:
 """
 
 import dataclasses
+import math
 import pathlib
 import shutil
 import tempfile
@@ -190,7 +191,14 @@ def _train(config, folder, model, splits, initial_epoch, verbose, strategy, exec
     compile_model(model, config, execution, model.optimizer if initial_epoch else None)
     train_keras(model, splits, config, [*_run_callbacks(folder), *callbacks], verbose,
                 batch_size=batch_size, epochs=config.epochs, initial_epoch=initial_epoch)
-    return model, folder.csv_history()
+    history = folder.csv_history()
+    if history and not math.isfinite(history["loss"][-1]):
+        epoch = len(history["loss"])
+        kept = f"its last good epoch ({epoch - 1})" if epoch > 1 else "no finished epoch"
+        raise TfaeError(f"training diverged: the loss became NaN in epoch {epoch}; --out "
+                        f"{folder.path} keeps {kept}. Start again in another --out with a lower "
+                        "{learning_rate}", options=["learning_rate"])
+    return model, history
 
 
 def _log_steps(history, logs_dir):
@@ -259,7 +267,8 @@ def train_keras(model, splits, config, callbacks=(), verbose=1, batch_size=None,
         >>> train_keras(model, load("mnist", limit=512), config, epochs=1)  # doctest: +SKIP
     """
     train, validation = training_batches(splits, config, batch_size)
-    callbacks = [*callbacks, ProgressBar()]
+    # TerminateOnNaN stops within the epoch whose loss diverges; the run's backup skips it.
+    callbacks = [*callbacks, ProgressBar(), keras.callbacks.TerminateOnNaN()]
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(patience=config.early_stopping,
                                                        restore_best_weights=True))
@@ -304,7 +313,8 @@ def _run_callbacks(folder):
 
 
 class _BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' backup, starting afresh when a kill cut the first backup short.
+    """Keras' backup, starting afresh when a kill cut the first backup short, and never saving an
+    epoch whose loss diverged.
 
     Keras falls back to the previous backup when the last one is unreadable, but fails when
     there is none, which is where a run killed while writing its first backup is left.
@@ -315,3 +325,9 @@ class _BackupAndRestore(keras.callbacks.BackupAndRestore):
             super().on_train_begin(logs)
         except (OSError, ValueError):
             shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # A diverged epoch (NaN weights) must not replace the last good backup.
+        if all(math.isfinite(value) for value in (logs or {}).values()
+               if isinstance(value, (int, float))):
+            super().on_epoch_end(epoch, logs)
