@@ -95,21 +95,23 @@ def prepared_builder(name, data_dir=None, manual_dir=None):
     if manual_dir is None and name == "mnist":
         verify_bundled_mnist()
         manual_dir = BUNDLED_MNIST
+    # Checked before the data folder is touched: a refused data set leaves nothing behind.
+    if manual_dir is not None:
+        preparing = _accepting_manual_files(builder, pathlib.Path(manual_dir).expanduser())
+    else:
+        _check_reachable(name, type(builder).url_infos or {})
+        preparing = builder
     with _exclusive(pathlib.Path(builder.data_dir).parent / ".tfae-prepare.lock"):
         # Another process may have prepared it while this one waited for the lock.
-        builder = tfds.builder(name, data_dir=data_dir)
-        if not builder.is_prepared():
-            _prepare(name, builder, manual_dir)
+        if not tfds.builder(name, data_dir=data_dir).is_prepared():
+            _prepare(name, preparing, manual_dir)
     return tfds.builder(name, data_dir=data_dir)
 
 
 def _prepare(name, builder, manual_dir):
     download_config = None
     if manual_dir is not None:
-        builder = _accepting_manual_files(builder, pathlib.Path(manual_dir).expanduser())
         download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    else:
-        _check_reachable(name, type(builder).url_infos or {})
     print(f"tfae: preparing tfds data set {name!r} in {builder.data_dir} (once per data folder)",
           file=sys.stderr)
     tfds.display_progress_bar(False)  # tfds draws one bar per file and split: a screenful
@@ -120,8 +122,7 @@ def _prepare(name, builder, manual_dir):
         hint = ("" if manual_dir is not None else "; offline, put its original files in a folder "
                 "and give it with {manual_dir} (mnist ships with tfae)")
         raise TfaeError(f"could not prepare data set {name!r} in {builder.data_dir}: "
-                        f"{reason}{hint}",
-                        options=["manual_dir"]) from None
+                        f"{reason}{hint}", options=["manual_dir"]) from None
     finally:
         tfds.display_progress_bar(True)
 
