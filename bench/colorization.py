@@ -12,16 +12,13 @@ Usage:
 """
 
 import argparse
-import os
 import pathlib
 import tempfile
 import time
 
-import keras
-import tensorflow as tf
 
 import tfae
-from fit_throughput import cpu_model, write_section
+from fit_throughput import machine, publish
 from tfae.data.sample_photos import write_crops
 from tfae.families import family_names
 
@@ -54,15 +51,13 @@ def main():
             print(model, metrics["colorization"], flush=True)
     best_model, best, test_images, _ = max(rows, key=lambda row: row[1]["colorized_psnr"])
     gain = best["colorized_psnr"] - best["grayscale_psnr"]
-    machine = (f"{cpu_model()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
-               f"Keras {keras.__version__}")
     lines = [
         SECTION, "",
         f"`python bench/colorization.py --epochs {epochs} --size {args.size} --stride {stride}"
         f"{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d')}: each family's "
         f"defaults with `--noise grayscale`, {epochs} epoch(s) (`randomized`: its layer-wise "
         f"solution), {args.size}x{args.size} crops; PSNR on {test_images:,} held-out crops.",
-        f"Machine: {machine}.", "",
+        f"Machine: {machine()}.", "",
         "| model | grayscale input PSNR | colourised PSNR | gain | training |",
         "|---|---|---|---|---|"]
     lines += [f"| `{model}` | {values['grayscale_psnr']:.2f} dB | {values['colorized_psnr']:.2f} dB "
@@ -71,9 +66,7 @@ def main():
     lines += ["", f"Goal: the best family beats the grayscale input by >= 2 dB: `{best_model}`, "
               f"{gain:+.2f} dB, {'met' if gain >= 2 else '**missed**'}.", ""]
     report = "\n".join(lines)
-    print(report)
-    if args.write:
-        write_section(args.write, report)
+    publish(report, args.write)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 import keras
 import tensorflow as tf
 
-from fit_throughput import EpochTimer, cpu_model, write_section
+from fit_throughput import EpochTimer, cpu_model, publish
 from tfae import data
 from tfae.corruptions import parse_corruption
 from tfae.families import build_model
@@ -136,10 +136,7 @@ def main():
               f"| sgd (Adam 1e-3, batch 1000), first layer | {r['sgd_seconds']:.1f} s: {reached} |",
               f"| sgd / ridge, first layer | {'' if r['sgd_reached'] else '>= '}"
               f"{r['sgd_seconds'] / r['ridge_layer_seconds']:.0f}x |", ""]
-    report = "\n".join(lines)
-    print(report)
-    if args.write:
-        write_section(args.write, report)
+    publish("\n".join(lines), args.write)
 
 
 if __name__ == "__main__":

@@ -102,15 +102,11 @@ def main():
         f"| ratio tfae / plain | **{tfae_rate / plain_rate:.3f}** | "
         f"{tfae_median / plain_median:.3f} | |",
     ])
-    machine = (f"{cpu_model()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
-               f"Keras {keras.__version__}")
     report = (f"{SECTION}\n\n`python bench/fit_throughput.py --epochs {args.epochs} --rounds "
               f"{args.rounds} --batch-size {args.batch_size}` on {time.strftime('%Y-%m-%d')}: `deep` (784-500-200-100-10), "
               f"{images:,} images an epoch, batch {args.batch_size}, with validation.\n"
-              f"Machine: {machine}.\n\n{table}\n")
-    print(report)
-    if args.write:
-        write_section(args.write, report)
+              f"Machine: {machine()}.\n\n{table}\n")
+    publish(report, args.write)
 
 
 def cpu_model():
@@ -121,6 +117,19 @@ def cpu_model():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.machine()
+
+
+def machine():
+    """This machine, as the benchmark sections name it: CPU, cores, TensorFlow and Keras."""
+    return (f"{cpu_model()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
+            f"Keras {keras.__version__}")
+
+
+def publish(report, path=None):
+    """Prints a benchmark's section and, given ``path``, writes it there (``write_section``)."""
+    print(report)
+    if path:
+        write_section(path, report)
 
 
 def write_section(path, report):

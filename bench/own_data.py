@@ -12,19 +12,16 @@ Usage:
 """
 
 import argparse
-import os
 import pathlib
 import statistics
 import tempfile
 import time
 
-import keras
-import numpy as np
 import tensorflow as tf
 
 import tfae
 from tfae import data
-from fit_throughput import cpu_model, write_section
+from fit_throughput import machine, publish
 
 SECTION = "## Your own images: a folder of PNGs against the bundled MNIST"
 
@@ -65,7 +62,9 @@ def main():
         prepare = time.perf_counter() - start
         # The folder's train/ holds MNIST's training images, validation included: the same
         # 54,000 train and 6,000 validation images as the bundled path, and the same test split.
-        print(f"folder splits: {[int(split.cardinality()) for split in (splits.train, splits.validation, splits.test)]}")
+        sizes = [int(split.cardinality()) for split in (splits.train, splits.validation,
+                                                         splits.test)]
+        print(f"folder splits: {sizes}")
         bundled, folder = [], []
         for round_ in range(args.rounds):
             bundled += epoch_seconds(args.model, args.epochs, "mnist", work / f"b{round_}",
@@ -73,15 +72,13 @@ def main():
             folder += epoch_seconds(args.model, args.epochs, work / "mnist-pngs",
                                     work / f"f{round_}", limit)[1:]
     ratio = statistics.median(bundled) / statistics.median(folder)
-    machine = (f"{cpu_model()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
-               f"Keras {keras.__version__}")
     report = "\n".join([
         SECTION, "",
         f"`python bench/own_data.py --model {args.model} --epochs {args.epochs} --rounds "
         f"{args.rounds}{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d')}: MNIST "
         f"written as {files:,} PNG files, then prepared by `tfae.load` and trained on, beside "
         f"the bundled MNIST, in one process; median epoch after each run's first.",
-        f"Machine: {machine}.", "",
+        f"Machine: {machine()}.", "",
         "| measure | value | goal | |", "|---|---|---|---|",
         f"| preparing the folder ({files:,} files: list, read, fingerprint, decode) | "
         f"{prepare:.1f} s | < 60 s | {'met' if prepare < 60 else '**missed**'} |",
@@ -89,9 +86,7 @@ def main():
         f"| `{args.model}` epoch on the folder | {statistics.median(folder):.2f} s | | |",
         f"| folder speed / bundled speed | **{ratio:.3f}** | >= 0.95 | "
         f"{'met' if ratio >= 0.95 else '**missed**'} |", ""])
-    print(report)
-    if args.write:
-        write_section(args.write, report)
+    publish(report, args.write)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,14 @@ def test_quick_own_data_bench_writes_its_section(tmp_path):
     text = page.read_text()
     assert "## Other\n\nkept" in text and "## Your own images" in text
     assert "| preparing the folder (6,000 files" in text and "folder speed / bundled speed" in text
+
+
+def test_quick_colorization_bench_writes_its_section(tmp_path):
+    page = tmp_path / "performance.md"
+    result = subprocess.run([sys.executable, "colorization.py", "--quick", "--models",
+                             "randomized,conv", "--write", str(page)],
+                            cwd=BENCH, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = page.read_text()
+    assert "## Colorization" in text and "| `randomized` |" in text and "| `conv` |" in text
+    assert "Goal: the best family beats the grayscale input by >= 2 dB" in text

@@ -159,42 +159,6 @@ def test_an_npz_run_is_measured_from_any_working_folder(tmp_path, monkeypatch):
     assert metrics["dataset"] == "set" and metrics["notes"] == []
 
 
-def _make_bad(tmp_path, kind):
-    if kind == "empty":
-        (tmp_path / "bad").mkdir()
-    elif kind == "corrupt":
-        write_images(tmp_path / "bad", 4)
-        (tmp_path / "bad/001.png").write_bytes(b"\x89PNG truncated")
-    elif kind == "sizes":
-        write_images(tmp_path / "bad", 2)
-        write_images(tmp_path / "bad/more", 2, shape=(5, 5, 1))
-    elif kind == "npz":
-        np.savez(tmp_path / "bad.npz", x=np.zeros((4, 4, 4)), y=np.zeros(2, int))
-
-
-@pytest.mark.parametrize("kind, args, words", [
-    ("empty", ["--dataset", "bad"], "folder bad is empty"),
-    ("corrupt", ["--dataset", "bad"], "bad/001.png: not a readable image"),
-    ("sizes", ["--dataset", "bad"], "give --image-size HEIGHT,WIDTH"),
-    ("sizes", ["--dataset", "bad", "--image-size", "0,5"], "every size must be positive"),
-    ("sizes", ["--dataset", "bad", "--image-size", "abc"], "not a comma-separated list"),
-    ("sizes", ["--dataset", "bad", "--image-size", "4,4,4"], "--image-size must be two sizes"),
-    ("sizes", ["--dataset", "bad", "--channels", "2"], "'2' is not one of '1', '3'"),
-    ("sizes", ["--dataset", "bad", "--manual-dir", "."], "--manual-dir applies to tensorflow"),
-    ("npz", ["--dataset", "bad.npz"], "bad.npz: y has 2 labels for 4 images in x"),
-    ("npz", ["--dataset", "fashion_mnist", "--manual-dir", "nowhere", "--data-dir", "tfds"],
-     "--manual-dir nowhere is not a folder"),
-])
-def test_bad_data_is_one_line_and_leaves_no_run_folder(kind, args, words, tmp_path, monkeypatch):
-    _make_bad(tmp_path, kind)
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(tfae, ["fit", "--model", "shallow", *args, "--out", "run"])
-    assert result.exit_code != 0 and "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1 and words in errors[0], result.output
-    assert not (tmp_path / "run").exists() and not (tmp_path / "saved_models").exists()
-
-
 def test_a_search_runs_on_a_colour_folder_and_refuses_the_probe_without_labels(
         tmp_path, monkeypatch):
     _write_classes(tmp_path / "photos", 40, (18, 22, 3))
