@@ -75,7 +75,8 @@ def report(models=None, epochs=None, out=None, limit=None, verbose=1, **settings
         folder.check_claimable(config)
         if folder.finished_epochs() < config.epochs:
             if verbose:
-                print(f"== {name}: training {config.epochs} epochs into {folder.path}", flush=True)
+                how = "layer by layer" if config.family.trainer else f"{config.epochs} epochs"
+                print(f"== {name}: training {how} into {folder.path}", flush=True)
             fit(config, folder.path, export=False, verbose=2 if verbose else 0)
         model_time = folder.model_path.stat().st_mtime
         if _newer(folder.metrics_path, model_time) and folder.metrics().get("limit") == limit:
@@ -228,7 +229,8 @@ def _page(rows, command, page_dir, dataset):
         config = info["config"]
         options = ", ".join(f"{key}={_option(value)}"
                             for key, value in config["model_options"].items())
-        lines.append(f"| `{name}` | {options} | {config['epochs']} | {config['noise'] or ''} |")
+        epochs = "layer-wise" if _family(name).trainer else config["epochs"]
+        lines.append(f"| `{name}` | {options} | {epochs} | {config['noise'] or ''} |")
     lines.append("")
     for name, _, _, figures in rows:
         lines += [f"## `{name}`", ""]
