@@ -11,8 +11,8 @@ from cli.main import tfae as tfae_command
 from tfae.errors import TfaeError
 from tfae import data
 from tfae.corruptions import parse_corruption
-from tfae.evaluate import (evaluate, jacobian_norm, knn_probe, linear_probe, manifold_convergence,
-                           psnr)
+from tfae.evaluate import evaluate, jacobian_norm, manifold_convergence
+from tfae.probes import knn_probe, linear_probe, psnr
 from tfae.export import export_saved_model
 from tfae.families import build_model
 

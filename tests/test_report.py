@@ -14,12 +14,18 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
     page = (tmp_path / "docs/results.md").read_text()
     results, goals, settings = tables(page)
     header, rule, *rows = results
-    assert header.count("|") == rule.count("|") == 11
-    assert [re.match(r"\| `([\w-]+)`", row).group(1) for row in rows] == ["shallow", "randomized"]
+    assert header.count("|") == rule.count("|") == 12
+    families, baselines = rows[:2], rows[2:]
+    assert [re.match(r"\| `([\w-]+)`", row).group(1) for row in families] == ["shallow",
+                                                                             "randomized"]
+    # A PCA row per code size, capped by the pixels and images: 2,048 and 2,000 both become 400.
+    assert [row.split("|")[1].strip() for row in baselines] == ["*raw pixels*", "*PCA-400*"]
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert len(cells) == 10 and all(cells)
+        assert len(cells) == 11 and all(cells)
         assert re.fullmatch(r"\d+\.\d\d%", cells[5]) and re.fullmatch(r"\d+\.\d\d%", cells[6])
+    for row in families:
+        assert re.fullmatch(r"\d+\.\d\d% \(\d+\)", row.strip("|").split("|")[-1].strip())
     assert any(row.startswith("| `randomized` trained in < 30 s |") for row in goals)
     assert all(row.endswith(("| met |", "| **missed** |")) for row in goals[2:])
     assert [row.split("|")[1].strip() for row in settings[2:]] == ["`shallow`", "`randomized`"]
@@ -37,7 +43,7 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
     assert again.exit_code == 0, again.output
     assert "training" not in again.output
     assert [path.stat().st_mtime_ns for path in kept] == before
-    assert len(tables((tmp_path / "docs/results.md").read_text())[0]) == 4
+    assert len(tables((tmp_path / "docs/results.md").read_text())[0]) == 6  # 2 families, 2 baselines
 
     # A run trained with other settings (say, older defaults) is refused, not passed off as new.
     config_path = tmp_path / "docs/results/runs/shallow/config.json"

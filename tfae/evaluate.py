@@ -13,6 +13,12 @@
 - colourisation, on colour images: PSNR of the grayscale inputs and of the model's output from
   them, both against the originals (the measure of a run trained with ``--noise grayscale``);
 - contractiveness: the mean Frobenius norm of the encoder's Jacobian over test images;
+- baselines on the same splits (``tfae.probes.baselines``): the probes on the raw pixels, and on
+  PCA with the model's code size, with PCA's reconstruction PSNR;
+- manifold convergence as numbers: from 500 noisy test images (gaussian 0.5), iterate
+  x_{t+1} = AE(x_t) 20 times; the share of final images that a classifier of clean training
+  images (the pixel probe) still gives the start's label, and how many distinct attractors they
+  reach;
 - the parameter count and training time of the run.
 
 The probes need labels of two classes or more; without them they are left out and ``notes`` says
@@ -34,10 +40,6 @@ import sys
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from tfae.config import DataConfig
 from tfae.corruptions import parse_corruption
@@ -45,10 +47,14 @@ from tfae.data import as_splits, load_config, pipeline
 from tfae.errors import TfaeError
 from tfae.export import versions
 from tfae.models.contractive import contractive_penalty, jacobian_squared_norm
+from tfae.probes import baselines, fit_probes, psnr, score
 from tfae.runs import RunFolder
 
 DENOISING_SPECS = ("gaussian:0.25", "gaussian:0.5", "salt-pepper:0.2")
 JACOBIAN_IMAGES = 1000  # the Jacobian is latent x pixels per image: a sample is enough
+CONVERGENCE_STARTS = 500
+MANIFOLD_STEPS = 20
+ATTRACTOR_TOLERANCE = 0.02  # final images closer than this (RMS, pixels in [0, 1]) are one
 SEED = 1234  # one corruption for every model, so their numbers compare
 
 
@@ -183,42 +189,6 @@ def occlusion_sizes(image_shape):
     return tuple(size for size in (side // 2, side // 4) if size > 0)
 
 
-def linear_probe(train_codes, train_labels):
-    """Logistic regression on standardised codes; returns the fitted scikit-learn pipeline.
-
-    Examples:
-        >>> probe = linear_probe(np.eye(4).repeat(5, axis=0), np.arange(4).repeat(5))
-        >>> probe.score(np.eye(4), np.arange(4))
-        1.0
-    """
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
-        train_codes, train_labels)
-
-
-def knn_probe(train_codes, train_labels, neighbours=5):
-    """A k-nearest-neighbour classifier on standardised codes; returns the fitted pipeline.
-
-    Examples:
-        >>> probe = knn_probe(np.eye(4).repeat(5, axis=0), np.arange(4).repeat(5))
-        >>> probe.score(np.eye(4), np.arange(4))
-        1.0
-    """
-    return make_pipeline(StandardScaler(), KNeighborsClassifier(neighbours)).fit(
-        train_codes, train_labels)
-
-
-def psnr(reference, images):
-    """Mean over images of the peak signal-to-noise ratio in dB, for pixels in [0, 1].
-
-    Examples:
-        >>> round(psnr(np.zeros((1, 4)), np.full((1, 4), 0.1)), 3)
-        20.0
-    """
-    axes = tuple(range(1, np.ndim(reference)))
-    errors = np.maximum(np.mean((np.asarray(reference) - np.asarray(images)) ** 2, axis=axes), 1e-10)
-    return float(np.mean(10 * np.log10(1.0 / errors)))
-
-
 def jacobian_norm(encode, images, squared_norm=None):
     """Mean over ``images`` of ||J_f(x)||_F, the encoder's Jacobian norm, for any callable encoder.
 
@@ -273,6 +243,33 @@ def manifold_convergence(reconstruct, start, steps, reference):
     return np.stack(frames), np.stack(distances)
 
 
+def convergence(reconstruct, starts, labels, classifier, steps=MANIFOLD_STEPS):
+    """Manifold convergence as numbers: iterate x_{t+1} = AE(x_t) from ``starts`` ``steps`` times.
+
+    Returns:
+        ``starts``, ``steps``; ``label_kept``, the share of final images that ``classifier`` (a
+        classifier of flat images) gives the label of their start; ``attractors``, the number of
+        distinct final images (within ``ATTRACTOR_TOLERANCE`` RMS of each other counts as one).
+
+    Examples:
+        >>> from tfae.probes import linear_probe
+        >>> classifier = linear_probe(np.eye(2).repeat(3, axis=0), np.arange(2).repeat(3))
+        >>> convergence(lambda x: x, np.eye(2), np.arange(2), classifier, steps=3)["attractors"]
+        2
+    """
+    images = np.asarray(starts, np.float32)
+    for _ in range(steps):
+        images = np.asarray(reconstruct(tf.constant(images)))
+    flat = images.reshape(len(images), -1)
+    centres = []
+    for image in flat:
+        if not centres or np.sqrt(np.mean((np.array(centres) - image) ** 2, axis=1)).min() \
+                > ATTRACTOR_TOLERANCE:
+            centres.append(image)
+    return {"starts": len(flat), "steps": steps, "label_kept": score(classifier, flat, labels),
+            "attractors": len(centres)}
+
+
 def _collect(endpoints, batches):
     """Runs a labelled pipeline through the endpoints: clean images, noisy inputs, codes, labels."""
     inputs, targets, codes, reconstructions, labels = [], [], [], [], []
@@ -310,9 +307,9 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     splits, notes = measured_data(path, endpoints, dataset, limit, data_dir=data_dir, **settings)
     sizes = occlusion_sizes(splits.image_shape)
     colour = splits.image_shape[-1] == 3
-    stages = ["train codes", "test codes", "probes", *DENOISING_SPECS,
+    stages = ["train codes", "test codes", "probes", "baselines", *DENOISING_SPECS,
               *(f"occlusion {size}" for size in sizes), *(["colorization"] if colour else []),
-              "jacobian"]
+              "manifold", "jacobian"]
     progress = keras.utils.Progbar(len(stages), verbose=verbose, stateful_metrics=["stage"])
 
     def advance(stage):
@@ -322,12 +319,12 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         return pipeline(split, batch_size, seed=SEED, with_labels=True, corruption=corruption,
                         fresh_corruption=False)
 
-    _, _, train_codes, _, train_labels = _collect(endpoints, batches(splits.train))
+    train_images, _, train_codes, _, train_labels = _collect(endpoints, batches(splits.train))
     advance("train codes")
     _, test_images, test_codes, reconstructions, test_labels = _collect(
         endpoints, batches(splits.test))
     advance("test codes")
-    probes, reason = _probes(train_codes, train_labels, test_labels)
+    probes, reason = fit_probes(train_codes, train_labels, test_labels)
     if reason:
         notes.append(reason)
     advance("probes")
@@ -342,10 +339,14 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
             "bce": float(-np.mean(test_images * np.log(clipped)
                                   + (1 - test_images) * np.log(1 - clipped))),
         },
-        "probe": probes and {name: _score(probe, test_codes, test_labels)
+        "probe": probes and {name: score(probe, test_codes, test_labels)
                              for name, probe in probes.items()},
         "denoising": {}, "occlusion": {}, "notes": notes,
     }
+    metrics["baselines"], pixel_probes = baselines(train_images, train_labels, test_images,
+                                                   test_labels, code_size=train_codes.shape[1])
+    del train_images  # the largest array here: the training split's pixels
+    advance("baselines")
     for spec in DENOISING_SPECS:
         noisy, clean, _, denoised, _ = _collect(endpoints, batches(splits.test,
                                                                    parse_corruption(spec)))
@@ -358,7 +359,7 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         patch = _patch_mask(splits.test, size, batch_size)
         metrics["occlusion"][f"{size}x{size}"] = {
             "patch_mse": float(np.sum(((restored - clean) * patch) ** 2) / np.sum(patch)),
-            "linear_probe": probes and _score(probes["linear"], codes, labels),
+            "linear_probe": probes and score(probes["linear"], codes, labels),
         }
         advance(f"occlusion {size}")
     if colour:
@@ -367,30 +368,17 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         metrics["colorization"] = {"grayscale_psnr": psnr(clean, grey),
                                    "colorized_psnr": psnr(clean, colourised)}
         advance("colorization")
+    if pixel_probes:
+        starts, _, _, _, labels = _collect(endpoints, batches(
+            splits.test.take(CONVERGENCE_STARTS), parse_corruption("gaussian:0.5")))
+        metrics["manifold"] = convergence(endpoints.reconstruct, starts, labels,
+                                          pixel_probes["linear"])
+    advance("manifold")
     metrics["jacobian_norm"] = jacobian_norm(endpoints.encode, test_images[:JACOBIAN_IMAGES],
                                              endpoints.jacobian_squared_norm)
     advance("jacobian")
     RunFolder(path).write_metrics(metrics)  # an export's folder keeps its metrics as a run's does
     return metrics
-
-
-def _probes(train_codes, train_labels, test_labels):
-    """The fitted linear and kNN probes, or ``None`` and the reason they were left out."""
-    labelled = train_labels >= 0
-    classes = np.unique(train_labels[labelled])
-    if len(classes) < 2 or not np.any(test_labels >= 0):
-        reason = ("the data set has no labels" if not len(classes) else
-                  f"the training images hold a single class ({classes[0]})"
-                  if len(classes) == 1 else "the test images have no labels")
-        return None, f"probes left out: {reason}"
-    codes, labels = train_codes[labelled], train_labels[labelled]
-    return {"linear": linear_probe(codes, labels), "knn": knn_probe(codes, labels)}, None
-
-
-def _score(probe, codes, labels):
-    """A probe's accuracy on the labelled ones of ``codes``."""
-    labelled = labels >= 0
-    return float(probe.score(codes[labelled], labels[labelled]))
 
 
 def _patch_mask(split, size, batch_size):
@@ -424,6 +412,18 @@ def summary_rows(metrics):
     for size, values in metrics.get("occlusion", {}).items():
         probe_text = "" if values["linear_probe"] is None else f", probe {values['linear_probe']:.2%}"
         rows.append((f"occlusion {size}", f"patch MSE {values['patch_mse']:.4f}{probe_text}"))
+    for name, values in metrics.get("baselines", {}).items():
+        label = "raw pixels" if name == "pixels" else f"PCA-{values['components']}"
+        probes = ("" if values["linear"] is None else
+                  f"linear {values['linear']:.2%}, kNN {values['knn']:.2%}")
+        psnr_text = f"PSNR {values['psnr']:.2f} dB" if "psnr" in values else ""
+        text = ", ".join(part for part in (probes, psnr_text) if part)
+        if text:
+            rows.append((label, text))
+    if "manifold" in metrics:
+        values = metrics["manifold"]
+        rows.append(("manifold convergence", f"label kept {values['label_kept']:.2%}, "
+                                             f"{values['attractors']} attractor(s)"))
     if "colorization" in metrics:
         values = metrics["colorization"]
         rows.append(("colorization", f"{values['grayscale_psnr']:.2f} -> "

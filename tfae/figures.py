@@ -18,14 +18,14 @@ from tfae import plots
 from tfae.corruptions import parse_corruption
 from tfae.data import pipeline
 from tfae.errors import TfaeError
-from tfae.evaluate import SEED, manifold_convergence, measured_data, occlusion_sizes, open_endpoints
+from tfae.evaluate import (MANIFOLD_STEPS, SEED, manifold_convergence, measured_data,
+                           occlusion_sizes, open_endpoints)
 from tfae.runs import RunFolder
 
 KINDS = ("tsne", "reconstructions", "denoising", "occlusion", "colorization", "manifold",
          "history")
 TSNE_IMAGES = 5000
 SHOWN_IMAGES = 10
-MANIFOLD_STEPS = 20
 
 
 def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verbose=1,

@@ -36,7 +36,8 @@ VARIANTS = {
     "randomized-occlusion": ("randomized", {"noise": "occlusion:50%"}),
 }
 COLUMNS = ("model", "parameters", "epochs", "training time", "MSE", "linear probe", "kNN (k=5)",
-           "denoising PSNR, gaussian 0.5", "probe, 14x14 occluded", "mean ‖J‖_F")
+           "denoising PSNR, gaussian 0.5", "probe, 14x14 occluded", "mean ‖J‖_F",
+           "label kept after 20 steps (attractors)")
 
 
 def report(models=None, epochs=None, out=None, limit=None, verbose=1, **settings):
@@ -79,7 +80,9 @@ def report(models=None, epochs=None, out=None, limit=None, verbose=1, **settings
                 print(f"== {name}: training {how} into {folder.path}", flush=True)
             fit(config, folder.path, export=False, verbose=2 if verbose else 0)
         model_time = folder.model_path.stat().st_mtime
-        if _newer(folder.metrics_path, model_time) and folder.metrics().get("limit") == limit:
+        # Metrics of the run's model, of the same images, and of this tfae (with baselines).
+        if (_newer(folder.metrics_path, model_time) and folder.metrics().get("limit") == limit
+                and "baselines" in folder.metrics()):
             metrics = folder.metrics()
         else:
             metrics = evaluate(folder.path, limit=limit, verbose=verbose)
@@ -211,7 +214,8 @@ def _page(rows, command, page_dir, dataset):
             _percent(probe.get("knn")),
             f"{metrics['denoising']['gaussian:0.5']['reconstruction_psnr']:.1f} dB",
             _percent(metrics["occlusion"][occlusion]["linear_probe"]),
-            f"{metrics['jacobian_norm']:.3f}"]) + " |")
+            f"{metrics['jacobian_norm']:.3f}", _convergence(metrics)]) + " |")
+    lines += _baseline_rows(rows, len(columns))
     notes = sorted({note for _, _, metrics, _ in rows for note in metrics.get("notes", [])})
     if notes:
         lines += [""] + [f"Note: {note}." for note in notes]
@@ -238,6 +242,30 @@ def _page(rows, command, page_dir, dataset):
                   for kind, figure in figures.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _convergence(metrics):
+    manifold = metrics.get("manifold")
+    return "–" if manifold is None else (f"{manifold['label_kept']:.2%} "
+                                         f"({manifold['attractors']})")
+
+
+def _baseline_rows(rows, width):
+    """Rows for the raw pixels and for PCA at each code size in ``rows``, measured on the same
+    splits: what each family's numbers are read against."""
+    found = {}
+    for _, _, metrics, _ in rows:
+        for name, values in metrics.get("baselines", {}).items():
+            label = "raw pixels" if name == "pixels" else f"PCA-{values['components']}"
+            found.setdefault(label, values)
+    lines = []
+    for label, values in sorted(found.items(), key=lambda item: (item[0] != "raw pixels",
+                                                                  item[1].get("components", 0))):
+        cells = [f"*{label}*", "–", "–", "–",
+                 f"{values['mse']:.4f}" if "mse" in values else "–",
+                 _percent(values["linear"]), _percent(values["knn"])]
+        lines.append("| " + " | ".join(cells + ["–"] * (width - len(cells))) + " |")
+    return lines
 
 
 def _study_sections(rows):

@@ -30,9 +30,9 @@ import keras_tuner
 
 from tfae.data import load_config, pipeline
 from tfae.errors import TfaeError
-from tfae.evaluate import linear_probe
 from tfae.export import export_saved_model
 from tfae.families import get_family
+from tfae.probes import linear_probe
 from tfae.runs import SearchFolder
 from tfae.train import compile_model, execution_options, train_keras
 

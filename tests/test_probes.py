@@ -1,0 +1,70 @@
+"""The baselines against a direct scikit-learn computation, and manifold convergence as numbers."""
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tfae import data
+from tfae.evaluate import convergence
+from tfae.probes import baselines, linear_probe
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """300 MNIST training and 200 test images, as flat arrays, with their labels."""
+    splits = data.load("mnist", limit=300)
+
+    def arrays(split, count):
+        images, labels = zip(*split.take(count).as_numpy_iterator())
+        return np.stack(images).astype(np.float32) / 255, np.array(labels)
+
+    return (*arrays(splits.train, 300), *arrays(splits.test, 200))
+
+
+def _direct_scores(train, train_labels, test, test_labels):
+    linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(5))
+    return [model.fit(train, train_labels).score(test, test_labels) for model in (linear, knn)]
+
+
+def test_pixel_and_pca_rows_equal_a_direct_scikit_learn_computation(digits):
+    train_images, train_labels, test_images, test_labels = digits
+    rows, pixel_probes = baselines(train_images, train_labels, test_images, test_labels, 16)
+    train, test = train_images.reshape(300, -1), test_images.reshape(200, -1)
+    assert [rows["pixels"]["linear"], rows["pixels"]["knn"]] == pytest.approx(
+        _direct_scores(train, train_labels, test, test_labels))
+    pca = PCA(16, random_state=0).fit(train)
+    assert [rows["pca"]["linear"], rows["pca"]["knn"]] == pytest.approx(
+        _direct_scores(pca.transform(train), train_labels, pca.transform(test), test_labels))
+    reconstructions = np.clip(pca.inverse_transform(pca.transform(test)), 0, 1)
+    errors = np.mean((test - reconstructions) ** 2, axis=1)
+    assert rows["pca"]["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / errors)), rel=1e-5)
+    assert rows["pca"]["components"] == 16
+    assert pixel_probes["linear"].score(test, test_labels) == pytest.approx(rows["pixels"]["linear"])
+
+
+def test_pca_is_capped_at_the_pixels_and_unlabelled_data_has_no_probes(digits):
+    train_images, _, test_images, _ = digits
+    unlabelled_train, unlabelled_test = np.full(300, -1), np.full(200, -1)
+    rows, pixel_probes = baselines(train_images[:, :5, :5], unlabelled_train,
+                                   test_images[:, :5, :5], unlabelled_test, 2048)
+    assert rows["pca"]["components"] == 25 and pixel_probes is None
+    assert rows["pixels"] == {"linear": None, "knn": None} and rows["pca"]["psnr"] > 60
+
+
+def test_convergence_counts_what_iterating_keeps_and_where_it_ends(digits):
+    train_images, train_labels, test_images, test_labels = digits
+    classifier = linear_probe(train_images.reshape(300, -1), train_labels)
+    starts, labels = test_images[:50], test_labels[:50]
+    unchanged = convergence(lambda images: images, starts, labels, classifier, steps=3)
+    assert unchanged["label_kept"] == pytest.approx(
+        classifier.score(starts.reshape(50, -1), labels))
+    assert unchanged["attractors"] == 50 and unchanged["starts"] == 50
+    everything_to_one = convergence(lambda images: np.zeros_like(images) + train_images[0],
+                                    starts, labels, classifier)
+    assert everything_to_one["attractors"] == 1
+    assert everything_to_one["label_kept"] == pytest.approx(np.mean(labels == train_labels[0]))
