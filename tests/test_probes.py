@@ -68,3 +68,13 @@ def test_convergence_counts_what_iterating_keeps_and_where_it_ends(digits):
                                     starts, labels, classifier)
     assert everything_to_one["attractors"] == 1
     assert everything_to_one["label_kept"] == pytest.approx(np.mean(labels == train_labels[0]))
+
+
+def test_baselines_of_the_same_splits_are_measured_once(digits, monkeypatch):
+    import tfae.probes
+
+    train_images, train_labels, test_images, test_labels = digits
+    first = baselines(train_images, train_labels, test_images, test_labels, 8, key="digits")
+    monkeypatch.setattr(tfae.probes, "fit_probes", None)  # a second fit would fail
+    again = baselines(train_images, train_labels, test_images, test_labels, 8, key="digits")
+    assert again[0] == first[0] and again[1] is first[1]

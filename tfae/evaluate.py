@@ -343,8 +343,10 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
                              for name, probe in probes.items()},
         "denoising": {}, "occlusion": {}, "notes": notes,
     }
-    metrics["baselines"], pixel_probes = baselines(train_images, train_labels, test_images,
-                                                   test_labels, code_size=train_codes.shape[1])
+    splits_key = (splits.source.get("fingerprint"), train_images.shape, test_images.shape)
+    metrics["baselines"], pixel_probes = baselines(
+        train_images, train_labels, test_images, test_labels, train_codes.shape[1],
+        key=splits_key if splits.source.get("fingerprint") else None)
     del train_images  # the largest array here: the training split's pixels
     advance("baselines")
     for spec in DENOISING_SPECS:
