@@ -200,7 +200,10 @@ def _percent(value):
 def _page(rows, command, page_dir, dataset):
     occlusion = next(iter(rows[0][2]["occlusion"]))  # the larger patch: 14x14 on MNIST
     columns = [column.replace("14x14", occlusion) for column in COLUMNS]
-    lines = [f"# Results on {dataset}" if dataset != "mnist" else "# Results", "",
+    title = "# Results" + (f" on {dataset}" if dataset != "mnist" else "")
+    if {name for name, _, _, _ in rows} != set(row_names()):
+        title += ": " + ", ".join(f"`{name}`" for name, _, _, _ in rows)
+    lines = [title, "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}; every number is on the "
              "test split, with each family's defaults.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
