@@ -120,7 +120,7 @@ def _click_option(spec, help=None, choices=None):
     that the library's defaults apply; counts are ranges and strings with choices are choices."""
     kind = {"type": str}
     if spec.type is tuple:
-        kind = {"callback": _sizes, "metavar": "N,N" if spec.name == "image_size" else "N,N,..."}
+        kind = {"callback": _sizes, "metavar": "H,W" if spec.name == "image_size" else "N,N,..."}
     elif spec.type is int and spec.choices:
         kind = {"type": click.Choice([str(choice) for choice in spec.choices]),
                 "callback": lambda ctx, param, value: None if value is None else int(value)}
