@@ -256,7 +256,16 @@ def test_a_manual_file_of_other_content_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.skipif(not FASHION_FILES.is_dir(), reason="Debian's dataset-fashion-mnist is absent")
-def test_fashion_mnist_builds_offline_from_debians_recompressed_files():
-    splits = data.load("fashion_mnist", manual_dir=str(FASHION_FILES), limit=50)
+def test_fashion_mnist_builds_offline_from_debians_files_beside_mnist(tmp_path):
+    # MNIST first, in the same folder: its files have Fashion-MNIST's names, and tfds once reused
+    # their extraction, building "fashion_mnist" out of MNIST's digits.
+    digits = data.load("mnist", data_dir=str(tmp_path), limit=50)
+    splits = data.load("fashion_mnist", data_dir=str(tmp_path), manual_dir=str(FASHION_FILES),
+                       limit=50)
     assert splits.image_shape == (28, 28, 1) and splits.num_classes == 10
     assert splits.class_names[0] == "T-shirt/top" and _sizes(splits) == [50, 50, 50]
+    clothes, digit_images = _all(splits.train)[0], _all(digits.train)[0]
+    assert not np.array_equal(clothes, digit_images)
+    # Digits are mostly black background; clothes fill much more of the frame.
+    assert clothes.mean() > 1.5 * digit_images.mean()
+    assert not list(tmp_path.glob(".tfae-extract-*"))  # the extraction folders are removed

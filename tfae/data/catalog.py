@@ -21,6 +21,7 @@ import json
 import pathlib
 import socket
 import sys
+import tempfile
 import urllib.parse
 import urllib.request
 
@@ -109,14 +110,19 @@ def prepared_builder(name, data_dir=None, manual_dir=None):
 
 
 def _prepare(name, builder, manual_dir):
-    download_config = None
-    if manual_dir is not None:
-        download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
     print(f"tfae: preparing tfds data set {name!r} in {builder.data_dir} (once per data folder)",
           file=sys.stderr)
     tfds.display_progress_bar(False)  # tfds draws one bar per file and split: a screenful
+    # tfds extracts a manual file to downloads/extracted/GZIP.<file name> and reuses whatever is
+    # there: MNIST's and Fashion-MNIST's files share their names, so the second data set built in
+    # a folder got the first one's images. Each preparation extracts into a folder of its own.
+    extracted = tempfile.TemporaryDirectory(prefix=".tfae-extract-",
+                                            dir=pathlib.Path(builder.data_dir).parents[1])
     try:
-        builder.download_and_prepare(download_config=download_config)
+        with extracted as extract_dir:
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+                manual_dir=None if manual_dir is None else str(manual_dir),
+                extract_dir=extract_dir))
     except Exception as error:  # tfds raises many kinds: network, checksum, missing extras
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         hint = ("" if manual_dir is not None else "; offline, put its original files in a folder "
