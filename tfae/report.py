@@ -2,7 +2,7 @@
 
 Runs live in ``OUT/runs/<model>``: a finished run there is reused and an interrupted one resumes,
 and metrics and figures newer than a run's model are reused too, so an interrupted report picks up
-where it stopped. Figures go to ``OUT/figures/<model>/``; the page is ``OUT.md``. ``OUT`` is
+where it stopped; the page is rewritten after every row, its title naming the rows it has. Figures go to ``OUT/figures/<model>/``; the page is ``OUT.md``. ``OUT`` is
 ``docs/results`` for MNIST (the page ``docs/results.md``) and ``docs/results/<data set>`` for any
 other data set (``docs/results/fashion_mnist.md``). The goals and the comparison with the study
 are MNIST's; other data sets get the table, the settings and the figures.
@@ -96,8 +96,9 @@ def report(models=None, epochs=None, out=None, limit=None, verbose=1, **settings
                 draw(folder.path, kind, figure.parent, limit=limit, verbose=verbose)
             figures[kind] = figure
         rows.append((name, {**folder.info(), "config": folder.config()}, metrics, figures))
-    page = out.parent / f"{out.name}.md"
-    write_text(page, _page(rows, command, page.parent, data.dataset))
+        # Written after every row, so an interrupted report shows what it has finished.
+        page = out.parent / f"{out.name}.md"
+        write_text(page, _page(rows, command, page.parent, data.dataset))
     return page
 
 
