@@ -154,3 +154,16 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
                       cwd=tmp_path, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("Error: --out search holds a search")
+
+
+def test_keras_tuner_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    import keras_tuner.src.utils
+
+    import tfae.runs
+
+    oracle = tmp_path / "oracle.json"
+    keras_tuner.src.utils.save_json(str(oracle), {"trials": 1})
+    monkeypatch.setattr(tfae.runs.os, "replace", lambda *_: (_ for _ in ()).throw(OSError("kill")))
+    with pytest.raises(OSError):
+        keras_tuner.src.utils.save_json(str(oracle), {"trials": 2})
+    assert json.loads(oracle.read_text()) == {"trials": 1}  # the last whole file, not half a new one

@@ -27,14 +27,33 @@ import pathlib
 
 import keras
 import keras_tuner
+import keras_tuner.src.utils
 
 from tfae.data import load_config, pipeline
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
 from tfae.families import get_family
 from tfae.probes import linear_probe
-from tfae.runs import SearchFolder
+from tfae.runs import SearchFolder, write_text
 from tfae.train import compile_model, execution_options, train_keras
+
+def _save_json_atomically(path, value):
+    """keras-tuner's ``save_json``, through a temporary file and a rename (``write_text``).
+
+    keras-tuner writes its oracle and trial files in place; a search killed while writing one
+    left half a JSON file, and the resumed search failed reading it. Every such file goes
+    through this one function of keras-tuner's, so it is replaced here (local paths only).
+
+    Examples:
+        >>> _save_json_atomically("tuning/deep/search/oracle.json", {"ongoing_trials": {}})  # doctest: +SKIP
+        '{"ongoing_trials": {}}'
+    """
+    text = json.dumps(value)
+    write_text(path, text)
+    return text
+
+
+keras_tuner.src.utils.save_json = _save_json_atomically
 
 OBJECTIVES = {"val_loss": keras_tuner.Objective("val_loss", "min"),
               "probe": keras_tuner.Objective("val_probe", "max")}
