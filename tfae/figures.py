@@ -16,7 +16,7 @@ import numpy as np
 
 from tfae import plots
 from tfae.corruptions import parse_corruption
-from tfae.data import pipeline
+from tfae.data.pipeline import first_images
 from tfae.errors import TfaeError
 from tfae.evaluate import (MANIFOLD_STEPS, SEED, manifold_convergence, measured_data,
                            occlusion_sizes, open_endpoints)
@@ -114,9 +114,5 @@ def _spread(split, count=SHOWN_IMAGES):
 
 
 def _first(split, count, corruption=None):
-    """The first ``count`` images of a split (all for ``None``): (inputs, clean images, labels)."""
-    size = int(split.cardinality()) if count is None else min(count, int(split.cardinality()))
-    inputs, images, labels = next(iter(pipeline(
-        split.take(size), size, seed=SEED, corruption=corruption, fresh_corruption=False,
-        with_labels=True)))
-    return inputs.numpy(), images.numpy(), labels.numpy()
+    """The first ``count`` images of a split (all for ``None``), corrupted with ``SEED``."""
+    return first_images(split, count, corruption, seed=SEED)

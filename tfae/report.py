@@ -81,10 +81,8 @@ def report(models=None, epochs=None, out=None, limit=None, verbose=1, **settings
             fit(config, folder.path, export=False, verbose=2 if verbose else 0)
         model_time = folder.model_path.stat().st_mtime
         # Metrics of the run's model, of the same images, and of this tfae (with baselines).
-        if (_newer(folder.metrics_path, model_time) and folder.metrics().get("limit") == limit
-                and "baselines" in folder.metrics()):
-            metrics = folder.metrics()
-        else:
+        metrics = folder.metrics() if _newer(folder.metrics_path, model_time) else {}
+        if metrics.get("limit") != limit or "baselines" not in metrics:
             metrics = evaluate(folder.path, limit=limit, verbose=verbose)
         figures = {}
         for kind in KINDS:

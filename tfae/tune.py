@@ -29,7 +29,8 @@ import keras
 import keras_tuner
 import keras_tuner.src.utils
 
-from tfae.data import load_config, pipeline
+from tfae.data import load_config
+from tfae.data.pipeline import first_images
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
 from tfae.families import get_family
@@ -108,8 +109,8 @@ class ProbeCallback(keras.callbacks.Callback):
 
 
 def _images_and_labels(split, count):
-    _, images, labels = next(iter(pipeline(split.take(count), count, with_labels=True)))
-    return images.numpy(), labels.numpy()
+    _, images, labels = first_images(split, count)
+    return images, labels
 
 
 class FamilyHyperModel(keras_tuner.HyperModel):

@@ -79,6 +79,24 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def first_images(split, count=None, corruption=None, seed=0):
+    """The first ``count`` images of a split (all for ``None``) as numpy arrays: ``(inputs,
+    clean images, labels)``, the inputs corrupted by ``corruption`` the same way every call.
+
+    Examples:
+        >>> from tfae.data import load
+        >>> inputs, images, labels = first_images(load("mnist", limit=20).test, 8)
+        >>> inputs.shape, labels.shape
+        ((8, 28, 28, 1), (8,))
+    """
+    total = int(split.cardinality())
+    size = total if count is None else min(count, total)
+    inputs, images, labels = next(iter(pipeline(
+        split.take(size), size, seed=seed, corruption=corruption, fresh_corruption=False,
+        with_labels=True)))
+    return inputs.numpy(), images.numpy(), labels.numpy()
+
+
 def _unit_floats(images):
     """float32 images in [0, 1]: uint8 ones scaled, float ones as they are."""
     scale = 255.0 if images.dtype == tf.uint8 else 1.0

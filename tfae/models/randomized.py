@@ -129,8 +129,8 @@ class _Statistics:
         self.gram, self.cross, self.squares, self.count = gram, cross, squares, count
 
     @classmethod
-    def collect(cls, layer_pairs_, encode):
-        """The sums over ``(inputs, targets)`` batches ``layer_pairs_``, codes by ``encode``."""
+    def collect(cls, batches, encode):
+        """The sums over ``(inputs, targets)`` ``batches``, codes by ``encode``."""
         @tf.function
         def batch_sums(inputs, targets):
             hidden = encode(inputs)
@@ -142,7 +142,7 @@ class _Statistics:
         # gives every worker the sums over all of them.
         workers, index = worker_shard(tf.distribute.get_strategy())
         totals = None
-        for inputs, targets in layer_pairs_.shard(workers, index):
+        for inputs, targets in batches.shard(workers, index):
             sums = [np.asarray(value, np.float64) for value in batch_sums(inputs, targets)]
             totals = sums if totals is None else [a + b for a, b in zip(totals, sums)]
         if totals is None:
