@@ -12,10 +12,8 @@ Example:
 """
 
 import functools
-import os
 import pathlib
 import sys
-import tempfile
 import time
 
 import click
@@ -24,6 +22,7 @@ from tfae.config import STRATEGIES, DataConfig, FitConfig, TuneConfig
 from tfae.errors import TfaeError
 from tfae.families import families, family_names, tunable_family_names
 from tfae.options import specs
+from tfae.startup import start_tensorflow
 
 
 def _flag(name):
@@ -50,40 +49,6 @@ def _clear_errors(command):
             raise click.ClickException(f"{where}{error.strerror or error}") from None
 
     return wrapper
-
-
-def _start_tensorflow(verbose):
-    """Imports TensorFlow with its start-up lines hidden, unless ``--verbose`` or the user's own
-    ``TF_CPP_MIN_LOG_LEVEL`` asks for them.
-
-    TensorFlow 2.21 prints CUDA probing, oneDNN and CPU-feature lines from C++ before its log
-    level applies, so they are caught at the file descriptor; should the import fail, they are
-    shown after all. tfds' absl warnings (a missing ``dataset_info.json`` while it prepares a data
-    set) go the same way.
-    """
-    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # probes for GPUs now, while the lines are hidden
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.buffer.write(captured.read())
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-    from absl import logging
-
-    logging.set_verbosity(logging.ERROR)
 
 
 def _output_options(command):
@@ -226,7 +191,7 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, j
     """Train an autoencoder and export it as a SavedModel."""
     if export_dir and no_export:
         raise click.UsageError("--export-dir and --no-export contradict each other")
-    _start_tensorflow(verbose)
+    start_tensorflow(verbose)
     from tfae.train import fit as fit_run
 
     config = FitConfig.from_json(config_file) if config_file else FitConfig()
@@ -255,7 +220,7 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, j
 @_clear_errors
 def export(run_dir, export_dir, quiet, verbose):
     """Export a finished run's model as a new SavedModel version."""
-    _start_tensorflow(verbose)
+    start_tensorflow(verbose)
     from tfae.export import export_run
 
     click.echo(f"exported: {export_run(run_dir, export_dir)}")
@@ -280,7 +245,7 @@ def evaluate(path, as_json, quiet, verbose, **data_settings):
     """
     import json
 
-    _start_tensorflow(verbose)
+    start_tensorflow(verbose)
     from tfae.evaluate import evaluate as evaluate_path, summary_rows
 
     metrics = evaluate_path(path, verbose=0 if as_json or quiet else 1, **data_settings)
@@ -295,7 +260,7 @@ def evaluate(path, as_json, quiet, verbose, **data_settings):
 
 
 def _plot_options():
-    _start_tensorflow(verbose="--verbose" in sys.argv)
+    start_tensorflow(verbose="--verbose" in sys.argv)
     from tfae.figures import KINDS  # with TensorFlow: only `tfae plot` waits for it
 
     return [click.Option(["--kind"], required=True, type=click.Choice(KINDS),
@@ -310,7 +275,7 @@ def _plot_options():
 @_clear_errors
 def plot(path, kind, out_dir, quiet, verbose, **data_settings):
     """Draw a figure of a run folder or SavedModel export as a PNG."""
-    _start_tensorflow(verbose)
+    start_tensorflow(verbose)
     from tfae.figures import draw
 
     click.echo(f"wrote {draw(path, kind, out_dir, verbose=not quiet, **data_settings)}")
@@ -336,7 +301,7 @@ def report(models, epochs, out_dir, quiet, verbose, limit, **data_settings):
 
     Finished runs in OUT/runs are reused and interrupted ones resume.
     """
-    _start_tensorflow(verbose)
+    start_tensorflow(verbose)
     from tfae.report import report as write_report
 
     chosen = None if models == "all" else [name.strip() for name in models.split(",")]
@@ -353,7 +318,7 @@ class _TuneCommand(_DerivedCommand):
     """``tfae tune``, whose help ends with each family's search space, read from ``tfae.tune``."""
 
     def format_epilog(self, ctx, formatter):
-        _start_tensorflow(verbose=False)  # keras-tuner declares the spaces, and imports it
+        start_tensorflow(verbose=False)  # keras-tuner declares the spaces, and imports it
         from tfae.tune import describe_space
 
         with formatter.section("Search spaces"):
@@ -378,7 +343,7 @@ def tune(tune_dir, export_dir, no_export, distributed, quiet, verbose, **setting
     """
     if export_dir and no_export:
         raise click.UsageError("--export-dir and --no-export contradict each other")
-    _start_tensorflow(verbose)
+    start_tensorflow(verbose)
     from tfae.tune import best_table, tune as run_search
 
     config = TuneConfig.from_dict({key: value for key, value in settings.items()
@@ -399,23 +364,43 @@ def tune(tune_dir, export_dir, no_export, distributed, quiet, verbose, **setting
         click.echo(f"exported: {result.export_path}")
 
 
+def _labels(ctx, param, values):
+    """Parses ``--label stable=1`` options into ``{"stable": 1}``."""
+    labels = {}
+    for value in values:
+        label, _, version = value.partition("=")
+        if not label or not version.isdigit():
+            raise click.BadParameter(f"{value!r} is not LABEL=VERSION (such as stable=1)")
+        labels[label] = int(version)
+    return labels
+
+
 @tfae.command()
 @click.argument("export_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--name", help="Model name in the URLs (default: the folder's name).")
+@click.option("--name", help="Model name in requests (default: the folder's name).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(0, 65535),
-              help="Port (TF Serving's REST); 0 picks a free one.")
+              help="REST port (TF Serving's); 0 picks a free one.")
+@click.option("--grpc-port", default=8500, show_default=True, type=click.IntRange(0, 65535),
+              help="gRPC port (TF Serving's); 0 picks a free one.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Processes answering on the port, each with the model; up to one per core "
+              help="Processes answering on both ports, each with the model; up to one per core "
               "serves concurrent clients faster.")
+@click.option("--label", "labels", multiple=True, callback=_labels, metavar="LABEL=VERSION",
+              help="A version label, as in TF Serving's model config (repeatable).")
+@click.option("--max-request-mb", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Largest REST body and gRPC message taken, in MiB.")
 @_output_options
 @_clear_errors
-def serve(export_dir, name, host, port, workers, quiet, verbose):
-    """Serve an export folder over TensorFlow Serving's REST API until Ctrl-C."""
-    _start_tensorflow(verbose)
-    from tfae.serve import serve as serve_forever
+def serve(export_dir, name, host, port, grpc_port, workers, labels, max_request_mb, quiet,
+          verbose):
+    """Serve an export folder over TensorFlow Serving's REST and gRPC APIs until Ctrl-C."""
+    start_tensorflow(verbose)
+    from tfae.serving import ServerSettings, serve as serve_forever
 
-    serve_forever(export_dir, name or pathlib.Path(export_dir).resolve().name, host, port, workers)
+    serve_forever(ServerSettings(
+        export_dir, name or pathlib.Path(export_dir).resolve().name, host, port, grpc_port,
+        workers, labels, max_request_mb * 1024 * 1024), announce=click.echo, verbose=verbose)
 
 
 def main():

@@ -2,7 +2,6 @@
 and serve, in colour and at sizes the convolution blocks cannot halve, labelled and not."""
 
 import json
-import threading
 import urllib.request
 
 import keras
@@ -16,7 +15,7 @@ from tfae.config import FitConfig
 from tfae.errors import TfaeError
 from tfae.evaluate import evaluate
 from tfae.families import family_names
-from tfae.serve import make_server
+from tfae.serving import Server, ServerSettings
 from tfae.train import fit
 
 
@@ -64,17 +63,13 @@ def test_a_colour_folder_of_an_odd_size_fits_evaluates_plots_exports_and_serves(
     images = np.random.default_rng(1).random((2, 30, 30, 3), dtype=np.float32)
     served = serve_without_tfae(tmp_path / "exports/photos/1", images, tmp_path)
     assert np.array(served["reconstructions"]).shape == (2, 30, 30, 3)
-    server = make_server(tmp_path / "exports/photos", "photos", port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{server.server_address[1]}/v1/models/photos:predict",
-        data=json.dumps({"instances": images.tolist()}).encode(), method="POST")
-    try:
+    settings = ServerSettings(str(tmp_path / "exports/photos"), "photos", port=0, grpc_port=0)
+    with Server(settings) as server:
+        request = urllib.request.Request(
+            server.rest_url + ":predict", data=json.dumps({"instances": images.tolist()}).encode(),
+            method="POST")
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = json.loads(response.read())["predictions"]
-    finally:
-        server.shutdown()
-        server.server_close()
     np.testing.assert_allclose(predictions, served["reconstructions"], atol=1e-5)
 
 

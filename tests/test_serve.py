@@ -1,43 +1,62 @@
-"""``tfae serve`` against requests built as TF Serving's REST documentation shows them."""
+"""``tfae serve`` driven as TF Serving users drive TF Serving: plain HTTP in its documented REST
+formats, and the official ``tensorflow_serving.apis`` gRPC stubs; every answer is compared with
+the SavedModel called in this process."""
 
+import asyncio
+import http.client
 import json
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
 
 from tfae.export import export_saved_model
 from tfae.families import build_model
-from tfae.serve import BatchingSignature, _serve_until_stopped, make_server
+from tfae.serving import Server, ServerSettings
+from tfae.serving.servables import Batcher
 
 IMAGES = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def export_dir(tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("serve") / "deep"
     export_saved_model(build_model("deep", (28, 28, 1), hidden=(16,), latent_dim=4), export_dir)
-    server = make_server(export_dir, "deep", port=0, max_body_bytes=200_000)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/models/deep", export_dir
-    server.shutdown()
-    server.server_close()
+    return export_dir
 
 
-def _call(url, body=None, raw=None):
+@pytest.fixture(scope="module")
+def server(export_dir):
+    settings = ServerSettings(str(export_dir), "deep", port=0, grpc_port=0,
+                              labels={"stable": 1}, max_request_bytes=1 << 20)
+    with Server(settings) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def _call(url, body=None, raw=None, method=None):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    request = urllib.request.Request(url, data=data,
+                                     method=method or ("POST" if data is not None else "GET"))
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -45,16 +64,34 @@ def _call(url, body=None, raw=None):
         return error.code, json.loads(error.read())
 
 
-def _in_process(export_dir, version, signature, images):
+def _in_process(export_dir, version, signature, inputs):
     served = tf.saved_model.load(str(export_dir / str(version)))
     function = served.signatures[signature]
     (input_name, _), = function.structured_input_signature[1].items()
-    (output,) = function(**{input_name: tf.constant(images)}).values()
+    (output,) = function(**{input_name: tf.constant(inputs)}).values()
     return output.numpy()
 
 
-def test_status_and_metadata(server):
-    url, _ = server
+def _predict_request(signature="encode", inputs=IMAGES, name="deep", version=None, label=None,
+                     input_name="images"):
+    """A ``PredictRequest`` built as TF Serving's gRPC client example builds one."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    if label is not None:
+        request.model_spec.version_label = label
+    request.inputs[input_name].CopyFrom(tf.make_tensor_proto(inputs))
+    return request
+
+
+def _inputs(input_name):
+    return IMAGES if input_name == "images" else IMAGES.reshape(3, -1)[:, :4]
+
+
+def test_rest_status_and_metadata(server):
+    url = server.rest_url
     assert _call(url) == (200, {"model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
     status, metadata = _call(url + "/metadata")
@@ -68,9 +105,9 @@ def test_status_and_metadata(server):
 
 @pytest.mark.parametrize("signature, input_name", [
     ("serving_default", "images"), ("encode", "images"), ("decode", "codes")])
-def test_row_and_columnar_predictions_equal_the_saved_model(server, signature, input_name):
-    url, export_dir = server
-    inputs = IMAGES if input_name == "images" else IMAGES.reshape(3, -1)[:, :4]
+def test_rest_row_and_columnar_predictions_equal_the_saved_model(server, export_dir, signature,
+                                                                 input_name):
+    url, inputs = server.rest_url, _inputs(input_name)
     expected = _in_process(export_dir, 1, signature, inputs)
     status, rows = _call(url + ":predict", {"signature_name": signature,
                                             "instances": inputs.tolist()})
@@ -79,10 +116,67 @@ def test_row_and_columnar_predictions_equal_the_saved_model(server, signature, i
     status, named_rows = _call(url + ":predict", {"signature_name": signature, "instances": [
         {input_name: instance} for instance in inputs.tolist()]})
     np.testing.assert_allclose(named_rows["predictions"], expected, atol=1e-6)
-    status, columns = _call(url + "/versions/1:predict", {"signature_name": signature,
-                                                          "inputs": {input_name: inputs.tolist()}})
-    assert status == 200
-    np.testing.assert_allclose(columns["outputs"], expected, atol=1e-6)
+    for path in ("/versions/1:predict", "/labels/stable:predict"):
+        status, columns = _call(url + path, {"signature_name": signature,
+                                             "inputs": {input_name: inputs.tolist()}})
+        assert status == 200
+        np.testing.assert_allclose(columns["outputs"], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("signature, input_name", [
+    ("serving_default", "images"), ("encode", "images"), ("decode", "codes")])
+def test_grpc_predict_with_the_official_stub_equals_the_saved_model(server, stub, export_dir,
+                                                                    signature, input_name):
+    inputs = _inputs(input_name)
+    for spec in ({}, {"version": 1}, {"label": "stable"}):
+        response = stub.Predict(_predict_request(signature, inputs, input_name=input_name, **spec),
+                                timeout=30)
+        (output,) = response.outputs.values()
+        np.testing.assert_allclose(tf.make_ndarray(output),
+                                   _in_process(export_dir, 1, signature, inputs), atol=1e-6)
+        assert (response.model_spec.name, response.model_spec.version.value,
+                response.model_spec.signature_name) == ("deep", 1, signature)
+
+
+def test_grpc_metadata_and_status(server, stub):
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = "deep"
+    request.metadata_field.append("signature_def")
+    response = stub.GetModelMetadata(request, timeout=30)
+    definitions = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(definitions)
+    encode = definitions.signature_def["encode"]
+    assert response.model_spec.version.value == 1
+    assert [dim.size for dim in encode.inputs["images"].tensor_shape.dim] == [-1, 28, 28, 1]
+    assert list(encode.outputs) == ["codes"]
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        status_request = get_model_status_pb2.GetModelStatusRequest()
+        status_request.model_spec.name = "deep"
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request,
+                                                                                 timeout=30)
+    assert [(each.version, each.state) for each in status.model_version_status] == [
+        (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+
+
+@pytest.mark.parametrize("request_options, code, words", [
+    ({"name": "other"}, grpc.StatusCode.NOT_FOUND, "Latest(other)"),
+    ({"version": 9}, grpc.StatusCode.NOT_FOUND, "Specific(deep, 9)"),
+    ({"label": "canary"}, grpc.StatusCode.INVALID_ARGUMENT, "version label: canary"),
+    ({"signature": "nope"}, grpc.StatusCode.FAILED_PRECONDITION, '"nope" not found'),
+    ({"inputs": np.zeros((2, 3), np.float32)}, grpc.StatusCode.INVALID_ARGUMENT, "shape [2, 3]"),
+    ({"inputs": IMAGES.astype(np.float64)}, grpc.StatusCode.INVALID_ARGUMENT, "float64"),
+    ({"inputs": np.full((1, 28, 28, 1), np.inf, np.float32)}, grpc.StatusCode.INVALID_ARGUMENT,
+     "not finite"),
+    ({"input_name": "pixels"}, grpc.StatusCode.INVALID_ARGUMENT, "['pixels']"),
+    ({"inputs": np.zeros((1100, 28, 28, 1), np.float32)}, grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+])
+def test_grpc_errors_carry_tf_servings_codes_and_serving_goes_on(stub, request_options, code,
+                                                                 words):
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(_predict_request(**request_options), timeout=30)
+    assert error.value.code() == code and words in error.value.details()
+    assert tf.make_ndarray(stub.Predict(_predict_request(), timeout=30).outputs["codes"]).shape \
+        == (3, 4)
 
 
 @pytest.mark.parametrize("raw, status, words", [
@@ -90,26 +184,30 @@ def test_row_and_columnar_predictions_equal_the_saved_model(server, signature, i
     (json.dumps({"signature_name": "nope", "instances": []}).encode(), 400, "not found"),
     (json.dumps({"instances": np.zeros((2, 28, 28)).tolist()}).encode(), 400, "has shape [2, 28, 28]"),
     (json.dumps({"instances": [["a"]]}).encode(), 400, "array of numbers"),
-    (b'{"instances": [[[[NaN]]]]}', 400, "NaN is not a valid"),
-    (json.dumps({"instances": np.zeros((130, 28, 28, 1)).tolist()}).encode(), 413, "over the limit"),
+    (b'{"instances": [[[[NaN]]]]}', 400, "JSON Parse error"),
+    (json.dumps({"instances": np.zeros((400, 28, 28, 1)).tolist()}).encode(), 413, "over the limit"),
     (json.dumps({"rows": []}).encode(), 400, "'instances' or 'inputs'"),
 ])
-def test_bad_requests_get_4xx_and_serving_goes_on(server, raw, status, words):
-    url, _ = server
+def test_rest_bad_requests_get_4xx_and_serving_goes_on(server, raw, status, words):
+    url = server.rest_url
     answer = _call(url + ":predict", raw=raw)
     assert answer[0] == status and words in answer[1]["error"]
     good = _call(url + ":predict", {"signature_name": "encode", "instances": IMAGES.tolist()})
     assert good[0] == 200 and np.array(good[1]["predictions"]).shape == (3, 4)
 
 
-def test_concurrent_requests_each_get_their_own_answer(server):
-    url, export_dir = server
+def test_concurrent_rest_and_grpc_requests_each_get_their_own_answer(server, stub, export_dir):
     images = np.random.default_rng(3).random((16, 2, 28, 28, 1), dtype=np.float32)
     answers = [None] * len(images)
 
     def client(index):
-        answers[index] = _call(url + ":predict", {"signature_name": "encode",
-                                                  "instances": images[index].tolist()})
+        if index % 2:
+            response = stub.Predict(_predict_request(inputs=images[index]), timeout=60)
+            answers[index] = tf.make_ndarray(response.outputs["codes"])
+        else:
+            status, body = _call(server.rest_url + ":predict",
+                                 {"signature_name": "encode", "instances": images[index].tolist()})
+            answers[index] = np.array(body["predictions"]) if status == 200 else status
 
     threads = [threading.Thread(target=client, args=(index,)) for index in range(len(images))]
     for thread in threads:
@@ -117,96 +215,101 @@ def test_concurrent_requests_each_get_their_own_answer(server):
     for thread in threads:
         thread.join()
     expected = _in_process(export_dir, 1, "encode", images.reshape(-1, 28, 28, 1))
-    assert [status for status, _ in answers] == [200] * len(images)
-    np.testing.assert_allclose([answer["predictions"] for _, answer in answers],
-                               expected.reshape(16, 2, -1), atol=1e-6)
+    np.testing.assert_allclose(np.stack(answers), expected.reshape(16, 2, -1), atol=1e-6)
 
 
-def test_requests_queued_while_the_model_runs_run_as_one_batch(server):
-    _, export_dir = server
+def test_requests_queued_while_the_model_runs_run_as_one_batch(export_dir):
     served = tf.saved_model.load(str(export_dir / "1"))
-    batching = BatchingSignature(served.signatures["encode"], max_rows=5)
-    calls = []
-    signature = batching.signature
-    batching.signature = lambda **inputs: calls.append(len(inputs["images"])) or signature(**inputs)
-    images = np.random.default_rng(4).random((4, 2, 28, 28, 1), dtype=np.float32)
-    outputs = [None] * len(images)
+    batcher = Batcher(served.signatures["encode"], max_rows=5)
+    calls, release = [], threading.Event()
+    signature = batcher.signature
 
-    def call(index):
-        outputs[index] = batching(images[index])
+    def held_signature(**inputs):  # the first call runs until the others have queued behind it
+        calls.append(len(inputs["images"]))
+        release.wait(30)
+        return signature(**inputs)
 
-    with batching._run_lock:  # as if a batch were running: the four requests queue meanwhile
-        threads = [threading.Thread(target=call, args=(index,)) for index in range(len(images))]
-        for thread in threads:
-            thread.start()
-        while len(batching._queue) < len(images):
-            time.sleep(0.01)
-    for thread in threads:
-        thread.join()
-    assert calls == [4, 4]  # 2 + 2 rows per call: a third request would pass max_rows
+    batcher.signature = held_signature
+    images = np.random.default_rng(4).random((5, 2, 28, 28, 1), dtype=np.float32)
+
+    async def run():
+        first = asyncio.ensure_future(batcher(images[0]))
+        while not calls:
+            await asyncio.sleep(0.01)
+        rest = [asyncio.ensure_future(batcher(array)) for array in images[1:]]
+        await asyncio.sleep(0.05)
+        release.set()
+        return await asyncio.gather(first, *rest)
+
+    outputs = asyncio.run(run())
+    assert calls == [2, 4, 4]  # 2 + 2 rows per later call: a third request would pass max_rows
     np.testing.assert_allclose(np.stack(outputs),
                                _in_process(export_dir, 1, "encode", images.reshape(-1, 28, 28, 1))
-                               .reshape(4, 2, -1), atol=1e-6)
+                               .reshape(5, 2, -1), atol=1e-6)
 
 
-def test_unknown_model_and_version_are_404(server):
-    url, _ = server
+def test_unknown_model_version_and_label_are_refused(server):
+    url = server.rest_url
     assert _call(url.replace("/deep", "/other"))[0] == 404
     assert _call(url + "/versions/9:predict", {"instances": IMAGES.tolist()})[0] == 404
+    assert _call(url + "/versions/0")[0] == 404
+    assert _call(url + "/labels/canary")[0] == 400
 
 
-def test_a_new_version_is_served_without_a_restart(server):
-    url, export_dir = server
+def test_a_new_version_is_served_by_both_protocols_without_a_restart(server, stub, export_dir):
     shutil.copytree(export_dir / "1", export_dir / "2")
-    assert [entry["version"] for entry in _call(url)[1]["model_version_status"]] == ["2", "1"]
-    assert _call(url + "/metadata")[1]["model_spec"]["version"] == "2"
+    try:
+        assert [entry["version"] for entry in _call(server.rest_url)[1]["model_version_status"]] \
+            == ["2", "1"]
+        assert _call(server.rest_url + "/metadata")[1]["model_spec"]["version"] == "2"
+        assert stub.Predict(_predict_request(), timeout=30).model_spec.version.value == 2
+        assert stub.Predict(_predict_request(label="stable"), timeout=30).model_spec.version.value \
+            == 1
+    finally:
+        shutil.rmtree(export_dir / "2")
 
 
-def test_serve_command_stops_cleanly_on_sigterm(server, tmp_path):
-    _, export_dir = server
+def _start(export_dir, *options):
+    """``tfae serve`` as a process; ``(process, rest url, grpc target)`` once it answers."""
     process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(export_dir),
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    line = process.stdout.readline()  # printed once the socket is bound
-    assert "serving" in line and "127.0.0.1" in line
-    time.sleep(0.2)
+                                "--port", "0", "--grpc-port", "0", *options],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()  # printed once both protocols answer
+    assert "serving" in line, line + process.stderr.read()
+    url = line.split(" on ")[1].split()[0]
+    target = line.split(" and ")[1].split()[0]
+    return process, url, target
+
+
+def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_5_s(export_dir):
+    process, url, _ = _start(export_dir)
+    parts = urllib.parse.urlsplit(url)
+    images = np.random.default_rng(5).random((2048, 28, 28, 1)).round(3)
+    body = json.dumps({"signature_name": "encode", "instances": images.tolist()})
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    # The body is several times the sockets' buffers, so once it is sent the server has read the
+    # request's headers: the request is in flight, not waiting to be accepted.
+    connection.request("POST", parts.path + ":predict", body=body)
+    start = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    answer = connection.getresponse()
+    assert answer.status == 200 and len(json.loads(answer.read())["predictions"]) == 2048
+    assert process.wait(timeout=30) == 0
+    assert time.monotonic() - start < 5
+
+
+def test_serve_command_with_two_workers_answers_both_protocols_and_stops_both(export_dir):
+    process, url, target = _start(export_dir, "--workers", "2")
+    children = pathlib.Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    workers = [int(pid) for pid in children.read_text().split()
+               if b"spawn_main" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    answers = [_call(url + ":predict", {"signature_name": "encode", "instances": IMAGES.tolist()})
+               for _ in range(4)]
+    assert [status for status, _ in answers] == [200] * 4
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        assert stub.Predict(_predict_request(), timeout=30).model_spec.version.value == 1
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
-
-
-def test_sigterm_landing_while_a_request_is_handed_over_still_stops_the_server(server):
-    _, export_dir = server
-    listening = make_server(export_dir, "deep", port=0)
-
-    def hand_over(request, client_address):  # where socketserver swallows any Exception
-        signal.raise_signal(signal.SIGTERM)
-
-    listening.process_request = hand_over
-    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    watchdog_fired = threading.Event()
-    watchdog = threading.Timer(30, lambda: (watchdog_fired.set(), listening.shutdown()))
-    watchdog.start()
-    threading.Thread(target=socket.create_connection, args=(listening.server_address,),
-                     daemon=True).start()
-    _serve_until_stopped(listening)
-    watchdog.cancel()
-    assert not watchdog_fired.is_set(), "the stop was swallowed and serving went on"
-    assert {number: signal.getsignal(number) for number in handlers} == handlers
-
-
-def test_serve_command_with_two_workers_answers_and_stops_both(server):
-    url, export_dir = server
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(export_dir),
-                                "--port", "0", "--workers", "2"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
-    assert "with 2 workers" in line, line + process.stderr.read()
-    port_url = line.split(" on ")[1].split(" with ")[0]
-    children = pathlib.Path(f"/proc/{process.pid}/task/{process.pid}/children")
-    worker = int(children.read_text().split()[-1])  # the spawned worker (the last child started)
-    answers = [_call(port_url + ":predict", {"signature_name": "encode",
-                                             "instances": IMAGES.tolist()}) for _ in range(4)]
-    assert [status for status, _ in answers] == [200] * 4
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
-    assert not pathlib.Path(f"/proc/{worker}").exists()
+    assert not any(pathlib.Path(f"/proc/{pid}").exists() for pid in workers)

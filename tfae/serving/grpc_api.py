@@ -1,0 +1,153 @@
+"""TensorFlow Serving's gRPC API on ``grpc.aio``, with the ``tensorflow-serving-api`` definitions.
+
+Implemented: ``tensorflow.serving.PredictionService/Predict`` and ``GetModelMetadata`` (the
+``signature_def`` field), and ``tensorflow.serving.ModelService/GetModelStatus``. Tensors travel
+as ``TensorProto`` (``tf.make_tensor_proto`` / ``tf.make_ndarray``). Errors carry the codes TF
+Serving gives: ``NOT_FOUND`` for an unknown model or version, ``INVALID_ARGUMENT`` for a bad
+tensor or an unknown version label, ``FAILED_PRECONDITION`` for an unknown signature. The other
+methods (``Classify``, ``Regress``, ``MultiInference``, ``HandleReloadConfigRequest``) answer
+``UNIMPLEMENTED``.
+
+A client uses it exactly as it uses TF Serving:
+
+Examples:
+    >>> channel = grpc.insecure_channel("127.0.0.1:8500")  # doctest: +SKIP
+    >>> stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)  # doctest: +SKIP
+    >>> request = predict_pb2.PredictRequest()  # doctest: +SKIP
+    >>> request.model_spec.name, request.model_spec.signature_name = "deep", "encode"  # doctest: +SKIP
+    >>> request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))  # doctest: +SKIP
+    >>> codes = tf.make_ndarray(stub.Predict(request, timeout=10).outputs["codes"])  # doctest: +SKIP
+"""
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from tfae.serving.servables import ServingError, check_input
+
+
+async def start(repository, address, max_message_bytes, reuse_port=False):
+    """A started ``grpc.aio`` server on ``address`` (``host:port``) answering for ``repository``.
+
+    ``reuse_port`` lets every worker process bind the same port, the kernel sharing connections
+    among them. Stop it with ``await server.stop(grace_seconds)``.
+
+    Examples:
+        >>> server = await start(Repository("saved_models/deep", "deep"), "127.0.0.1:8500", 1 << 26)  # doctest: +SKIP
+        >>> await server.stop(3)  # doctest: +SKIP
+    """
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
+                                      ("grpc.max_send_message_length", max_message_bytes),
+                                      ("grpc.so_reuseport", int(reuse_port))])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(repository), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository), server)
+    server.add_insecure_port(address)
+    await server.start()
+    return server
+
+
+def _spec(model_spec):
+    """``(name, version, label)`` of a ``ModelSpec``, ``None`` for what it leaves unset."""
+    version = model_spec.version.value if model_spec.HasField("version") else None
+    return model_spec.name, version, model_spec.version_label or None
+
+
+async def _answering(context, answer):
+    """``await answer``, a ``ServingError`` becoming the call's gRPC status."""
+    try:
+        return await answer
+    except ServingError as error:
+        await context.abort(getattr(grpc.StatusCode, error.code), str(error))
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """``Predict`` and ``GetModelMetadata``.
+
+    Examples:
+        >>> prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        ...     PredictionService(repository), server)  # doctest: +SKIP
+    """
+
+    def __init__(self, repository):
+        self.repository = repository
+
+    async def Predict(self, request, context):
+        return await _answering(context, self._predict(request))
+
+    async def GetModelMetadata(self, request, context):
+        return await _answering(context, self._metadata(request))
+
+    async def _predict(self, request):
+        version, signatures = await self.repository.resolve(*_spec(request.model_spec))
+        signature_name = request.model_spec.signature_name or "serving_default"
+        if signature_name not in signatures:
+            raise ServingError("FAILED_PRECONDITION",
+                               f'Serving signature key "{signature_name}" not found.')
+        batcher = signatures[signature_name]
+        if set(request.inputs) != {batcher.input_name}:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"input keys {sorted(request.inputs)} do not match the signature's "
+                               f"['{batcher.input_name}']")
+        unknown = set(request.output_filter) - {batcher.output_name}
+        if unknown:
+            raise ServingError("INVALID_ARGUMENT", f"output tensor alias not found in signature: "
+                                                   f"{sorted(unknown)[0]}")
+        try:
+            array = tf.make_ndarray(request.inputs[batcher.input_name])
+        except (TypeError, ValueError) as error:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Input '{batcher.input_name}' is not a valid tensor: {error}"
+                               ) from None
+        if array.dtype != np.float32:
+            raise ServingError("INVALID_ARGUMENT", f"Input '{batcher.input_name}' is "
+                                                   f"{array.dtype}, expected float32 (DT_FLOAT)")
+        output = await batcher(check_input(array, batcher.input_name, batcher.input_shape))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.repository.name
+        response.model_spec.version.value = version
+        response.model_spec.signature_name = signature_name
+        response.outputs[batcher.output_name].CopyFrom(tf.make_tensor_proto(output))
+        return response
+
+    async def _metadata(self, request):
+        if not request.metadata_field:
+            raise ServingError("INVALID_ARGUMENT",
+                               "GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise ServingError("INVALID_ARGUMENT", f"Metadata field {field} is not supported")
+        version, _ = await self.repository.resolve(*_spec(request.model_spec))
+        definitions = get_model_metadata_pb2.SignatureDefMap()
+        for key, definition in self.repository.signature_defs(version).items():
+            definitions.signature_def[key].CopyFrom(definition)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.repository.name
+        response.model_spec.version.value = version
+        response.metadata["signature_def"].Pack(definitions)
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """``GetModelStatus``: every version on disk, or the one asked for, each loaded first.
+
+    Examples:
+        >>> model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository),
+        ...                                                           server)  # doctest: +SKIP
+    """
+
+    def __init__(self, repository):
+        self.repository = repository
+
+    async def GetModelStatus(self, request, context):
+        return await _answering(context, self._status(request))
+
+    async def _status(self, request):
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for each in await self.repository.available(*_spec(request.model_spec)):
+            response.model_version_status.add(
+                version=each, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+        return response

@@ -1,0 +1,154 @@
+"""TensorFlow Serving's REST API as an ASGI application (Starlette), for uvicorn to run.
+
+- ``GET /v1/models/NAME[/versions/N | /labels/L]``: version status;
+- ``GET /v1/models/NAME[/versions/N | /labels/L]/metadata``: the signatures;
+- ``POST /v1/models/NAME[/versions/N | /labels/L]:predict`` with
+  ``{"signature_name": ..., "instances": [...]}`` (row format, answered ``{"predictions": ...}``)
+  or ``{"inputs": ...}`` (columnar, answered ``{"outputs": ...}``).
+
+Every answer, errors included, is JSON; an error is ``{"error": "..."}`` with the HTTP status TF
+Serving gives. Bodies are parsed with orjson, which reads a batch of 64 MNIST images about four
+times as fast as the standard library's ``json`` and writes numpy arrays directly.
+
+Examples:
+    >>> app = create_app(Repository("saved_models/deep", "deep"), max_body_bytes=1 << 20)  # doctest: +SKIP
+    >>> uvicorn.run(app, port=8501)  # doctest: +SKIP
+"""
+
+import re
+
+import numpy as np
+import orjson
+from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tfae.serving.servables import ServingError, check_input, shape_text
+
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
+                    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                    r"(?P<what>/metadata|:predict)?$")
+
+
+def create_app(repository, max_body_bytes, lifespan=None):
+    """The Starlette application answering for ``repository`` (a ``Repository``).
+
+    Args:
+        repository: the served model's versions.
+        max_body_bytes: larger request bodies are answered 413 without being read.
+        lifespan: Starlette's lifespan context, run before the first request and after the last.
+
+    Examples:
+        >>> app = create_app(Repository("saved_models/deep", "deep"), 1 << 26)  # doctest: +SKIP
+        >>> uvicorn.run(app, port=8501)  # doctest: +SKIP
+    """
+    async def model(request):
+        match = _ROUTE.match(request.url.path)
+        if not match:
+            raise HTTPException(404, f"Malformed request: {request.method} {request.url.path}")
+        version = int(match["version"]) if match["version"] else None
+        spec = (match["name"], version, match["label"])
+        what = match["what"]
+        if request.method == "POST":
+            if what != ":predict":
+                raise HTTPException(405, "only :predict takes POST")
+            parsed = _parse(await _read(request, max_body_bytes))
+            return _json(await _predict(repository, spec, parsed))
+        if what == ":predict":
+            raise HTTPException(405, "predict needs POST")
+        if what == "/metadata":
+            version, _ = await repository.resolve(*spec)
+            definitions = repository.signature_defs(version)
+            return _json({"model_spec": {"name": repository.name, "signature_name": "",
+                                         "version": str(version)},
+                          "metadata": {"signature_def": {"signature_def": {
+                              key: json_format.MessageToDict(value,
+                                                             preserving_proto_field_name=True)
+                              for key, value in definitions.items()}}}})
+        return _json({"model_version_status": [
+            {"version": str(each), "state": "AVAILABLE",
+             "status": {"error_code": "OK", "error_message": ""}}
+            for each in await repository.available(*spec)]})
+
+    async def refused(request, error):
+        status_code = error.http_status if isinstance(error, ServingError) else error.status_code
+        return _json({"error": str(error) if isinstance(error, ServingError) else error.detail},
+                     status_code)
+
+    return Starlette(routes=[Route("/v1/models/{path:path}", model, methods=["GET", "POST"])],
+                     exception_handlers={HTTPException: refused, ServingError: refused},
+                     lifespan=lifespan)
+
+
+async def _read(request, limit):
+    """The body, refused with 413 beyond ``limit`` bytes, before reading it when it says so."""
+    length = request.headers.get("content-length")
+    if length is not None and not length.isdigit():
+        raise HTTPException(400, f"Content-Length {length!r} is not a number of bytes")
+    if length is not None and int(length) > limit:
+        raise HTTPException(413, f"Request body of {length} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a chunked body says nothing of its size beforehand
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"Request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(raw):
+    try:
+        body = orjson.loads(raw)
+    except (orjson.JSONDecodeError, RecursionError) as error:
+        raise HTTPException(400, f"JSON Parse error: {error}") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "JSON Value is not an object")
+    # orjson reads true and false as numbers would be; a boolean among numbers is refused below.
+    return body, b"true" in raw or b"false" in raw
+
+
+async def _predict(repository, spec, parsed):
+    body, may_hold_booleans = parsed
+    signature_name = body.get("signature_name", "serving_default")
+    if not isinstance(signature_name, str):
+        raise HTTPException(400, "'signature_name' must be a string")
+    _, signatures = await repository.resolve(*spec)
+    if signature_name not in signatures:
+        raise HTTPException(400, f'Serving signature name: "{signature_name}" not found in '
+                                 "signature def")
+    batcher = signatures[signature_name]
+    name = batcher.input_name
+    row_format = "instances" in body
+    if row_format == ("inputs" in body):
+        raise HTTPException(400, "Missing 'instances' or 'inputs' key (exactly one is needed)")
+    values = body["instances"] if row_format else body["inputs"]
+    if row_format and isinstance(values, list):
+        values = [value[name] if isinstance(value, dict) and name in value else value
+                  for value in values]
+    elif isinstance(values, dict):
+        if name not in values:
+            raise HTTPException(400, f"Missing input '{name}'")
+        values = values[name]
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, RecursionError):
+        array = None
+    if array is None or array.dtype.kind not in "iuf" or (
+            may_hold_booleans and _holds_boolean(values)):
+        raise HTTPException(400, f"Input '{name}' must be a rectangular array of numbers, "
+                                 f"shaped {shape_text(batcher.input_shape)}")
+    output = await batcher(check_input(array, name, batcher.input_shape))
+    return {"predictions": output} if row_format else {"outputs": output}
+
+
+def _holds_boolean(values):
+    if isinstance(values, list):
+        return any(_holds_boolean(value) for value in values)
+    return isinstance(values, bool)
+
+
+def _json(payload, status_code=200):
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+                    status_code=status_code, media_type="application/json")

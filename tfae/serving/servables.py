@@ -1,0 +1,286 @@
+"""What both protocols serve: an export folder's versions, their signatures, batched calls, errors.
+
+REST (``tfae.serving.rest``) and gRPC (``tfae.serving.grpc_api``) differ only in how a request is
+encoded; the model lookup, the checks of an input and the call itself live here, so both give the
+same answer and the same error for the same request. Errors carry TF Serving's canonical codes
+(``INVALID_ARGUMENT``, ``NOT_FOUND``, ...), which gRPC sends as they are and REST turns into HTTP
+statuses as TF Serving does.
+
+Examples:
+    >>> repository = Repository("saved_models/deep", "deep")  # doctest: +SKIP
+    >>> version, signatures = await repository.resolve("deep")  # doctest: +SKIP
+    >>> codes = await signatures["encode"](np.zeros((1, 28, 28, 1), np.float32))  # doctest: +SKIP
+"""
+
+import asyncio
+import gc
+import pathlib
+import threading
+
+import numpy as np
+
+from tfae.errors import TfaeError
+from tfae.export import versions
+
+# TF Serving's mapping (http_rest_api_util.cc, ToHTTPStatusCode).
+HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
+               "NOT_FOUND": 404, "UNIMPLEMENTED": 501, "RESOURCE_EXHAUSTED": 503,
+               "INTERNAL": 500}
+
+
+class ServingError(Exception):
+    """A request the server refuses, with TF Serving's canonical error code.
+
+    Examples:
+        >>> error = ServingError("NOT_FOUND", "Servable not found for request: Latest(other)")
+        >>> error.code, error.http_status, str(error)
+        ('NOT_FOUND', 404, 'Servable not found for request: Latest(other)')
+    """
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.http_status = HTTP_STATUS[code]
+
+
+def signature_defs(version_dir):
+    """The ``SignatureDef`` protos of a SavedModel, by name, read from its ``saved_model.pb``.
+
+    They are what TF Serving's metadata answers hold; a file that does not parse is refused.
+
+    Examples:
+        >>> sorted(signature_defs("saved_models/deep/1"))  # doctest: +SKIP
+        ['__saved_model_init_op', 'decode', 'encode', 'serving_default']
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = pathlib.Path(version_dir) / "saved_model.pb"
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString(path.read_bytes())
+    except (OSError, DecodeError) as error:
+        raise TfaeError(f"{path} is not a readable SavedModel ({error})") from None
+    if not saved_model.meta_graphs:
+        raise TfaeError(f"{path} is not a readable SavedModel (it holds no graph)")
+    return dict(saved_model.meta_graphs[0].signature_def)
+
+
+def check_input(array, name, shape):
+    """``array`` as float32 if it fits ``shape`` (``None`` for any size) and is finite.
+
+    Args:
+        array: the request's input, any numeric numpy array.
+        name: the input's name, for the message.
+        shape: the signature's input shape.
+
+    Raises:
+        ServingError: ``INVALID_ARGUMENT`` naming the input and what is wrong.
+
+    Examples:
+        >>> check_input(np.zeros((2, 3)), "codes", (None, 3)).dtype
+        dtype('float32')
+        >>> check_input(np.zeros((2, 4)), "codes", (None, 3))
+        Traceback (most recent call last):
+        ...
+        tfae.serving.servables.ServingError: Input 'codes' has shape [2, 4], expected [-1, 3]
+    """
+    if array.ndim != len(shape) or any(expected is not None and actual != expected
+                                       for actual, expected in zip(array.shape, shape)):
+        raise ServingError("INVALID_ARGUMENT", f"Input '{name}' has shape {list(array.shape)}, "
+                                               f"expected {shape_text(shape)}")
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused below
+        array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise ServingError("INVALID_ARGUMENT", f"Input '{name}' holds values that are not finite "
+                                               "(NaN, Infinity or beyond float32's range)")
+    return array
+
+
+def shape_text(shape):
+    """A shape as TF Serving prints it, -1 for any size.
+
+    Examples:
+        >>> shape_text((None, 28, 28, 1))
+        '[-1, 28, 28, 1]'
+    """
+    return "[" + ", ".join("-1" if size is None else str(size) for size in shape) + "]"
+
+
+class Batcher:
+    """Calls a one-input signature, running the requests that queue up meanwhile as one batch.
+
+    Awaiting callers queue their arrays; one task at a time takes the queue (up to ``max_rows``
+    rows of the same shape), calls the signature once on their concatenation in a thread, and
+    hands each caller its rows. A model call costs about the same for 1 image as for 64, so under
+    concurrent load this multiplies throughput, as TF Serving's ``--enable_batching`` does; there
+    is no waiting for a batch to fill, so a lone request runs at once.
+
+    Examples:
+        >>> served = tf.saved_model.load("saved_models/deep/1")  # doctest: +SKIP
+        >>> encode = Batcher(served.signatures["encode"])  # doctest: +SKIP
+        >>> (await encode(np.zeros((1, 28, 28, 1), np.float32))).shape  # doctest: +SKIP
+        (1, 10)
+    """
+
+    def __init__(self, signature, max_rows=1024):
+        self.signature = signature
+        (self.input_name, spec), = signature.structured_input_signature[1].items()
+        self.input_shape = tuple(spec.shape)
+        (self.output_name,) = signature.structured_outputs
+        self._max_rows = max_rows
+        self._queue = []
+        self._draining = None
+
+    async def __call__(self, array):
+        """The signature's only output for ``array`` (float32, already checked), as numpy."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((array, future))
+        if self._draining is None or self._draining.done():
+            # A task of its own, not the caller's: a caller that hangs up is cancelled, and the
+            # requests queued behind it must still be run.
+            self._draining = asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self):
+        while self._queue:
+            taken = self._take()
+            arrays = [array for array, _ in taken]
+            try:
+                output = await asyncio.to_thread(self._call, np.concatenate(arrays))
+            except Exception as error:  # every caller in the batch must hear of it, or wait forever
+                if not isinstance(error, ServingError):
+                    error = ServingError("INTERNAL", f"{type(error).__name__}: {error}")
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            start = 0
+            for array, future in taken:
+                if not future.done():
+                    future.set_result(output[start:start + len(array)])
+                start += len(array)
+
+    def _take(self):
+        """The oldest queued requests of the first one's shape, up to ``max_rows`` rows."""
+        shape = self._queue[0][0].shape[1:]
+        taken, kept, rows = [], [], 0
+        for request in self._queue:
+            array = request[0]
+            if array.shape[1:] == shape and (not taken or rows + len(array) <= self._max_rows):
+                taken.append(request)
+                rows += len(array)
+            else:
+                kept.append(request)
+        self._queue = kept
+        return taken
+
+    def _call(self, array):
+        import tensorflow as tf
+
+        try:
+            outputs = self.signature(**{self.input_name: tf.constant(array)})
+        except tf.errors.InvalidArgumentError as failure:
+            raise ServingError("INVALID_ARGUMENT", failure.message.splitlines()[0]) from None
+        except tf.errors.OpError as failure:
+            raise ServingError("INTERNAL", failure.message.splitlines()[0]) from None
+        return outputs[self.output_name].numpy()
+
+
+class Repository:
+    """One exported model's versions: loaded on first use, new ones picked up without a restart.
+
+    Args:
+        export_dir: the export folder, ``<version>/saved_model.pb`` inside.
+        name: the model's name in requests.
+        labels: version labels, ``{"stable": 1}``, as TF Serving's model config gives them.
+
+    Examples:
+        >>> repository = Repository("saved_models/deep", "deep", labels={"stable": 1})  # doctest: +SKIP
+        >>> version, signatures = await repository.resolve("deep", label="stable")  # doctest: +SKIP
+        >>> version, sorted(signatures)  # doctest: +SKIP
+        (1, ['decode', 'encode', 'serving_default'])
+    """
+
+    def __init__(self, export_dir, name, labels=None):
+        self.export_dir = pathlib.Path(export_dir)
+        self.name = name
+        self.labels = dict(labels or {})
+        found = self.versions()
+        if not found:
+            raise TfaeError(f"{self.export_dir} holds no SavedModel versions "
+                            "(<version>/saved_model.pb)")
+        for label, version in self.labels.items():
+            if version not in found:
+                raise TfaeError(f"--label {label}={version}: {self.export_dir} has no version "
+                                f"{version} (it has {', '.join(map(str, found))})")
+        self._loaded = {}
+        self._load_lock = threading.Lock()
+
+    def versions(self):
+        """The version numbers on disk, ascending (read anew each time: exports come and go)."""
+        return versions(self.export_dir)
+
+    def version(self, name, version=None, label=None):
+        """The version a request names: ``version``, ``label``'s, or the highest one.
+
+        Raises:
+            ServingError: as TF Serving answers for an unknown model, version or label.
+        """
+        if name != self.name:
+            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+        if version is not None and label is not None:
+            raise ServingError("INVALID_ARGUMENT",
+                               "ModelSpec has 'version' and 'version_label' both set")
+        if label is not None:
+            if label not in self.labels:
+                raise ServingError("INVALID_ARGUMENT",
+                                   f"Unrecognized servable version label: {label}")
+            version = self.labels[label]
+        on_disk = self.versions()
+        if version is None:
+            if not on_disk:
+                raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+            return on_disk[-1]
+        if version not in on_disk:
+            raise ServingError("NOT_FOUND",
+                               f"Servable not found for request: Specific({name}, {version})")
+        return version
+
+    async def resolve(self, name, version=None, label=None):
+        """``(version, Batcher by signature name)`` for a request, loading the version if new."""
+        version = self.version(name, version, label)
+        if version not in self._loaded:
+            await asyncio.to_thread(self.load, version)
+        return version, self._loaded[version][0]
+
+    async def available(self, name, version=None, label=None):
+        """The versions a status request asks about (all when it names none), newest first.
+
+        Each is loaded first, so AVAILABLE, as both protocols then call it, means it answers now.
+        """
+        named = self.version(name, version, label)
+        wanted = self.versions() if version is None and label is None else [named]
+        for each in wanted:
+            await self.resolve(name, each)
+        return sorted(wanted, reverse=True)
+
+    def load(self, version):
+        """Loads ``version`` once, however many requests ask for it at once."""
+        import tensorflow as tf
+
+        with self._load_lock:
+            if version not in self._loaded:
+                path = self.export_dir / str(version)
+                definitions = signature_defs(path)
+                served = tf.saved_model.load(str(path))
+                self._loaded[version] = ({name: Batcher(signature) for name, signature
+                                          in served.signatures.items()}, definitions)
+                # Parsing JSON makes many short-lived lists, which trigger the garbage
+                # collector; a full collection walks every object TensorFlow and the model made,
+                # a pause in which no request is answered. Frozen, they are never walked again.
+                gc.freeze()
+
+    def signature_defs(self, version):
+        """The loaded ``version``'s ``SignatureDef`` protos by name (for metadata answers)."""
+        return self._loaded[version][1]

@@ -1,0 +1,48 @@
+"""Starting TensorFlow quietly, for the command line and the server's worker processes.
+
+Examples:
+    >>> from tfae.startup import start_tensorflow
+    >>> start_tensorflow(verbose=False)
+"""
+
+import os
+import sys
+import tempfile
+
+
+def start_tensorflow(verbose=False):
+    """Imports TensorFlow with its start-up lines hidden, unless ``verbose`` or the user's own
+    ``TF_CPP_MIN_LOG_LEVEL`` (other than 2) asks for them.
+
+    TensorFlow 2.21 prints CUDA probing, oneDNN and CPU-feature lines from C++ before its log
+    level applies, so they are caught at the file descriptor; should the import fail, they are
+    shown after all. tfds' absl warnings (a missing ``dataset_info.json`` while it prepares a data
+    set) go the same way.
+
+    Examples:
+        >>> start_tensorflow()
+        >>> import tensorflow as tf  # already imported, quietly
+    """
+    if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "2" or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # probes for GPUs now, while the lines are hidden
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.buffer.write(captured.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)
