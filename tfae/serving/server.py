@@ -117,7 +117,7 @@ class _Protocol(HttpToolsProtocol):
 
 
 def _config(app, settings, **options):
-    return uvicorn.Config(app, http=_Protocol, lifespan="on", log_level="warning",
+    return uvicorn.Config(app, http=_Protocol, lifespan="on", log_level="error",
                           access_log=False, timeout_keep_alive=5,
                           timeout_graceful_shutdown=GRACE_SECONDS,
                           timeout_worker_healthcheck=START_SECONDS, **options)

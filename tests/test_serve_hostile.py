@@ -1,0 +1,169 @@
+"""``tfae serve`` under hostile requests, against a real server process on 127.0.0.1.
+
+Every request here gets an answer (a 4xx) or a closed connection within a bounded time, and the
+server goes on answering a normal request; after the whole set it is idle again and has not
+grown. Each case is sent over a raw socket, as an attacker would, not through an HTTP library
+that would refuse to send it.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from tfae.export import export_saved_model
+from tfae.families import build_model
+
+PREDICT = b"POST /v1/models/deep:predict HTTP/1.1\r\nHost: x\r\n"
+
+
+def _with_body(body):
+    return PREDICT + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def _codes(values):
+    return _with_body(b'{"signature_name": "decode", "instances": [[%s, 0, 0, 0]]}' % values)
+
+
+# (name, bytes sent, statuses accepted; None where the server may close instead of answering).
+CASES = [
+    ("content-length over the limit, then the client hangs up",
+     PREDICT + b"Content-Length: 1000000000000000000\r\n\r\n", {413, None}),
+    ("content-length -1 and a body", PREDICT + b"Content-Length: -1\r\n\r\n" + b"x" * 4096,
+     {400}),
+    ("content-length abc", PREDICT + b"Content-Length: abc\r\n\r\n", {400}),
+    ("content-length -5", PREDICT + b"Content-Length: -5\r\n\r\n", {400}),
+    ("signature_name a list", _with_body(b'{"signature_name": ["a"], "instances": [[0]]}'), {400}),
+    ("JSON nested 1,000 deep", _with_body(b'{"instances": ' + b"[" * 1000 + b"0" + b"]" * 1000
+                                          + b"}"), {400}),
+    ("JSON nested 100,000 deep", _with_body(b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000
+                                            + b"}"), {400}),
+    ("1e999", _codes(b"1e999"), {400}),
+    ("1e39, beyond float32", _codes(b"1e39"), {400}),
+    ("NaN", _codes(b"NaN"), {400}),
+    ("Infinity", _codes(b"-Infinity"), {400}),
+    ("null", _codes(b"null"), {400}),
+    ("true", _codes(b"true"), {400}),
+    ("a string for a number", _codes(b'"1.5"'), {400}),
+    ("a ragged array", _with_body(b'{"signature_name": "decode", "instances": [[0, 0, 0, 0], [0]]}'),
+     {400}),
+    ("a wrong shape", _with_body(b'{"signature_name": "decode", "instances": [[0, 0, 0]]}'), {400}),
+    ("an unknown model", b"POST /v1/models/other:predict HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 2\r\n\r\n{}", {404}),
+    ("an unknown version", b"GET /v1/models/deep/versions/0 HTTP/1.1\r\nHost: x\r\n\r\n", {404}),
+    ("an unknown label", b"GET /v1/models/deep/labels/canary HTTP/1.1\r\nHost: x\r\n\r\n", {400}),
+    ("an unknown signature", _with_body(b'{"signature_name": "x", "instances": [[0]]}'), {400}),
+    ("PUT", b"PUT /v1/models/deep HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", {405}),
+    ("not HTTP", b"\x00\x01\x02 garbage\r\n\r\n", {400}),
+    ("an 80 MB body", PREDICT + b"Content-Length: 80000000\r\n\r\n" + b"[" * 1_000_000, {413, None}),
+    ("an 80 MB chunked body", PREDICT + b"Transfer-Encoding: chunked\r\n\r\n"
+     + (b"100000\r\n" + b"1" * 0x100000 + b"\r\n") * 80, {413, None}),
+]
+
+
+def _start(export_dir):
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(export_dir),
+                                "--port", "0", "--grpc-port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = process.stdout.readline()
+    assert "serving" in line
+    return process, int(line.split(" on ")[1].split()[0].split(":")[2].split("/")[0])
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    export_dir = tmp_path_factory.mktemp("hostile") / "deep"
+    export_saved_model(build_model("deep", (28, 28, 1), hidden=(16,), latent_dim=4), export_dir)
+    return export_dir
+
+
+@pytest.fixture(scope="module")
+def server(export_dir):
+    process, port = _start(export_dir)
+    yield process, port
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _send(port, data, timeout=5):
+    """The HTTP status answered to ``data``, or ``None`` if the server closed the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        try:
+            connection.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):  # answered and closed while we sent
+            pass
+        try:
+            answer = connection.recv(4096)
+        except ConnectionResetError:
+            return None
+    return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else None
+
+
+def _normal_request_seconds(port):
+    body = json.dumps({"signature_name": "encode",
+                       "instances": np.zeros((1, 28, 28, 1)).tolist()}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/deep:predict", data=body)
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 200 and len(json.loads(answer.read())["predictions"][0]) == 4
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("name, data, statuses", CASES, ids=[case[0] for case in CASES])
+def test_a_hostile_request_is_refused_within_a_second_and_serving_goes_on(server, name, data,
+                                                                         statuses):
+    _, port = server
+    start = time.monotonic()
+    assert _send(port, data) in statuses
+    assert time.monotonic() - start < 1
+    assert _normal_request_seconds(port) < 0.1
+
+
+def _cpu_seconds(pid):
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _memory_bytes(pid):
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) * 1024
+
+
+def test_after_the_whole_hostile_set_the_server_is_idle_answers_fast_and_has_not_grown(
+        export_dir):
+    process, port = _start(export_dir)
+    try:
+        _normal_request_seconds(port)  # the first call's own costs, before the baseline
+        memory_before = _memory_bytes(process.pid)
+        # Idle and half-open connections, held while everything else happens.
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(1000)]
+        half_open = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+        for connection in half_open:
+            connection.sendall(PREDICT + b"Content-Length: 100\r\n\r\n{")  # and never the rest
+        for _ in range(3):
+            for _, data, statuses in CASES:
+                assert _send(port, data) in statuses
+        assert _normal_request_seconds(port) < 0.1
+        time.sleep(1)  # whatever the set started has a second to finish
+        cpu_before = _cpu_seconds(process.pid)
+        time.sleep(1)
+        assert _cpu_seconds(process.pid) - cpu_before < 0.1  # idle
+        assert _memory_bytes(process.pid) - memory_before < 100e6
+        # Connections that never sent a request are closed by the server (keep-alive timeout).
+        deadline = time.monotonic() + 15
+        for connection in idle[:20]:
+            connection.settimeout(max(0.1, deadline - time.monotonic()))
+            assert connection.recv(1) == b""
+        for connection in idle + half_open:
+            connection.close()
+        assert _normal_request_seconds(port) < 0.1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
