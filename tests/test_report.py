@@ -27,6 +27,8 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
     for row in families:
         assert re.fullmatch(r"\d+\.\d\d% \(\d+\)", row.strip("|").split("|")[-1].strip())
     assert any(row.startswith("| `randomized` trained in < 30 s |") for row in goals)
+    assert any(row.startswith("| `shallow` beats PCA-400 on probe, kNN and PSNR |") for row in goals)
+    assert any(row.startswith("| `randomized` linear probe beats the raw pixels' |") for row in goals)
     assert all(row.endswith(("| met |", "| **missed** |")) for row in goals[2:])
     assert [row.split("|")[1].strip() for row in settings[2:]] == ["`shallow`", "`randomized`"]
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page):
@@ -63,6 +65,26 @@ def tables(page):
             found.append(current)
             current = []
     return found
+
+
+def test_a_compact_report_trains_every_row_at_one_code_size_on_a_page_of_its_own(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(tfae, ["report", "--models", "shallow,randomized", "--epochs", "1",
+                                       "--limit", "300", "--latent-dim", "8"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "docs/results/latent-8.md").read_text()
+    assert page.startswith("# Results with 8-number codes: `shallow`, `randomized`")
+    assert "--latent-dim 8 --limit 300 --out docs/results/latent-8`" in page
+    results, goals, settings = tables(page)
+    assert [row.split("|")[1].strip() for row in results[2:]] == [
+        "`shallow`", "`randomized`", "*raw pixels*", "*PCA-8*"]
+    assert [row.split("|")[1].strip() for row in goals[2:]] == [
+        "`shallow` beats PCA-8 on probe, kNN and PSNR",
+        "`randomized` beats PCA-8 on probe, kNN and PSNR", "best linear probe >= 97%",
+        "best kNN >= 98%"]
+    assert "latent_dim=8" in settings[2] and "hidden=8" in settings[3]
+    assert not (tmp_path / "docs/results.md").exists()
 
 
 def test_report_refuses_an_unknown_family_before_training(tmp_path, monkeypatch):

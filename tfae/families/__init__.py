@@ -57,6 +57,8 @@ class Family:
         trainer: ``trainer(model, batches, config, verbose) -> history`` for a family trained
             otherwise than by ``Model.fit``; ``None`` for ``Model.fit``.
         takes_noise: whether ``noise`` applies.
+        code_options: ``code_options(size) -> model options`` giving codes of ``size`` numbers;
+            ``None``: ``{"latent_dim": size}``.
 
     Examples:
         >>> family = get_family("deep")
@@ -73,6 +75,7 @@ class Family:
     search_space: callable = None
     trainer: callable = None
     takes_noise: bool = True
+    code_options: callable = None
 
     @property
     def defaults(self):
@@ -95,6 +98,21 @@ class Family:
             ShallowOptions(latent_dim=32, activation='relu')
         """
         return checked(self.options, values, unknown=self._refuse)
+
+    def options_for_code_size(self, size):
+        """The model options that give codes of ``size`` numbers, the family's others kept.
+
+        Examples:
+            >>> get_family("deep").options_for_code_size(32)
+            {'latent_dim': 32}
+            >>> get_family("randomized").options_for_code_size(32)
+            {'hidden': (32,)}
+        """
+        if self.code_options is not None:
+            return self.code_options(size)
+        if "latent_dim" not in self.defaults:
+            raise TfaeError(f"model {self.name!r} has no code size option")
+        return {"latent_dim": size}
 
     def _refuse(self, names):
         takes = list(self.defaults)

@@ -76,4 +76,6 @@ def train(model, batches, config, verbose=1):
 
 
 register(Family("randomized", "layer-wise: random fixed encoders, decoders solved in closed form",
-                RandomizedOptions, build, trainer=train))
+                RandomizedOptions, build, trainer=train,
+                # The code is the last layer's output; one layer of that size keeps it one solve.
+                code_options=lambda size: {"hidden": (size,)}))
