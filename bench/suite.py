@@ -227,8 +227,8 @@ def torch_seconds(model, train, validation, epochs, batch_size, noise=None):
     return seconds
 
 
-def throughput_rows(epochs, rounds, batch_size, limit, ceiling):
-    """Each family with its defaults, then the rows of ``TUNED`` (every baseline alike).
+def throughput_rows(epochs, rounds, batch_size, limit, ceiling, models=KERAS_FAMILIES):
+    """Each of ``models`` with its defaults, then their rows of ``TUNED`` (every baseline alike).
 
     tfae, plain Keras and PyTorch take turns for ``rounds`` rounds; each is scored by the median
     of its timed epochs. The fraction of the ceiling counts all the arithmetic of an epoch: the
@@ -237,7 +237,8 @@ def throughput_rows(epochs, rounds, batch_size, limit, ceiling):
     splits = data.load("mnist", limit=limit)
     train, validation = as_arrays(splits.train), as_arrays(splits.validation)
     rows = []
-    for family, config, execution in [(name, {}, {}) for name in KERAS_FAMILIES] + TUNED:
+    chosen = [(name, {}, {}) for name in models] + [row for row in TUNED if row[0] in models]
+    for family, config, execution in chosen:
         batch = config.get("batch_size", batch_size)
         model = build_model(family, (28, 28, 1))
         noise = get_family(family).fit_defaults.get("noise")
@@ -313,7 +314,8 @@ def report(args):
     limit = 1000 if quick else None
     epochs = 1 if quick else args.epochs
     ceiling = matmul_ceiling(512 if quick else 4096, 2 if quick else 5)
-    throughput = throughput_rows(epochs, 1 if quick else args.rounds, 256, limit, ceiling)
+    throughput = throughput_rows(epochs, 1 if quick else args.rounds, 256, limit, ceiling,
+                                 args.models.split(",") if args.models else KERAS_FAMILIES)
     quick_splits = data.load("mnist", limit=limit)
     contractive = contractive_rows(quick_splits, max(epochs, 2))
     denoising = denoising_rows(quick_splits, max(epochs, 2), rounds=1 if quick else 2)
@@ -340,7 +342,8 @@ def _verdict(met):
 def format_report(args, ceiling, throughput, contractive, denoising, randomized, scaling,
                   inference):
     command = "python bench/suite.py" + (" --quick" if args.quick else
-                                         f" --epochs {args.epochs} --rounds {args.rounds}")
+                                         f" --epochs {args.epochs} --rounds {args.rounds}") + (
+        f" --models {args.models}" if args.models else "")
     timed = throughput[0]["epochs"]
     lines = [SECTION, "",
              f"`{command}` on {time.strftime('%Y-%m-%d')}. Machine: {cpu_model()}, "
@@ -423,6 +426,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=3, help="epochs per training run")
     parser.add_argument("--rounds", type=int, default=2,
                         help="turns tfae, plain Keras and PyTorch each take per family")
+    parser.add_argument("--models", help="comma-separated families for the throughput rows "
+                        "(default: every family trained by Model.fit)")
     parser.add_argument("--write", type=pathlib.Path, help="put the report in this Markdown file")
     args = parser.parse_args()
     text = report(args)
