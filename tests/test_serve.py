@@ -8,6 +8,7 @@ import json
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -279,6 +280,22 @@ def _start(export_dir, *options):
     url = line.split(" on ")[1].split()[0]
     target = line.split(" and ")[1].split()[0]
     return process, url, target
+
+
+def test_a_busy_port_or_a_label_of_no_version_is_one_line_and_nothing_starts(export_dir):
+    from click.testing import CliRunner
+
+    from cli.main import tfae
+
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = str(held.getsockname()[1])
+        for options in (["--port", port], ["--port", "0", "--grpc-port", port]):
+            result = CliRunner().invoke(tfae, ["serve", str(export_dir), *options])
+            assert result.exit_code == 1 and "Traceback" not in result.output
+            assert f"cannot bind 127.0.0.1 port {port} for " in result.output, result.output
+    result = CliRunner().invoke(tfae, ["serve", str(export_dir), "--label", "stable=7"])
+    assert result.exit_code == 1
+    assert "--label stable=7: " in result.output and "has no version 7 (it has 1)" in result.output
 
 
 def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_5_s(export_dir):

@@ -131,6 +131,10 @@ def _bind(settings):
     """
     try:
         rest_socket = socket.create_server((settings.host, settings.port), backlog=2048)
+    except OSError as error:
+        raise TfaeError(f"cannot bind {settings.host} port {settings.port} for REST: "
+                        f"{os.strerror(error.errno)} (--port chooses another)") from None
+    try:
         with socket.socket() as probe:
             probe.bind((settings.host, settings.grpc_port))
             grpc_port = probe.getsockname()[1]
@@ -138,8 +142,9 @@ def _bind(settings):
         grpc_reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         grpc_reservation.bind((settings.host, grpc_port))
     except OSError as error:
-        raise TfaeError(f"cannot bind {settings.host} port {settings.port} (REST) or "
-                        f"{settings.grpc_port} (gRPC): {error.strerror}") from None
+        rest_socket.close()
+        raise TfaeError(f"cannot bind {settings.host} port {settings.grpc_port} for gRPC: "
+                        f"{os.strerror(error.errno)} (--grpc-port chooses another)") from None
     settings = dataclasses.replace(settings, port=rest_socket.getsockname()[1],
                                    grpc_port=grpc_port)
     return rest_socket, grpc_reservation, settings
