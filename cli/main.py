@@ -294,13 +294,18 @@ def _report_options():
 @click.option("--latent-dim", type=click.IntRange(min=1),
               help="Train every family with codes of this many numbers (its other defaults "
               "kept), on a page of its own.")
+@click.option("--study-shapes", is_flag=True,
+              help="Train every family at the shape the MNIST study gave it (10-number codes, "
+              "128 for shallow, 700-700 for randomized), on a page of its own.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Folder for runs and figures; the page is written beside it as OUT.md "
               "(default: docs/results for mnist, else docs/results/<data set>; with "
-              "--latent-dim N, docs/results/[<data set>-]latent-N).")
+              "--latent-dim N or --study-shapes, docs/results/[<data set>-]latent-N or "
+              "study-shapes).")
 @_output_options
 @_clear_errors
-def report(models, epochs, latent_dim, out_dir, quiet, verbose, limit, **data_settings):
+def report(models, epochs, latent_dim, study_shapes, out_dir, quiet, verbose, limit,
+           **data_settings):
     """Train, evaluate and draw every family; write the results page.
 
     Finished runs in OUT/runs are reused and interrupted ones resume.
@@ -310,8 +315,8 @@ def report(models, epochs, latent_dim, out_dir, quiet, verbose, limit, **data_se
 
     chosen = None if models == "all" else [name.strip() for name in models.split(",")]
     given = {name: value for name, value in data_settings.items() if value is not None}
-    page = write_report(chosen, epochs, out_dir, limit, latent_dim, verbose=0 if quiet else 1,
-                        **given)
+    page = write_report(chosen, epochs, out_dir, limit, latent_dim, study_shapes,
+                        verbose=0 if quiet else 1, **given)
     click.echo(f"wrote {page}")
 
 

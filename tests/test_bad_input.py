@@ -120,6 +120,7 @@ CASES = [
     ("serve", [".", "--max-request-mb", "0"], "0 is not in the range x>=1"),
     ("report", ["--models", "huge"], "unknown report row 'huge'"),
     ("report", ["--epochs", "0"], "0 is not in the range x>=1"),
+    ("report", ["--latent-dim", "8", "--study-shapes"], "give one"),
     ("report", ["--models", "shallow", "--dataset", "./nowhere"], "no such folder or .npz file"),
 ]
 

@@ -87,6 +87,20 @@ def test_a_compact_report_trains_every_row_at_one_code_size_on_a_page_of_its_own
     assert not (tmp_path / "docs/results.md").exists()
 
 
+def test_a_study_shapes_report_trains_each_row_at_the_studys_shape(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(tfae, ["report", "--models", "randomized", "--limit", "300",
+                                       "--study-shapes"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "docs/results/study-shapes.md").read_text()
+    assert page.startswith("# Results at the study's shapes: `randomized`")
+    results, goals, settings = tables(page)
+    assert [row.split("|")[1].strip() for row in results[2:]] == [
+        "`randomized`", "*raw pixels*", "*PCA-300*"]  # 700 components, capped by 300 images
+    assert "| `randomized` linear probe >= 93.6%, the study's best |" in "\n".join(goals)
+    assert "hidden=700,700" in settings[2] and "## Against the study" in page
+
+
 def test_report_refuses_an_unknown_family_before_training(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(tfae, ["report", "--models", "deep,huge"])

@@ -40,8 +40,8 @@ COLUMNS = ("model", "parameters", "epochs", "training time", "MSE", "linear prob
            "label kept after 20 steps (attractors)")
 
 
-def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, verbose=1,
-           **settings):
+def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, study_shapes=False,
+           verbose=1, **settings):
     """Trains (or reuses), evaluates and draws each of ``models``; writes the results page.
 
     Args:
@@ -52,6 +52,8 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, verb
         limit: use only the first ``limit`` images of each split (quick checks).
         latent_dim: train every family with codes of this many numbers (its other defaults
             kept; see ``Family.options_for_code_size``), on a page of its own.
+        study_shapes: train every family at the shape the MNIST study gave it
+            (``Family.study``), on a page of its own.
         verbose: progress output.
         **settings: the data (``DataConfig`` fields: ``dataset``, ``manual_dir``, ...);
             default the bundled MNIST.
@@ -63,19 +65,21 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, verb
         >>> report(["shallow", "deep"], epochs=1, out="quick/results", limit=2000)  # doctest: +SKIP
         PosixPath('quick/results.md')
     """
+    if latent_dim and study_shapes:
+        raise TfaeError("--latent-dim and --study-shapes each choose the codes' size: give one")
+    shape = "study" if study_shapes else latent_dim
     data = DataConfig(**settings, limit=limit).resolved()
-    out = pathlib.Path(out or default_out(data.dataset, latent_dim))
+    out = pathlib.Path(out or default_out(data.dataset, _shape_name(shape)))
     models = list(models or row_names())
     unknown = [name for name in models if name not in row_names()]
     if unknown:  # before hours of training, not after
         raise TfaeError(f"unknown report row {unknown[0]!r}; choose from {', '.join(row_names())}")
-    rows, command = [], _command(models, epochs, out, data, latent_dim)
+    rows, command = [], _command(models, epochs, out, data, shape)
     for name in models:
         folder = RunFolder(out / "runs" / name)
         family, settings = VARIANTS.get(name, (name, {}))
-        model_options = (get_family(family).options_for_code_size(latent_dim) if latent_dim
-                         else {})
-        config = FitConfig(model=family, epochs=epochs, model_options=model_options, **settings,
+        config = FitConfig(model=family, epochs=epochs, **{**_shape_fields(family, shape),
+                                                           **settings},
                            **data.data_fields()).resolved()
         # A run of older defaults must not pass for the current ones.
         folder.check_claimable(config)
@@ -101,7 +105,7 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, verb
         rows.append((name, {**folder.info(), "config": folder.config()}, metrics, figures))
         # Written after every row, so an interrupted report shows what it has finished.
         page = out.parent / f"{out.name}.md"
-        write_text(page, _page(rows, command, page.parent, data.dataset, latent_dim))
+        write_text(page, _page(rows, command, page.parent, data.dataset, shape))
     return page
 
 
@@ -119,20 +123,35 @@ def _family(row):
     return get_family(VARIANTS.get(row, (row,))[0])
 
 
-def default_out(dataset, latent_dim=None):
+def default_out(dataset, variant=None):
     """Where ``report`` writes for ``dataset``: ``docs/results`` for MNIST, else
-    ``docs/results/<name>``; with ``latent_dim``, ``docs/results/[<name>-]latent-<size>``.
+    ``docs/results/<name>``; for a ``variant`` of the shapes (``latent-32``, ``study-shapes``),
+    ``docs/results/[<name>-]<variant>``.
 
     Examples:
         >>> default_out("mnist"), default_out("fashion_mnist"), default_out("scans/")
         ('docs/results', 'docs/results/fashion_mnist', 'docs/results/scans')
-        >>> default_out("mnist", 32), default_out("fashion_mnist", 32)
-        ('docs/results/latent-32', 'docs/results/fashion_mnist-latent-32')
+        >>> default_out("mnist", "latent-32"), default_out("fashion_mnist", "study-shapes")
+        ('docs/results/latent-32', 'docs/results/fashion_mnist-study-shapes')
     """
     name = pathlib.Path(pathlib.Path(dataset.rstrip("/\\")).name).stem
-    if latent_dim:
-        return f"docs/results/{'' if dataset == 'mnist' else name + '-'}latent-{latent_dim}"
+    if variant:
+        return f"docs/results/{'' if dataset == 'mnist' else name + '-'}{variant}"
     return "docs/results" if dataset == "mnist" else f"docs/results/{name}"
+
+
+def _shape_name(shape):
+    return {None: None, "study": "study-shapes"}.get(shape, f"latent-{shape}")
+
+
+def _shape_fields(family, shape):
+    """The ``FitConfig`` fields that give ``family`` the report's ``shape``: ``None`` for its
+    defaults, a code size, or ``"study"``."""
+    if shape is None:
+        return {}
+    if shape == "study":
+        return dict(get_family(family).study or {})
+    return {"model_options": get_family(family).options_for_code_size(shape)}
 
 
 def _newer(path, than):
@@ -146,13 +165,19 @@ def _option(value):
     return str(value)
 
 
-def _goals(rows, dataset, latent_dim):
+def _goals(rows, dataset, shape):
     """(goal, measured, met) for the page: against the baselines on labelled data; MNIST's own
-    goals on its default page; the best family's at a chosen code size."""
+    goals on its default page; the best family's at a chosen code size; the study's best at
+    the study's shapes."""
     if any(metrics["probe"] is None for _, _, metrics, _ in rows):
         return []  # unlabelled: nothing to probe
-    goals = _baseline_goals(rows, with_pixels=not latent_dim)
-    if latent_dim:
+    goals = _baseline_goals(rows, with_pixels=not isinstance(shape, int))
+    if shape == "study":
+        goals += [(f"`{name}` linear probe >= {max(STUDY_ACCURACIES):.1%}, the study's best",
+                   f"{metrics['probe']['linear']:.2%}",
+                   metrics["probe"]["linear"] >= max(STUDY_ACCURACIES))
+                  for name, _, metrics, _ in rows]
+    elif shape:
         linear = {name: metrics["probe"]["linear"] for name, _, metrics, _ in rows}
         knn = {name: metrics["probe"]["knn"] for name, _, metrics, _ in rows}
         best_linear, best_knn = max(linear, key=linear.get), max(knn, key=knn.get)
@@ -230,14 +255,14 @@ def _mnist_goals(rows):
     return goals
 
 
-def _command(models, epochs, out, data, latent_dim):
+def _command(models, epochs, out, data, shape):
     words = ["tfae report"]
     if set(models) != set(row_names()):
         words.append(f"--models {','.join(models)}")
     if epochs:
         words.append(f"--epochs {epochs}")
-    if latent_dim:
-        words.append(f"--latent-dim {latent_dim}")
+    if shape:
+        words.append("--study-shapes" if shape == "study" else f"--latent-dim {shape}")
     defaults = DataConfig().data_fields()
     for name, value in data.data_fields().items():
         if value != defaults[name]:
@@ -250,16 +275,17 @@ def _percent(value):
     return "–" if value is None else f"{value:.2%}"
 
 
-def _page(rows, command, page_dir, dataset, latent_dim=None):
+def _page(rows, command, page_dir, dataset, shape=None):
     occlusion = next(iter(rows[0][2]["occlusion"]))  # the larger patch: 14x14 on MNIST
     columns = [column.replace("14x14", occlusion) for column in COLUMNS]
     title = "# Results" + (f" on {dataset}" if dataset != "mnist" else "")
-    if latent_dim:
-        title += f" with {latent_dim}-number codes"
+    if shape:
+        title += " at the study's shapes" if shape == "study" else f" with {shape}-number codes"
     if {name for name, _, _, _ in rows} != set(row_names()):
         title += ": " + ", ".join(f"`{name}`" for name, _, _, _ in rows)
-    settings = (f"each family's defaults but a {latent_dim}-number code" if latent_dim
-                else "each family's defaults")
+    settings = {None: "each family's defaults",
+                "study": "each family at the study's shape (see Settings)"}.get(
+        shape, f"each family's defaults but a {shape}-number code")
     lines = [title, "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}; every number is on the "
              f"test split, with {settings}. The rows in italics are the baselines, measured on "
@@ -281,7 +307,7 @@ def _page(rows, command, page_dir, dataset, latent_dim=None):
     notes = sorted({note for _, _, metrics, _ in rows for note in metrics.get("notes", [])})
     if notes:
         lines += [""] + [f"Note: {note}." for note in notes]
-    goals = _goals(rows, dataset, latent_dim)
+    goals = _goals(rows, dataset, shape)
     if goals:
         lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
         lines += [f"| {goal} | {measured} | {'met' if met else '**missed**'} |"
@@ -291,15 +317,15 @@ def _page(rows, command, page_dir, dataset, latent_dim=None):
                       "exactly (100 dB is where PSNR is capped): a code that wide is no "
                       "compression, and no autoencoder can beat it on PSNR. The compact pages "
                       "(`tfae report --latent-dim 32`) compare at one smaller size."]
-    if dataset == "mnist" and not latent_dim:
+    if dataset == "mnist" and shape in (None, "study"):
         lines += _study_sections(rows)
     lines += ["", "## Settings", "",
-              "Each family's defaults, as its run's `config.json` records them (the study's own "
-              "shapes are options: `shallow` with `--latent-dim 128 --noise none`, "
-              "`deep` with `--hidden 500,200,100 --latent-dim 10`, "
-              "`contractive` with those and `--latent-activation linear`, `randomized` with "
-              "`--hidden 700,700`; the study's dense denoiser is `--model deep --noise "
-              "gaussian:0.5`).", "",
+              "The settings of each row, as its run's `config.json` records them (`tfae report "
+              "--study-shapes` trains every family at the study's own shape: `shallow` with "
+              "`--latent-dim 128 --noise none`, `deep` with `--hidden 500,200,100 --latent-dim 10 "
+              "--noise none`, `contractive` with those and `--latent-activation linear`, the "
+              "convolutional ones with `--latent-dim 10`, `randomized` with `--hidden 700,700`).",
+              "",
               "| model | options | epochs | noise |", "|---|---|---|---|"]
     for name, info, _, _ in rows:
         config = info["config"]

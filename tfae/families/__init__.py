@@ -59,6 +59,8 @@ class Family:
         takes_noise: whether ``noise`` applies.
         code_options: ``code_options(size) -> model options`` giving codes of ``size`` numbers;
             ``None``: ``{"latent_dim": size}``.
+        study: ``FitConfig`` fields (``model_options`` among them) giving the family the shape
+            the MNIST study gave it, for ``tfae report --study-shapes``; ``None``: it had none.
 
     Examples:
         >>> family = get_family("deep")
@@ -76,6 +78,7 @@ class Family:
     trainer: callable = None
     takes_noise: bool = True
     code_options: callable = None
+    study: dict = None
 
     @property
     def defaults(self):

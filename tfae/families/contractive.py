@@ -73,4 +73,6 @@ def search_space(hp):
 register(Family(
     "contractive", "the Jacobian penalty: codes that move little when inputs move",
     ContractiveOptions, build, fit_defaults={"epochs": 20}, execution=XLA_EXECUTION,
-    search_space=search_space))
+    search_space=search_space,
+    study={"model_options": {"hidden": (500, 200, 100), "latent_dim": 10,
+                             "latent_activation": "linear"}}))

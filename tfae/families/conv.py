@@ -84,4 +84,5 @@ def search_space(hp):
 
 
 register(Family("conv", "one convolution block and a dense code", ConvOptions,
-                conv_builder("conv"), search_space=search_space))
+                conv_builder("conv"), search_space=search_space,
+                study={"model_options": {"latent_dim": 10}}))

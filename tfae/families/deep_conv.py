@@ -48,4 +48,5 @@ def search_space(hp):
 
 
 register(Family("deep-conv", "two or more convolution blocks and a dense code", DeepConvOptions,
-                conv_builder("deep-conv"), search_space=search_space))
+                conv_builder("deep-conv"), search_space=search_space,
+                study={"model_options": {"latent_dim": 10}}))
