@@ -70,6 +70,9 @@ def tables(page):
 def test_a_compact_report_trains_every_row_at_one_code_size_on_a_page_of_its_own(
         tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    notes = tmp_path / "docs/results/latent-8/notes.md"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("## Why the goals are missed\n\nTried nothing yet.\n")
     result = CliRunner().invoke(tfae, ["report", "--models", "shallow,randomized", "--epochs", "1",
                                        "--limit", "300", "--latent-dim", "8"])
     assert result.exit_code == 0, result.output
@@ -84,6 +87,8 @@ def test_a_compact_report_trains_every_row_at_one_code_size_on_a_page_of_its_own
         "`randomized` beats PCA-8 on probe, kNN and PSNR", "best linear probe >= 97%",
         "best kNN >= 98%"]
     assert "latent_dim=8" in settings[2] and "hidden=8" in settings[3]
+    assert page.index("## Goals") < page.index("## Why the goals are missed\n\nTried nothing yet.") \
+        < page.index("## Settings")
     assert not (tmp_path / "docs/results.md").exists()
 
 

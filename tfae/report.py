@@ -2,7 +2,10 @@
 
 Runs live in ``OUT/runs/<model>``: a finished run there is reused and an interrupted one resumes,
 and metrics and figures newer than a run's model are reused too, so an interrupted report picks up
-where it stopped; the page is rewritten after every row, its title naming the rows it has. Figures go to ``OUT/figures/<model>/``; the page is ``OUT.md``. ``OUT`` is
+where it stopped; the page is rewritten after every row, its title naming the rows it has.
+Figures go to ``OUT/figures/<model>/``; the page is ``OUT.md``; ``OUT/notes.md``, where it exists,
+is copied into the page after the goals (written by hand: what was tried where a goal is missed),
+so a regenerated page keeps it. ``OUT`` is
 ``docs/results`` for MNIST (the page ``docs/results.md``) and ``docs/results/<data set>`` for any
 other data set (``docs/results/fashion_mnist.md``). The goals and the comparison with the study
 are MNIST's; other data sets get the table, the settings and the figures.
@@ -105,7 +108,8 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
         rows.append((name, {**folder.info(), "config": folder.config()}, metrics, figures))
         # Written after every row, so an interrupted report shows what it has finished.
         page = out.parent / f"{out.name}.md"
-        write_text(page, _page(rows, command, page.parent, data.dataset, shape))
+        write_text(page, _page(rows, command, page.parent, data.dataset, shape,
+                               _notes(out / "notes.md")))
     return page
 
 
@@ -275,7 +279,13 @@ def _percent(value):
     return "–" if value is None else f"{value:.2%}"
 
 
-def _page(rows, command, page_dir, dataset, shape=None):
+def _notes(path):
+    """The hand-written notes kept beside a page's runs (what was tried where a goal is missed),
+    which every regeneration of the page carries; ``""`` without them."""
+    return path.read_text().strip() if path.exists() else ""
+
+
+def _page(rows, command, page_dir, dataset, shape=None, written=""):
     occlusion = next(iter(rows[0][2]["occlusion"]))  # the larger patch: 14x14 on MNIST
     columns = [column.replace("14x14", occlusion) for column in COLUMNS]
     title = "# Results" + (f" on {dataset}" if dataset != "mnist" else "")
@@ -319,6 +329,8 @@ def _page(rows, command, page_dir, dataset, shape=None):
                       "(`tfae report --latent-dim 32`) compare at one smaller size."]
     if dataset == "mnist" and shape in (None, "study"):
         lines += _study_sections(rows)
+    if written:
+        lines += ["", written]
     lines += ["", "## Settings", "",
               "The settings of each row, as its run's `config.json` records them (`tfae report "
               "--study-shapes` trains every family at the study's own shape: `shallow` with "
