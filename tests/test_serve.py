@@ -296,6 +296,12 @@ def test_a_busy_port_or_a_label_of_no_version_is_one_line_and_nothing_starts(exp
     result = CliRunner().invoke(tfae, ["serve", str(export_dir), "--label", "stable=7"])
     assert result.exit_code == 1
     assert "--label stable=7: " in result.output and "has no version 7 (it has 1)" in result.output
+    corrupt = export_dir.parent / "corrupt"
+    shutil.copytree(export_dir / "1", corrupt / "3")
+    (corrupt / "3/saved_model.pb").write_bytes(b"\x00garbage")
+    result = CliRunner().invoke(tfae, ["serve", str(corrupt)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "3/saved_model.pb is not a readable SavedModel" in result.output, result.output
 
 
 def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_5_s(export_dir):

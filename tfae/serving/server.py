@@ -33,7 +33,7 @@ from uvicorn.supervisors import Multiprocess
 
 from tfae.errors import TfaeError
 from tfae.serving import grpc_api, rest
-from tfae.serving.servables import Repository
+from tfae.serving.servables import Repository, signature_defs
 from tfae.startup import start_tensorflow
 
 GRACE_SECONDS = 3  # requests in flight at SIGTERM may take this long; the process exits by 5 s
@@ -203,7 +203,10 @@ def serve(settings, announce=print, verbose=False):
     """
     if settings.workers < 1:
         raise TfaeError(f"--workers must be >= 1, not {settings.workers}")
-    Repository(settings.export_dir, settings.name, settings.labels)  # refuse a bad folder here
+    # A bad folder or a served version that does not parse is refused here, in one line, not in
+    # a worker's traceback.
+    repository = Repository(settings.export_dir, settings.name, settings.labels)
+    signature_defs(repository.export_dir / str(repository.versions()[-1]))
     rest_socket, reservation, settings = _bind(settings)
     started = threading.Thread(target=_announce_when_answering, args=(settings, announce),
                                daemon=True)
