@@ -116,7 +116,9 @@ class _Protocol(HttpToolsProtocol):
                                                             self.timeout_keep_alive_handler)
 
 
-def _config(app, settings, **options):
+def _config(app, **options):
+    """uvicorn's settings for tfae: its HTTP protocol, the lifespan required (a worker whose
+    model or gRPC port fails does not serve), errors only in the log, TF Serving-like timeouts."""
     return uvicorn.Config(app, http=_Protocol, lifespan="on", log_level="error",
                           access_log=False, timeout_keep_alive=5,
                           timeout_graceful_shutdown=GRACE_SECONDS,
@@ -167,7 +169,7 @@ class Server:
         if settings.workers != 1:
             raise TfaeError("a Server in a thread has one worker; use serve() for more")
         self._rest_socket, self._reservation, self.settings = _bind(settings)
-        self._server = uvicorn.Server(_config(create_app(self.settings), self.settings))
+        self._server = uvicorn.Server(_config(create_app(self.settings)))
         self._thread = threading.Thread(target=self._server.run,
                                         kwargs={"sockets": [self._rest_socket]}, daemon=True)
         self.rest_url = f"http://{_address(self.settings)}:{self.settings.port}" \
@@ -212,7 +214,7 @@ def serve(settings, announce=print, verbose=False):
                                daemon=True)
     with rest_socket, reservation:
         if settings.workers == 1:
-            server = uvicorn.Server(_config(create_app(settings), settings))
+            server = uvicorn.Server(_config(create_app(settings)))
             started.start()
             with _stopped_quietly():
                 server.run(sockets=[rest_socket])
@@ -221,7 +223,7 @@ def serve(settings, announce=print, verbose=False):
             return
         os.environ[_SETTINGS_VARIABLE] = json.dumps({**dataclasses.asdict(settings),
                                                      "verbose": verbose})
-        supervisor = Multiprocess(_config("tfae.serving.server:app_from_environment", settings,
+        supervisor = Multiprocess(_config("tfae.serving.server:app_from_environment",
                                           factory=True, workers=settings.workers),
                                   sockets=[rest_socket])
         started.start()
