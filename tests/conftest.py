@@ -84,3 +84,14 @@ def write_images(folder, count, shape=(8, 8, 1), seed=0, suffix=".png"):
         else:
             Image.fromarray(image.squeeze(-1) if shape[-1] == 1 else image).save(path)
     return images
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """A tiny untrained ``deep`` export (version 1) for the serving tests, one per test module."""
+    from tfae.export import export_saved_model
+    from tfae.families import build_model
+
+    export_dir = tmp_path_factory.mktemp("export") / "deep"
+    export_saved_model(build_model("deep", (28, 28, 1), hidden=(16,), latent_dim=4), export_dir)
+    return export_dir

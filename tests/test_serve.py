@@ -25,19 +25,10 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from tfae.export import export_saved_model
-from tfae.families import build_model
 from tfae.serving import Server, ServerSettings
 from tfae.serving.servables import Batcher
 
 IMAGES = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    export_dir = tmp_path_factory.mktemp("serve") / "deep"
-    export_saved_model(build_model("deep", (28, 28, 1), hidden=(16,), latent_dim=4), export_dir)
-    return export_dir
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,6 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tfae.export import export_saved_model
-from tfae.families import build_model
 
 PREDICT = b"POST /v1/models/deep:predict HTTP/1.1\r\nHost: x\r\n"
 
@@ -75,13 +73,6 @@ def _start(export_dir):
     line = process.stdout.readline()
     assert "serving" in line
     return process, int(line.split(" on ")[1].split()[0].split(":")[2].split("/")[0])
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    export_dir = tmp_path_factory.mktemp("hostile") / "deep"
-    export_saved_model(build_model("deep", (28, 28, 1), hidden=(16,), latent_dim=4), export_dir)
-    return export_dir
 
 
 @pytest.fixture(scope="module")

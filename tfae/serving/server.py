@@ -101,7 +101,6 @@ def app_from_environment():
     """
     settings = json.loads(os.environ[_SETTINGS_VARIABLE])
     start_tensorflow(settings.pop("verbose"))
-    settings["labels"] = {label: int(version) for label, version in settings["labels"].items()}
     return create_app(ServerSettings(**settings))
 
 
