@@ -5,12 +5,14 @@ through bash with the installed ``tfae`` on the PATH, Python blocks in one inter
 tutorial, so a block sees the names an earlier one defined.
 """
 
+import contextlib
 import importlib
 import inspect
 import os
 import pathlib
 import pkgutil
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -84,12 +86,30 @@ def test_tutorial_runs_start_to_finish(tutorial, tmp_path):
     blocks = tutorial_blocks(tutorial)
     assert blocks, f"{tutorial.name} has no bash or python block"
     env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run([sys.executable, "-c", _RUNNER], input=json.dumps(blocks),
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        failed = re.search(r"FAILED AT LINE (\d+)", result.stdout)
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    workdir = tmp_path / "tutorial"
+    workdir.mkdir()
+    # Output goes to files, not pipes, and the runner leads its own process group: a server a
+    # tutorial started and a failed block left running would otherwise hold the pipes open and
+    # hang the test until its timeout, hiding which line failed.
+    with open(tmp_path / "blocks.json") as blocks_file, open(tmp_path / "stdout", "w+") as out, \
+            open(tmp_path / "stderr", "w+") as err:
+        runner = subprocess.Popen([sys.executable, "-c", _RUNNER], stdin=blocks_file, stdout=out,
+                                  stderr=err, cwd=workdir, env=env, start_new_session=True)
+        try:
+            returncode = runner.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            returncode = "timed out after 900 s"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if returncode != 0:
+        failed = re.search(r"FAILED AT LINE (\d+)", stdout)
         where = f"{tutorial.name}:{failed.group(1)}" if failed else tutorial.name
-        pytest.fail(f"{where} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+        pytest.fail(f"{where} failed ({returncode}):\n{stdout[-2000:]}\n{stderr[-3000:]}")
 
 
 def _public_objects():

@@ -1,48 +1,18 @@
-"""Starting TensorFlow for the command line and the server's worker processes: quietly, and
-with XLA's compiled programs kept on disk between runs.
+"""Starting TensorFlow quietly, for the command line and the server's worker processes.
+
+XLA's persistent compilation cache is deliberately not turned on: TensorFlow 2.21 writes its
+entries in place, so a process reading one while another writes it fails its compilation, and a
+run killed mid-write leaves an entry that fails every later run of that shape
+(docs/performance.md).
 
 Examples:
     >>> from tfae.startup import start_tensorflow
     >>> start_tensorflow(verbose=False)
 """
 
-import importlib.metadata
 import os
-import pathlib
 import sys
 import tempfile
-
-
-def xla_cache_dir():
-    """Where compiled XLA programs are kept between processes: ``$TFAE_CACHE_DIR`` or
-    ``~/.cache/tfae``, in a folder per TensorFlow version (a program compiled by one may not load
-    in another); ``None`` where that folder cannot be written.
-
-    Examples:
-        >>> xla_cache_dir().name.startswith("xla-")
-        True
-    """
-    root = os.environ.get("TFAE_CACHE_DIR") or pathlib.Path(
-        os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "tfae"
-    folder = pathlib.Path(root) / f"xla-{importlib.metadata.version('tensorflow')}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError:  # TensorFlow would fail the compilation, not just skip the cache
-        return None
-    return folder
-
-
-def _keep_compiled_programs():
-    """Points XLA's persistent cache at ``xla_cache_dir()``, unless the user's own
-    ``TF_XLA_FLAGS`` name a cache. A run of a shape compiled before skips the compilation
-    (about 1 s of a short ``deep`` run here; docs/performance.md)."""
-    flags = os.environ.get("TF_XLA_FLAGS", "")
-    if "tf_xla_persistent_cache_directory" in flags:
-        return
-    folder = xla_cache_dir()
-    if folder is not None:
-        os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
 
 
 def start_tensorflow(verbose=False):
@@ -60,7 +30,6 @@ def start_tensorflow(verbose=False):
     """
     if "tensorflow" in sys.modules:
         return
-    _keep_compiled_programs()  # read by TensorFlow once, at its first compilation
     if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "2":
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
