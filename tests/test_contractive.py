@@ -121,3 +121,15 @@ def test_bad_penalty_options_are_refused_by_their_python_names(options, words):
 def test_study_term_needs_dense_encoders():
     with pytest.raises(TfaeError, match="dense layers only"):
         build_model("conv", (8, 8, 1), penalty_weight=0.1, penalty="weights")
+
+
+@pytest.mark.parametrize("options, xla", [
+    ({"hidden": (8,), "latent_dim": 3}, False),
+    ({"hidden": (8,), "latent_dim": 3, "penalty": "projection"}, True),
+    ({"latent_dim": 3}, True),
+    ({"latent_dim": 3, "penalty": "jacobian"}, False),
+])
+def test_xla_is_kept_only_where_the_penalty_needs_no_full_jacobian(options, xla):
+    model = build_model("contractive", (6, 6, 1), **options)
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    assert model.jit_compile is xla
