@@ -28,7 +28,7 @@ import tensorflow as tf
 import tfae
 from tfae import data
 from tfae.runs import write_text
-from tfae.train import execution_options
+from tfae.train import execution_for, execution_options
 
 SECTION = "## fit throughput: tfae vs plain Keras"
 
@@ -61,7 +61,8 @@ def plain_keras_seconds(splits, epochs, batch_size):
     x = keras.layers.Dense(784, activation="sigmoid")(x)
     model = keras.Model(inputs, keras.layers.Reshape((28, 28, 1))(x))
     # Compiled as tfae compiles `deep`, so that the ratio is the framework's overhead alone.
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", **execution_options("deep"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse",
+                  **execution_for(model, execution_options("deep")))
     timer = EpochTimer()
     model.fit(train, train, validation_data=(validation, validation), batch_size=batch_size,
               epochs=epochs, callbacks=[timer], verbose=0)

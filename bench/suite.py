@@ -41,7 +41,7 @@ from tfae import data
 from tfae.export import export_saved_model
 from tfae.families import build_model, families, get_family
 from tfae.models.randomized import train_layerwise
-from tfae.train import execution_options
+from tfae.train import execution_for, execution_options
 
 SECTION = "## Benchmark suite"
 # Every family that trains with Model.fit, so a plain Keras script can train the same layers.
@@ -245,7 +245,7 @@ def throughput_rows(epochs, rounds, batch_size, limit, ceiling, models=KERAS_FAM
         runs = {
             "tfae": lambda: tfae_seconds(family, epochs, batch, limit, **execution),
             "keras": lambda: plain_keras_seconds(model, train, validation, epochs, batch,
-                                                 **execution_options(family, **execution)),
+                                                 **execution_for(model, execution_options(family, **execution))),
         }
         if torch_version():
             runs["torch"] = lambda: torch_seconds(model, train, validation, epochs, batch, noise)

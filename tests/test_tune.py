@@ -10,6 +10,7 @@ import types
 import keras_tuner
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import run_tfae, serve_without_tfae
 from tfae.errors import TfaeError
@@ -27,7 +28,8 @@ def test_every_family_but_the_layer_wise_one_can_be_tuned():
 @pytest.mark.parametrize("model", TUNABLE)
 def test_every_space_builds_its_family_at_random_points(model):
     config = TuneConfig(model=model, tuner="random").resolved()
-    hypermodel = FamilyHyperModel(config, types.SimpleNamespace(image_shape=(8, 8, 1)))
+    hypermodel = FamilyHyperModel(config, types.SimpleNamespace(
+        image_shape=(8, 8, 1), train=tf.data.Dataset.range(64)))
     hp = keras_tuner.HyperParameters()
     hypermodel.build(hp)  # declares the space
     space = {parameter.name: parameter for parameter in hp.space}

@@ -32,9 +32,13 @@ from tfae.data import as_splits, load_config, pipeline
 from tfae.distribute import is_chief, is_multi_worker, make_strategy
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
-from tfae.families import get_family
+from tfae.families import XLA_WHERE_IT_PAYS, get_family
 from tfae.runs import RunFolder
 
+# Training steps from which XLA's compilation repays itself for the dense families: about 1.5 s
+# more to compile, a few ms saved a step (docs/performance.md); 500 steps are 2.4 epochs of
+# MNIST at batch 256.
+XLA_MIN_STEPS = 500
 
 @dataclasses.dataclass
 class Run:
@@ -115,7 +119,7 @@ def execution_options(model, jit_compile=None, steps_per_execution=None, multi_w
 
     Examples:
         >>> execution_options("deep")
-        {'jit_compile': True, 'steps_per_execution': 16}
+        {'jit_compile': 'where it pays', 'steps_per_execution': 16}
         >>> execution_options("conv", steps_per_execution=4)
         {'jit_compile': 'auto', 'steps_per_execution': 4}
         >>> execution_options("deep", multi_worker=True)
@@ -188,7 +192,8 @@ def _train(config, folder, model, splits, initial_epoch, verbose, strategy, exec
         return model, history
     if initial_epoch:  # a finished run being extended: its weights and optimizer state
         model = folder.load_model()
-    compile_model(model, config, execution, model.optimizer if initial_epoch else None)
+    compile_model(model, config, execution, model.optimizer if initial_epoch else None,
+                  training_steps(splits, batch_size, config.epochs - initial_epoch))
     train_keras(model, splits, config, [*_run_callbacks(folder), *callbacks], verbose,
                 batch_size=batch_size, epochs=config.epochs, initial_epoch=initial_epoch)
     history = folder.csv_history()
@@ -232,19 +237,57 @@ def training_batches(splits, config, batch_size=None):
     return train, validation
 
 
-def compile_model(model, config, execution, optimizer=None):
-    """Compiles ``model`` with Adam (or ``optimizer``), the config's loss and ``execution``.
+def execution_for(model, execution, steps=None):
+    """``execution`` with the families' XLA "where it pays" decided for ``model`` and a run of
+    ``steps`` training steps (``None``: long).
+
+    XLA's compilation of the step costs 1.4-1.6 s more than Keras' own (docs/performance.md) and
+    saves a few milliseconds a step, so a run of fewer than ``XLA_MIN_STEPS`` steps (a first try,
+    a ``--limit`` run, a tuning trial) trains without it. A model whose ``compiles_well_with_xla``
+    is false (the contractive penalty taking the full Jacobian) never takes it. A ``jit_compile``
+    the user gave is kept as given.
+
+    Examples:
+        >>> from tfae.families import build_model
+        >>> model = build_model("deep", (28, 28, 1))
+        >>> execution_for(model, execution_options("deep"), steps=80)["jit_compile"]
+        False
+        >>> execution_for(model, execution_options("deep"), steps=4220)["jit_compile"]
+        True
+    """
+    if execution["jit_compile"] != XLA_WHERE_IT_PAYS:
+        return execution
+    pays = getattr(model, "compiles_well_with_xla", True) and (steps is None
+                                                              or steps >= XLA_MIN_STEPS)
+    return {**execution, "jit_compile": pays}
+
+
+def training_steps(splits, batch_size, epochs):
+    """The steps of ``epochs`` epochs over ``splits.train``; ``None`` where its size is unknown.
+
+    Examples:
+        >>> from tfae.data import load
+        >>> training_steps(load("mnist", limit=1000), 256, 3)
+        12
+    """
+    size = int(splits.train.cardinality())
+    return None if size < 0 else epochs * math.ceil(size / batch_size)
+
+
+def compile_model(model, config, execution, optimizer=None, steps=None):
+    """Compiles ``model`` with Adam (or ``optimizer``), the config's loss and ``execution``
+    (``execution_for`` a run of ``steps`` training steps).
 
     Examples:
         >>> from tfae.config import FitConfig
         >>> config = FitConfig(model="shallow", model_options={"latent_dim": 8}).resolved()
         >>> model = config.family.build((28, 28, 1), config.options)
-        >>> compile_model(model, config, execution_options("shallow"))
+        >>> compile_model(model, config, execution_options("shallow"), steps=4220)
         >>> model.jit_compile, model.steps_per_execution
         (True, 16)
     """
     model.compile(optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
-                  loss=LOSSES[config.loss], **execution)
+                  loss=LOSSES[config.loss], **execution_for(model, execution, steps))
 
 
 def train_keras(model, splits, config, callbacks=(), verbose=1, batch_size=None, **fit_options):

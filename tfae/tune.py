@@ -36,7 +36,7 @@ from tfae.export import export_saved_model
 from tfae.families import get_family
 from tfae.probes import linear_probe
 from tfae.runs import SearchFolder, write_text
-from tfae.train import compile_model, execution_options, train_keras
+from tfae.train import compile_model, execution_options, train_keras, training_steps
 
 def _save_json_atomically(path, value):
     """keras-tuner's ``save_json``, through a temporary file and a rename (``write_text``).
@@ -140,7 +140,8 @@ class FamilyHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         trial = self.trial_config(hp)
         model = trial.family.build(self.splits.image_shape, trial.options)
-        compile_model(model, trial, execution_options(trial.model))
+        compile_model(model, trial, execution_options(trial.model),
+                      steps=training_steps(self.splits, trial.batch_size, trial.epochs))
         return model
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):

@@ -34,8 +34,10 @@ ENTRY_POINT_GROUP = "tfae.families"
 MODULES_VARIABLE = "TFAE_FAMILY_MODULES"
 
 # XLA fuses the elementwise work and Adam's update of dense models, which made them train faster
-# on CPU and convolutions slower (measured in docs/performance.md), so only dense families take it.
-XLA_EXECUTION = {"jit_compile": True, "steps_per_execution": 16}
+# on CPU and convolutions slower (measured in docs/performance.md), so only dense families take it,
+# and only where it repays its compilation (``tfae.train.execution_for``).
+XLA_WHERE_IT_PAYS = "where it pays"
+XLA_EXECUTION = {"jit_compile": XLA_WHERE_IT_PAYS, "steps_per_execution": 16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,5 +233,5 @@ def build_model(name, image_shape, **options):
     return family.build(tuple(image_shape), family.checked_options(options))
 
 
-__all__ = ["BUILT_IN", "Family", "XLA_EXECUTION", "build_model", "families", "family_names",
+__all__ = ["BUILT_IN", "Family", "XLA_EXECUTION", "XLA_WHERE_IT_PAYS", "build_model", "families", "family_names",
            "get_family", "register", "tunable_family_names", "unregister"]

@@ -182,35 +182,19 @@ class ContractiveAutoencoder(Autoencoder):
         return [self.loss_tracker, self.reconstruction_tracker, self.penalty_tracker]
 
     @property
-    def penalty_takes_the_full_jacobian(self):
-        """Whether the penalty is computed from the full Jacobian (``jacobian``, or ``exact``
-        without a closed form), whose step is never compiled with XLA (see ``compile``).
+    def compiles_well_with_xla(self):
+        """False where the penalty takes the full Jacobian (``jacobian``, or ``exact`` without a
+        closed form): XLA compiles that step, a backward pass per code number inside the step's
+        own, into a program that constant-folds the layers' matrices at every call, 7-20 s a step
+        at the study's shape (784-500-200-100-10) against 40 ms without it (docs/defaults.md).
 
         Examples:
             >>> from tfae.families import build_model
-            >>> build_model("contractive", (28, 28, 1), hidden=(32,)).penalty_takes_the_full_jacobian
-            True
-        """
-        return self.penalty == "jacobian" or (
-            self.penalty == "exact" and single_dense_layer(self.encoder) is None)
-
-    def compile(self, *args, jit_compile="auto", **kwargs):
-        """``Model.compile``, with XLA turned off where the step takes the full Jacobian.
-
-        XLA compiles that step (a backward pass per code number inside the training step's own)
-        into a program that constant-folds the layers' matrices at every call: at the study's
-        shape, 784-500-200-100-10, 7-20 s a step against 40 ms without XLA (docs/defaults.md).
-
-        Examples:
-            >>> from tfae.families import build_model
-            >>> model = build_model("contractive", (28, 28, 1), hidden=(32,), latent_dim=4)
-            >>> model.compile(optimizer="adam", loss="mse", jit_compile=True)
-            >>> model.jit_compile
+            >>> build_model("contractive", (28, 28, 1), hidden=(32,)).compiles_well_with_xla
             False
         """
-        if self.penalty_takes_the_full_jacobian:
-            jit_compile = False
-        super().compile(*args, jit_compile=jit_compile, **kwargs)
+        return not (self.penalty == "jacobian" or (
+            self.penalty == "exact" and single_dense_layer(self.encoder) is None))
 
     def _loss_terms(self, inputs, targets, training):
         codes = self.encoder(inputs, training=training)
