@@ -1,4 +1,5 @@
 import hashlib
+import pathlib
 import shutil
 
 import numpy as np
@@ -36,6 +37,43 @@ def test_full_mnist_splits_are_disjoint_and_complete():
     # MNIST repeats a handful of images; no more than that may be shared.
     assert len(train & validation) < 10
     assert len(train) > 53900 and len(validation) > 5990
+
+
+def test_full_loads_keep_the_decoded_splits_and_later_loads_read_the_same_images():
+    first = data.load("mnist")  # writes the decoded splits, if no test wrote them before
+    kept = pathlib.Path(catalog.prepared_builder("mnist").data_dir) / catalog.DECODED_FOLDER
+    assert {"test.npz", "train.npz"} <= {path.name for path in kept.iterdir()}
+    limited = data.load("mnist", limit=200)  # read from them
+    decoded = catalog.prepared_builder("mnist").as_dataset(split="train[54000:54200]",
+                                                          shuffle_files=False)
+    expected = [(record["image"], record["label"]) for record in decoded.as_numpy_iterator()]
+    for split in (limited.validation, first.validation.take(200)):
+        got = list(split.as_numpy_iterator())
+        assert all(np.array_equal(image, want) and label == want_label
+                   for (image, label), (want, want_label) in zip(got, expected, strict=True))
+
+
+def test_a_kept_split_is_decoded_again_when_unreadable_or_stale_and_skipped_when_unwritable(
+        tmp_path):
+    calls = []
+
+    def decode():
+        calls.append(1)
+        return np.arange(2 * 4, dtype=np.uint8).reshape(2, 2, 2, 1), np.array([1, 2])
+
+    catalog.stored_split(tmp_path, "train", 2, decode)
+    catalog.stored_split(tmp_path, "train", 2, decode)
+    assert len(calls) == 1
+    (tmp_path / "train.npz").write_bytes((tmp_path / "train.npz").read_bytes()[:100])  # killed
+    images, labels = catalog.stored_split(tmp_path, "train", 2, decode)
+    assert len(calls) == 2 and labels.tolist() == [1, 2]
+    catalog.stored_split(tmp_path, "train", 3, decode)  # holds 2 images where 3 are wanted
+    assert len(calls) == 3
+    assert [path.name for path in tmp_path.iterdir()] == ["train.npz"]  # no temporary left
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    images, _ = catalog.stored_split(blocker / "kept", "train", 2, decode)
+    assert images.shape == (2, 2, 2, 1) and len(calls) == 4
 
 
 def test_splits_are_deterministic(mnist):

@@ -15,6 +15,8 @@ Examples:
 """
 
 import contextlib
+import math
+import os
 import gzip
 import hashlib
 import json
@@ -24,7 +26,9 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
+import zipfile
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -32,6 +36,11 @@ from tfae.data.splits import Splits, conform, fingerprint, validation_start
 from tfae.errors import TfaeError
 
 BUNDLED_MNIST = pathlib.Path(__file__).parent.parent / "mnist"
+# tfds keeps images encoded (MNIST's as PNGs) and decoding a whole split took about 2 s of every
+# MNIST run (docs/performance.md), so the decoded splits are kept in this folder beside tfds' own
+# files, for data sets whose splits fit in this many bytes.
+DECODED_FOLDER = "tfae-decoded"
+MAX_DECODED_BYTES = 1 << 30
 MNIST_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -273,8 +282,22 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
         image = conform(record["image"], image_size, channels)
         return image, record["label"] if label else tf.constant(-1, tf.int64)
 
-    datasets = {split: builder.as_dataset(split=tfds_split, shuffle_files=False).map(
-        example, num_parallel_calls=tf.data.AUTOTUNE) for split, tfds_split in split_names.items()}
+    def decoded(tfds_split):
+        return builder.as_dataset(split=tfds_split, shuffle_files=False).map(
+            example, num_parallel_calls=tf.data.AUTOTUNE)
+
+    stored = pathlib.Path(builder.data_dir) / DECODED_FOLDER
+    if _keeps_decoded(image_shape, image_size, channels, sizes) and (
+            limit is None or all((stored / f"{split}.npz").exists() for split in ("train", "test"))):
+        arrays = {split: stored_split(stored, split, splits[split].num_examples, lambda split=split:
+                                      _as_arrays(decoded(split))) for split in ("train", "test")}
+        bounds = {"train": ("train", 0, train_size), "test": ("test", 0, test_size),
+                  "validation": ("train", start, start + validation_size)}
+        datasets = {split: tf.data.Dataset.from_tensor_slices(
+            tuple(array[first:last] for array in arrays[whole]))
+            for split, (whole, first, last) in bounds.items()}
+    else:
+        datasets = {split: decoded(tfds_split) for split, tfds_split in split_names.items()}
     version = str(builder.info.version)
     source = {
         "kind": "tfds",
@@ -289,3 +312,57 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
     return Splits(name, tuple(datasets["train"].element_spec[0].shape), label.num_classes if label
                   else 0, source=source, class_names=tuple(label.names) if label else (),
                   **datasets)
+
+
+def _keeps_decoded(image_shape, image_size, channels, sizes):
+    """Whether a data set's decoded splits are kept: images as stored (not resized or converted)
+    of one size, and small enough to hold in memory as tfae's pipeline does anyway."""
+    if image_size is not None or channels is not None or None in image_shape:
+        return False
+    return sum(sizes) * math.prod(image_shape) <= MAX_DECODED_BYTES
+
+
+def _as_arrays(dataset):
+    images, labels = dataset.batch(int(dataset.cardinality())).get_single_element()
+    return images.numpy(), labels.numpy()
+
+
+def stored_split(folder, split, count, decode):
+    """``decode()``'s ``(images, labels)`` of ``split``, kept in ``folder/<split>.npz`` after the
+    first call, and read from there by later ones.
+
+    The file is written under a temporary name and renamed, so a run killed while writing, or two
+    writing at once, never leave half a file; a file that cannot be read, or holds other than
+    ``count`` images, is decoded and written again; a folder that cannot be written is left alone.
+
+    Examples:
+        >>> import numpy as np, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> decode = lambda: (np.zeros((2, 4, 4, 1), np.uint8), np.array([3, 5]))
+        >>> images, labels = stored_split(folder, "train", 2, decode)
+        >>> images, labels = stored_split(folder, "train", 2, None)  # read, not decoded again
+        >>> images.shape, labels.tolist()
+        ((2, 4, 4, 1), [3, 5])
+    """
+    path = pathlib.Path(folder) / f"{split}.npz"
+    try:
+        with np.load(path) as kept:
+            images, labels = kept["images"], kept["labels"]
+        if len(images) == len(labels) == count:
+            return images, labels
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # not kept yet, or unreadable: decoded and kept again below
+    images, labels = decode()
+    try:
+        path.parent.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{split}-", suffix=".npz",
+                                         delete=False) as temporary:
+            try:
+                np.savez(temporary, images=images, labels=labels)
+            except BaseException:
+                os.unlink(temporary.name)
+                raise
+        os.replace(temporary.name, path)
+    except OSError:
+        pass  # a read-only data folder: decoded every run, as before
+    return images, labels
