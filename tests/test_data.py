@@ -1,4 +1,5 @@
 import hashlib
+import os
 import pathlib
 import shutil
 
@@ -67,9 +68,13 @@ def test_a_kept_split_is_decoded_again_when_unreadable_or_stale_and_skipped_when
     (tmp_path / "train.npz").write_bytes((tmp_path / "train.npz").read_bytes()[:100])  # killed
     images, labels = catalog.stored_split(tmp_path, "train", 2, decode)
     assert len(calls) == 2 and labels.tolist() == [1, 2]
+    left, fresh = tmp_path / ".train-killed.npz", tmp_path / ".train-writing.npz"
+    for temporary in (left, fresh):
+        temporary.write_bytes(b"half")
+    os.utime(left, (0, 0))  # a run killed long ago while writing it; the other is being written
     catalog.stored_split(tmp_path, "train", 3, decode)  # holds 2 images where 3 are wanted
     assert len(calls) == 3
-    assert [path.name for path in tmp_path.iterdir()] == ["train.npz"]  # no temporary left
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".train-writing.npz", "train.npz"]
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     images, _ = catalog.stored_split(blocker / "kept", "train", 2, decode)

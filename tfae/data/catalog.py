@@ -24,6 +24,7 @@ import pathlib
 import socket
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 import zipfile
@@ -41,6 +42,8 @@ BUNDLED_MNIST = pathlib.Path(__file__).parent.parent / "mnist"
 # files, for data sets whose splits fit in this many bytes.
 DECODED_FOLDER = "tfae-decoded"
 MAX_DECODED_BYTES = 1 << 30
+# A temporary copy older than this was left by a run killed while writing it: no write takes so long.
+STALE_SECONDS = 3600
 MNIST_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -355,6 +358,9 @@ def stored_split(folder, split, count, decode):
     images, labels = decode()
     try:
         path.parent.mkdir(exist_ok=True)
+        for left in path.parent.glob(f".{split}-*.npz"):  # by runs killed while writing
+            if time.time() - left.stat().st_mtime > STALE_SECONDS:
+                left.unlink(missing_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{split}-", suffix=".npz",
                                          delete=False) as temporary:
             try:
