@@ -242,10 +242,13 @@ def throughput_rows(epochs, rounds, batch_size, limit, ceiling, models=KERAS_FAM
         batch = config.get("batch_size", batch_size)
         model = build_model(family, (28, 28, 1))
         noise = get_family(family).fit_defaults.get("noise")
+        # The plain model is compiled as tfae compiles a run of as many steps.
+        plain_execution = execution_for(model, execution_options(family, **execution),
+                                        epochs * math.ceil(len(train) / batch))
         runs = {
             "tfae": lambda: tfae_seconds(family, epochs, batch, limit, **execution),
             "keras": lambda: plain_keras_seconds(model, train, validation, epochs, batch,
-                                                 **execution_for(model, execution_options(family, **execution))),
+                                                 **plain_execution),
         }
         if torch_version():
             runs["torch"] = lambda: torch_seconds(model, train, validation, epochs, batch, noise)
