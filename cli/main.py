@@ -175,7 +175,7 @@ def _fit_options():
               "machines in TF_CONFIG.")
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="Compile the training step with XLA (default: the family's choice, on for the "
-              "dense families; otherwise Keras', on only with a GPU).")
+              "dense families' runs of 500 steps or more; otherwise Keras', on only with a GPU).")
 @click.option("--steps-per-execution", type=click.IntRange(min=1),
               help="Batches per call into the compiled training step (default: the family's, "
               "16 for the dense families, else 1).")
