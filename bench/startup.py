@@ -16,7 +16,8 @@ so that its import is its own line of the profile.
   against a keras-tuner ``RandomSearch`` script with the same search space, data and budget.
 
 Usage:
-    python bench/startup.py [--epochs 1,3,20] [--rounds 1] [--skip-tune] [--write docs/performance.md]
+    python bench/startup.py [--epochs 1,3,20] [--rounds 1] [--skip-tune]
+                            [--write docs/performance.md]
 """
 
 import argparse
@@ -216,7 +217,8 @@ def profile_table(rows):
               if epochs == longest]
     header = " | ".join(f"{shape}: plain | {shape}: tfae" for shape, _, _ in chosen)
     lines = [f"| stage ({longest} epochs), s | {header} |", "|---" * (1 + 2 * len(chosen)) + "|"]
-    profiles = [profile(run[1]) for _, plain, through_tfae in chosen for run in (plain, through_tfae)]
+    profiles = [profile(run[1]) for _, plain, through_tfae in chosen
+                for run in (plain, through_tfae)]
     for stage in profiles[0]:
         cells = " | ".join("" if p[stage] is None else f"{p[stage]:.2f}" for p in profiles)
         lines.append(f"| {stage} | {cells} |")
@@ -249,7 +251,8 @@ def main():
     parser.add_argument("--epochs", default="1,3,20")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--skip-tune", action="store_true")
-    parser.add_argument("--write", type=pathlib.Path, help="replace this section of a Markdown file")
+    parser.add_argument("--write", type=pathlib.Path,
+                        help="replace this section of a Markdown file")
     args = parser.parse_args()
 
     from tfae.data.catalog import prepared_builder

@@ -177,7 +177,6 @@ def test_grpc_errors_carry_tf_servings_codes_and_serving_goes_on(stub, request_o
     (json.dumps({"instances": np.zeros((2, 28, 28)).tolist()}).encode(), 400, "has shape [2, 28, 28]"),
     (json.dumps({"instances": [["a"]]}).encode(), 400, "array of numbers"),
     (b'{"instances": [[[[NaN]]]]}', 400, "JSON Parse error"),
-    (json.dumps({"instances": np.zeros((400, 28, 28, 1)).tolist()}).encode(), 413, "over the limit"),
     (json.dumps({"rows": []}).encode(), 400, "'instances' or 'inputs'"),
 ])
 def test_rest_bad_requests_get_4xx_and_serving_goes_on(server, raw, status, words):
@@ -185,6 +184,23 @@ def test_rest_bad_requests_get_4xx_and_serving_goes_on(server, raw, status, word
     answer = _call(url + ":predict", raw=raw)
     assert answer[0] == status and words in answer[1]["error"]
     good = _call(url + ":predict", {"signature_name": "encode", "instances": IMAGES.tolist()})
+    assert good[0] == 200 and np.array(good[1]["predictions"]).shape == (3, 4)
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
+    body = json.dumps({"instances": np.zeros((400, 28, 28, 1)).tolist()}).encode()  # 2 MB > 1 MB
+    address = urllib.parse.urlsplit(server.rest_url)
+    # The headers and the body's first 64 KB only: the answer comes from Content-Length. (A client
+    # that insists on sending all 2 MB first may find the connection closed under it, as it would
+    # with any server that refuses a body without reading it.)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(b"POST %s:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                           % (address.path.encode(), len(body)) + body[:1 << 16])
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        assert response.status == 413 and "over the limit" in json.loads(response.read())["error"]
+    good = _call(server.rest_url + ":predict",
+                 {"signature_name": "encode", "instances": IMAGES.tolist()})
     assert good[0] == 200 and np.array(good[1]["predictions"]).shape == (3, 4)
 
 

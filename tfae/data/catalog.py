@@ -42,7 +42,8 @@ BUNDLED_MNIST = pathlib.Path(__file__).parent.parent / "mnist"
 # files, for data sets whose splits fit in this many bytes.
 DECODED_FOLDER = "tfae-decoded"
 MAX_DECODED_BYTES = 1 << 30
-# A temporary copy older than this was left by a run killed while writing it: no write takes so long.
+# A temporary copy older than this was left by a run killed while writing it: no write takes
+# so long.
 STALE_SECONDS = 3600
 MNIST_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
