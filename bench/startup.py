@@ -74,41 +74,47 @@ _TIMED = textwrap.dedent("""
         runpy.run_path(kind, run_name="__main__")
 """)
 
-PLAIN_FIT = textwrap.dedent("""
+# What both plain scripts share: MNIST from tfds as float arrays, and the dense autoencoder.
+_PLAIN_COMMON = textwrap.dedent("""
     import sys
     import keras
-    import numpy as np
     import tensorflow_datasets as tfds
 
-    data_dir, epochs, loss, hidden, latent = sys.argv[1:6]
-    images = tfds.as_numpy(tfds.load("mnist", split="train", batch_size=-1, data_dir=data_dir))
-    images = images["image"].astype("float32") / 255.0
-    train, validation = images[:54000], images[54000:]
 
-    inputs = keras.Input((28, 28, 1))
-    x = keras.layers.Flatten()(inputs)
-    for units in map(int, hidden.split(",")):
-        x = keras.layers.Dense(units, activation="relu")(x)
-    x = keras.layers.Dense(int(latent))(x)
-    for units in reversed(list(map(int, hidden.split(",")))):
-        x = keras.layers.Dense(units, activation="relu")(x)
-    x = keras.layers.Dense(784, activation="sigmoid")(x)
-    model = keras.Model(inputs, keras.layers.Reshape((28, 28, 1))(x))
-    model.compile(optimizer="adam", loss=loss)
+    def mnist(data_dir):
+        images = tfds.as_numpy(tfds.load("mnist", split="train", batch_size=-1, data_dir=data_dir))
+        return images["image"].astype("float32") / 255.0
+
+
+    def autoencoder(hidden, latent, loss):
+        inputs = keras.Input((28, 28, 1))
+        x = keras.layers.Flatten()(inputs)
+        for units in hidden:
+            x = keras.layers.Dense(units, activation="relu")(x)
+        x = keras.layers.Dense(latent)(x)
+        for units in reversed(hidden):
+            x = keras.layers.Dense(units, activation="relu")(x)
+        x = keras.layers.Dense(784, activation="sigmoid")(x)
+        model = keras.Model(inputs, keras.layers.Reshape((28, 28, 1))(x))
+        model.compile(optimizer="adam", loss=loss)
+        return model
+""")
+
+PLAIN_FIT = _PLAIN_COMMON + textwrap.dedent("""
+
+    data_dir, epochs, loss, hidden, latent = sys.argv[1:6]
+    images = mnist(data_dir)
+    train, validation = images[:54000], images[54000:]
+    model = autoencoder(list(map(int, hidden.split(","))), int(latent), loss)
     model.fit(train, train, validation_data=(validation, validation), batch_size=256,
               epochs=int(epochs))
     model.save("model.keras")
 """)
 
-PLAIN_TUNE = textwrap.dedent("""
-    import sys
-    import keras
+PLAIN_TUNE = _PLAIN_COMMON + textwrap.dedent("""
     import keras_tuner
-    import tensorflow_datasets as tfds
 
-    data_dir = sys.argv[1]
-    images = tfds.as_numpy(tfds.load("mnist", split="train", batch_size=-1, data_dir=data_dir))
-    images = images["image"].astype("float32") / 255.0
+    images = mnist(sys.argv[1])
     train, validation = images[:10000], images[54000:]
 
 
@@ -120,18 +126,7 @@ PLAIN_TUNE = textwrap.dedent("""
                 units = hp.Choice(f"units_{index}", (128, 256, 512, 1024))
             if index < depth:
                 hidden.append(units)
-        latent = hp.Choice("latent_dim", (10, 32, 64, 128, 256))
-        inputs = keras.Input((28, 28, 1))
-        x = keras.layers.Flatten()(inputs)
-        for units in hidden:
-            x = keras.layers.Dense(units, activation="relu")(x)
-        x = keras.layers.Dense(latent)(x)
-        for units in reversed(hidden):
-            x = keras.layers.Dense(units, activation="relu")(x)
-        x = keras.layers.Dense(784, activation="sigmoid")(x)
-        model = keras.Model(inputs, keras.layers.Reshape((28, 28, 1))(x))
-        model.compile(optimizer="adam", loss="mse")
-        return model
+        return autoencoder(hidden, hp.Choice("latent_dim", (10, 32, 64, 128, 256)), "mse")
 
 
     tuner = keras_tuner.RandomSearch(build, objective="val_loss", max_trials=10, seed=0,

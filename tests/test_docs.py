@@ -92,8 +92,8 @@ def test_tutorial_runs_start_to_finish(tutorial, tmp_path):
     # Output goes to files, not pipes, and the runner leads its own process group: a server a
     # tutorial started and a failed block left running would otherwise hold the pipes open and
     # hang the test until its timeout, hiding which line failed.
-    with open(tmp_path / "blocks.json") as blocks_file, open(tmp_path / "stdout", "w+") as out, \
-            open(tmp_path / "stderr", "w+") as err:
+    with open(tmp_path / "blocks.json") as blocks_file, open(tmp_path / "stdout", "w") as out, \
+            open(tmp_path / "stderr", "w") as err:
         runner = subprocess.Popen([sys.executable, "-c", _RUNNER], stdin=blocks_file, stdout=out,
                                   stderr=err, cwd=workdir, env=env, start_new_session=True)
         try:
@@ -104,8 +104,7 @@ def test_tutorial_runs_start_to_finish(tutorial, tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(runner.pid, signal.SIGKILL)
             runner.wait()
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read(), err.read()
+    stdout, stderr = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
     if returncode != 0:
         failed = re.search(r"FAILED AT LINE (\d+)", stdout)
         where = f"{tutorial.name}:{failed.group(1)}" if failed else tutorial.name

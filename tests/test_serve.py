@@ -183,8 +183,7 @@ def test_rest_bad_requests_get_4xx_and_serving_goes_on(server, raw, status, word
     url = server.rest_url
     answer = _call(url + ":predict", raw=raw)
     assert answer[0] == status and words in answer[1]["error"]
-    good = _call(url + ":predict", {"signature_name": "encode", "instances": IMAGES.tolist()})
-    assert good[0] == 200 and np.array(good[1]["predictions"]).shape == (3, 4)
+    _assert_answers(server)
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
@@ -199,6 +198,11 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
         response = http.client.HTTPResponse(connection)
         response.begin()
         assert response.status == 413 and "over the limit" in json.loads(response.read())["error"]
+    _assert_answers(server)
+
+
+def _assert_answers(server):
+    """A good request after a bad one is answered as ever."""
     good = _call(server.rest_url + ":predict",
                  {"signature_name": "encode", "instances": IMAGES.tolist()})
     assert good[0] == 200 and np.array(good[1]["predictions"]).shape == (3, 4)

@@ -40,6 +40,7 @@ from tfae.runs import RunFolder
 # MNIST at batch 256.
 XLA_MIN_STEPS = 500
 
+
 @dataclasses.dataclass
 class Run:
     """A finished run: its folder, the trained model, the history and where it was exported.

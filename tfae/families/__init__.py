@@ -233,5 +233,5 @@ def build_model(name, image_shape, **options):
     return family.build(tuple(image_shape), family.checked_options(options))
 
 
-__all__ = ["BUILT_IN", "Family", "XLA_EXECUTION", "XLA_WHERE_IT_PAYS", "build_model", "families", "family_names",
-           "get_family", "register", "tunable_family_names", "unregister"]
+__all__ = ["BUILT_IN", "Family", "XLA_EXECUTION", "XLA_WHERE_IT_PAYS", "build_model", "families",
+           "family_names", "get_family", "register", "tunable_family_names", "unregister"]
