@@ -293,7 +293,8 @@ def _report_options():
               help="Epochs for every family (default: each family's).")
 @click.option("--latent-dim", type=click.IntRange(min=1),
               help="Train every family with codes of this many numbers (its other defaults "
-              "kept), on a page of its own.")
+              "kept; contractive codes of <= 100 numbers get the study's deep encoder), on a "
+              "page of its own.")
 @click.option("--study-shapes", is_flag=True,
               help="Train every family at the shape the MNIST study gave it (10-number codes, "
               "128 for shallow, 700-700 for randomized), on a page of its own.")

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import tfae
-from tfae.families import families, family_names, get_family, unregister
+from tfae.families import build_model, families, family_names, get_family, unregister
 
 TOY_FAMILY = textwrap.dedent('''
     """A toy family: one hidden layer of toy_width units."""
@@ -172,3 +172,17 @@ def test_help_pages_show_no_tensorflow_start_up_lines(command, tmp_path):
     result = subprocess.run([sys.executable, "-m", "tfae", command, "--help"], env=environment,
                             capture_output=True, text=True, cwd=tmp_path, check=True)
     assert result.stderr == "" and "--quiet" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["shallow", "deep", "contractive", "denoising", "conv",
+                                  "deep-conv", "randomized"])
+def test_code_size_options_give_codes_of_that_size(name):
+    options = get_family(name).options_for_code_size(6)
+    assert build_model(name, (12, 12, 1), **options).encoder.output_shape[-1] == 6
+
+
+def test_a_narrow_contractive_code_gets_the_studys_deep_encoder():
+    # One sigmoid layer of 32 under the penalty weighed for 1,024 flattened its code (72% probe).
+    narrow, wide = (get_family("contractive").options_for_code_size(size) for size in (32, 512))
+    assert narrow["hidden"] == (500, 200, 100) and narrow["latent_activation"] == "linear"
+    assert "hidden" not in wide and wide["latent_dim"] == 512

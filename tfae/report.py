@@ -54,7 +54,7 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
             default ``default_out(dataset)``.
         limit: use only the first ``limit`` images of each split (quick checks).
         latent_dim: train every family with codes of this many numbers (its other defaults
-            kept; see ``Family.options_for_code_size``), on a page of its own.
+            kept but where ``Family.options_for_code_size`` says), on a page of its own.
         study_shapes: train every family at the shape the MNIST study gave it
             (``Family.study``), on a page of its own.
         verbose: progress output.
@@ -295,7 +295,7 @@ def _page(rows, command, page_dir, dataset, shape=None, written=""):
         title += ": " + ", ".join(f"`{name}`" for name, _, _, _ in rows)
     settings = {None: "each family's defaults",
                 "study": "each family at the study's shape (see Settings)"}.get(
-        shape, f"each family's defaults but a {shape}-number code")
+        shape, f"each family's defaults but a {shape}-number code (see Settings)")
     lines = [title, "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}; every number is on the "
              f"test split, with {settings}. The rows in italics are the baselines, measured on "
