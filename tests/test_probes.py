@@ -64,10 +64,15 @@ def test_convergence_counts_what_iterating_keeps_and_where_it_ends(digits):
     assert unchanged["label_kept"] == pytest.approx(
         classifier.score(starts.reshape(50, -1), labels))
     assert unchanged["attractors"] == 50 and unchanged["starts"] == 50
+    assert unchanged["label_kept_by_step"] == [unchanged["label_kept"]] * 4
     everything_to_one = convergence(lambda images: np.zeros_like(images) + train_images[0],
                                     starts, labels, classifier)
     assert everything_to_one["attractors"] == 1
     assert everything_to_one["label_kept"] == pytest.approx(np.mean(labels == train_labels[0]))
+    # The starts are scored as they are, every step after them as the autoencoder leaves them.
+    by_step = everything_to_one["label_kept_by_step"]
+    assert len(by_step) == 21 and by_step[0] == unchanged["label_kept"]
+    assert by_step[1:] == [everything_to_one["label_kept"]] * 20
 
 
 def test_baselines_of_the_same_splits_are_measured_once(digits, monkeypatch):

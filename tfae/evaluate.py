@@ -18,7 +18,8 @@
 - manifold convergence as numbers: from 500 noisy test images (gaussian 0.5), iterate
   x_{t+1} = AE(x_t) 20 times; the share of final images that a classifier of clean training
   images (the pixel probe) still gives the start's label, and how many distinct attractors they
-  reach;
+  reach; the same share after every step (``label_kept_by_step``, the noisy starts at 0), so a
+  loss shows as never denoised or as drifting;
 - the parameter count and training time of the run.
 
 The probes need labels of two classes or more; without them they are left out and ``notes`` says
@@ -248,26 +249,31 @@ def convergence(reconstruct, starts, labels, classifier, steps=MANIFOLD_STEPS):
 
     Returns:
         ``starts``, ``steps``; ``label_kept``, the share of final images that ``classifier`` (a
-        classifier of flat images) gives the label of their start; ``attractors``, the number of
-        distinct final images (within ``ATTRACTOR_TOLERANCE`` RMS of each other counts as one).
+        classifier of flat images) gives the label of their start; ``label_kept_by_step``, that
+        share for the starts and after each step (``steps + 1`` numbers, the last
+        ``label_kept``); ``attractors``, the number of distinct final images (within
+        ``ATTRACTOR_TOLERANCE`` RMS of each other counts as one).
 
     Examples:
         >>> from tfae.probes import linear_probe
         >>> classifier = linear_probe(np.eye(2).repeat(3, axis=0), np.arange(2).repeat(3))
-        >>> convergence(lambda x: x, np.eye(2), np.arange(2), classifier, steps=3)["attractors"]
-        2
+        >>> result = convergence(lambda x: 1 - x, np.eye(2), np.arange(2), classifier, steps=3)
+        >>> result["attractors"], result["label_kept_by_step"]
+        (2, [1.0, 0.0, 1.0, 0.0])
     """
     images = np.asarray(starts, np.float32)
+    kept = [score(classifier, images.reshape(len(images), -1), labels)]
     for _ in range(steps):
         images = np.asarray(reconstruct(tf.constant(images)))
+        kept.append(score(classifier, images.reshape(len(images), -1), labels))
     flat = images.reshape(len(images), -1)
     centres = []
     for image in flat:
         if not centres or np.sqrt(np.mean((np.array(centres) - image) ** 2, axis=1)).min() \
                 > ATTRACTOR_TOLERANCE:
             centres.append(image)
-    return {"starts": len(flat), "steps": steps, "label_kept": score(classifier, flat, labels),
-            "attractors": len(centres)}
+    return {"starts": len(flat), "steps": steps, "label_kept": kept[-1],
+            "label_kept_by_step": kept, "attractors": len(centres)}
 
 
 def _collect(endpoints, batches):
@@ -424,7 +430,10 @@ def summary_rows(metrics):
             rows.append((label, text))
     if "manifold" in metrics:
         values = metrics["manifold"]
-        rows.append(("manifold convergence", f"label kept {values['label_kept']:.2%}, "
+        # Older metrics have only the end; the start and first step tell drift from no denoising.
+        by_step = values.get("label_kept_by_step", [])
+        path = f" (start {by_step[0]:.2%}, 1 step {by_step[1]:.2%})" if len(by_step) > 1 else ""
+        rows.append(("manifold convergence", f"label kept {values['label_kept']:.2%}{path}, "
                                              f"{values['attractors']} attractor(s)"))
     if "colorization" in metrics:
         values = metrics["colorization"]
