@@ -1,4 +1,5 @@
 import json
+import re
 
 import keras
 import numpy as np
@@ -56,9 +57,17 @@ def small_run(tmp_path_factory):
     return work, run
 
 
-def test_evaluate_on_an_export_equals_evaluate_on_its_run(small_run):
+@pytest.fixture(scope="module")
+def run_metrics(small_run):
+    """The small run measured once on 500 test images (which writes its metrics.json): tests of
+    those metrics must not rely on another test, which may run in another worker, to make them."""
+    work, _ = small_run
+    return evaluate(work / "run", limit=500, verbose=0)
+
+
+def test_evaluate_on_an_export_equals_evaluate_on_its_run(small_run, run_metrics):
     work, run = small_run
-    from_run = evaluate(work / "run", limit=500, verbose=0)
+    from_run = run_metrics
     from_export = evaluate(run.export_path, limit=500, verbose=0)
     for section in ("reconstruction", "probe", "denoising", "occlusion"):
         np.testing.assert_allclose(
@@ -69,14 +78,16 @@ def test_evaluate_on_an_export_equals_evaluate_on_its_run(small_run):
     assert json.loads((work / "run/metrics.json").read_text())["probe"] == from_run["probe"]
 
 
-def test_metrics_are_sensible(small_run):
-    work, _ = small_run
-    metrics = json.loads((work / "run/metrics.json").read_text())
+def test_metrics_are_sensible(run_metrics):
+    metrics = run_metrics
     assert metrics["test_images"] == 500 and metrics["training_seconds"] > 0
     assert 0.5 < metrics["probe"]["linear"] <= 1 and 0.5 < metrics["probe"]["knn"] <= 1
     noisy = metrics["denoising"]["gaussian:0.5"]
     assert 8 < noisy["noisy_psnr"] < 11  # gaussian 0.5 noise on MNIST: about 9.5 dB
     assert metrics["occlusion"]["14x14"]["linear_probe"] < metrics["probe"]["linear"]
+    manifold = metrics["manifold"]
+    assert len(manifold["label_kept_by_step"]) == manifold["steps"] + 1 == 21
+    assert manifold["label_kept_by_step"][-1] == manifold["label_kept"]
 
 
 def _leaves(tree):
@@ -97,6 +108,8 @@ def test_evaluate_command_prints_a_table_and_json(small_run, monkeypatch):
     table = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "300"])
     assert table.exit_code == 0, table.output
     assert "linear probe" in table.output and "denoising gaussian:0.5" in table.output
+    assert re.search(r"manifold convergence +label kept [\d.]+% \(start [\d.]+%, 1 step [\d.]+%\)",
+                     table.output), table.output
     as_json = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "300", "--json"])
     assert json.loads(as_json.stdout)["test_images"] == 300
 

@@ -432,8 +432,9 @@ def summary_rows(metrics):
         values = metrics["manifold"]
         # Older metrics have only the end; the start and first step tell drift from no denoising.
         by_step = values.get("label_kept_by_step", [])
-        path = f" (start {by_step[0]:.2%}, 1 step {by_step[1]:.2%})" if len(by_step) > 1 else ""
-        rows.append(("manifold convergence", f"label kept {values['label_kept']:.2%}{path}, "
+        first_steps = (f" (start {by_step[0]:.2%}, 1 step {by_step[1]:.2%})"
+                       if len(by_step) > 1 else "")
+        rows.append(("manifold convergence", f"label kept {values['label_kept']:.2%}{first_steps}, "
                                              f"{values['attractors']} attractor(s)"))
     if "colorization" in metrics:
         values = metrics["colorization"]
