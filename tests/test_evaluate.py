@@ -67,15 +67,14 @@ def run_metrics(small_run):
 
 def test_evaluate_on_an_export_equals_evaluate_on_its_run(small_run, run_metrics):
     work, run = small_run
-    from_run = run_metrics
     from_export = evaluate(run.export_path, limit=500, verbose=0)
     for section in ("reconstruction", "probe", "denoising", "occlusion"):
         np.testing.assert_allclose(
-            np.array(_leaves(from_export[section])), np.array(_leaves(from_run[section])),
+            np.array(_leaves(from_export[section])), np.array(_leaves(run_metrics[section])),
             rtol=1e-4)
-    assert from_run["jacobian_norm"] == pytest.approx(from_export["jacobian_norm"], rel=1e-4)
-    assert from_run["parameters"] == from_export["parameters"] == run.model.count_params()
-    assert json.loads((work / "run/metrics.json").read_text())["probe"] == from_run["probe"]
+    assert run_metrics["jacobian_norm"] == pytest.approx(from_export["jacobian_norm"], rel=1e-4)
+    assert run_metrics["parameters"] == from_export["parameters"] == run.model.count_params()
+    assert json.loads((work / "run/metrics.json").read_text())["probe"] == run_metrics["probe"]
 
 
 def test_metrics_are_sensible(run_metrics):

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import tfae
-from tfae.families import build_model, families, family_names, get_family, unregister
+from tfae.families import BUILT_IN, build_model, families, family_names, get_family, unregister
 
 TOY_FAMILY = textwrap.dedent('''
     """A toy family: one hidden layer of toy_width units."""
@@ -174,8 +174,7 @@ def test_help_pages_show_no_tensorflow_start_up_lines(command, tmp_path):
     assert result.stderr == "" and "--quiet" in result.stdout
 
 
-@pytest.mark.parametrize("name", ["shallow", "deep", "contractive", "denoising", "conv",
-                                  "deep-conv", "randomized"])
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_code_size_options_give_codes_of_that_size(name):
     options = get_family(name).options_for_code_size(6)
     assert build_model(name, (12, 12, 1), **options).encoder.output_shape[-1] == 6

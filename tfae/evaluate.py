@@ -261,12 +261,12 @@ def convergence(reconstruct, starts, labels, classifier, steps=MANIFOLD_STEPS):
         >>> result["attractors"], result["label_kept_by_step"]
         (2, [1.0, 0.0, 1.0, 0.0])
     """
-    images = np.asarray(starts, np.float32)
-    kept = [score(classifier, images.reshape(len(images), -1), labels)]
-    for _ in range(steps):
-        images = np.asarray(reconstruct(tf.constant(images)))
-        kept.append(score(classifier, images.reshape(len(images), -1), labels))
-    flat = images.reshape(len(images), -1)
+    images, kept = np.asarray(starts, np.float32), []
+    for step in range(steps + 1):  # step 0 scores the starts themselves
+        if step:
+            images = np.asarray(reconstruct(tf.constant(images)))
+        flat = images.reshape(len(images), -1)
+        kept.append(score(classifier, flat, labels))
     centres = []
     for image in flat:
         if not centres or np.sqrt(np.mean((np.array(centres) - image) ** 2, axis=1)).min() \
