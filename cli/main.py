@@ -18,9 +18,10 @@ import time
 
 import click
 
-from tfae.config import STRATEGIES, DataConfig, FitConfig, TuneConfig
+from tfae.config import TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
+from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError
-from tfae.families import families, family_names, tunable_family_names
+from tfae.families import families, family_names, option_names, tunable_family_names
 from tfae.options import specs
 from tfae.startup import start_tensorflow
 
@@ -99,14 +100,16 @@ def _click_option(spec, help=None, choices=None):
     return click.Option([spec.flag, spec.name], help=help or spec.help, **kind)
 
 
-def _settings_options(config_class, models):
-    """Options for the fields of ``config_class`` (a ``FitConfig``), their defaults in the help;
-    ``--model`` chooses among ``models``."""
+def _settings_options(config_class, models=None, help=None, defaults=None):
+    """Options for the fields of ``config_class``, their defaults in the help (or those of
+    ``defaults``), with the help texts of ``help`` where given; ``--model`` chooses among
+    ``models``."""
     options = []
     for spec in specs(config_class):
-        text = spec.help
-        if spec.default is not None:
-            text += f" [default: {_shown(spec.default)}]"
+        text = (help or {}).get(spec.name, spec.help)
+        default = (defaults or {}).get(spec.name, spec.default)
+        if default is not None:
+            text += f" [default: {_shown(default)}]"
         options.append(_click_option(spec, text, choices=models if spec.name == "model" else None))
     return options
 
@@ -131,10 +134,6 @@ def _family_options():
                                  for default, names in by_default.items())
         options.append(_click_option(spec, f"{spec.help} [{defaults}]"))
     return options
-
-
-def _family_option_names():
-    return {spec.name for family in families() for spec in specs(family.options)}
 
 
 class _DerivedCommand(click.Command):
@@ -194,13 +193,7 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, j
     start_tensorflow(verbose)
     from tfae.train import fit as fit_run
 
-    config = FitConfig.from_json(config_file) if config_file else FitConfig()
-    given = {key: value for key, value in options.items() if value is not None}
-    model_options = {key: given.pop(key) for key in _family_option_names() & set(given)}
-    if "model" in given and given["model"] != config.model:
-        config.model_options = {}  # the file's options belong to its own model
-    config = FitConfig.from_dict({**config.to_dict(), **given,
-                                  "model_options": {**config.model_options, **model_options}})
+    config = (FitConfig.from_json(config_file) if config_file else FitConfig()).merged(options)
     if run_dir is None:
         run_dir = pathlib.Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = fit_run(config, run_dir, export=not no_export, export_dir=export_dir,
@@ -322,7 +315,11 @@ def report(models, epochs, latent_dim, study_shapes, out_dir, quiet, verbose, li
 
 
 def _tune_options():
-    return _settings_options(TuneConfig, tunable_family_names())
+    return [*_settings_options(FitConfig, tunable_family_names(),
+                               help={"epochs": "Epochs per trial (hyperband: the largest budget).",
+                                     "model": "Family of autoencoder to search."},
+                               defaults={"epochs": TRIAL_EPOCHS}),
+            *_settings_options(TuneConfig)]
 
 
 class _TuneCommand(_DerivedCommand):
@@ -359,7 +356,7 @@ def tune(tune_dir, export_dir, no_export, distributed, quiet, verbose, **setting
 
     config = TuneConfig.from_dict({key: value for key, value in settings.items()
                                    if value is not None})
-    result = run_search(config, tune_dir or pathlib.Path("tuning") / config.model,
+    result = run_search(config, tune_dir or pathlib.Path("tuning") / config.fit.model,
                         export=not no_export, export_dir=export_dir, verbose=0 if quiet else 1,
                         distributed=distributed)
     if result is None:

@@ -109,11 +109,11 @@ def test_occlusion_that_does_not_fit_is_refused():
 
 
 def test_none_turns_a_familys_default_noise_off():
-    from tfae.config import FitConfig
+    from tfae.config import FitConfig, resolve
 
-    assert FitConfig(model="shallow").resolved().noise == "occlusion:50%"
-    assert FitConfig(model="shallow", noise="none").resolved().noise == "none"
-    assert FitConfig(model="randomized", noise="none").resolved().noise == "none"
+    assert resolve(FitConfig(model="shallow")).config.noise == "occlusion:50%"
+    assert resolve(FitConfig(model="shallow", noise="none")).corruption is None
+    assert resolve(FitConfig(model="randomized", noise="none")).config.noise == "none"
     assert parse_corruption("none") is None
 
 

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -72,3 +75,19 @@ def test_registry_refuses_bad_options_by_name(options, words):
     with pytest.raises(TfaeError, match=None) as error:
         build_model("deep", (28, 28, 1), **options)
     assert words in str(error.value)
+
+
+@pytest.mark.parametrize("imports, loads", [("import keras, tfae", True),
+                                            ("import tfae, keras", True),
+                                            ("import keras", False)])
+def test_keras_loads_a_saved_tfae_model_once_tfae_is_imported(imports, loads, tmp_path):
+    path = tmp_path / "model.keras"
+    build_model("contractive", (8, 8, 1), latent_dim=3).save(path)
+    code = (f"{imports}\nmodel = keras.models.load_model({str(path)!r}, safe_mode=True)\n"
+            "print(type(model).__name__, model.latent_dim)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if loads:
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.split() == ["ContractiveAutoencoder", "3"]
+    else:  # the control: without tfae, Keras cannot find the class
+        assert "Could not locate class 'ContractiveAutoencoder'" in result.stderr

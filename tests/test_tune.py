@@ -14,9 +14,10 @@ import tensorflow as tf
 
 from conftest import run_tfae, serve_without_tfae
 from tfae.errors import TfaeError
-from tfae.config import TuneConfig
+from tfae.config import FitConfig, TuneConfig
 from tfae.families import families, get_family
-from tfae.tune import FamilyHyperModel, ProbeCallback, best_table, describe_space
+from tfae.runs import SearchFolder
+from tfae.tune import FamilyHyperModel, ProbeCallback, best_table, describe_space, make_tuner
 
 TUNABLE = [family.name for family in families() if family.search_space is not None]
 
@@ -27,7 +28,7 @@ def test_every_family_but_the_layer_wise_one_can_be_tuned():
 
 @pytest.mark.parametrize("model", TUNABLE)
 def test_every_space_builds_its_family_at_random_points(model):
-    config = TuneConfig(model=model, tuner="random").resolved()
+    config = TuneConfig(FitConfig(model=model), tuner="random").resolved()
     hypermodel = FamilyHyperModel(config, types.SimpleNamespace(
         image_shape=(8, 8, 1), train=tf.data.Dataset.range(64)))
     hp = keras_tuner.HyperParameters()
@@ -41,7 +42,7 @@ def test_every_space_builds_its_family_at_random_points(model):
             values = parameter.get_config().get("values")
             value = values[rng.integers(len(values))] if values else parameter.random_sample(seed=1)
             point.Fixed(parameter.name, value)
-        trial = hypermodel.trial_config(point)
+        trial = config.trial(point)
         built = hypermodel.build(point)
         assert built.latent_dim == trial.options.latent_dim == point.get("latent_dim")
         assert built.compiled
@@ -76,7 +77,7 @@ def test_layer_sizes_are_hyperparameters_only_at_the_depths_that_have_them():
 ])
 def test_bad_settings_are_refused_by_name(settings, words):
     with pytest.raises(TfaeError, match=words):
-        TuneConfig(**settings).resolved()
+        TuneConfig.from_dict(settings).resolved()
 
 
 def test_probe_callback_scores_validation_codes(mnist):
@@ -158,14 +159,23 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("Error: --out search holds a search")
 
 
-def test_keras_tuner_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
-    import keras_tuner.src.utils
+@pytest.mark.parametrize("tuner", ["hyperband", "random", "bayesian"])
+def test_keras_tuner_files_are_replaced_whole_or_not_at_all(tuner, tmp_path, monkeypatch):
+    import tfae.files
 
-    import tfae.runs
-
-    oracle = tmp_path / "oracle.json"
-    keras_tuner.src.utils.save_json(str(oracle), {"trials": 1})
-    monkeypatch.setattr(tfae.runs.os, "replace", lambda *_: (_ for _ in ()).throw(OSError("kill")))
-    with pytest.raises(OSError):
-        keras_tuner.src.utils.save_json(str(oracle), {"trials": 2})
-    assert json.loads(oracle.read_text()) == {"trials": 1}  # the last whole file, not half a new one
+    config = TuneConfig(FitConfig(model="deep"), tuner=tuner).resolved()
+    hypermodel = FamilyHyperModel(config, types.SimpleNamespace(
+        image_shape=(8, 8, 1), train=tf.data.Dataset.range(64)))
+    searching = make_tuner(config, hypermodel, SearchFolder(tmp_path))
+    trial = searching.oracle.create_trial("tuner0")  # writes the trial's file and the oracle's
+    searching.save()
+    files = sorted((tmp_path / "search").rglob("*.json"))
+    assert {path.name for path in files} == {"oracle.json", "tuner0.json", "trial.json"}
+    before = [path.read_text() for path in files]
+    monkeypatch.setattr(tfae.files.os, "replace",
+                        lambda *_: (_ for _ in ()).throw(OSError("killed")))
+    trial.status = "COMPLETED"
+    for save in (searching.save, lambda: searching.oracle._save_trial(trial)):
+        with pytest.raises(OSError, match="killed"):
+            save()
+    assert [path.read_text() for path in files] == before  # the last whole files, no half ones

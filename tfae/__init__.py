@@ -3,13 +3,22 @@
 Everything the ``tfae`` command does is a call here. The names below are imported on first use,
 so that ``import tfae.families`` (and ``tfae --help``) does not wait for TensorFlow.
 
+Importing tfae registers its Keras classes with Keras, as Keras' own packages do, so that
+``keras.models.load_model`` opens a tfae model after ``import tfae``. It does so when Keras itself
+is imported (at once if it already is), through the post-import hook of ``wrapt``, which
+TensorFlow already depends on: ``import tfae`` alone still does not wait for TensorFlow.
+
 Examples:
     >>> import tfae
     >>> run = tfae.fit(tfae.FitConfig(model="deep", epochs=1, limit=1000), "runs/deep")  # doctest: +SKIP
     >>> codes = run.model.encoder.predict(images)  # doctest: +SKIP
+    >>> import keras
+    >>> model = keras.models.load_model("runs/deep/model.keras", safe_mode=True)  # doctest: +SKIP
 """
 
 import importlib
+
+import wrapt
 
 __version__ = "0.1.0"
 
@@ -22,6 +31,7 @@ _EXPORTS = {
     "FitConfig": "tfae.config",
     "Run": "tfae.train",
     "RunFolder": "tfae.runs",
+    "RunSpec": "tfae.config",
     "Splits": "tfae.data",
     "TfaeError": "tfae.errors",
     "TuneConfig": "tfae.config",
@@ -38,6 +48,7 @@ _EXPORTS = {
     "parse_corruption": "tfae.corruptions",
     "pipeline": "tfae.data",
     "register": "tfae.families",
+    "resolve": "tfae.config",
     "tune": "tfae.tune",
 }
 __all__ = sorted(_EXPORTS)
@@ -53,3 +64,16 @@ def __getattr__(name):
 
 def __dir__():
     return sorted([*globals(), *_EXPORTS])
+
+
+# The modules defining the Keras classes a saved tfae model names (``tfae>Autoencoder``): Keras
+# imports the modules of its own packages only when it loads a model.
+KERAS_CLASS_MODULES = ("tfae.models.base", "tfae.models.contractive")
+
+
+def _register_keras_classes(keras_module):
+    for module in KERAS_CLASS_MODULES:
+        importlib.import_module(module)
+
+
+wrapt.register_post_import_hook(_register_keras_classes, "keras")

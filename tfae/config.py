@@ -1,15 +1,18 @@
-"""The settings of a training run (``FitConfig``) and of a search (``TuneConfig``).
+"""The settings of a training run (``FitConfig``) and of a search (``TuneConfig``), and what they
+resolve to (``RunSpec``).
 
-Both are dataclasses of ``tfae.options.option`` fields: each setting is declared once, with its
-type, default, check and help, and the command line derives its flags from them. A config is
-what a run folder saves as ``config.json``; ``resolved()`` checks it and fills in the family's
-defaults, and the resolved config carries the family, its options and the parsed corruption, so
-that nothing downstream parses them again. Nothing here imports TensorFlow.
+The configs are dataclasses of ``tfae.options.option`` fields: each setting is declared once,
+with its type, default, check and help, and the command line derives its flags from them. A
+config is what a run folder saves as ``config.json``. ``resolve(config)`` checks it, fills in the
+family's defaults and returns a frozen ``RunSpec``: the resolved config beside the family, its
+options and the parsed corruption, so that nothing downstream parses them again.
+``FitConfig.merged`` lays settings over a config (a ``--config`` file under the command line's
+flags). Nothing here imports TensorFlow.
 
 Examples:
-    >>> from tfae.config import FitConfig
-    >>> config = FitConfig(model="denoising").resolved()
-    >>> config.epochs, config.noise, config.corruption.kind, config.options.filters
+    >>> from tfae.config import FitConfig, resolve
+    >>> spec = resolve(FitConfig(model="denoising"))
+    >>> spec.config.epochs, spec.config.noise, spec.corruption.kind, spec.options.filters
     (20, 'gaussian:0.5', 'gaussian', (32, 64))
 """
 
@@ -17,14 +20,15 @@ import dataclasses
 import json
 
 from tfae.errors import TfaeError
-from tfae.families import get_family, tunable_family_names
+from tfae.families import Family, get_family, option_names, tunable_family_names
+from tfae.files import read_json
 from tfae.options import checked, option
 
 LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}  # name -> Keras loss
-STRATEGIES = ("default", "mirrored", "multi-worker")
 TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = ("val_loss", "probe")
 DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise
+TRIAL_EPOCHS = 10  # per trial of a search that does not say
 
 
 @dataclasses.dataclass
@@ -80,7 +84,14 @@ class DataConfig:
                             options=["test_fraction"])
 
     def resolved(self):
-        """Checks every setting; returns a new config."""
+        """Checks every setting; returns a new config.
+
+        Examples:
+            >>> DataConfig(limit=0).resolved()
+            Traceback (most recent call last):
+            ...
+            tfae.errors.TfaeError: limit must be positive, got 0
+        """
         return checked(DataConfig, self.data_fields())
 
     def data_fields(self):
@@ -111,12 +122,9 @@ class FitConfig(DataConfig):
         seed: seeds weights, shuffling and corruption.
         early_stopping: stop after this many epochs without a better ``val_loss``.
 
-    A resolved config (``resolved()``) also has ``family`` (the ``Family``), ``options`` (its
-    options dataclass) and ``corruption`` (the parsed ``noise``, or ``None``).
-
     Examples:
-        >>> config = FitConfig(model="deep").resolved()
-        >>> config.model_options["hidden"], config.epochs, config.corruption.spec
+        >>> config = resolve(FitConfig(model="deep")).config
+        >>> config.model_options["hidden"], config.epochs, config.noise
         ((1000, 1000, 500), 20, 'occlusion:50%')
     """
 
@@ -138,36 +146,33 @@ class FitConfig(DataConfig):
     early_stopping: int | None = option(
         None, "Stop after this many epochs without a better validation loss.", minimum=1)
 
-    def resolved(self):
-        """Checks every setting and fills in the family's defaults; returns a new config.
+    def merged(self, overrides):
+        """This config with ``overrides`` laid over it, checked: the rule by which the command
+        line's flags win over a ``--config`` file, and the way to vary a config in Python.
+
+        ``overrides`` holds ``FitConfig`` fields and family options by name (``latent_dim``),
+        or in ``model_options``; they join this config's options, but a new ``model`` starts
+        from no options (the old ones were its own model's). ``None`` values are ignored.
 
         Raises:
-            TfaeError: naming the setting or option that is wrong.
-        """
-        config = self.from_dict(self.to_dict())  # each field checked against its declaration
-        family = get_family(config.model)
-        fields = {"epochs": DEFAULT_EPOCHS, **family.fit_defaults,
-                  **{key: value for key, value in config.to_dict().items() if value is not None}}
-        options = family.checked_options(config.model_options)
-        fields["model_options"] = dataclasses.asdict(options)
-        resolved = dataclasses.replace(config, **fields)
-        # Here, not at the top: the corruptions are TensorFlow ops, and the CLI reads this
-        # module's declarations before it needs TensorFlow.
-        from tfae.corruptions import parse_corruption
+            TfaeError: naming an unknown setting or a bad value.
 
-        corruption = parse_corruption(resolved.noise) if resolved.noise else None
-        if corruption is not None and not family.takes_noise:
-            raise TfaeError("{noise} does not apply to model %r" % config.model, options=["noise"])
-        resolved.family, resolved.options, resolved.corruption = family, options, corruption
-        return resolved
+        Examples:
+            >>> config = FitConfig(model="deep", model_options={"hidden": (64,)})
+            >>> config.merged({"latent_dim": 8, "epochs": 2}).model_options
+            {'hidden': (64,), 'latent_dim': 8}
+            >>> config.merged({"model": "conv"}).model_options
+            {}
+        """
+        given = {key: value for key, value in overrides.items() if value is not None}
+        family_options = {key: given.pop(key) for key in option_names() & set(given)}
+        kept = self.model_options if given.get("model", self.model) == self.model else {}
+        family_options = {**kept, **given.pop("model_options", {}), **family_options}
+        return self.from_dict({**self.to_dict(), **given, "model_options": family_options})
 
     def to_dict(self):
-        """The config as JSON-ready values (the resolved attributes left out)."""
+        """The config as JSON-ready values."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-
-    def fit_fields(self):
-        """The ``FitConfig`` fields of this config, for a config of another kind."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(FitConfig)}
 
     @classmethod
     def from_dict(cls, values):
@@ -187,32 +192,91 @@ class FitConfig(DataConfig):
     @classmethod
     def from_json(cls, path):
         """Reads a ``config.json`` written by ``fit`` or ``tfae tune``."""
-        from tfae.runs import read_json
-
         values = read_json(path)
         if not isinstance(values, dict):
             raise TfaeError(f"config {path} is not a JSON object")
         return cls.from_dict(values)
 
 
-@dataclasses.dataclass
-class TuneConfig(FitConfig):
-    """A search: ``FitConfig``'s settings for every trial, and which tuner, how long, scored how.
-
-    Saved as the search's ``tune.json``. ``epochs`` is per trial (hyperband's largest budget).
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """A run's settings resolved: the checked config with the family's defaults filled in, and
+    the family, options and corruption it names (``resolve`` makes one).
 
     Attributes:
+        config: the ``FitConfig``, every setting set (``epochs``, ``noise`` and every model
+            option): what the run folder records.
+        family: the ``tfae.families.Family`` of ``config.model``.
+        options: the family's options dataclass, made from ``config.model_options``.
+        corruption: the parsed ``config.noise`` (``tfae.corruptions``), ``None`` for clean
+            inputs.
+
+    Examples:
+        >>> spec = resolve(FitConfig(model="shallow", noise="none"))
+        >>> spec.family.name, spec.options.latent_dim, spec.corruption
+        ('shallow', 2048, None)
+    """
+
+    config: FitConfig
+    family: Family
+    options: object
+    corruption: object = None
+
+
+def resolve(config):
+    """Checks every setting of a ``FitConfig``, fills in its family's defaults and parses its noise.
+
+    Returns:
+        A ``RunSpec``.
+
+    Raises:
+        TfaeError: naming the setting or option that is wrong.
+
+    Examples:
+        >>> resolve(FitConfig(model="conv", model_options={"filters": (8,)})).options.filters
+        (8,)
+        >>> resolve(FitConfig(model="randomized", noise="gaussian:-1"))
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: noise spec 'gaussian:-1': the standard deviation must be > 0
+    """
+    config = FitConfig.from_dict(config.to_dict())  # each field checked against its declaration
+    family = get_family(config.model)
+    options = family.checked_options(config.model_options)
+    fields = {"epochs": DEFAULT_EPOCHS, **family.fit_defaults,
+              **{key: value for key, value in config.to_dict().items() if value is not None},
+              "model_options": dataclasses.asdict(options)}
+    config = dataclasses.replace(config, **fields)
+    # Here, not at the top: the corruptions are TensorFlow ops, and the CLI reads this
+    # module's declarations before it needs TensorFlow.
+    from tfae.corruptions import parse_corruption
+
+    corruption = parse_corruption(config.noise) if config.noise else None
+    if corruption is not None and not family.takes_noise:
+        raise TfaeError("{noise} does not apply to model %r" % config.model, options=["noise"])
+    return RunSpec(config, family, options, corruption)
+
+
+@dataclasses.dataclass
+class TuneConfig:
+    """A search: the ``FitConfig`` every trial starts from, and which tuner, how long, scored how.
+
+    Saved as the search's ``tune.json``, flat (``to_dict``). ``fit.epochs`` is per trial
+    (hyperband's largest budget), ``TRIAL_EPOCHS`` unless given.
+
+    Attributes:
+        fit: the trials' settings; the search space sets some of its model options.
         tuner: ``hyperband``, ``random`` or ``bayesian``.
         max_trials: trials for ``random`` and ``bayesian``; hyperband sizes its own brackets.
         objective: ``val_loss``, or ``probe`` (a linear probe's accuracy on validation codes).
 
     Examples:
-        >>> TuneConfig(model="deep", tuner="random").resolved().max_trials
-        10
+        >>> config = TuneConfig(FitConfig(model="deep"), tuner="random").resolved()
+        >>> config.max_trials, config.fit.epochs
+        (10, 10)
     """
 
-    epochs: int | None = option(10, "Epochs per trial (hyperband: the largest budget).",
-                                minimum=1)
+    fit: FitConfig = dataclasses.field(default_factory=FitConfig)
     tuner: str = option("hyperband", "keras-tuner's search.", choices=TUNERS)
     max_trials: int | None = option(
         None, "Trials for random and bayesian (default: 10); hyperband sizes its own.", minimum=1)
@@ -220,33 +284,62 @@ class TuneConfig(FitConfig):
                             "probe on the validation codes.", choices=OBJECTIVES)
 
     def resolved(self):
-        """Checks every setting; fills in ``max_trials`` and the family's defaults."""
-        config = super().resolved()
-        if config.family.search_space is None:
-            raise TfaeError(f"model {config.model!r} cannot be tuned; choose one of "
+        """Checks every setting; fills in ``max_trials`` and the trials' epochs.
+
+        Raises:
+            TfaeError: naming the setting that is wrong, or a family without a search space.
+        """
+        fit = dataclasses.replace(self.fit, epochs=self.fit.epochs or TRIAL_EPOCHS)
+        config = self.from_dict({**self.to_dict(), "epochs": fit.epochs})
+        family = resolve(config.fit).family
+        if family.search_space is None:
+            raise TfaeError(f"model {family.name!r} cannot be tuned; choose one of "
                             f"{', '.join(tunable_family_names())}")
         if config.tuner == "hyperband":
-            if self.max_trials is not None:
+            if config.max_trials is not None:
                 raise TfaeError("{max_trials} does not apply to hyperband, which sizes its "
                                 "brackets from {epochs}; use tuner random or bayesian",
                                 options=["max_trials", "epochs"])
-            if config.epochs < 2:
+            if config.fit.epochs < 2:
                 raise TfaeError("hyperband needs {epochs} 2 or more; use tuner random for one "
                                 "epoch", options=["epochs"])
         elif config.max_trials is None:
             config.max_trials = 10
         return config
 
-    def trial_config(self, hp, epochs=None):
-        """The resolved ``FitConfig`` that trains the trial at keras-tuner's ``hp`` from scratch:
-        the search's settings, and the model options and fit fields its family's space sets.
+    def trial(self, hp, epochs=None):
+        """The ``RunSpec`` that trains the trial at keras-tuner's ``hp`` from scratch: the
+        search's settings, and the model options and fit fields its family's space sets.
 
         Args:
             hp: a keras-tuner ``HyperParameters`` (declared on, as the search space does).
             epochs: the trial's epochs; default the search's.
         """
-        model_options, fit_fields = self.family.search_space(hp)
-        fields = {**self.fit_fields(), "model_options": {**self.model_options, **model_options},
-                  "epochs": epochs or self.epochs, **fit_fields}
-        return FitConfig(**fields).resolved()
+        model_options, fit_fields = get_family(self.fit.model).search_space(hp)
+        return resolve(self.fit.merged({"model_options": model_options, "epochs": epochs,
+                                        **fit_fields}))
 
+    def to_dict(self):
+        """The search's settings as one flat JSON-ready dict, the trials' settings among them.
+
+        Examples:
+            >>> TuneConfig(FitConfig(model="conv")).to_dict()["model"]
+            'conv'
+        """
+        return {**self.fit.to_dict(),
+                **{field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                   if field.name != "fit"}}
+
+    @classmethod
+    def from_dict(cls, values):
+        """The inverse of ``to_dict``: the search's fields, the others the trials' ``FitConfig``.
+
+        Examples:
+            >>> TuneConfig.from_dict({"model": "conv", "tuner": "random"}).fit.model
+            'conv'
+        """
+        own = {field.name for field in dataclasses.fields(cls)} - {"fit"}
+        config = checked(cls, {key: value for key, value in values.items() if key in own})
+        config.fit = FitConfig.from_dict({key: value for key, value in values.items()
+                                          if key not in own})
+        return config

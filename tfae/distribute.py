@@ -15,11 +15,12 @@ Examples:
 import json
 import os
 
-import numpy as np
-import tensorflow as tf
-
-from tfae.config import STRATEGIES
 from tfae.errors import TfaeError
+
+STRATEGIES = ("default", "mirrored", "multi-worker")  # the names of --strategy
+
+# TensorFlow and numpy are imported in the functions that use them, so that the command line
+# reads STRATEGIES without waiting for TensorFlow.
 
 
 def make_strategy(name):
@@ -29,6 +30,8 @@ def make_strategy(name):
         >>> make_strategy("default").num_replicas_in_sync
         1
     """
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -58,6 +61,7 @@ def is_chief(strategy):
     """Whether this process writes the run's files: always, unless it is a non-chief worker.
 
     Examples:
+        >>> import tensorflow as tf
         >>> is_chief(tf.distribute.get_strategy())
         True
     """
@@ -68,9 +72,12 @@ def is_multi_worker(strategy):
     """Whether ``strategy`` spans processes (``MultiWorkerMirroredStrategy``).
 
     Examples:
+        >>> import tensorflow as tf
         >>> is_multi_worker(tf.distribute.get_strategy())
         False
     """
+    import tensorflow as tf
+
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -78,6 +85,7 @@ def worker_shard(strategy):
     """``(workers, index)``: how many workers share the data and which share is this one's.
 
     Examples:
+        >>> import tensorflow as tf
         >>> worker_shard(tf.distribute.get_strategy())
         (1, 0)
     """
@@ -95,9 +103,13 @@ def sum_across_workers(arrays, strategy=None):
     Each worker passes the sums over its own share of the data; every worker gets the totals.
 
     Examples:
+        >>> import numpy as np
         >>> sum_across_workers([np.ones(2)])[0].tolist()
         [1.0, 1.0]
     """
+    import numpy as np
+    import tensorflow as tf
+
     strategy = strategy or tf.distribute.get_strategy()
     workers, _ = worker_shard(strategy)
     if workers == 1:
@@ -124,9 +136,12 @@ def reducible_logs(logs):
     changes no value. With one worker the logs are returned as they are.
 
     Examples:
+        >>> import tensorflow as tf
         >>> reducible_logs({"loss": tf.constant(0.5)})["loss"].shape
         TensorShape([])
     """
+    import tensorflow as tf
+
     workers, _ = worker_shard(tf.distribute.get_strategy())
     if workers == 1:
         return logs

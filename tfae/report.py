@@ -22,12 +22,13 @@ Examples:
 import pathlib
 import time
 
-from tfae.config import DataConfig, FitConfig
+from tfae.config import DataConfig, FitConfig, resolve
 from tfae.evaluate import evaluate
 from tfae.errors import TfaeError
 from tfae.families import family_names, get_family
 from tfae.figures import KINDS, draw
-from tfae.runs import RunFolder, write_text
+from tfae.files import write_text
+from tfae.runs import RunFolder
 from tfae.train import fit
 
 # The study's published linear-probe accuracies (its slides lost which model each belongs to).
@@ -81,14 +82,15 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
     for name in models:
         folder = RunFolder(out / "runs" / name)
         family, settings = VARIANTS.get(name, (name, {}))
-        config = FitConfig(model=family, epochs=epochs, **{**_shape_fields(family, shape),
-                                                           **settings},
-                           **data.data_fields()).resolved()
+        spec = resolve(FitConfig(model=family, epochs=epochs,
+                                 **{**_shape_fields(family, shape), **settings},
+                                 **data.data_fields()))
+        config = spec.config
         # A run of older defaults must not pass for the current ones.
         folder.check_claimable(config)
         if folder.finished_epochs() < config.epochs:
             if verbose:
-                how = "layer by layer" if config.family.trainer else f"{config.epochs} epochs"
+                how = "layer by layer" if spec.family.trainer else f"{config.epochs} epochs"
                 print(f"== {name}: training {how} into {folder.path}", flush=True)
             fit(config, folder.path, export=False, verbose=2 if verbose else 0)
         model_time = folder.model_path.stat().st_mtime

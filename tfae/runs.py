@@ -33,47 +33,8 @@ import shutil
 import keras
 import tensorflow as tf
 
-# Imported for their Keras classes (tfae>Autoencoder, tfae>ContractiveAutoencoder), which a saved
-# model names: loading needs them registered.
-import tfae.models.base  # noqa: F401
-import tfae.models.contractive  # noqa: F401
 from tfae.errors import TfaeError
-
-
-def write_text(path, text):
-    """Writes ``text`` to ``path`` through a temporary file beside it and a rename.
-
-    Examples:
-        >>> write_text("docs/performance.md", "# Performance\\n")  # doctest: +SKIP
-    """
-    path = pathlib.Path(path)
-    # A name of this process's own: processes writing one file at once (a parallel search's
-    # chief and workers) must not rename each other's temporary files away.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def write_json(path, value):
-    """Writes ``value`` as indented JSON to ``path``, atomically (``write_text``).
-
-    Examples:
-        >>> write_json("runs/deep/notes.json", {"epochs": 5})  # doctest: +SKIP
-    """
-    write_text(path, json.dumps(value, indent=2, default=str) + "\n")
-
-
-def read_json(path):
-    """Reads a JSON file of a run, or raises a ``TfaeError`` naming it.
-
-    Examples:
-        >>> read_json("runs/deep/config.json")["model"]  # doctest: +SKIP
-        'deep'
-    """
-    try:
-        return json.loads(pathlib.Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TfaeError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+from tfae.files import read_json, write_json
 
 
 def load_model(path):

@@ -27,7 +27,7 @@ import time
 import keras
 import tensorflow as tf
 
-from tfae.config import LOSSES
+from tfae.config import LOSSES, resolve
 from tfae.data import as_splits, load_config, pipeline
 from tfae.distribute import is_chief, is_multi_worker, make_strategy
 from tfae.errors import TfaeError
@@ -91,17 +91,17 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
         >>> run = fit(FitConfig(model="conv", epochs=1), "runs/mine", data=images)  # doctest: +SKIP
     """
     strategy = make_strategy(strategy)  # first: multi-worker must precede other TF work
-    config = config.resolved()
+    spec = resolve(config)
     execution = execution_options(config.model, jit_compile, steps_per_execution,
                                   multi_worker=is_multi_worker(strategy))
     folder = RunFolder(run_dir)
     if not is_chief(strategy):
         with tempfile.TemporaryDirectory(prefix="tfae-worker-") as work_dir:
             folder.copy_for_worker(work_dir)
-            run = _fit(config, RunFolder(work_dir), False, None, verbose, strategy, execution,
+            run = _fit(spec, RunFolder(work_dir), False, None, verbose, strategy, execution,
                        callbacks, data)
         return dataclasses.replace(run, run_dir=folder.path)
-    return _fit(config, folder, export, export_dir, verbose, strategy, execution, callbacks, data)
+    return _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbacks, data)
 
 
 def execution_options(model, jit_compile=None, steps_per_execution=None, multi_worker=False):
@@ -140,19 +140,20 @@ def execution_options(model, jit_compile=None, steps_per_execution=None, multi_w
             **{key: value for key, value in given.items() if value is not None}}
 
 
-def _fit(config, folder, export, export_dir, verbose, strategy, execution, callbacks, data):
+def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbacks, data):
+    config = spec.config
     if data is None:
         splits = load_config(config)
     else:
         splits = as_splits(data, image_size=config.image_size, channels=config.channels,
                            test_fraction=config.test_fraction, limit=config.limit)
-    if config.corruption is not None:
-        config.corruption.check_fits(splits.image_shape)
+    if spec.corruption is not None:
+        spec.corruption.check_fits(splits.image_shape)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         # Built, and the folder checked, before the folder is made or locked: what is refused
         # leaves no trace.
-        model = config.family.build(splits.image_shape, config.options)
+        model = spec.family.build(splits.image_shape, spec.options)
         folder.check_claimable(config, splits.source)
     with strategy.scope(), folder.in_use():
         finished = folder.claim(config, splits.source)
@@ -163,13 +164,13 @@ def _fit(config, folder, export, export_dir, verbose, strategy, execution, callb
             # Trained, but its export failed: export it now, without training again.
             model, history = folder.load_model(), folder.history()
         else:
-            model, history = _train(config, folder, model, splits, finished, verbose, strategy,
+            model, history = _train(spec, folder, model, splits, finished, verbose, strategy,
                                     execution, callbacks)
             folder.save(model, history)
             # Recorded as trained before exporting, so a failed export costs a rerun an export only.
             folder.write_info({
                 # A trainer's run is finished once all its layers are; a Keras run after its epochs.
-                "epochs_finished": config.epochs if config.family.trainer else len(history["loss"]),
+                "epochs_finished": config.epochs if spec.family.trainer else len(history["loss"]),
                 "training_seconds": sum(history.get("seconds", [])),
                 "parameters": model.count_params(),
                 "export": None,
@@ -182,20 +183,21 @@ def _fit(config, folder, export, export_dir, verbose, strategy, execution, callb
     return Run(folder.path, model, history, export_path)
 
 
-def _train(config, folder, model, splits, initial_epoch, verbose, strategy, execution, callbacks):
+def _train(spec, folder, model, splits, initial_epoch, verbose, strategy, execution, callbacks):
     """Trains ``model`` with its family's trainer or ``Model.fit``; returns the trained model (a
     run being extended continues from its saved one) and the history."""
+    config = spec.config
     batch_size = config.batch_size * strategy.num_replicas_in_sync
-    if config.family.trainer is not None:
-        train_batches, _ = training_batches(splits, config, batch_size)
-        history = config.family.trainer(model, train_batches, config, verbose)
+    if spec.family.trainer is not None:
+        train_batches, _ = training_batches(splits, spec, batch_size)
+        history = spec.family.trainer(model, train_batches, spec, verbose)
         _log_steps(history, folder.logs_dir)
         return model, history
     if initial_epoch:  # a finished run being extended: its weights and optimizer state
         model = folder.load_model()
     compile_model(model, config, execution, model.optimizer if initial_epoch else None,
                   training_steps(splits, batch_size, config.epochs - initial_epoch))
-    train_keras(model, splits, config, [*_run_callbacks(folder), *callbacks], verbose,
+    train_keras(model, splits, spec, [*_run_callbacks(folder), *callbacks], verbose,
                 batch_size=batch_size, epochs=config.epochs, initial_epoch=initial_epoch)
     history = folder.csv_history()
     if history and not math.isfinite(history["loss"][-1]):
@@ -218,23 +220,23 @@ def _log_steps(history, logs_dir):
     writer.close()
 
 
-def training_batches(splits, config, batch_size=None):
-    """The training and validation pipelines of a resolved ``config``: corrupted inputs (fresh
+def training_batches(splits, spec, batch_size=None):
+    """The training and validation pipelines of a run's ``RunSpec``: corrupted inputs (fresh
     every epoch in training, the same every epoch in validation) and clean targets.
 
     Examples:
-        >>> from tfae.config import FitConfig
-        >>> config = FitConfig(model="denoising", limit=64).resolved()
+        >>> from tfae.config import FitConfig, resolve
+        >>> spec = resolve(FitConfig(model="denoising", limit=64))
         >>> from tfae.data import load
-        >>> train, validation = training_batches(load("mnist", limit=64), config, 32)
+        >>> train, validation = training_batches(load("mnist", limit=64), spec, 32)
         >>> [tuple(tensor.shape) for tensor in next(iter(train))]
         [(32, 28, 28, 1), (32, 28, 28, 1)]
     """
-    batch_size = batch_size or config.batch_size
-    train = pipeline(splits.train, batch_size, shuffle=True, seed=config.seed,
-                          corruption=config.corruption)
-    validation = pipeline(splits.validation, batch_size, seed=config.seed + 1,
-                               corruption=config.corruption, fresh_corruption=False)
+    batch_size = batch_size or spec.config.batch_size
+    train = pipeline(splits.train, batch_size, shuffle=True, seed=spec.config.seed,
+                     corruption=spec.corruption)
+    validation = pipeline(splits.validation, batch_size, seed=spec.config.seed + 1,
+                          corruption=spec.corruption, fresh_corruption=False)
     return train, validation
 
 
@@ -276,14 +278,14 @@ def training_steps(splits, batch_size, epochs):
 
 
 def compile_model(model, config, execution, optimizer=None, steps=None):
-    """Compiles ``model`` with Adam (or ``optimizer``), the config's loss and ``execution``
-    (``execution_for`` a run of ``steps`` training steps).
+    """Compiles ``model`` with Adam (or ``optimizer``), the loss of ``config`` (a ``FitConfig``)
+    and ``execution`` (``execution_for`` a run of ``steps`` training steps).
 
     Examples:
-        >>> from tfae.config import FitConfig
-        >>> config = FitConfig(model="shallow", model_options={"latent_dim": 8}).resolved()
-        >>> model = config.family.build((28, 28, 1), config.options)
-        >>> compile_model(model, config, execution_options("shallow"), steps=4220)
+        >>> from tfae.config import FitConfig, resolve
+        >>> spec = resolve(FitConfig(model="shallow", model_options={"latent_dim": 8}))
+        >>> model = spec.family.build((28, 28, 1), spec.options)
+        >>> compile_model(model, spec.config, execution_options("shallow"), steps=4220)
         >>> model.jit_compile, model.steps_per_execution
         (True, 16)
     """
@@ -291,26 +293,27 @@ def compile_model(model, config, execution, optimizer=None, steps=None):
                   loss=LOSSES[config.loss], **execution_for(model, execution, steps))
 
 
-def train_keras(model, splits, config, callbacks=(), verbose=1, batch_size=None, **fit_options):
+def train_keras(model, splits, spec, callbacks=(), verbose=1, batch_size=None, **fit_options):
     """Trains a compiled ``model`` on ``splits`` with ``Model.fit``: the one training loop of
     ``fit`` and of ``tfae tune``'s trials.
 
     Args:
         model: a compiled ``Autoencoder``.
         splits: a ``tfae.data.Splits``.
-        config: a resolved ``FitConfig`` (its corruption, seed, batch size, early stopping).
+        spec: the run's ``RunSpec`` (its corruption, seed, batch size, early stopping).
         callbacks: Keras callbacks, called in this order.
         verbose: Keras' progress output.
-        batch_size: the global batch size; default ``config.batch_size``.
+        batch_size: the global batch size; default the config's.
         **fit_options: passed to ``Model.fit`` (``epochs``, ``initial_epoch``).
 
     Returns:
         Keras' ``History``.
 
     Examples:
-        >>> train_keras(model, load("mnist", limit=512), config, epochs=1)  # doctest: +SKIP
+        >>> train_keras(model, load("mnist", limit=512), spec, epochs=1)  # doctest: +SKIP
     """
-    train, validation = training_batches(splits, config, batch_size)
+    config = spec.config
+    train, validation = training_batches(splits, spec, batch_size)
     # TerminateOnNaN stops within the epoch whose loss diverges; the run's backup skips it.
     callbacks = [*callbacks, ProgressBar(), keras.callbacks.TerminateOnNaN()]
     if config.early_stopping:

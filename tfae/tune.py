@@ -12,10 +12,10 @@ winner's settings are its ``config.json``, which ``tfae fit --config`` retrains 
 the winner is exported with the weights of its best epoch.
 
 Examples:
-    >>> from tfae.config import TuneConfig
+    >>> from tfae.config import FitConfig, TuneConfig
     >>> from tfae.tune import tune
-    >>> result = tune(TuneConfig(model="conv", tuner="random", max_trials=2, epochs=1,
-    ...                          limit=2000), "tuning/conv")  # doctest: +SKIP
+    >>> result = tune(TuneConfig(FitConfig(model="conv", epochs=1, limit=2000), tuner="random",
+    ...                          max_trials=2), "tuning/conv")  # doctest: +SKIP
     >>> result.best[0]["hyperparameters"]  # doctest: +SKIP
     {'filters_0': 32, 'latent_dim': 128}
 """
@@ -27,34 +27,17 @@ import pathlib
 
 import keras
 import keras_tuner
-import keras_tuner.src.utils
 
+from tfae.config import resolve
 from tfae.data import load_config
 from tfae.data.pipeline import first_images
 from tfae.errors import TfaeError
 from tfae.export import export_saved_model
 from tfae.families import get_family
+from tfae.files import write_text
 from tfae.probes import linear_probe
-from tfae.runs import SearchFolder, write_text
+from tfae.runs import SearchFolder
 from tfae.train import compile_model, execution_options, train_keras, training_steps
-
-def _save_json_atomically(path, value):
-    """keras-tuner's ``save_json``, through a temporary file and a rename (``write_text``).
-
-    keras-tuner writes its oracle and trial files in place; a search killed while writing one
-    left half a JSON file, and the resumed search failed reading it. Every such file goes
-    through this one function of keras-tuner's, so it is replaced here (local paths only).
-
-    Examples:
-        >>> _save_json_atomically("tuning/deep/search/oracle.json", {"ongoing_trials": {}})  # doctest: +SKIP
-        '{"ongoing_trials": {}}'
-    """
-    text = json.dumps(value)
-    write_text(path, text)
-    return text
-
-
-keras_tuner.src.utils.save_json = _save_json_atomically
 
 OBJECTIVES = {"val_loss": keras_tuner.Objective("val_loss", "min"),
               "probe": keras_tuner.Objective("val_probe", "max")}
@@ -121,33 +104,30 @@ class FamilyHyperModel(keras_tuner.HyperModel):
         splits: the ``tfae.data.Splits`` every trial trains and is scored on.
 
     Examples:
-        >>> config = TuneConfig(model="conv").resolved()  # doctest: +SKIP
+        >>> config = TuneConfig(FitConfig(model="conv")).resolved()  # doctest: +SKIP
         >>> hypermodel = FamilyHyperModel(config, splits)  # doctest: +SKIP
         >>> model = hypermodel.build(keras_tuner.HyperParameters())  # doctest: +SKIP
     """
 
     def __init__(self, config, splits):
-        super().__init__(name=config.model)
+        super().__init__(name=config.fit.model)
         self.config = config
         self.splits = splits
         self._probe = ProbeCallback(splits.train, splits.validation) \
             if config.objective == "probe" else None
 
-    def trial_config(self, hp):
-        """The resolved ``FitConfig`` of the trial at ``hp`` (``TuneConfig.trial_config``)."""
-        return self.config.trial_config(hp)
-
     def build(self, hp):
-        trial = self.trial_config(hp)
+        trial = self.config.trial(hp)
         model = trial.family.build(self.splits.image_shape, trial.options)
-        compile_model(model, trial, execution_options(trial.model),
-                      steps=training_steps(self.splits, trial.batch_size, trial.epochs))
+        compile_model(model, trial.config, execution_options(trial.config.model),
+                      steps=training_steps(self.splits, trial.config.batch_size,
+                                           trial.config.epochs))
         return model
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
         # First, so that the tuner's own callbacks (best-epoch checkpoint, oracle) see val_probe.
         callbacks = ([self._probe] if self._probe else []) + list(callbacks)
-        return train_keras(model, self.splits, self.trial_config(hp), callbacks, **kwargs)
+        return train_keras(model, self.splits, self.config.trial(hp), callbacks, **kwargs)
 
 
 @dataclasses.dataclass
@@ -155,7 +135,8 @@ class TuneResult:
     """A finished search: the best trials (best first), the winner's config and its export.
 
     Examples:
-        >>> result = tune(TuneConfig(model="conv", tuner="random"), "tuning/conv")  # doctest: +SKIP
+        >>> result = tune(TuneConfig(FitConfig(model="conv"), tuner="random"),
+        ...               "tuning/conv")  # doctest: +SKIP
         >>> result.best[0]["config"]["model_options"]["filters"]  # doctest: +SKIP
         [32]
     """
@@ -184,23 +165,24 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=
         A ``TuneResult``, or ``None`` in a distributed search's worker.
 
     Examples:
-        >>> tune(TuneConfig(model="shallow", tuner="random", max_trials=3, epochs=2),
+        >>> tune(TuneConfig(FitConfig(model="shallow", epochs=2), tuner="random", max_trials=3),
         ...      "tuning/shallow")  # doctest: +SKIP
     """
     config = config.resolved()
     role = _distributed_role(distributed)
     folder = SearchFolder(tune_dir)
-    splits = load_config(config)
-    if config.corruption is not None:
-        config.corruption.check_fits(splits.image_shape)
+    splits = load_config(config.fit)
+    corruption = resolve(config.fit).corruption
+    if corruption is not None:
+        corruption.check_fits(splits.image_shape)
     if config.objective == "probe" and splits.num_classes < 2:
         raise TfaeError("{objective} probe needs labels of two classes or more, and %s has %s"
                         % (splits.name, "one" if splits.num_classes else "none"),
                         options=["objective"])
     folder.claim(config)
-    keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(config.fit.seed)
     tuner = make_tuner(config, FamilyHyperModel(config, splits), folder)
-    tuner.search(epochs=config.epochs, verbose=verbose)
+    tuner.search(epochs=config.fit.epochs, verbose=verbose)
     if role == "worker":
         return None
 
@@ -210,7 +192,7 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=
     best = [_trial_summary(trial, config) for trial in trials]
     folder.write_best(best)
     export_path = _export_best(tuner, best[0], folder,
-                               export_dir or pathlib.Path("saved_models") / config.model) \
+                               export_dir or pathlib.Path("saved_models") / config.fit.model) \
         if export else None
     return TuneResult(folder.path, best, folder.config_path, export_path)
 
@@ -244,28 +226,80 @@ def _distributed_role(distributed):
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
+class _AtomicOracle:
+    """A keras-tuner oracle whose files (``oracle.json``, each ``trial.json``) are written
+    through a temporary file and a rename (``tfae.files.write_text``).
+
+    keras-tuner writes them in place: a search killed while writing one left half a JSON file,
+    and the resumed search failed reading it.
+    """
+
+    def save(self):
+        write_text(self._get_oracle_fname(), json.dumps(self.get_state()))
+
+    def _save_trial(self, trial):
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        write_text(path, json.dumps(trial.get_state()))
+
+
+class _HyperbandOracle(_AtomicOracle, keras_tuner.oracles.HyperbandOracle):
+    pass
+
+
+class _RandomSearchOracle(_AtomicOracle, keras_tuner.oracles.RandomSearchOracle):
+    pass
+
+
+class _BayesianOptimizationOracle(_AtomicOracle, keras_tuner.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class _AtomicTuner:
+    """A keras-tuner tuner whose own file (``tuner0.json``) is written as ``_AtomicOracle``'s."""
+
+    def save(self):
+        if not self._is_worker():  # as keras-tuner's: the chief alone holds the oracle
+            self.oracle.save()
+        write_text(self._get_tuner_fname(), json.dumps(self.get_state()))
+
+
+class _Tuner(_AtomicTuner, keras_tuner.Tuner):
+    pass
+
+
+class _Hyperband(_AtomicTuner, keras_tuner.Hyperband):
+    """keras-tuner's ``Hyperband`` (its trials resume from earlier brackets' weights) on an
+    ``_AtomicOracle``: its own ``__init__`` makes a plain oracle, so ``Tuner``'s is called."""
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
 def make_tuner(config, hypermodel, folder):
-    """The keras-tuner ``Tuner`` for ``config``, reloading a search already in ``folder``.
+    """The keras-tuner tuner for ``config``, reloading a search already in ``folder``.
 
     Examples:
-        >>> config = TuneConfig(model="deep", tuner="random").resolved()  # doctest: +SKIP
+        >>> config = TuneConfig(FitConfig(model="deep"), tuner="random").resolved()  # doctest: +SKIP
         >>> tuner = make_tuner(config, FamilyHyperModel(config, splits),
         ...                    SearchFolder("tuning/deep"))  # doctest: +SKIP
         >>> tuner.search(epochs=2)  # doctest: +SKIP
     """
-    common = dict(objective=OBJECTIVES[config.objective], seed=config.seed,
-                  directory=str(folder.path), project_name=folder.project, overwrite=False)
+    search = dict(objective=OBJECTIVES[config.objective], seed=config.fit.seed)
+    files = dict(directory=str(folder.path), project_name=folder.project, overwrite=False)
     if config.tuner == "hyperband":
-        return keras_tuner.Hyperband(hypermodel, max_epochs=config.epochs, **common)
+        return _Hyperband(_HyperbandOracle(max_epochs=config.fit.epochs, **search), hypermodel,
+                          **files)
     if config.tuner == "random":
-        return keras_tuner.RandomSearch(hypermodel, max_trials=config.max_trials, **common)
-    return keras_tuner.BayesianOptimization(hypermodel, max_trials=config.max_trials, **common)
+        oracle = _RandomSearchOracle(max_trials=config.max_trials, **search)
+    else:
+        oracle = _BayesianOptimizationOracle(max_trials=config.max_trials, **search)
+    return _Tuner(oracle, hypermodel, **files)
 
 
 def _trial_summary(trial, config):
     hp = trial.hyperparameters
     epochs = trial.best_step + 1  # retraining stops where the exported weights came from
-    trial_config = config.trial_config(hp.copy(), epochs)
+    trial_config = config.trial(hp.copy(), epochs).config
     used = {name: value for name, value in hp.values.items() if hp.is_active(name)}
     return {"trial": trial.trial_id, "score": trial.score, "best_epoch": epochs,
             "hyperparameters": used, "config": json.loads(json.dumps(trial_config.to_dict()))}

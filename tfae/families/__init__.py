@@ -56,8 +56,9 @@ class Family:
             Keras' own choice; how a run trains, not what, so not part of its config.
         search_space: ``search_space(hp) -> (model options, FitConfig fields)`` for ``tfae
             tune``, declaring keras-tuner hyperparameters on ``hp``; ``None``: not tunable.
-        trainer: ``trainer(model, batches, config, verbose) -> history`` for a family trained
-            otherwise than by ``Model.fit``; ``None`` for ``Model.fit``.
+        trainer: ``trainer(model, batches, spec, verbose) -> history`` (``spec``: the run's
+            ``tfae.config.RunSpec``) for a family trained otherwise than by ``Model.fit``;
+            ``None`` for ``Model.fit``.
         takes_noise: whether ``noise`` applies.
         code_options: ``code_options(size) -> model options`` giving codes of ``size`` numbers;
             ``None``: ``{"latent_dim": size}``.
@@ -206,6 +207,17 @@ def tunable_family_names():
     return [family.name for family in families() if family.search_space is not None]
 
 
+def option_names():
+    """The names of every registered family's options: what a setting may name besides the
+    ``FitConfig`` fields.
+
+    Examples:
+        >>> {"latent_dim", "filters", "penalty_weight"} <= option_names()
+        True
+    """
+    return {spec.name for family in families() for spec in specs(family.options)}
+
+
 def get_family(name):
     """The registered family called ``name``.
 
@@ -234,4 +246,4 @@ def build_model(name, image_shape, **options):
 
 
 __all__ = ["BUILT_IN", "Family", "XLA_EXECUTION", "XLA_WHERE_IT_PAYS", "build_model", "families",
-           "family_names", "get_family", "register", "tunable_family_names", "unregister"]
+           "family_names", "get_family", "option_names", "register", "tunable_family_names", "unregister"]

@@ -62,15 +62,16 @@ def build(image_shape, options):
     return build_randomized(image_shape, options.hidden, options.activation)
 
 
-def train(model, batches, config, verbose=1):
-    """Trains ``model`` layer by layer with the run's options, seed and, for ``sgd``, epochs.
+def train(model, batches, spec, verbose=1):
+    """Trains ``model`` layer by layer with the run's options, seed and, for ``sgd``, epochs
+    (``spec`` is the run's ``tfae.config.RunSpec``).
 
     Examples:
-        >>> history = train(model, batches, FitConfig(model="randomized").resolved())  # doctest: +SKIP
+        >>> history = train(model, batches, resolve(FitConfig(model="randomized")))  # doctest: +SKIP
     """
     from tfae.models.randomized import train_layerwise
 
-    options = config.options
+    options, config = spec.options, spec.config
     return train_layerwise(model, batches, options.solver, options.ridge_c, config.epochs,
                            config.learning_rate, config.seed, verbose, options.decoder)
 

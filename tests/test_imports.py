@@ -1,0 +1,79 @@
+"""The import graph of ``tfae/``: no module reaches itself through its imports, those inside
+functions included."""
+
+import ast
+import pathlib
+
+import tfae
+
+PACKAGE = pathlib.Path(tfae.__file__).parent
+
+
+def module_name(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path, modules):
+    """The modules of ``modules`` that the file at ``path`` imports, anywhere in it."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            # ``from tfae.serving import rest`` imports the module tfae.serving.rest, and the
+            # package only as every submodule does; ``from tfae.config import resolve``, the module
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                       for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph():
+    paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: imports_of(path, paths) for name, path in paths.items()}
+
+
+def circles(graph):
+    """Each import circle once, as the list of modules around it."""
+    found, done = [], set()
+
+    def visit(module, trail):
+        if module in trail:
+            circle = trail[trail.index(module):]
+            start = circle.index(min(circle))
+            found.append(circle[start:] + circle[:start])
+            return
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, trail + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    return sorted(set(map(tuple, found)))
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b", "c")]
+
+
+def test_the_graph_sees_imports_inside_functions():
+    assert "tfae.corruptions" in import_graph()["tfae.config"]
+
+
+def test_no_module_of_tfae_imports_itself_in_a_circle():
+    assert circles(import_graph()) == []
