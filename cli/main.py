@@ -13,7 +13,6 @@ Example:
 
 import functools
 import pathlib
-import sys
 import time
 
 import click
@@ -21,6 +20,7 @@ import click
 from tfae.config import TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError
+from tfae.figures import figure_kinds, figure_names
 from tfae.families import families, family_names, option_names, tunable_family_names
 from tfae.options import specs
 from tfae.startup import start_tensorflow
@@ -253,11 +253,9 @@ def evaluate(path, as_json, quiet, verbose, **data_settings):
 
 
 def _plot_options():
-    start_tensorflow(verbose="--verbose" in sys.argv)
-    from tfae.figures import KINDS  # with TensorFlow: only `tfae plot` waits for it
-
-    return [click.Option(["--kind"], required=True, type=click.Choice(KINDS),
-                         help="Which figure to draw."), *_data_options()]
+    kinds = "; ".join(f"{kind.name}: {kind.summary}" for kind in figure_kinds())
+    return [click.Option(["--kind"], required=True, type=click.Choice(figure_names()),
+                         help=f"Which figure to draw ({kinds})."), *_data_options()]
 
 
 @tfae.command(cls=_DerivedCommand, derive=_plot_options)

@@ -140,3 +140,30 @@ def test_grayscale_refuses_images_that_are_not_colour():
     parse_corruption("grayscale").check_fits((8, 8, 3))
     with pytest.raises(TfaeError, match=r"needs colour images \(3 channels\), got 1"):
         parse_corruption("gaussian:0.1+grayscale").check_fits((8, 8, 1))
+
+
+def test_a_corruption_kind_of_ones_own_is_one_registration():
+    from tfae.config import FitConfig, resolve
+    from tfae.corruptions import (CorruptionKind, corruption_kinds, noise_help,
+                                  register_corruption, unregister_corruption)
+    from tfae.data.pipeline import pipeline
+
+    def brighten(images, corruption, seed):
+        return tf.clip_by_value(images + corruption.amount, 0.0, 1.0)
+
+    register_corruption(CorruptionKind("brighten", brighten, "brighten:B",
+                                       check=lambda amount: None if amount > 0 else "B > 0"))
+    try:
+        assert "brighten:B" in noise_help()
+        with pytest.raises(TfaeError, match="B > 0"):
+            parse_corruption("brighten:-1")
+        spec = resolve(FitConfig(model="deep", noise="brighten:0.25+occlusion:4"))
+        assert [part.kind for part in spec.corruption.parts] == ["brighten", "occlusion"]
+        images = tf.data.Dataset.from_tensor_slices((np.zeros((4, 8, 8, 1), np.uint8),
+                                                     np.zeros(4, np.int64)))
+        inputs, targets = next(iter(pipeline(images, 4, corruption=parse_corruption(
+            "brighten:0.25"))))
+        assert np.allclose(inputs, 0.25) and np.allclose(targets, 0.0)
+    finally:
+        unregister_corruption("brighten")
+    assert "brighten" not in corruption_kinds()

@@ -45,3 +45,28 @@ def test_plot_command_writes_where_told(run_dir, tmp_path):
 def test_history_of_an_export_is_a_clear_error(tmp_path):
     with pytest.raises(TfaeError, match="history needs a run folder"):
         draw(tmp_path, "history")
+
+
+def test_a_figure_kind_of_ones_own_is_one_registration(run_dir, tmp_path):
+    import numpy as np
+
+    from tfae import plots
+    from tfae.figures import FigureKind, figure_names, register_figure, unregister_figure
+
+    def worst(figure):  # the test images the model reconstructs worst
+        images, _, _ = figure.first(figure.splits.test, 100)
+        errors = np.mean((figure.reconstruct(images) - images) ** 2, axis=(1, 2, 3))
+        chosen = images[np.argsort(errors)[-5:]]
+        return plots.plot_rows([("worst", chosen), ("reconstructed", figure.reconstruct(chosen))],
+                               figure.path, f"{figure.name}: worst reconstructions")
+
+    register_figure(FigureKind("worst", worst, "the worst reconstructed test images"))
+    try:
+        result = CliRunner().invoke(tfae_command, ["plot", str(run_dir), "--kind", "worst",
+                                                   "--limit", "100", "--out", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert "the worst reconstructed test images" in result.output
+        assert matplotlib.image.imread(tmp_path / "worst.png")[..., :3].std() > 0.05
+    finally:
+        unregister_figure("worst")
+    assert "worst" not in figure_names()

@@ -19,6 +19,7 @@ Examples:
 import dataclasses
 import json
 
+from tfae.corruptions import noise_help, parse_corruption
 from tfae.errors import TfaeError
 from tfae.families import Family, get_family, option_names, tunable_family_names
 from tfae.files import read_json
@@ -137,11 +138,7 @@ class FitConfig(DataConfig):
     learning_rate: float = option(1e-3, "Adam's learning rate.", above=0)
     loss: str = option("mse", "Reconstruction loss: mse, or bce (binary cross-entropy).",
                        choices=tuple(LOSSES))
-    noise: str | None = option(
-        None, "Corrupt inputs: gaussian:STD, salt-pepper:F, masking:F, occlusion:SIZE[@ROW,COL] "
-        "(or occlusion:P% of the shorter side), grayscale (colour images to grey: trains a "
-        "colouriser), several joined by + (gaussian:0.5+occlusion:14), or none (default: the "
-        "family's).")
+    noise: str | None = option(None, noise_help())
     seed: int = option(0, "Seed for weights, shuffling and noise.")
     early_stopping: int | None = option(
         None, "Stop after this many epochs without a better validation loss.", minimum=1)
@@ -247,10 +244,6 @@ def resolve(config):
               **{key: value for key, value in config.to_dict().items() if value is not None},
               "model_options": dataclasses.asdict(options)}
     config = dataclasses.replace(config, **fields)
-    # Here, not at the top: the corruptions are TensorFlow ops, and the CLI reads this
-    # module's declarations before it needs TensorFlow.
-    from tfae.corruptions import parse_corruption
-
     corruption = parse_corruption(config.noise) if config.noise else None
     if corruption is not None and not family.takes_noise:
         raise TfaeError("{noise} does not apply to model %r" % config.model, options=["noise"])

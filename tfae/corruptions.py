@@ -6,6 +6,11 @@ channels)`` and a stateless seed (an int tensor of shape ``[2]``), and returns a
 shape clipped to [0, 1]. Being stateless ops, they run inside a ``tf.data`` pipeline (see
 ``tfae.data.pipeline``), give the same output for the same seed and a fresh one for a new seed.
 
+Each kind is declared once, as a ``CorruptionKind`` in a registry: its name, what its amount is
+and the values it takes, its op and its help, from which ``parse_corruption`` and ``--noise``'s
+help are made. ``register_corruption`` adds a kind of one's own. The ops import TensorFlow when
+they run, so that the command line reads the declarations without it.
+
 Examples:
     >>> import tensorflow as tf
     >>> from tfae.corruptions import parse_corruption
@@ -18,8 +23,6 @@ Examples:
 import dataclasses
 import math
 
-import tensorflow as tf
-
 from tfae.errors import TfaeError
 
 
@@ -27,8 +30,11 @@ def gaussian_noise(images, std, seed):
     """Adds zero-mean gaussian noise of standard deviation ``std``.
 
     Examples:
+        >>> import tensorflow as tf
         >>> noisy = gaussian_noise(tf.zeros((1, 4, 4, 1)), 0.5, seed=tf.constant([0, 1]))
     """
+    import tensorflow as tf
+
     noise = tf.random.stateless_normal(tf.shape(images), seed, stddev=std, dtype=images.dtype)
     return tf.clip_by_value(images + noise, 0.0, 1.0)
 
@@ -37,8 +43,11 @@ def salt_and_pepper(images, fraction, seed):
     """Sets a ``fraction`` of the pixels to 0 or 1, half of each on average.
 
     Examples:
+        >>> import tensorflow as tf
         >>> noisy = salt_and_pepper(tf.fill((1, 4, 4, 1), 0.5), 0.2, seed=tf.constant([0, 1]))
     """
+    import tensorflow as tf
+
     draws = tf.random.stateless_uniform(tf.shape(images), seed, dtype=images.dtype)
     pepper = draws < fraction / 2
     salt = (draws >= fraction / 2) & (draws < fraction)
@@ -50,8 +59,11 @@ def masking_noise(images, fraction, seed):
     """Sets a ``fraction`` of the pixels to 0 (the masking noise of Vincent et al., 2008).
 
     Examples:
+        >>> import tensorflow as tf
         >>> noisy = masking_noise(tf.ones((1, 4, 4, 1)), 0.25, seed=tf.constant([0, 1]))
     """
+    import tensorflow as tf
+
     draws = tf.random.stateless_uniform(tf.shape(images), seed, dtype=images.dtype)
     return tf.where(draws < fraction, tf.zeros_like(images), images)
 
@@ -61,10 +73,13 @@ def grayscale(images):
     channels, so that a model trained to undo it colourises.
 
     Examples:
+        >>> import tensorflow as tf
         >>> grey = grayscale(tf.constant([[[[1.0, 0.0, 0.0]]]]))
         >>> [round(float(value), 3) for value in grey[0, 0, 0]]
         [0.299, 0.299, 0.299]
     """
+    import tensorflow as tf
+
     return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images))
 
 
@@ -75,10 +90,13 @@ def occlude(images, size, seed=None, position=None):
     image, uniformly among the places where the square fits, from ``seed``.
 
     Examples:
+        >>> import tensorflow as tf
         >>> occluded = occlude(tf.ones((2, 28, 28, 1)), 14, position=(7, 7))
         >>> float(tf.reduce_sum(occluded[0]))
         588.0
     """
+    import tensorflow as tf
+
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
     if position is None:
@@ -97,14 +115,102 @@ def occlude(images, size, seed=None, position=None):
     return tf.where(patch[..., None], tf.zeros_like(images), images)
 
 
+def _fraction(amount):
+    if not 0 < amount <= 1:
+        return "the fraction must be in (0, 1]"
+    return None
+
+
+def _deviation(amount):
+    return None if amount > 0 else "the standard deviation must be > 0"
+
+
+def _patch_side(amount):
+    return None if amount == int(amount) and amount >= 1 else \
+        "the patch size must be a whole number >= 1"
+
+
+@dataclasses.dataclass(frozen=True)
+class CorruptionKind:
+    """A kind of corruption, as ``--noise`` names it: what ``KIND:AMOUNT`` means and does.
+
+    Attributes:
+        name: the ``KIND`` of a spec.
+        op: ``op(images, corruption, seed) -> images`` (``corruption`` the parsed
+            ``Corruption``: its amount, position, patch size).
+        help: how ``--noise``'s help shows it, such as ``gaussian:STD``.
+        check: ``check(amount) -> None`` or the sentence saying what is wrong with it;
+            ``None``: the kind takes no amount (``grayscale``).
+        whole: the amount is a whole number (a patch's side).
+        placed: the kind takes a percentage of the shorter side (``50%``) and a position
+            (``@ROW,COL``), as occlusion does.
+        colour: the kind needs colour images.
+
+    Examples:
+        >>> corruption_kinds()["masking"].help
+        'masking:F'
+    """
+
+    name: str
+    op: callable
+    help: str
+    check: callable = None
+    whole: bool = False
+    placed: bool = False
+    colour: bool = False
+
+
+_KINDS = {}
+
+
+def register_corruption(kind):
+    """Adds ``kind`` (a ``CorruptionKind``) to the registry; a kind of the same name is replaced.
+
+    Examples:
+        >>> register_corruption(CorruptionKind("invert", lambda images, corruption, seed:
+        ...                                    1 - images, "invert"))
+        >>> parse_corruption("invert").kind
+        'invert'
+        >>> unregister_corruption("invert")
+    """
+    _KINDS[kind.name] = kind
+
+
+def unregister_corruption(name):
+    """Removes the kind called ``name`` (for tests and notebooks that register their own)."""
+    _KINDS.pop(name, None)
+
+
+def corruption_kinds():
+    """The registered kinds by name, in the order they registered.
+
+    Examples:
+        >>> list(corruption_kinds())
+        ['gaussian', 'salt-pepper', 'masking', 'occlusion', 'grayscale']
+    """
+    return dict(_KINDS)
+
+
+def noise_help():
+    """``--noise``'s help, from the registered kinds.
+
+    Examples:
+        >>> noise_help().split(", ")[0]
+        'Corrupt inputs: gaussian:STD'
+    """
+    return ("Corrupt inputs: " + ", ".join(kind.help for kind in _KINDS.values())
+            + ", several joined by + (gaussian:0.5+occlusion:14), or none (default: the "
+            "family's).")
+
+
 @dataclasses.dataclass(frozen=True)
 class Corruption:
     """A corruption with its amount, made by ``parse_corruption`` from a spec such as ``gaussian:0.5``.
 
     Attributes:
-        kind: one of ``KINDS``.
+        kind: a registered kind's name (``corruption_kinds()``).
         amount: the noise's standard deviation, the fraction of pixels, or the patch's side
-            (none for grayscale).
+            (none for a kind without an amount, such as grayscale).
         position: for occlusion, a fixed (row, column) for the patch; ``None`` draws one per image.
         relative: for occlusion, ``amount`` is a percentage of the image's shorter side
             (``occlusion:50%`` is 14x14 on MNIST and fits images of any size).
@@ -122,15 +228,7 @@ class Corruption:
     relative: bool = False
 
     def __call__(self, images, seed):
-        if self.kind == "grayscale":
-            return grayscale(images)
-        if self.kind == "gaussian":
-            return gaussian_noise(images, self.amount, seed)
-        if self.kind == "salt-pepper":
-            return salt_and_pepper(images, self.amount, seed)
-        if self.kind == "masking":
-            return masking_noise(images, self.amount, seed)
-        return occlude(images, self.patch_size(images.shape[1:]), seed, self.position)
+        return _KINDS[self.kind].op(images, self, seed)
 
     def patch_size(self, image_shape):
         """The occlusion patch's side in pixels for images of ``image_shape``."""
@@ -139,12 +237,13 @@ class Corruption:
         return max(1, int(min(image_shape[:2]) * self.amount / 100 + 0.5))
 
     def check_fits(self, image_shape):
-        """Refuses an occlusion patch that does not fit in images of ``image_shape``, and
-        grayscale on images that are not colour."""
-        if self.kind == "grayscale" and image_shape[-1] != 3:
-            raise TfaeError(f"noise spec 'grayscale' needs colour images (3 channels), got "
+        """Refuses a patch that does not fit in images of ``image_shape``, and a colour kind
+        (grayscale) on images that are not colour."""
+        kind = _KINDS[self.kind]
+        if kind.colour and image_shape[-1] != 3:
+            raise TfaeError(f"noise spec {self.spec!r} needs colour images (3 channels), got "
                             f"{image_shape[-1]}; --channels 3 converts them")
-        if self.kind != "occlusion":
+        if not kind.placed:
             return
         height, width = image_shape[:2]
         top, left = self.position or (0, 0)
@@ -156,9 +255,9 @@ class Corruption:
     @property
     def spec(self):
         """The spec string that ``parse_corruption`` turns back into this corruption."""
-        if self.kind == "grayscale":
-            return "grayscale"
-        amount = f"{self.amount:g}" if self.kind == "occlusion" else self.amount
+        if self.amount is None:
+            return self.kind
+        amount = f"{self.amount:g}" if _KINDS[self.kind].whole or self.relative else self.amount
         where = "" if self.position is None else "@{},{}".format(*self.position)
         return f"{self.kind}:{amount}{'%' if self.relative else ''}{where}"
 
@@ -168,6 +267,7 @@ class CorruptionChain:
     """Corruptions applied one after the other, each with its own seed: ``gaussian:0.5+occlusion:14``.
 
     Examples:
+        >>> import tensorflow as tf
         >>> chain = parse_corruption("gaussian:0.5+occlusion:14")
         >>> [part.kind for part in chain.parts]
         ['gaussian', 'occlusion']
@@ -178,6 +278,8 @@ class CorruptionChain:
     parts: tuple
 
     def __call__(self, images, seed):
+        import tensorflow as tf
+
         for index, part in enumerate(self.parts):
             images = part(images, tf.random.experimental.stateless_fold_in(seed, index))
         return images
@@ -191,9 +293,6 @@ class CorruptionChain:
     def spec(self):
         """The spec string that ``parse_corruption`` turns back into this chain."""
         return "+".join(part.spec for part in self.parts)
-
-
-KINDS = ("gaussian", "salt-pepper", "masking", "occlusion", "grayscale")
 
 
 NO_CORRUPTION = "none"  # the spec that turns off a family's default noise
@@ -225,20 +324,24 @@ def parse_corruption(spec):
 
 
 def _parse_one(spec):
-    if spec == "grayscale":
-        return Corruption("grayscale")
-    kind, sep, rest = spec.partition(":")
-    if kind == "grayscale":
-        raise TfaeError(f"noise spec {spec!r}: grayscale takes no amount")
-    if kind not in KINDS or not sep:
+    name, sep, rest = spec.partition(":")
+    kind = _KINDS.get(name)
+    if kind is not None and kind.check is None:
+        if sep:
+            raise TfaeError(f"noise spec {spec!r}: {name} takes no amount")
+        return Corruption(name)
+    if kind is None or not sep:
+        with_amounts = [kind.name for kind in _KINDS.values() if kind.check is not None]
+        without = [kind.name for kind in _KINDS.values() if kind.check is None]
         raise TfaeError(f"noise spec {spec!r} is not KIND:AMOUNT with KIND one of "
-                        f"{', '.join(KINDS[:-1])}, or grayscale")
+                        f"{', '.join(with_amounts)}" + (f", or {', '.join(without)}"
+                                                         if without else ""))
     amount_text, at, where = rest.partition("@")
     relative = amount_text.endswith("%")
-    if relative and kind != "occlusion":
+    if relative and not kind.placed:
         raise TfaeError(f"noise spec {spec!r}: only occlusion takes a percentage")
     amount_text = amount_text.removesuffix("%")
-    if at and kind != "occlusion":
+    if at and not kind.placed:
         raise TfaeError(f"noise spec {spec!r}: only occlusion takes a position (@ROW,COL)")
     try:
         amount = float(amount_text)
@@ -249,16 +352,28 @@ def _parse_one(spec):
         raise TfaeError(f"noise spec {spec!r}: the amount must be a finite number")
     if position is not None and (len(position) != 2 or min(position) < 0):
         raise TfaeError(f"noise spec {spec!r}: the position must be ROW,COL, both >= 0")
-    if kind == "occlusion" and relative:
+    if relative:
         if not 0 < amount <= 100:
             raise TfaeError(f"noise spec {spec!r}: the patch size must be in (0, 100]%")
-        return Corruption(kind, amount, position, relative=True)
-    if kind == "occlusion":
-        if amount != int(amount) or amount < 1:
-            raise TfaeError(f"noise spec {spec!r}: the patch size must be a whole number >= 1")
-        return Corruption(kind, int(amount), position)
-    if kind == "gaussian" and not amount > 0:
-        raise TfaeError(f"noise spec {spec!r}: the standard deviation must be > 0")
-    if kind != "gaussian" and not 0 < amount <= 1:
-        raise TfaeError(f"noise spec {spec!r}: the fraction must be in (0, 1]")
-    return Corruption(kind, amount)
+        return Corruption(name, amount, position, relative=True)
+    problem = kind.check(amount)
+    if problem:
+        raise TfaeError(f"noise spec {spec!r}: {problem}")
+    return Corruption(name, int(amount) if kind.whole else amount, position)
+
+
+for _kind in (
+        CorruptionKind("gaussian", lambda images, corruption, seed: gaussian_noise(
+            images, corruption.amount, seed), "gaussian:STD", _deviation),
+        CorruptionKind("salt-pepper", lambda images, corruption, seed: salt_and_pepper(
+            images, corruption.amount, seed), "salt-pepper:F", _fraction),
+        CorruptionKind("masking", lambda images, corruption, seed: masking_noise(
+            images, corruption.amount, seed), "masking:F", _fraction),
+        CorruptionKind("occlusion", lambda images, corruption, seed: occlude(
+            images, corruption.patch_size(images.shape[1:]), seed, corruption.position),
+            "occlusion:SIZE[@ROW,COL] (or occlusion:P% of the shorter side)", _patch_side,
+            whole=True, placed=True),
+        CorruptionKind("grayscale", lambda images, corruption, seed: grayscale(images),
+                       "grayscale (colour images to grey: trains a colouriser)", colour=True),
+):
+    register_corruption(_kind)

@@ -1,31 +1,122 @@
-"""The figures of ``tfae plot``: gather what each kind shows from a run or export, then draw it.
+"""The figures of ``tfae plot``, one registered kind each: what a kind shows, gathered from a run or
+export, drawn by ``tfae.plots``.
 
 Kinds: ``tsne``, ``reconstructions``, ``denoising``, ``occlusion``, ``colorization`` (colour
-images), ``manifold``, ``history``.
+images), ``manifold``, ``history``. ``register_figure`` adds a kind of one's own: a
+``FigureKind`` whose ``draw(figure)`` gets a ``Figure`` (the model's endpoints, the data, where
+to write) and returns the PNG's path. This module imports TensorFlow only to draw, so that
+``tfae plot --help`` lists the kinds at once.
 
 Examples:
-    >>> from tfae.figures import draw
+    >>> from tfae.figures import draw, figure_names
+    >>> figure_names()[:2]
+    ['tsne', 'reconstructions']
     >>> draw("runs/deep", "tsne", out_dir="runs/deep/figures")  # doctest: +SKIP
     PosixPath('runs/deep/figures/tsne.png')
 """
 
+import dataclasses
 import pathlib
 
-import keras
 import numpy as np
 
-from tfae import plots
-from tfae.corruptions import parse_corruption
-from tfae.data.pipeline import first_images
 from tfae.errors import TfaeError
-from tfae.evaluate import (MANIFOLD_STEPS, SEED, manifold_convergence, measured_data,
-                           occlusion_sizes, open_endpoints)
-from tfae.runs import RunFolder
 
-KINDS = ("tsne", "reconstructions", "denoising", "occlusion", "colorization", "manifold",
-         "history")
 TSNE_IMAGES = 5000
 SHOWN_IMAGES = 10
+MANIFOLD_STARTS = 6  # noisy test images, and 2 random ones, in the manifold figure
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureKind:
+    """A kind of figure ``tfae plot --kind NAME`` draws.
+
+    Attributes:
+        name: the ``--kind`` name and the PNG's stem.
+        draw: ``draw(figure) -> path``, given a ``Figure``.
+        summary: one line on what it shows.
+        needs_model: it draws the model's outputs (``history`` draws the run's history only).
+        colour: it needs colour images (``report`` leaves it out for grey ones).
+    """
+
+    name: str
+    draw: callable
+    summary: str
+    needs_model: bool = True
+    colour: bool = False
+
+
+@dataclasses.dataclass
+class Figure:
+    """What a kind draws from: the name shown in titles, where the PNG goes, and (for kinds that
+    need the model) its endpoints (``tfae.evaluate.Endpoints``) and data (``tfae.data.Splits``).
+
+    Attributes:
+        name: the run's or export's folder name.
+        path: the PNG's path.
+        folder: the run's ``tfae.runs.RunFolder``.
+        endpoints, splits: the model and the data; ``None`` for a kind without ``needs_model``.
+    """
+
+    name: str
+    path: pathlib.Path
+    folder: object
+    endpoints: object = None
+    splits: object = None
+
+    def first(self, split, count, corruption=None):
+        """``(inputs, images, labels)`` of the first ``count`` images of ``split`` (all for
+        ``None``), the inputs corrupted by the spec ``corruption`` with evaluation's seed."""
+        from tfae.corruptions import parse_corruption
+        from tfae.data.pipeline import first_images
+        from tfae.evaluate import SEED
+
+        return first_images(split, count, corruption and parse_corruption(corruption), seed=SEED)
+
+    def shown(self, corruption=None):
+        """``first`` of ``SHOWN_IMAGES`` test images spread across the split: a folder's test
+        split is in file order, whose first images are often alike (one class, one region)."""
+        split = self.splits.test
+        return self.first(split.shard(max(1, int(split.cardinality()) // SHOWN_IMAGES), 0),
+                          SHOWN_IMAGES, corruption)
+
+    def reconstruct(self, images):
+        return np.asarray(self.endpoints.reconstruct(images))
+
+
+_KINDS = {}
+
+
+def register_figure(kind):
+    """Adds ``kind`` (a ``FigureKind``) to the registry; a kind of the same name is replaced.
+
+    Examples:
+        >>> register_figure(FigureKind("blank", lambda figure: figure.path, "nothing"))
+        >>> "blank" in figure_names()
+        True
+        >>> unregister_figure("blank")
+    """
+    _KINDS[kind.name] = kind
+
+
+def unregister_figure(name):
+    """Removes the kind called ``name`` (for tests and notebooks that register their own)."""
+    _KINDS.pop(name, None)
+
+
+def figure_kinds():
+    """The registered kinds, in the order they registered."""
+    return list(_KINDS.values())
+
+
+def figure_names():
+    """The registered kinds' names: ``tfae plot --kind``'s choices.
+
+    Examples:
+        >>> figure_names()[-1]
+        'history'
+    """
+    return list(_KINDS)
 
 
 def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verbose=1,
@@ -34,10 +125,10 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
 
     Args:
         path: a run folder or a SavedModel export.
-        kind: one of ``KINDS``.
+        kind: a registered kind's name (``figure_names()``).
         out_dir: where the PNG goes; default ``path/figures``.
         dataset, data_dir, limit, settings: as for ``tfae.evaluate.evaluate``.
-        verbose: a progress bar over the steps (t-SNE takes a minute on 5,000 codes).
+        verbose: a line naming what is drawn (t-SNE takes a minute on 5,000 codes).
 
     Returns:
         The PNG's path.
@@ -46,73 +137,108 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
         >>> draw("runs/deep", "tsne", limit=5000)  # doctest: +SKIP
         PosixPath('runs/deep/figures/tsne.png')
     """
-    if kind not in KINDS:
-        raise TfaeError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    from tfae.runs import RunFolder
+
+    if kind not in _KINDS:
+        raise TfaeError(f"--kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+    chosen = _KINDS[kind]
     folder = RunFolder(path)
     out = pathlib.Path(out_dir) if out_dir else folder.figures_dir
-    name = folder.path.resolve().name
-    if kind == "history":
-        return plots.plot_history(folder.history(), out / "history.png",
-                                  f"{name}: training history")
-    endpoints = open_endpoints(path)
-    splits, _ = measured_data(path, endpoints, dataset, limit, data_dir=data_dir, **settings)
-    progress = keras.utils.Progbar(3, verbose=verbose)
-    if kind == "tsne":
-        images, _, labels = _first(splits.test, TSNE_IMAGES)
-        codes = np.asarray(endpoints.encode(images))
-        progress.add(1)
-        embedding = plots.tsne_embedding(codes)
-        progress.add(1)
-        figure = plots.plot_tsne(embedding, labels, out / "tsne.png",
-                                 f"{name}: t-SNE of {len(codes):,} test codes",
-                                 class_names=splits.class_names)
-    elif kind == "reconstructions":
-        images, _, _ = _first(_spread(splits.test), SHOWN_IMAGES)
-        progress.add(2)
-        figure = plots.plot_rows([("original", images),
-                                  ("reconstructed", np.asarray(endpoints.reconstruct(images)))],
-                                 out / "reconstructions.png", f"{name}: reconstructions")
-    elif kind == "colorization":
-        if splits.image_shape[-1] != 3:
-            raise TfaeError(f"--kind colorization needs colour images; {splits.name} has "
-                            f"{splits.image_shape[-1]} channel(s)")
-        grey, images, _ = _first(_spread(splits.test), SHOWN_IMAGES,
-                                 parse_corruption("grayscale"))
-        progress.add(2)
-        figure = plots.plot_rows(
-            [("grayscale input", grey), ("colourised", np.asarray(endpoints.reconstruct(grey))),
-             ("original", images)], out / "colorization.png", f"{name}: colorization")
-    elif kind in ("denoising", "occlusion"):
-        spec = ("gaussian:0.5" if kind == "denoising"
-                else f"occlusion:{occlusion_sizes(splits.image_shape)[0]}")
-        corrupted, images, _ = _first(_spread(splits.test), SHOWN_IMAGES, parse_corruption(spec))
-        progress.add(2)
-        figure = plots.plot_rows(
-            [("original", images), (spec, corrupted),
-             ("reconstructed", np.asarray(endpoints.reconstruct(corrupted)))],
-            out / f"{kind}.png", f"{name}: {kind} ({spec})")
-    else:
-        noisy, _, _ = _first(splits.test, 6, parse_corruption("gaussian:0.5"))
-        start = np.concatenate([noisy, np.random.default_rng(SEED).random((2, *noisy.shape[1:]),
-                                                                          dtype=np.float32)])
-        reference, _, _ = _first(splits.train, None)
-        progress.add(1)
-        frames, distances = manifold_convergence(endpoints.reconstruct, start, MANIFOLD_STEPS,
-                                                 reference)
-        progress.add(1)
-        figure = plots.plot_manifold(
-            frames, distances, out / "manifold.png",
-            f"{name}: manifold convergence from 6 noisy (gaussian 0.5) and 2 random images")
-    progress.add(1)
-    return figure
+    figure = Figure(folder.path.resolve().name, out / f"{kind}.png", folder)
+    if chosen.needs_model:
+        from tfae.evaluate import measured_data, open_endpoints
+
+        figure.endpoints = open_endpoints(path)
+        figure.splits, _ = measured_data(path, figure.endpoints, dataset, limit,
+                                         data_dir=data_dir, **settings)
+        if chosen.colour and figure.splits.image_shape[-1] != 3:
+            raise TfaeError(f"--kind {kind} needs colour images; {figure.splits.name} has "
+                            f"{figure.splits.image_shape[-1]} channel(s)")
+    if verbose:
+        print(f"drawing {kind}: {chosen.summary}", flush=True)
+    return chosen.draw(figure)
 
 
-def _spread(split, count=SHOWN_IMAGES):
-    """Every n-th image of a split, ``count`` of them across it: a folder's test split is in file
-    order, whose first images are often alike (one class, one region of a photograph)."""
-    return split.shard(max(1, int(split.cardinality()) // count), 0)
+def _tsne(figure):
+    from tfae import plots
+
+    images, _, labels = figure.first(figure.splits.test, TSNE_IMAGES)
+    codes = np.asarray(figure.endpoints.encode(images))
+    return plots.plot_tsne(plots.tsne_embedding(codes), labels, figure.path,
+                           f"{figure.name}: t-SNE of {len(codes):,} test codes",
+                           class_names=figure.splits.class_names)
 
 
-def _first(split, count, corruption=None):
-    """The first ``count`` images of a split (all for ``None``), corrupted with ``SEED``."""
-    return first_images(split, count, corruption, seed=SEED)
+def _reconstructions(figure):
+    from tfae import plots
+
+    images, _, _ = figure.shown()
+    return plots.plot_rows([("original", images), ("reconstructed", figure.reconstruct(images))],
+                           figure.path, f"{figure.name}: reconstructions")
+
+
+def _colorization(figure):
+    from tfae import plots
+
+    grey, images, _ = figure.shown("grayscale")
+    return plots.plot_rows([("grayscale input", grey), ("colourised", figure.reconstruct(grey)),
+                            ("original", images)], figure.path, f"{figure.name}: colorization")
+
+
+def _corrupted_rows(spec_of, kind):
+    """A figure of originals, their corruption by ``spec_of(image_shape)`` and its
+    reconstruction."""
+    def draw_rows(figure):
+        from tfae import plots
+
+        spec = spec_of(figure.splits.image_shape)
+        corrupted, images, _ = figure.shown(spec)
+        return plots.plot_rows([("original", images), (spec, corrupted),
+                                ("reconstructed", figure.reconstruct(corrupted))],
+                               figure.path, f"{figure.name}: {kind} ({spec})")
+
+    return draw_rows
+
+
+def _occlusion_spec(image_shape):
+    from tfae.evaluate import occlusion_sizes
+
+    return f"occlusion:{occlusion_sizes(image_shape)[0]}"
+
+
+def _manifold(figure):
+    from tfae import plots
+    from tfae.evaluate import MANIFOLD_STEPS, SEED, manifold_convergence
+
+    noisy, _, _ = figure.first(figure.splits.test, MANIFOLD_STARTS, "gaussian:0.5")
+    start = np.concatenate([noisy, np.random.default_rng(SEED).random((2, *noisy.shape[1:]),
+                                                                      dtype=np.float32)])
+    reference, _, _ = figure.first(figure.splits.train, None)
+    frames, distances = manifold_convergence(figure.endpoints.reconstruct, start,
+                                             MANIFOLD_STEPS, reference)
+    return plots.plot_manifold(
+        frames, distances, figure.path, f"{figure.name}: manifold convergence from "
+        f"{MANIFOLD_STARTS} noisy (gaussian 0.5) and 2 random images")
+
+
+def _history(figure):
+    from tfae import plots
+
+    return plots.plot_history(figure.folder.history(), figure.path,
+                              f"{figure.name}: training history")
+
+
+for _kind in (
+        FigureKind("tsne", _tsne, "t-SNE of the test codes, coloured by class"),
+        FigureKind("reconstructions", _reconstructions, "test images and their reconstructions"),
+        FigureKind("denoising", _corrupted_rows(lambda shape: "gaussian:0.5", "denoising"),
+                   "noisy test images and what the model makes of them"),
+        FigureKind("occlusion", _corrupted_rows(_occlusion_spec, "occlusion"),
+                   "occluded test images and what the model makes of them"),
+        FigureKind("colorization", _colorization, "grey test images coloured by the model",
+                   colour=True),
+        FigureKind("manifold", _manifold, "iterating the autoencoder from noisy and random "
+                   "images"),
+        FigureKind("history", _history, "the training history", needs_model=False),
+):
+    register_figure(_kind)

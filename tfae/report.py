@@ -26,7 +26,7 @@ from tfae.config import DataConfig, FitConfig, resolve
 from tfae.evaluate import evaluate
 from tfae.errors import TfaeError
 from tfae.families import family_names, get_family
-from tfae.figures import KINDS, draw
+from tfae.figures import draw, figure_kinds
 from tfae.files import write_text
 from tfae.runs import RunFolder
 from tfae.train import fit
@@ -99,14 +99,15 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
         if metrics.get("limit") != limit or "baselines" not in metrics:
             metrics = evaluate(folder.path, limit=limit, verbose=verbose)
         figures = {}
-        for kind in KINDS:
-            if kind == "colorization" and "colorization" not in metrics:  # grey images
+        colour = "colorization" in metrics
+        for kind in figure_kinds():
+            if kind.colour and not colour:  # grey images
                 continue
-            figure = out / "figures" / name / f"{kind}.png"
+            figure = out / "figures" / name / f"{kind.name}.png"
             # The metrics are now at least as new as the model: a figure newer than both stands.
             if not _newer(figure, folder.metrics_path.stat().st_mtime):
-                draw(folder.path, kind, figure.parent, limit=limit, verbose=verbose)
-            figures[kind] = figure
+                draw(folder.path, kind.name, figure.parent, limit=limit, verbose=verbose)
+            figures[kind.name] = figure
         rows.append((name, {**folder.info(), "config": folder.config()}, metrics, figures))
         # Written after every row, so an interrupted report shows what it has finished.
         page = out.parent / f"{out.name}.md"
