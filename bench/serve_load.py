@@ -130,7 +130,7 @@ def load(client, port, batch, clients, seconds, requests):
 
 def start_server(export_dir, workers):
     server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", str(export_dir), "--port", "0",
+        [sys.executable, "-m", "tfae_cli.main", "serve", str(export_dir), "--port", "0",
          "--grpc-port", "0", "--workers", str(workers)], stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True)
     line = server.stdout.readline()  # printed once both protocols answer

@@ -1,1 +1,1 @@
-"""The ``tfae`` command: a thin click shell over the ``tfae`` library (see ``cli.main``)."""
+"""The ``tfae`` command: a thin click shell over the ``tfae`` library (installed as ``tfae_cli``; see ``tfae_cli.main``)."""

@@ -30,7 +30,7 @@ def mnist():
 
 def run_tfae(*args, cwd, check=True, timeout=600):
     """Runs the installed ``tfae`` command in ``cwd``; returns the CompletedProcess."""
-    result = subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=cwd,
+    result = subprocess.run([sys.executable, "-m", "tfae_cli.main", *map(str, args)], cwd=cwd,
                             capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"tfae {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
@@ -41,7 +41,7 @@ def run_tfae(*args, cwd, check=True, timeout=600):
 _SERVE_WITHOUT_TFAE = textwrap.dedent("""
     import sys
     sys.modules["tfae"] = None
-    sys.modules["cli"] = None
+    sys.modules["tfae_cli"] = None
     import json
     import numpy as np
     import tensorflow as tf

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import tfae
+from tfae_cli.main import tfae
 from conftest import write_images
 
 RUN = ["--model", "shallow", "--latent-dim", "8", "--limit", "200", "--epochs", "1"]

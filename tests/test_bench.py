@@ -4,6 +4,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end runs: the full tier only
+
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import tfae
+from tfae_cli.main import tfae
 from conftest import run_tfae, serve_without_tfae
 from tfae.export import SIGNATURES
 from tfae.families import family_names
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_same_seed_repeats_a_run(tmp_path):
 
 
 def test_killed_run_resumes_from_its_last_finished_epoch(tmp_path):
-    command = [sys.executable, "-m", "cli.main", "fit", "--model", "deep", "--hidden", "256,64",
+    command = [sys.executable, "-m", "tfae_cli.main", "fit", "--model", "deep", "--hidden", "256,64",
                "--latent-dim", "16", "--epochs", "4",
                "--batch-size", "32", "--limit", "12000", "--out", "run", "--no-export"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,

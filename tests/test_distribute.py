@@ -46,7 +46,7 @@ def start_workers(args, cwd, count=2):
         env = {**os.environ, "TMPDIR": str(cwd / "tmp"), "TF_CONFIG": json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}})}
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "cli.main", *map(str, args)], cwd=cwd, env=env,
+            [sys.executable, "-m", "tfae_cli.main", *map(str, args)], cwd=cwd, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return processes
 
@@ -91,6 +91,7 @@ def test_unknown_strategy_is_one_clear_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, options", [
     ("deep", ["--hidden", "64,32", "--latent-dim", "8"]),
     ("contractive", ["--hidden", "64", "--latent-dim", "8", "--lambda", "1e-3"]),
@@ -116,6 +117,7 @@ def test_two_workers_train_what_one_process_trains(model, options, tmp_path):
     assert not any((tmp_path / "tmp").iterdir())  # the other worker's folder is gone
 
 
+@pytest.mark.slow
 def test_killed_workers_resume_from_the_last_finished_epoch(tmp_path):
     args = ["fit", "--model", "deep", "--hidden", "256", "--latent-dim", "16", "--epochs", "3",
             "--limit", "6000", "--batch-size", "32", "--strategy", "multi-worker",
@@ -138,9 +140,10 @@ def test_killed_workers_resume_from_the_last_finished_epoch(tmp_path):
     assert len(json.loads((tmp_path / "run/history.json").read_text())["loss"]) == 3
 
 
+@pytest.mark.slow
 def test_parallel_search_with_a_chief_and_two_workers(tmp_path):
     port, = free_ports(1)
-    args = [sys.executable, "-m", "cli.main", "tune", "--model", "shallow", "--tuner", "random",
+    args = [sys.executable, "-m", "tfae_cli.main", "tune", "--model", "shallow", "--tuner", "random",
             "--max-trials", "2", "--epochs", "1", "--limit", "1000", "--out", "search",
             "--export-dir", "exported", "--distributed", "--quiet"]
     processes = []

@@ -79,6 +79,7 @@ def test_fence_parser_finds_blocks_and_their_lines(tmp_path):
         tutorial_blocks(page)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tutorial", TUTORIALS, ids=lambda path: path.stem)
 def test_tutorial_runs_start_to_finish(tutorial, tmp_path):
     import json
@@ -140,6 +141,7 @@ def test_reference_page_documents_every_module():
     assert not missing, f"missing from the reference: {missing}"
 
 
+@pytest.mark.slow
 def test_site_builds_strictly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
                              "--site-dir", str(tmp_path / "site")],

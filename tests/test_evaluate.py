@@ -8,7 +8,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 import tfae
-from cli.main import tfae as tfae_command
+from tfae_cli.main import tfae as tfae_command
 from tfae.errors import TfaeError
 from tfae import data
 from tfae.corruptions import parse_corruption

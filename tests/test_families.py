@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from cli.main import tfae
+from tfae_cli.main import tfae
 from tfae.families import BUILT_IN, build_model, families, family_names, get_family, unregister
 
 TOY_FAMILY = textwrap.dedent('''
@@ -66,6 +66,7 @@ def _invoke(*args):
     return result.output
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_new_family_is_one_module(toy_module, tmp_path, monkeypatch):
     # Named in TFAE_FAMILY_MODULES, the module alone gives `tfae fit` the family and its option.
@@ -93,7 +94,7 @@ def test_a_new_family_is_one_module(toy_module, tmp_path, monkeypatch):
 
 
 def test_the_registry_and_the_command_line_load_without_tensorflow():
-    code = ("import sys, cli.main, tfae.families, tfae.config; tfae.families.family_names(); "
+    code = ("import sys, tfae_cli.main, tfae.families, tfae.config; tfae.families.family_names(); "
             "print(sorted({'tensorflow', 'keras', 'keras_tuner'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)

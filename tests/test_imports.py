@@ -77,3 +77,16 @@ def test_the_graph_sees_imports_inside_functions():
 
 def test_no_module_of_tfae_imports_itself_in_a_circle():
     assert circles(import_graph()) == []
+
+
+def test_setup_cfg_installs_every_package_of_tfae_and_the_command_line():
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(PACKAGE.parent / "setup.cfg")
+    listed = set(setup["options"]["packages"].split())
+    folders = {".".join(path.relative_to(PACKAGE.parent).parts)
+               for path in [PACKAGE, *PACKAGE.rglob("*")]
+               if path.is_dir() and path.name != "__pycache__"}
+    assert listed == folders | {"tfae_cli"}
+    assert setup["options"]["package_dir"].split() == ["tfae_cli", "=", "cli"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import tfae
+from tfae_cli.main import tfae
 from conftest import serve_without_tfae, write_images
 from tfae.config import FitConfig
 from tfae.errors import TfaeError
@@ -17,6 +17,8 @@ from tfae.evaluate import evaluate
 from tfae.families import family_names
 from tfae.serving import Server, ServerSettings
 from tfae.train import fit
+
+pytestmark = pytest.mark.slow  # end-to-end runs: the full tier only
 
 
 def _shapes(count, shape, seed=0):

@@ -3,7 +3,7 @@ import pytest
 from click.testing import CliRunner
 
 import tfae
-from cli.main import tfae as tfae_command
+from tfae_cli.main import tfae as tfae_command
 from tfae.errors import TfaeError
 from tfae.figures import draw
 

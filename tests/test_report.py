@@ -1,8 +1,12 @@
 import re
 
+import pytest
+
 from click.testing import CliRunner
 
-from cli.main import tfae
+from tfae_cli.main import tfae
+
+pytestmark = pytest.mark.slow  # end-to-end runs: the full tier only
 
 
 def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch):

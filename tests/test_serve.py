@@ -283,7 +283,7 @@ def test_a_new_version_is_served_by_both_protocols_without_a_restart(server, stu
 
 def _start(export_dir, *options):
     """``tfae serve`` as a process; ``(process, rest url, grpc target)`` once it answers."""
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(export_dir),
+    process = subprocess.Popen([sys.executable, "-m", "tfae_cli.main", "serve", str(export_dir),
                                 "--port", "0", "--grpc-port", "0", *options],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()  # printed once both protocols answer
@@ -296,7 +296,7 @@ def _start(export_dir, *options):
 def test_a_busy_port_or_a_label_of_no_version_is_one_line_and_nothing_starts(export_dir):
     from click.testing import CliRunner
 
-    from cli.main import tfae
+    from tfae_cli.main import tfae
 
     with socket.create_server(("127.0.0.1", 0)) as held:
         port = str(held.getsockname()[1])

@@ -67,7 +67,7 @@ CASES = [
 
 
 def _start(export_dir):
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(export_dir),
+    process = subprocess.Popen([sys.executable, "-m", "tfae_cli.main", "serve", str(export_dir),
                                 "--port", "0", "--grpc-port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline()

@@ -255,6 +255,7 @@ def test_a_manual_file_of_other_content_is_refused_by_name(tmp_path):
         data.load("fashion_mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(files))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FASHION_FILES.is_dir(), reason="Debian's dataset-fashion-mnist is absent")
 def test_fashion_mnist_builds_offline_from_debians_files_beside_mnist(tmp_path):
     # MNIST first, in the same folder: its files have Fashion-MNIST's names, and tfds once reused

@@ -97,6 +97,7 @@ def test_best_table_lists_trials_in_rank_order():
     assert [row[:2] for row in rows] == [("1", "1"), ("2", "0")]
 
 
+@pytest.mark.slow
 def test_search_exports_the_best_and_its_config_retrains(tmp_path):
     result = run_tfae("tune", "--model", "deep", "--tuner", "random", "--max-trials", "2",
                       "--epochs", "1", "--limit", "1000", "--out", "search",
@@ -123,8 +124,9 @@ def test_search_exports_the_best_and_its_config_retrains(tmp_path):
     assert retrained == config
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_without_repeating_finished_trials(tmp_path):
-    command = [sys.executable, "-m", "cli.main", "tune", "--model", "shallow", "--tuner",
+    command = [sys.executable, "-m", "tfae_cli.main", "tune", "--model", "shallow", "--tuner",
                "random", "--max-trials", "3", "--epochs", "2", "--limit", "3000",
                "--batch-size", "32", "--out", "search", "--no-export", "--quiet"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,

@@ -177,7 +177,11 @@ def register_corruption(kind):
 
 
 def unregister_corruption(name):
-    """Removes the kind called ``name`` (for tests and notebooks that register their own)."""
+    """Removes the kind called ``name`` (for tests and notebooks that register their own).
+
+    Examples:
+        >>> unregister_corruption("no-such-kind")
+    """
     _KINDS.pop(name, None)
 
 

@@ -37,6 +37,10 @@ class FigureKind:
         summary: one line on what it shows.
         needs_model: it draws the model's outputs (``history`` draws the run's history only).
         colour: it needs colour images (``report`` leaves it out for grey ones).
+
+    Examples:
+        >>> [kind.name for kind in figure_kinds() if kind.colour]
+        ['colorization']
     """
 
     name: str
@@ -56,6 +60,12 @@ class Figure:
         path: the PNG's path.
         folder: the run's ``tfae.runs.RunFolder``.
         endpoints, splits: the model and the data; ``None`` for a kind without ``needs_model``.
+
+    Examples:
+        >>> def first_codes(figure):  # a kind's drawing function
+        ...     images, _, labels = figure.first(figure.splits.test, 100)
+        ...     return plots.plot_tsne(figure.endpoints.encode(images)[:, :2], labels,
+        ...                            figure.path, figure.name)
     """
 
     name: str
@@ -100,12 +110,21 @@ def register_figure(kind):
 
 
 def unregister_figure(name):
-    """Removes the kind called ``name`` (for tests and notebooks that register their own)."""
+    """Removes the kind called ``name`` (for tests and notebooks that register their own).
+
+    Examples:
+        >>> unregister_figure("no-such-kind")
+    """
     _KINDS.pop(name, None)
 
 
 def figure_kinds():
-    """The registered kinds, in the order they registered."""
+    """The registered kinds, in the order they registered.
+
+    Examples:
+        >>> [kind.name for kind in figure_kinds() if not kind.needs_model]
+        ['history']
+    """
     return list(_KINDS.values())
 
 
