@@ -90,7 +90,7 @@ def check_settings(folder, settings_path, settings, kind, ignore=(), defaults=No
 LOCK_NAME = ".lock"  # held by the process writing a folder (``RunFolder.in_use``)
 
 
-def check_claimable(folder, settings_path, settings, kind, ignore=(), defaults=None):
+def check_reusable(folder, settings_path, settings, kind, ignore=(), defaults=None):
     """Refuses ``folder`` unless it is new, empty, or holds a ``kind`` of the same settings; reads
     only, so a refused folder is left exactly as it was.
 
@@ -98,8 +98,8 @@ def check_claimable(folder, settings_path, settings, kind, ignore=(), defaults=N
         TfaeError: for a folder holding something else.
 
     Examples:
-        >>> check_claimable(pathlib.Path("runs/none-such"), pathlib.Path("runs/none-such/x.json"),
-        ...                 {"model": "deep"}, "run")
+        >>> check_reusable(pathlib.Path("runs/none-such"), pathlib.Path("runs/none-such/x.json"),
+        ...                {"model": "deep"}, "run")
     """
     if settings_path.exists():
         check_settings(folder, settings_path, settings, kind, ignore, defaults)
@@ -119,7 +119,7 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
         ...              {"model": "deep"}, "search")  # doctest: +SKIP
     """
     folder = pathlib.Path(folder)
-    check_claimable(folder, settings_path, settings, kind, ignore)
+    check_reusable(folder, settings_path, settings, kind, ignore)
     _record_settings(folder, settings_path, settings)
 
 
@@ -239,7 +239,7 @@ class RunFolder(_Folder):
             if saved_model != config.model:
                 raise TfaeError(f"--out {self.path} holds a run of model {saved_model!r}, not "
                                 f"{config.model!r}; choose another --out")
-        check_claimable(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",),
+        check_reusable(self.path, self.config_path, config.to_dict(), "run", ignore=("epochs",),
                         defaults=FitConfig().to_dict())
         saved = self.info().get("data", {}).get("fingerprint")
         if source and saved and source.get("fingerprint") != saved:

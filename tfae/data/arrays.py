@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfae.data.splits import Splits, fingerprint
-from tfae.data.splits import from_arrays as split_arrays
+from tfae.data.splits import make_splits
 from tfae.errors import TfaeError
 
 ARRAY_NAMES = ("x", "y", "x_test", "y_test")
@@ -78,7 +78,7 @@ def from_arrays(x, y=None, x_test=None, y_test=None, *, name="arrays", source=No
         source: what the run records; default ``{"kind": "arrays"}``, with a fingerprint.
         where: the file the arrays came from, for error messages.
         **settings: ``image_size``, ``channels``, ``test_fraction``, ``limit``
-            (``tfae.data.splits.from_arrays``).
+            (``tfae.data.splits.make_splits``).
 
     Examples:
         >>> from_arrays(np.zeros((10, 4, 4)), y=np.zeros(3))
@@ -103,7 +103,7 @@ def from_arrays(x, y=None, x_test=None, y_test=None, *, name="arrays", source=No
     arrays = [array for array in (images, labels, test_images, test_labels) if array is not None]
     source = {"kind": "arrays", **(source or {}),
               "fingerprint": fingerprint(*(_bytes(array) for array in arrays))}
-    return split_arrays(images, labels, test_images, test_labels, name=name, source=source,
+    return make_splits(images, labels, test_images, test_labels, name=name, source=source,
                         class_names=class_names, **settings)
 
 

@@ -25,7 +25,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from tfae.data.splits import conform, fingerprint, from_arrays
+from tfae.data.splits import conform, fingerprint, make_splits
 from tfae.errors import TfaeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -82,7 +82,7 @@ def load(dataset, *, image_size=None, channels=None, test_fraction=0.1, limit=No
     source = {"kind": "folder", "dataset": str(root.resolve()),
               "images": sum(len(listing) for listing in listings.values()),
               "fingerprint": fingerprint(*parts)}
-    return from_arrays(train_images, train_labels, test_images, test_labels, name=root.name,
+    return make_splits(train_images, train_labels, test_images, test_labels, name=root.name,
                        source=source, class_names=class_names, test_fraction=test_fraction,
                        limit=limit)
 

@@ -1,12 +1,12 @@
 """``Splits``, what every data source gives: train, validation and test images as ``tf.data``.
 
 Sources that hold their images as arrays (folders, ``.npz`` files, arrays from Python) end in
-``from_arrays``, which shapes the images (``conform``), holds out a seeded test split when there is
+``make_splits``, which shapes the images (``conform``), holds out a seeded test split when there is
 none and carves validation from the end of the training images, as the tfds source does.
 
 Examples:
     >>> import numpy as np
-    >>> splits = from_arrays(np.zeros((20, 8, 8, 1), np.uint8), name="blank")
+    >>> splits = make_splits(np.zeros((20, 8, 8, 1), np.uint8), name="blank")
     >>> [int(split.cardinality()) for split in (splits.train, splits.validation, splits.test)]
     [16, 2, 2]
     >>> splits.num_classes, splits.labelled
@@ -112,7 +112,7 @@ def conform(image, image_size=None, channels=None):
     return image
 
 
-def from_arrays(images, labels=None, test_images=None, test_labels=None, *, name, source=None,
+def make_splits(images, labels=None, test_images=None, test_labels=None, *, name, source=None,
                 class_names=(), image_size=None, channels=None, test_fraction=0.1, limit=None,
                 **_):
     """Splits checked image arrays into ``Splits``.
@@ -131,7 +131,7 @@ def from_arrays(images, labels=None, test_images=None, test_labels=None, *, name
         TfaeError: for too few images to make three splits.
 
     Examples:
-        >>> splits = from_arrays(np.zeros((50, 4, 4, 3), np.uint8), np.arange(50) % 2, name="toy",
+        >>> splits = make_splits(np.zeros((50, 4, 4, 3), np.uint8), np.arange(50) % 2, name="toy",
         ...                      channels=1, limit=8)
         >>> splits.image_shape, int(splits.train.cardinality())
         ((4, 4, 1), 8)
