@@ -27,7 +27,7 @@ import tensorflow as tf
 
 import tfae
 from tfae import data
-from tfae.runs import write_text
+from tfae.files import write_text
 from tfae.train import execution_for, execution_options
 
 SECTION = "## fit throughput: tfae vs plain Keras"
