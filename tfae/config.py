@@ -282,8 +282,7 @@ class TuneConfig:
         Raises:
             TfaeError: naming the setting that is wrong, or a family without a search space.
         """
-        fit = dataclasses.replace(self.fit, epochs=self.fit.epochs or TRIAL_EPOCHS)
-        config = self.from_dict({**self.to_dict(), "epochs": fit.epochs})
+        config = self.from_dict({**self.to_dict(), "epochs": self.fit.epochs or TRIAL_EPOCHS})
         family = resolve(config.fit).family
         if family.search_space is None:
             raise TfaeError(f"model {family.name!r} cannot be tuned; choose one of "
