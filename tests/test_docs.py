@@ -151,3 +151,14 @@ def test_site_builds_strictly(tmp_path):
     assert reference.count("tfae.tune.tune") >= 1
     assert all(f"tfae.families.{name.replace('-', '_')}" in reference for name in family_names())
     assert "--latent-dim" in (tmp_path / "site/cli/index.html").read_text()
+
+
+def test_the_readme_lists_every_family_and_measurement_as_registered():
+    from tfae.families import families
+    from tfae.measurements import measurements
+
+    readme = (ROOT / "README.md").read_text()
+    for family in families():
+        assert f"| `{family.name}` |" in readme, family.name
+    for measurement in measurements():
+        assert f"| `{measurement.name}` | {measurement.summary} |" in readme, measurement.name

@@ -12,7 +12,9 @@ from tfae_cli.main import tfae as tfae_command
 from tfae.errors import TfaeError
 from tfae import data
 from tfae.corruptions import parse_corruption
-from tfae.evaluate import evaluate, jacobian_norm, manifold_convergence
+from tfae.evaluate import evaluate
+from tfae.measurements.jacobian_norm import jacobian_norm
+from tfae.measurements.manifold import manifold_convergence
 from tfae.probes import knn_probe, linear_probe, psnr
 from tfae.export import export_saved_model
 from tfae.families import build_model
@@ -133,3 +135,28 @@ def test_iterating_a_trained_autoencoder_moves_noisy_images_towards_the_data(mni
     assert (distances[1] < 0.7 * distances[0]).all()  # one pass removes most of the noise
     assert (distances[-1] < 0.8 * distances[0]).all()  # and iterating stays near the data
     assert len(np.unique(distances[-1].round(3))) > 1  # not all collapsed to one point
+
+
+def test_a_measurement_of_ones_own_is_one_registration(small_run, monkeypatch):
+    from tfae.measurements import Measurement, register_measurement, unregister_measurement
+    from tfae.report import Row, _table
+
+    def sparsity(measuring):  # the share of code entries near zero, on the shared test codes
+        return float(np.mean(np.abs(measuring.test.codes) < 1e-3))
+
+    register_measurement(Measurement(
+        "sparsity", "the share of code entries near zero", sparsity,
+        rows=lambda value: [("code sparsity", f"{value:.1%}")],
+        columns=lambda value: [("sparsity", f"{value:.1%}")]))
+    work, _ = small_run
+    monkeypatch.chdir(work)
+    try:
+        table = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "200"])
+        assert table.exit_code == 0, table.output
+        assert re.search(r"code sparsity +\d+\.\d%", table.output), table.output
+        metrics = json.loads((work / "run/metrics.json").read_text())
+        assert 0 <= metrics["sparsity"] <= 1
+        header, cells = _table([Row("shallow", {"epochs_finished": 2}, metrics, {})])
+        assert header[-1] == "sparsity" and cells[0][-1] == f"{metrics['sparsity']:.1%}"
+    finally:
+        unregister_measurement("sparsity")

@@ -9,7 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tfae import data
-from tfae.evaluate import convergence
+from tfae.measurements.manifold import convergence
 from tfae.probes import baselines, linear_probe
 
 

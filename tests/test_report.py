@@ -1,16 +1,29 @@
+import pathlib
 import re
+import shutil
 
 import pytest
 
 from click.testing import CliRunner
 
+from tfae.errors import TfaeError
+from tfae.report import page_policy
 from tfae_cli.main import tfae
+
+RESULTS = pathlib.Path(__file__).parents[1] / "docs/results"  # the pages' own page.json files
+
+
+def with_policy(page, out):
+    """Copies the repository's ``page.json`` of ``page`` into the report folder ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(RESULTS / page / "page.json", out / "page.json")
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full tier only
 
 
 def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    with_policy(".", tmp_path / "docs/results")
     arguments = ["report", "--models", "shallow,randomized", "--epochs", "1", "--limit", "400",
                  "--out", "docs/results"]
     result = CliRunner().invoke(tfae, arguments)
@@ -75,7 +88,7 @@ def test_a_compact_report_trains_every_row_at_one_code_size_on_a_page_of_its_own
         tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     notes = tmp_path / "docs/results/latent-8/notes.md"
-    notes.parent.mkdir(parents=True)
+    with_policy("latent-32", notes.parent)
     notes.write_text("## Why the goals are missed\n\nTried nothing yet.\n")
     result = CliRunner().invoke(tfae, ["report", "--models", "shallow,randomized", "--epochs", "1",
                                        "--limit", "300", "--latent-dim", "8"])
@@ -98,6 +111,7 @@ def test_a_compact_report_trains_every_row_at_one_code_size_on_a_page_of_its_own
 
 def test_a_study_shapes_report_trains_each_row_at_the_studys_shape(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    with_policy("study-shapes", tmp_path / "docs/results/study-shapes")
     result = CliRunner().invoke(tfae, ["report", "--models", "randomized", "--limit", "300",
                                        "--study-shapes"])
     assert result.exit_code == 0, result.output
@@ -115,3 +129,17 @@ def test_report_refuses_an_unknown_family_before_training(tmp_path, monkeypatch)
     result = CliRunner().invoke(tfae, ["report", "--models", "deep,huge"])
     assert result.exit_code == 1 and "unknown report row 'huge'; choose from shallow" in result.output
     assert not (tmp_path / "docs").exists()
+
+
+@pytest.mark.parametrize("content", ['[]', '{"goals": [{"goal": "x"}]}', '{"goal": []}',
+                                     '{"goals": [{"goal": "x", "metric": ["probe"], "unit": "%", '
+                                     '"at_least": 1, "below": 2}]}'])
+def test_a_page_policy_of_another_shape_is_refused_in_one_line(content, tmp_path):
+    (tmp_path / "page.json").write_text(content)
+    with pytest.raises(TfaeError, match="page.json must hold goals"):
+        page_policy(tmp_path)
+
+
+@pytest.mark.parametrize("page", [".", "study-shapes", "latent-32"])
+def test_the_pages_own_policies_are_well_formed(page):
+    assert page_policy(RESULTS / page)["goals"]

@@ -79,7 +79,7 @@ class Figure:
         ``None``), the inputs corrupted by the spec ``corruption`` with evaluation's seed."""
         from tfae.corruptions import parse_corruption
         from tfae.data.pipeline import first_images
-        from tfae.evaluate import SEED
+        from tfae.measurements import SEED
 
         return first_images(split, count, corruption and parse_corruption(corruption), seed=SEED)
 
@@ -220,21 +220,22 @@ def _corrupted_rows(spec_of, kind):
 
 
 def _occlusion_spec(image_shape):
-    from tfae.evaluate import occlusion_sizes
+    from tfae.measurements.occlusion import sizes
 
-    return f"occlusion:{occlusion_sizes(image_shape)[0]}"
+    return f"occlusion:{sizes(image_shape)[0]}"
 
 
 def _manifold(figure):
     from tfae import plots
-    from tfae.evaluate import MANIFOLD_STEPS, SEED, manifold_convergence
+    from tfae.measurements import SEED
+    from tfae.measurements.manifold import NOISE, STEPS, manifold_convergence
 
-    noisy, _, _ = figure.first(figure.splits.test, MANIFOLD_STARTS, "gaussian:0.5")
+    noisy, _, _ = figure.first(figure.splits.test, MANIFOLD_STARTS, NOISE)
     start = np.concatenate([noisy, np.random.default_rng(SEED).random((2, *noisy.shape[1:]),
                                                                       dtype=np.float32)])
     reference, _, _ = figure.first(figure.splits.train, None)
-    frames, distances = manifold_convergence(figure.endpoints.reconstruct, start,
-                                             MANIFOLD_STEPS, reference)
+    frames, distances = manifold_convergence(figure.endpoints.reconstruct, start, STEPS,
+                                             reference)
     return plots.plot_manifold(
         frames, distances, figure.path, f"{figure.name}: manifold convergence from "
         f"{MANIFOLD_STARTS} noisy (gaussian 0.5) and 2 random images")

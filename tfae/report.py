@@ -19,6 +19,7 @@ Examples:
     PosixPath('docs/results/fashion_mnist.md')
 """
 
+import dataclasses
 import pathlib
 import time
 
@@ -27,21 +28,36 @@ from tfae.evaluate import evaluate
 from tfae.errors import TfaeError
 from tfae.families import family_names, get_family
 from tfae.figures import draw, figure_kinds
-from tfae.files import write_text
+from tfae.measurements import measurements, percent
+from tfae.measurements.baselines import label as baseline_label
+from tfae.files import read_json, write_text
 from tfae.runs import RunFolder
 from tfae.train import fit
 
-# The study's published linear-probe accuracies (its slides lost which model each belongs to).
-STUDY_ACCURACIES = (0.9111, 0.9273, 0.9177, 0.9360, 0.8846)
 # Rows beyond the families, with the settings that make them: the study's future work, the
 # randomized autoencoder on noisy and on occluded images.
 VARIANTS = {
     "randomized-denoising": ("randomized", {"noise": "gaussian:0.5"}),
     "randomized-occlusion": ("randomized", {"noise": "occlusion:50%"}),
 }
-COLUMNS = ("model", "parameters", "epochs", "training time", "MSE", "linear probe", "kNN (k=5)",
-           "denoising PSNR, gaussian 0.5", "probe, 14x14 occluded", "mean ‖J‖_F",
-           "label kept after 20 steps (attractors)")
+RUN_COLUMNS = ("model", "parameters", "epochs", "training time")  # then the measurements'
+
+
+@dataclasses.dataclass
+class Row:
+    """A row of a results page: its name, its run's ``run.json`` with its ``config.json`` as
+    ``config``, its metrics and its figures by kind.
+
+    Examples:
+        >>> row = Row("deep", {"config": {}}, {"probe": {"linear": 0.9}}, {})
+        >>> row.metrics["probe"]["linear"]
+        0.9
+    """
+
+    name: str
+    info: dict
+    metrics: dict
+    figures: dict
 
 
 def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, study_shapes=False,
@@ -79,6 +95,7 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
     if unknown:  # before hours of training, not after
         raise TfaeError(f"unknown report row {unknown[0]!r}; choose from {', '.join(row_names())}")
     rows, command = [], _command(models, epochs, out, data, shape)
+    policy = page_policy(out)  # before hours of training, so a bad file is refused first
     for name in models:
         folder = RunFolder(out / "runs" / name)
         family, settings = VARIANTS.get(name, (name, {}))
@@ -108,11 +125,11 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
             if not _newer(figure, folder.metrics_path.stat().st_mtime):
                 draw(folder.path, kind.name, figure.parent, limit=limit, verbose=verbose)
             figures[kind.name] = figure
-        rows.append((name, {**folder.info(), "config": folder.config()}, metrics, figures))
+        rows.append(Row(name, {**folder.info(), "config": folder.config()}, metrics, figures))
         # Written after every row, so an interrupted report shows what it has finished.
         page = out.parent / f"{out.name}.md"
         write_text(page, _page(rows, command, page.parent, data.dataset, shape,
-                               _notes(out / "notes.md")))
+                               _notes(out / "notes.md"), policy))
     return page
 
 
@@ -172,93 +189,91 @@ def _option(value):
     return str(value)
 
 
-def _goals(rows, dataset, shape):
-    """(goal, measured, met) for the page: against the baselines on labelled data; MNIST's own
-    goals on its default page; the best family's at a chosen code size; the study's best at
-    the study's shapes."""
-    if any(metrics["probe"] is None for _, _, metrics, _ in rows):
+POLICY_NAME = "page.json"
+GOAL_UNITS = {"%": "{:.2%}", "dB": "{:.1f} dB", "s": "{:.0f} s"}
+
+
+def page_policy(out):
+    """What a page holds beyond its measurements, from ``OUT/page.json`` where it exists (written
+    by hand beside ``OUT/notes.md``): ``goals``, each ``{"goal", "metric", "at_least" or
+    "below", "unit", "rows"}`` (``metric`` a path of keys into a row's metrics, ``rows``
+    ``"each"``, ``"best"`` or a list of row names); ``study_accuracies``, the published
+    accuracies a section compares with; ``settings``, a sentence on how the rows were set up.
+
+    Raises:
+        TfaeError: for a file that is not such a JSON object.
+
+    Examples:
+        >>> page_policy(pathlib.Path("no/such/folder"))
+        {'goals': [], 'study_accuracies': [], 'settings': ''}
+    """
+    path = pathlib.Path(out) / POLICY_NAME
+    policy = {"goals": [], "study_accuracies": [], "settings": ""}
+    if not path.exists():
+        return policy
+    found = read_json(path)
+    unknown = set(found) - set(policy) if isinstance(found, dict) else {"(not an object)"}
+    goals = found.get("goals", []) if isinstance(found, dict) else None
+    if unknown or not isinstance(goals, list) or not all(
+            isinstance(goal, dict) and {"goal", "metric", "unit"} <= set(goal)
+            and len({"at_least", "below"} & set(goal)) == 1 and goal["unit"] in GOAL_UNITS
+            for goal in goals):
+        raise TfaeError(f"{path} must hold goals (each with goal, metric, unit and at_least or "
+                        "below), study_accuracies and settings only")
+    return {**policy, **found}
+
+
+def _goals(rows, policy, shape):
+    """(goal, measured, met) for the page: against the baselines on labelled data, then the
+    page's own (``page_policy``)."""
+    if any(row.metrics["probe"] is None for row in rows):
         return []  # unlabelled: nothing to probe
     goals = _baseline_goals(rows, with_pixels=not isinstance(shape, int))
-    if shape == "study":
-        goals += [(f"`{name}` linear probe >= {max(STUDY_ACCURACIES):.1%}, the study's best",
-                   f"{metrics['probe']['linear']:.2%}",
-                   metrics["probe"]["linear"] >= max(STUDY_ACCURACIES))
-                  for name, _, metrics, _ in rows]
-    elif shape:
-        linear = {name: metrics["probe"]["linear"] for name, _, metrics, _ in rows}
-        knn = {name: metrics["probe"]["knn"] for name, _, metrics, _ in rows}
-        best_linear, best_knn = max(linear, key=linear.get), max(knn, key=knn.get)
-        goals += [("best linear probe >= 97%", f"{linear[best_linear]:.2%} (`{best_linear}`)",
-                   linear[best_linear] >= 0.97),
-                  ("best kNN >= 98%", f"{knn[best_knn]:.2%} (`{best_knn}`)",
-                   knn[best_knn] >= 0.98)]
-    elif dataset == "mnist":
-        goals += _mnist_goals(rows)
+    for goal in policy["goals"]:
+        values = {row.name: _metric(row.metrics, goal["metric"]) for row in rows}
+        values = {name: value for name, value in values.items() if value is not None}
+        shown = GOAL_UNITS[goal["unit"]].format
+        chosen = goal.get("rows", "each")
+        if chosen == "best" and values:
+            best = (min if "below" in goal else max)(values, key=values.get)
+            goals.append((goal["goal"], f"{shown(values[best])} (`{best}`)",
+                          _met(goal, values[best])))
+        elif chosen != "best":
+            names = [name for name in (values if chosen == "each" else chosen) if name in values]
+            goals += [(f"`{name}` {goal['goal']}", shown(values[name]), _met(goal, values[name]))
+                      for name in names]
     return goals
+
+
+def _metric(metrics, keys):
+    for key in keys:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return None
+        metrics = metrics[key]
+    return metrics
+
+
+def _met(goal, value):
+    return value >= goal["at_least"] if "at_least" in goal else value < goal["below"]
 
 
 def _baseline_goals(rows, with_pixels):
     """Each row against PCA of its code size on all three (linear probe, kNN, reconstruction
     PSNR) and, ``with_pixels``, its linear probe against the raw pixels'."""
     goals = []
-    for name, _, metrics, _ in rows:
-        pca, pixels = metrics["baselines"]["pca"], metrics["baselines"]["pixels"]
-        measured = {"linear": metrics["probe"]["linear"], "knn": metrics["probe"]["knn"],
-                    "psnr": metrics["reconstruction"]["psnr"]}
+    for row in rows:
+        pca, pixels = row.metrics["baselines"]["pca"], row.metrics["baselines"]["pixels"]
+        measured = {"linear": row.metrics["probe"]["linear"], "knn": row.metrics["probe"]["knn"],
+                    "psnr": row.metrics["reconstruction"]["psnr"]}
         beaten = [key for key in measured if measured[key] > pca[key]]
-        goals.append((f"`{name}` beats PCA-{pca['components']} on probe, kNN and PSNR",
+        goals.append((f"`{row.name}` beats PCA-{pca['components']} on probe, kNN and PSNR",
                       f"{measured['linear']:.2%} / {measured['knn']:.2%} / "
                       f"{measured['psnr']:.1f} dB against {pca['linear']:.2%} / "
                       f"{pca['knn']:.2%} / {pca['psnr']:.1f} dB", len(beaten) == 3))
         if with_pixels:
-            goals.append((f"`{name}` linear probe beats the raw pixels'",
+            goals.append((f"`{row.name}` linear probe beats the raw pixels'",
                           f"{measured['linear']:.2%} against {pixels['linear']:.2%}",
                           measured["linear"] > pixels["linear"]))
-    return goals
-
-
-def _mnist_goals(rows):
-    """(goal, measured, met) for MNIST's default page, for the families in ``rows``."""
-    by_name = {name: (info, metrics) for name, info, metrics, _ in rows}
-    linear = {name: metrics["probe"]["linear"] for name, (_, metrics) in by_name.items()}
-    knn = {name: metrics["probe"]["knn"] for name, (_, metrics) in by_name.items()}
-    goals = [(f"linear probe >= 95% (`{name}`)", f"{linear[name]:.2%}", linear[name] >= 0.95)
-             for name in by_name]
-    goals += [(f"kNN >= 97% (`{name}`)", f"{knn[name]:.2%}", knn[name] >= 0.97) for name in by_name]
-    if "randomized" in by_name:
-        info, metrics = by_name["randomized"]
-        seconds = info.get("training_seconds", 0)
-        psnr = metrics["reconstruction"]["psnr"]
-        goals += [("`randomized` linear probe >= 97%", f"{linear['randomized']:.2%}",
-                   linear["randomized"] >= 0.97),
-                  ("`randomized` trained in < 30 s", f"{seconds:.0f} s", seconds < 30),
-                  ("`randomized` reconstruction PSNR >= 20 dB", f"{psnr:.1f} dB", psnr >= 20)]
-    if "randomized-denoising" in by_name:
-        info, metrics = by_name["randomized-denoising"]
-        psnr = metrics["denoising"]["gaussian:0.5"]["reconstruction_psnr"]
-        seconds = info.get("training_seconds", 0)
-        goals += [("`randomized-denoising` PSNR >= 18 dB on gaussian 0.5", f"{psnr:.1f} dB",
-                   psnr >= 18),
-                  ("`randomized-denoising` trained in < 60 s", f"{seconds:.0f} s", seconds < 60)]
-    if "randomized-occlusion" in by_name:
-        info, metrics = by_name["randomized-occlusion"]
-        probe = metrics["occlusion"]["14x14"]["linear_probe"]
-        seconds = info.get("training_seconds", 0)
-        goals += [("`randomized-occlusion` probe on 14x14-occluded codes >= 80%",
-                   f"{probe:.2%}", probe >= 0.80),
-                  ("`randomized-occlusion` trained in < 60 s", f"{seconds:.0f} s", seconds < 60)]
-    if "denoising" in by_name:
-        psnr = by_name["denoising"][1]["denoising"]["gaussian:0.5"]["reconstruction_psnr"]
-        goals.append(("`denoising` PSNR >= 20 dB on gaussian 0.5", f"{psnr:.1f} dB", psnr >= 20))
-    occluded = {name: metrics["occlusion"]["14x14"]["linear_probe"]
-                for name, (_, metrics) in by_name.items()}
-    best = max(occluded, key=occluded.get)
-    goals.append(("probe on 14x14-occluded codes >= 85%",
-                  f"{occluded[best]:.2%} (best: `{best}`)", occluded[best] >= 0.85))
-    goals += [(f"`{name}` keeps the digit for >= 80% of noisy starts after 20 steps",
-               f"{metrics['manifold']['label_kept']:.2%}",
-               metrics["manifold"]["label_kept"] >= 0.80)
-              for name, (_, metrics) in by_name.items() if metrics.get("manifold")]
     return goals
 
 
@@ -278,118 +293,113 @@ def _command(models, epochs, out, data, shape):
     return " ".join(words)
 
 
-def _percent(value):
-    return "–" if value is None else f"{value:.2%}"
-
-
 def _notes(path):
     """The hand-written notes kept beside a page's runs (what was tried where a goal is missed),
     which every regeneration of the page carries; ``""`` without them."""
     return path.read_text().strip() if path.exists() else ""
 
 
-def _page(rows, command, page_dir, dataset, shape=None, written=""):
-    occlusion = next(iter(rows[0][2]["occlusion"]))  # the larger patch: 14x14 on MNIST
-    columns = [column.replace("14x14", occlusion) for column in COLUMNS]
+def _table(rows):
+    """The header and the cells of each row: the run's columns, then each measurement's."""
+    header = list(RUN_COLUMNS)
+    cells = [[f"`{row.name}`", f"{row.metrics['parameters']:,}",
+              "layer-wise" if _family(row.name).trainer
+              else str(row.info.get("epochs_finished", "")),
+              f"{row.info.get('training_seconds', 0):.0f} s"] for row in rows]
+    for measurement in measurements():
+        measured = [row.metrics[measurement.name] for row in rows
+                    if measurement.columns and row.metrics.get(measurement.name) is not None]
+        if not measured:
+            continue
+        headers = [header for header, _ in measurement.columns(measured[0])]
+        header += headers
+        for row, row_cells in zip(rows, cells):
+            value = row.metrics.get(measurement.name)
+            row_cells += ([cell for _, cell in measurement.columns(value)] if value is not None
+                          else ["–"] * len(headers))
+    return header, cells
+
+
+def _page(rows, command, page_dir, dataset, shape=None, written="", policy=None):
+    policy = policy or page_policy(pathlib.Path("no-policy"))
     title = "# Results" + (f" on {dataset}" if dataset != "mnist" else "")
     if shape:
         title += " at the study's shapes" if shape == "study" else f" with {shape}-number codes"
-    if {name for name, _, _, _ in rows} != set(row_names()):
-        title += ": " + ", ".join(f"`{name}`" for name, _, _, _ in rows)
+    if {row.name for row in rows} != set(row_names()):
+        title += ": " + ", ".join(f"`{row.name}`" for row in rows)
     settings = {None: "each family's defaults",
                 "study": "each family at the study's shape (see Settings)"}.get(
         shape, f"each family's defaults but a {shape}-number code (see Settings)")
+    header, cells = _table(rows)
     lines = [title, "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}; every number is on the "
              f"test split, with {settings}. The rows in italics are the baselines, measured on "
              "the same splits: a linear autoencoder (PCA) with each code size in the table, and "
              "the raw pixels.", "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for name, info, metrics, _ in rows:
-        probe = metrics["probe"] or {}
-        lines.append("| " + " | ".join([
-            f"`{name}`", f"{metrics['parameters']:,}",
-            "layer-wise" if _family(name).trainer else str(info.get("epochs_finished", "")),
-            f"{info.get('training_seconds', 0):.0f} s",
-            f"{metrics['reconstruction']['mse']:.4f}", _percent(probe.get("linear")),
-            _percent(probe.get("knn")),
-            f"{metrics['denoising']['gaussian:0.5']['reconstruction_psnr']:.1f} dB",
-            _percent(metrics["occlusion"][occlusion]["linear_probe"]),
-            f"{metrics['jacobian_norm']:.3f}", _convergence(metrics)]) + " |")
-    lines += _baseline_rows(rows, len(columns))
-    notes = sorted({note for _, _, metrics, _ in rows for note in metrics.get("notes", [])})
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row_cells) + " |" for row_cells in cells]
+    lines += _baseline_rows(rows, header)
+    notes = sorted({note for row in rows for note in row.metrics.get("notes", [])})
     if notes:
         lines += [""] + [f"Note: {note}." for note in notes]
-    goals = _goals(rows, dataset, shape)
+    goals = _goals(rows, policy, shape)
     if goals:
         lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
         lines += [f"| {goal} | {measured} | {'met' if met else '**missed**'} |"
                   for goal, measured, met in goals]
-        if any(metrics["baselines"]["pca"]["psnr"] >= 100 for _, _, metrics, _ in rows):
+        if any(row.metrics["baselines"]["pca"]["psnr"] >= 100 for row in rows):
             lines += ["", "PCA with as many components as the image has pixels reconstructs it "
                       "exactly (100 dB is where PSNR is capped): a code that wide is no "
                       "compression, and no autoencoder can beat it on PSNR. The compact pages "
                       "(`tfae report --latent-dim 32`) compare at one smaller size."]
-    if dataset == "mnist" and shape in (None, "study"):
-        lines += _study_sections(rows)
+    if policy["study_accuracies"] and all(row.metrics["probe"] for row in rows):
+        lines += _study_sections(rows, policy["study_accuracies"])
     if written:
         lines += ["", written]
     lines += ["", "## Settings", "",
-              "The settings of each row, as its run's `config.json` records them (`tfae report "
-              "--study-shapes` trains every family at the study's own shape: `shallow` with "
-              "`--latent-dim 128 --noise none`, `deep` with `--hidden 500,200,100 --latent-dim 10 "
-              "--noise none`, `contractive` with those and `--latent-activation linear`, the "
-              "convolutional ones with `--latent-dim 10`, `randomized` with `--hidden 700,700`).",
-              "",
+              "The settings of each row, as its run's `config.json` records them"
+              + (f" ({policy['settings']})" if policy["settings"] else "") + ".", "",
               "| model | options | epochs | noise |", "|---|---|---|---|"]
-    for name, info, _, _ in rows:
-        config = info["config"]
+    for row in rows:
+        config = row.info["config"]
         options = ", ".join(f"{key}={_option(value)}"
                             for key, value in config["model_options"].items())
-        epochs = "layer-wise" if _family(name).trainer else config["epochs"]
-        lines.append(f"| `{name}` | {options} | {epochs} | {config['noise'] or ''} |")
+        epochs = "layer-wise" if _family(row.name).trainer else config["epochs"]
+        lines.append(f"| `{row.name}` | {options} | {epochs} | {config['noise'] or ''} |")
     lines.append("")
-    for name, _, _, figures in rows:
-        lines += [f"## `{name}`", ""]
-        lines += [f"![{name} {kind}]({figure.relative_to(page_dir)})"
-                  for kind, figure in figures.items()]
+    for row in rows:
+        lines += [f"## `{row.name}`", ""]
+        lines += [f"![{row.name} {kind}]({figure.relative_to(page_dir)})"
+                  for kind, figure in row.figures.items()]
         lines.append("")
     return "\n".join(lines)
 
 
-def _convergence(metrics):
-    manifold = metrics.get("manifold")
-    return "–" if manifold is None else (f"{manifold['label_kept']:.2%} "
-                                         f"({manifold['attractors']})")
-
-
-def _baseline_rows(rows, width):
+def _baseline_rows(rows, header):
     """Rows for the raw pixels and for PCA at each code size in ``rows``, measured on the same
-    splits: what each family's numbers are read against."""
+    splits: what each family's numbers are read against, in the columns they share."""
     found = {}
-    for _, _, metrics, _ in rows:
-        for name, values in metrics.get("baselines", {}).items():
-            label = "raw pixels" if name == "pixels" else f"PCA-{values['components']}"
-            found.setdefault(label, values)
+    for row in rows:
+        for name, values in row.metrics.get("baselines", {}).items():
+            found.setdefault(baseline_label(name, values), values)
     lines = []
     for label, values in sorted(found.items(), key=lambda item: (item[0] != "raw pixels",
                                                                   item[1].get("components", 0))):
-        cells = [f"*{label}*", "–", "–", "–",
-                 f"{values['mse']:.4f}" if "mse" in values else "–",
-                 _percent(values["linear"]), _percent(values["knn"])]
-        lines.append("| " + " | ".join(cells + ["–"] * (width - len(cells))) + " |")
+        shared = {"MSE": f"{values['mse']:.4f}" if "mse" in values else "–",
+                  "linear probe": percent(values["linear"]), "kNN (k=5)": percent(values["knn"])}
+        cells = [f"*{label}*"] + [shared.get(column, "–") for column in header[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def _study_sections(rows):
-    """The comparison with the study: MNIST's."""
-    best = max(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
-    worst = min(metrics["probe"]["linear"] for _, _, metrics, _ in rows)
-    lines = ["", "## Against the study", "",
-              "The study reported linear-probe accuracies of "
-              + ", ".join(f"{accuracy:.2%}" for accuracy in STUDY_ACCURACIES)
-              + f" ({min(STUDY_ACCURACIES):.1%} to {max(STUDY_ACCURACIES):.1%}). Here the families "
-              f"range from {worst:.2%} to {best:.2%}: "
-              + ("every family beats the study's best." if worst > max(STUDY_ACCURACIES) else
-                 "not every family beats the study's best; the table says which.")]
-    return lines
+def _study_sections(rows, accuracies):
+    """The comparison with the study's published accuracies."""
+    best = max(row.metrics["probe"]["linear"] for row in rows)
+    worst = min(row.metrics["probe"]["linear"] for row in rows)
+    return ["", "## Against the study", "",
+            "The study reported linear-probe accuracies of "
+            + ", ".join(f"{accuracy:.2%}" for accuracy in accuracies)
+            + f" ({min(accuracies):.1%} to {max(accuracies):.1%}). Here the families "
+            f"range from {worst:.2%} to {best:.2%}: "
+            + ("every family beats the study's best." if worst > max(accuracies) else
+               "not every family beats the study's best; the table says which.")]

@@ -279,7 +279,8 @@ def make_tuner(config, hypermodel, folder):
     """The keras-tuner tuner for ``config``, reloading a search already in ``folder``.
 
     Examples:
-        >>> config = TuneConfig(FitConfig(model="deep"), tuner="random").resolved()  # doctest: +SKIP
+        >>> config = TuneConfig(FitConfig(model="deep"), tuner="random")  # doctest: +SKIP
+        >>> config = config.resolved()  # doctest: +SKIP
         >>> tuner = make_tuner(config, FamilyHyperModel(config, splits),
         ...                    SearchFolder("tuning/deep"))  # doctest: +SKIP
         >>> tuner.search(epochs=2)  # doctest: +SKIP

@@ -1,0 +1,52 @@
+"""``jacobian_norm``: how contractive the encoder is, the mean Frobenius norm of its Jacobian
+over (at most ``IMAGES``) test images.
+
+Examples:
+    >>> import numpy as np, tensorflow as tf
+    >>> round(jacobian_norm(lambda x: 2 * tf.reshape(x, (-1, 3)), np.ones((2, 3))), 4)
+    3.4641
+"""
+
+import functools
+
+from tfae.measurements import Measurement, register_measurement
+
+IMAGES = 1000  # the Jacobian is latent x pixels per image: a sample is enough
+
+
+def jacobian_norm(encode, images, squared_norm=None):
+    """Mean over ``images`` of ||J_f(x)||_F, the encoder's Jacobian norm, for any callable encoder.
+
+    ``squared_norm(images)``, when given, computes ||J_f(x)||_F^2 instead of the full Jacobian:
+    a Keras encoder passes ``contractive_penalty``'s ``exact`` method, the closed form for one
+    dense layer, where the full Jacobian of a wide code is gigabytes per batch.
+
+    Examples:
+        >>> import numpy as np, tensorflow as tf
+        >>> round(jacobian_norm(lambda x: tf.reshape(x, (-1, 4)), np.ones((3, 2, 2))), 4)
+        2.0
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from tfae.models.contractive import jacobian_squared_norm
+
+    squared_norm = squared_norm or functools.partial(jacobian_squared_norm, encode)
+
+    @tf.function  # batch_jacobian's vectorisation retraces on every eager call
+    def batch_norms(batch):
+        return tf.sqrt(squared_norm(batch))
+
+    batches = tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32)).batch(100)
+    return float(np.mean(np.concatenate([batch_norms(batch).numpy() for batch in batches])))
+
+
+def _measure(measuring):
+    return jacobian_norm(measuring.endpoints.encode, measuring.test.targets[:IMAGES],
+                         measuring.endpoints.jacobian_squared_norm)
+
+
+register_measurement(Measurement(
+    "jacobian_norm", "the encoder's mean Jacobian norm", _measure,
+    rows=lambda value: [("mean ||J||_F", f"{value:.4f}")],
+    columns=lambda value: [("mean ‖J‖_F", f"{value:.3f}")]))

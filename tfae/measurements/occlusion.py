@@ -1,0 +1,91 @@
+"""``occlusion``: how the model copes with a square patch of the image blacked out.
+
+For patches of half and a quarter of the shorter side (14x14 and 7x7 on MNIST) at seeded
+positions: the reconstruction's MSE inside the patch, and the linear probe's accuracy on the
+codes of the occluded images. Keyed by ``patch_key``; reports show the largest patch.
+
+Examples:
+    >>> sizes((28, 28, 1)), sizes((75, 100, 3)), patch_key(14)
+    ((14, 7), (37, 18), '14x14')
+"""
+
+from tfae.measurements import SEED, Measurement, percent, register_measurement
+
+
+def sizes(image_shape):
+    """The sides of the square occlusion patches measured: half and a quarter of the shorter side.
+
+    Examples:
+        >>> sizes((3, 3, 1))
+        (1,)
+    """
+    side = min(image_shape[:2])
+    return tuple(size for size in (side // 2, side // 4) if size > 0)
+
+
+def patch_key(size):
+    """How a patch of side ``size`` is named in ``metrics.json`` and on pages.
+
+    Examples:
+        >>> patch_key(7)
+        '7x7'
+    """
+    return f"{size}x{size}"
+
+
+def largest(value):
+    """The largest patch's name in an ``occlusion`` value (the first measured).
+
+    Examples:
+        >>> largest({"14x14": {}, "7x7": {}})
+        '14x14'
+    """
+    return next(iter(value))
+
+
+def _measure(measuring):
+    import numpy as np
+
+    from tfae.probes import score
+
+    value = {}
+    for size in sizes(measuring.splits.image_shape):
+        occluded = measuring.collect(measuring.splits.test, f"occlusion:{size}")
+        patch = _patch_mask(measuring, size)
+        error = (occluded.reconstructions - occluded.targets) * patch
+        value[patch_key(size)] = {
+            "patch_mse": float(np.sum(error ** 2) / np.sum(patch)),
+            "linear_probe": measuring.probes and score(measuring.probes["linear"], occluded.codes,
+                                                       occluded.labels),
+        }
+    return value
+
+
+def _patch_mask(measuring, size):
+    """1 inside each test image's occlusion patch, 0 elsewhere, for the seeded positions."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfae.corruptions import parse_corruption
+    from tfae.data import pipeline
+
+    # Float ones, which the pipeline leaves as they are (uint8 ones would become 1/255).
+    blank = measuring.splits.test.map(lambda image, label: (tf.ones(tf.shape(image), tf.float32),
+                                                            label))
+    masks = [1.0 - inputs.numpy() for inputs, _ in pipeline(
+        blank, measuring.batch_size, seed=SEED, fresh_corruption=False,
+        corruption=parse_corruption(f"occlusion:{size}"))]
+    return np.concatenate(masks)
+
+
+def _rows(value):
+    return [(f"occlusion {key}", f"patch MSE {values['patch_mse']:.4f}"
+             + ("" if values["linear_probe"] is None else
+                f", probe {values['linear_probe']:.2%}"))
+            for key, values in value.items()]
+
+
+register_measurement(Measurement(
+    "occlusion", "reconstruction inside occluded patches, and the probe on occluded codes",
+    _measure, _rows, columns=lambda value: [(f"probe, {largest(value)} occluded",
+                                           percent(value[largest(value)]["linear_probe"]))]))
