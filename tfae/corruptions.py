@@ -24,6 +24,7 @@ import dataclasses
 import math
 
 from tfae.errors import TfaeError
+from tfae.registry import Registry
 
 
 def gaussian_noise(images, std, seed):
@@ -147,6 +148,11 @@ class CorruptionKind:
         colour: the kind needs colour images.
 
     Examples:
+        >>> register_corruption(CorruptionKind("invert", lambda images, corruption, seed:
+        ...                                    1 - images, "invert"))
+        >>> parse_corruption("invert").kind
+        'invert'
+        >>> unregister_corruption("invert")
         >>> corruption_kinds()["masking"].help
         'masking:F'
     """
@@ -160,29 +166,11 @@ class CorruptionKind:
     colour: bool = False
 
 
-_KINDS = {}
-
-
-def register_corruption(kind):
-    """Adds ``kind`` (a ``CorruptionKind``) to the registry; a kind of the same name is replaced.
-
-    Examples:
-        >>> register_corruption(CorruptionKind("invert", lambda images, corruption, seed:
-        ...                                    1 - images, "invert"))
-        >>> parse_corruption("invert").kind
-        'invert'
-        >>> unregister_corruption("invert")
-    """
-    _KINDS[kind.name] = kind
-
-
-def unregister_corruption(name):
-    """Removes the kind called ``name`` (for tests and notebooks that register their own).
-
-    Examples:
-        >>> unregister_corruption("no-such-kind")
-    """
-    _KINDS.pop(name, None)
+# The registry (``tfae.registry.Registry``): ``register_corruption(CorruptionKind(...))`` adds a
+# kind (one of the same name is replaced), ``unregister_corruption(name)`` removes one; see
+# ``CorruptionKind`` for an example.
+CORRUPTIONS = Registry("noise kind")
+register_corruption, unregister_corruption = CORRUPTIONS.register, CORRUPTIONS.unregister
 
 
 def corruption_kinds():
@@ -192,7 +180,7 @@ def corruption_kinds():
         >>> list(corruption_kinds())
         ['gaussian', 'salt-pepper', 'masking', 'occlusion', 'grayscale']
     """
-    return dict(_KINDS)
+    return {kind.name: kind for kind in CORRUPTIONS.all()}
 
 
 def noise_help():
@@ -202,7 +190,7 @@ def noise_help():
         >>> noise_help().split(", ")[0]
         'Corrupt inputs: gaussian:STD'
     """
-    return ("Corrupt inputs: " + ", ".join(kind.help for kind in _KINDS.values())
+    return ("Corrupt inputs: " + ", ".join(kind.help for kind in CORRUPTIONS.all())
             + ", several joined by + (gaussian:0.5+occlusion:14), or none (default: the "
             "family's).")
 
@@ -232,7 +220,7 @@ class Corruption:
     relative: bool = False
 
     def __call__(self, images, seed):
-        return _KINDS[self.kind].op(images, self, seed)
+        return CORRUPTIONS.get(self.kind).op(images, self, seed)
 
     def patch_size(self, image_shape):
         """The occlusion patch's side in pixels for images of ``image_shape``."""
@@ -243,7 +231,7 @@ class Corruption:
     def check_fits(self, image_shape):
         """Refuses a patch that does not fit in images of ``image_shape``, and a colour kind
         (grayscale) on images that are not colour."""
-        kind = _KINDS[self.kind]
+        kind = CORRUPTIONS.get(self.kind)
         if kind.colour and image_shape[-1] != 3:
             raise TfaeError(f"noise spec {self.spec!r} needs colour images (3 channels), got "
                             f"{image_shape[-1]}; --channels 3 converts them")
@@ -261,7 +249,8 @@ class Corruption:
         """The spec string that ``parse_corruption`` turns back into this corruption."""
         if self.amount is None:
             return self.kind
-        amount = f"{self.amount:g}" if _KINDS[self.kind].whole or self.relative else self.amount
+        whole = CORRUPTIONS.get(self.kind).whole
+        amount = f"{self.amount:g}" if whole or self.relative else self.amount
         where = "" if self.position is None else "@{},{}".format(*self.position)
         return f"{self.kind}:{amount}{'%' if self.relative else ''}{where}"
 
@@ -329,14 +318,14 @@ def parse_corruption(spec):
 
 def _parse_one(spec):
     name, sep, rest = spec.partition(":")
-    kind = _KINDS.get(name)
+    kind = CORRUPTIONS.get(name) if name in CORRUPTIONS else None
     if kind is not None and kind.check is None:
         if sep:
             raise TfaeError(f"noise spec {spec!r}: {name} takes no amount")
         return Corruption(name)
     if kind is None or not sep:
-        with_amounts = [kind.name for kind in _KINDS.values() if kind.check is not None]
-        without = [kind.name for kind in _KINDS.values() if kind.check is None]
+        with_amounts = [kind.name for kind in CORRUPTIONS.all() if kind.check is not None]
+        without = [kind.name for kind in CORRUPTIONS.all() if kind.check is None]
         raise TfaeError(f"noise spec {spec!r} is not KIND:AMOUNT with KIND one of "
                         f"{', '.join(with_amounts)}" + (f", or {', '.join(without)}"
                                                          if without else ""))

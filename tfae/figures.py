@@ -21,6 +21,7 @@ import pathlib
 import numpy as np
 
 from tfae.errors import TfaeError
+from tfae.registry import Registry
 
 TSNE_IMAGES = 5000
 SHOWN_IMAGES = 10
@@ -39,6 +40,10 @@ class FigureKind:
         colour: it needs colour images (``report`` leaves it out for grey ones).
 
     Examples:
+        >>> register_figure(FigureKind("blank", lambda figure: figure.path, "nothing"))
+        >>> "blank" in figure_names()
+        True
+        >>> unregister_figure("blank")
         >>> [kind.name for kind in figure_kinds() if kind.colour]
         ['colorization']
     """
@@ -94,28 +99,10 @@ class Figure:
         return np.asarray(self.endpoints.reconstruct(images))
 
 
-_KINDS = {}
-
-
-def register_figure(kind):
-    """Adds ``kind`` (a ``FigureKind``) to the registry; a kind of the same name is replaced.
-
-    Examples:
-        >>> register_figure(FigureKind("blank", lambda figure: figure.path, "nothing"))
-        >>> "blank" in figure_names()
-        True
-        >>> unregister_figure("blank")
-    """
-    _KINDS[kind.name] = kind
-
-
-def unregister_figure(name):
-    """Removes the kind called ``name`` (for tests and notebooks that register their own).
-
-    Examples:
-        >>> unregister_figure("no-such-kind")
-    """
-    _KINDS.pop(name, None)
+# The registry (``tfae.registry.Registry``): ``register_figure(FigureKind(...))`` adds a kind
+# (one of the same name is replaced), ``unregister_figure(name)`` removes one.
+FIGURES = Registry("figure kind")
+register_figure, unregister_figure = FIGURES.register, FIGURES.unregister
 
 
 def figure_kinds():
@@ -125,7 +112,7 @@ def figure_kinds():
         >>> [kind.name for kind in figure_kinds() if not kind.needs_model]
         ['history']
     """
-    return list(_KINDS.values())
+    return FIGURES.all()
 
 
 def figure_names():
@@ -135,7 +122,7 @@ def figure_names():
         >>> figure_names()[-1]
         'history'
     """
-    return list(_KINDS)
+    return FIGURES.names()
 
 
 def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verbose=1,
@@ -158,9 +145,9 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
     """
     from tfae.runs import RunFolder
 
-    if kind not in _KINDS:
-        raise TfaeError(f"--kind must be one of {', '.join(_KINDS)}, got {kind!r}")
-    chosen = _KINDS[kind]
+    if kind not in FIGURES:
+        raise TfaeError(f"--kind must be one of {', '.join(FIGURES.names())}, got {kind!r}")
+    chosen = FIGURES.get(kind)
     folder = RunFolder(path)
     out = pathlib.Path(out_dir) if out_dir else folder.figures_dir
     figure = Figure(folder.path.resolve().name, out / f"{kind}.png", folder)

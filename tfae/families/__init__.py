@@ -12,7 +12,15 @@ others come from installed packages that declare a ``tfae.families`` entry point
 modules named in ``TFAE_FAMILY_MODULES`` (comma-separated, importable from ``sys.path``).
 
 Examples:
-    >>> from tfae.families import build_model, family_names
+    >>> import dataclasses
+    >>> from tfae.families import Family, build_model, family_names, register, unregister
+    >>> @dataclasses.dataclass
+    ... class NoOptions:
+    ...     pass
+    >>> register(Family("tiny", "for a doctest", NoOptions, build=None))
+    >>> family_names()[-1]
+    'tiny'
+    >>> unregister("tiny")
     >>> family_names()
     ['shallow', 'deep', 'contractive', 'denoising', 'conv', 'deep-conv', 'randomized']
     >>> build_model("shallow", (28, 28, 1), latent_dim=16).latent_dim
@@ -26,6 +34,7 @@ import os
 
 from tfae.errors import TfaeError
 from tfae.options import checked, specs
+from tfae.registry import Registry
 
 # The built-in families, in the study's order (the order of reports and listings); each is the
 # module of its name, dashes written as underscores.
@@ -128,43 +137,8 @@ class Family:
             options=[*names, *takes])
 
 
-_FAMILIES = {}
-_loaded = False
-
-
-def register(family):
-    """Adds ``family`` to the registry; a family of the same name is replaced.
-
-    Examples:
-        >>> import dataclasses
-        >>> @dataclasses.dataclass
-        ... class NoOptions:
-        ...     pass
-        >>> register(Family("tiny", "for a doctest", NoOptions, build=None))
-        >>> "tiny" in family_names()
-        True
-        >>> unregister("tiny")
-    """
-    _FAMILIES[family.name] = family
-
-
-def unregister(name):
-    """Removes the family called ``name`` (for tests and notebooks that register their own).
-
-    Examples:
-        >>> unregister("no-such-family")
-    """
-    _FAMILIES.pop(name, None)
-
-
-def _load():
-    """Imports the built-in families, then those of entry points and ``TFAE_FAMILY_MODULES``."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for name in BUILT_IN:
-        importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+def _load_plug_ins():
+    """Imports the families of entry points and ``TFAE_FAMILY_MODULES``."""
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         entry_point.load()
     for module in filter(None, os.environ.get(MODULES_VARIABLE, "").split(",")):
@@ -174,6 +148,12 @@ def _load():
             raise TfaeError(f"{MODULES_VARIABLE}: cannot import {module.strip()!r}: {error}") from None
 
 
+# The registry (``tfae.registry.Registry``): ``register(Family(...))`` adds a family (one of the
+# same name is replaced), ``unregister(name)`` removes one, ``get_family(name)`` finds one.
+FAMILIES = Registry("model", BUILT_IN, __name__, _load_plug_ins)
+register, unregister, get_family = FAMILIES.register, FAMILIES.unregister, FAMILIES.get
+
+
 def family_names():
     """The registered ``--model`` names, built-in ones first, in the study's order.
 
@@ -181,7 +161,7 @@ def family_names():
         >>> family_names()[:2]
         ['shallow', 'deep']
     """
-    return [family.name for family in families()]
+    return FAMILIES.names()
 
 
 def families():
@@ -192,9 +172,7 @@ def families():
         >>> [family.name for family in families() if family.trainer is not None]
         ['randomized']
     """
-    _load()
-    return ([_FAMILIES[name] for name in BUILT_IN if name in _FAMILIES]
-            + [family for name, family in _FAMILIES.items() if name not in BUILT_IN])
+    return FAMILIES.all()
 
 
 def tunable_family_names():
@@ -216,22 +194,6 @@ def option_names():
         True
     """
     return {spec.name for family in families() for spec in specs(family.options)}
-
-
-def get_family(name):
-    """The registered family called ``name``.
-
-    Raises:
-        TfaeError: for an unknown name, listing the known ones.
-
-    Examples:
-        >>> get_family("randomized").trainer is not None
-        True
-    """
-    _load()
-    if name not in _FAMILIES:
-        raise TfaeError(f"unknown model {name!r}; choose one of {', '.join(family_names())}")
-    return _FAMILIES[name]
 
 
 def build_model(name, image_shape, **options):

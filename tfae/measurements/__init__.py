@@ -10,14 +10,18 @@ modules; others register from any module imported before evaluating (a family mo
 ``TFAE_FAMILY_MODULES`` may register one).
 
 Examples:
-    >>> from tfae.measurements import measurement_names
-    >>> measurement_names()[-4:]
-    ['occlusion', 'colorization', 'jacobian_norm', 'manifold']
+    >>> from tfae.measurements import Measurement, measurement_names, register_measurement
+    >>> register_measurement(Measurement("mean_code", "the codes' mean",
+    ...                                  lambda measuring: 0.0, lambda value: []))
+    >>> measurement_names()[-5:]
+    ['occlusion', 'colorization', 'jacobian_norm', 'manifold', 'mean_code']
+    >>> unregister_measurement("mean_code")
 """
 
 import dataclasses
 import functools
-import importlib
+
+from tfae.registry import Registry
 
 # The built-in measurements, in the order of the summary and the report's columns; each is the
 # module of its name, which is its key in metrics.json.
@@ -156,30 +160,11 @@ class Measuring:
         return result
 
 
-_MEASUREMENTS = {}
-_loaded = False
-
-
-def register_measurement(measurement):
-    """Adds ``measurement`` to the registry; one of the same name is replaced.
-
-    Examples:
-        >>> register_measurement(Measurement("mean_code", "the codes' mean",
-        ...                                  lambda measuring: 0.0, lambda value: []))
-        >>> "mean_code" in measurement_names()
-        True
-        >>> unregister_measurement("mean_code")
-    """
-    _MEASUREMENTS[measurement.name] = measurement
-
-
-def unregister_measurement(name):
-    """Removes the measurement called ``name`` (for tests and notebooks that register their own).
-
-    Examples:
-        >>> unregister_measurement("no-such-measurement")
-    """
-    _MEASUREMENTS.pop(name, None)
+# The registry (``tfae.registry.Registry``): ``register_measurement(Measurement(...))`` adds one
+# (one of the same name is replaced), ``unregister_measurement(name)`` removes one.
+MEASUREMENTS = Registry("measurement", BUILT_IN, __name__)
+register_measurement, unregister_measurement = MEASUREMENTS.register, MEASUREMENTS.unregister
+get_measurement = MEASUREMENTS.get
 
 
 def measurements():
@@ -190,13 +175,7 @@ def measurements():
         >>> [measurement.name for measurement in measurements() if measurement.colour]
         ['colorization']
     """
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for name in BUILT_IN:
-            importlib.import_module(f"{__name__}.{name}")
-    return ([_MEASUREMENTS[name] for name in BUILT_IN if name in _MEASUREMENTS]
-            + [measurement for name, measurement in _MEASUREMENTS.items() if name not in BUILT_IN])
+    return MEASUREMENTS.all()
 
 
 def measurement_names():
@@ -206,18 +185,7 @@ def measurement_names():
         >>> measurement_names()[:2]
         ['reconstruction', 'probe']
     """
-    return [measurement.name for measurement in measurements()]
-
-
-def get_measurement(name):
-    """The registered measurement called ``name`` (``KeyError`` if none).
-
-    Examples:
-        >>> get_measurement("colorization").colour
-        True
-    """
-    measurements()
-    return _MEASUREMENTS[name]
+    return MEASUREMENTS.names()
 
 
 def percent(value):
