@@ -278,17 +278,17 @@ def _report_options():
 
 @tfae.command(cls=_DerivedCommand, derive=_report_options)
 @click.option("--models", default="all", show_default=True,
-              help="Comma-separated families (and the variants randomized-denoising, "
-              "randomized-occlusion), or all.")
+              help="Comma-separated rows: families, and the rows of the page's own OUT/page.json "
+              "(MNIST's: randomized-denoising, randomized-occlusion), or all.")
 @click.option("--epochs", type=click.IntRange(min=1),
               help="Epochs for every family (default: each family's).")
 @click.option("--latent-dim", type=click.IntRange(min=1),
               help="Train every family with codes of this many numbers (its other defaults "
-              "kept; contractive codes of <= 100 numbers get the study's deep encoder), on a "
-              "page of its own.")
+              "kept but where OUT/page.json's rows say), on a page of its own.")
 @click.option("--study-shapes", is_flag=True,
               help="Train every family at the shape the MNIST study gave it (10-number codes, "
-              "128 for shallow, 700-700 for randomized), on a page of its own.")
+              "128 for shallow, 700-700 for randomized: the rows of OUT/page.json), on a page "
+              "of its own.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Folder for runs and figures; the page is written beside it as OUT.md "
               "(default: docs/results for mnist, else docs/results/<data set>; with "

@@ -180,9 +180,3 @@ def test_code_size_options_give_codes_of_that_size(name):
     options = get_family(name).options_for_code_size(6)
     assert build_model(name, (12, 12, 1), **options).encoder.output_shape[-1] == 6
 
-
-def test_a_narrow_contractive_code_gets_the_studys_deep_encoder():
-    # One sigmoid layer of 32 under the penalty weighed for 1,024 flattened its code (72% probe).
-    narrow, wide = (get_family("contractive").options_for_code_size(size) for size in (32, 512))
-    assert narrow["hidden"] == (500, 200, 100) and narrow["latent_activation"] == "linear"
-    assert "hidden" not in wide and wide["latent_dim"] == 512

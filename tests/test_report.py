@@ -143,3 +143,25 @@ def test_a_page_policy_of_another_shape_is_refused_in_one_line(content, tmp_path
 @pytest.mark.parametrize("page", [".", "study-shapes", "latent-32"])
 def test_the_pages_own_policies_are_well_formed(page):
     assert page_policy(RESULTS / page)["goals"]
+
+
+def test_the_compact_page_gives_contractive_the_studys_deep_encoder():
+    # One sigmoid layer of 32 under the penalty weighed for 1,024 flattened its code (72% probe).
+    from tfae.config import FitConfig, resolve
+    from tfae.report import _row_fields, row_names
+
+    policy = page_policy(RESULTS / "latent-32")
+    options = resolve(FitConfig.from_dict(_row_fields("contractive", policy, 32))).options
+    assert (options.hidden, options.latent_activation, options.latent_dim) == (
+        (500, 200, 100), "linear", 32)
+    assert row_names(policy) == row_names(page_policy(RESULTS / "study-shapes"))  # families only
+    assert row_names(page_policy(RESULTS / "."))[-2:] == ["randomized-denoising",
+                                                        "randomized-occlusion"]
+
+
+def test_study_shapes_without_rows_are_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(tfae, ["report", "--study-shapes", "--limit", "100"])
+    assert result.exit_code == 1
+    assert "reads each family's shape from the rows of docs/results/study-shapes/page.json" \
+        in result.output

@@ -34,12 +34,6 @@ from tfae.files import read_json, write_text
 from tfae.runs import RunFolder
 from tfae.train import fit
 
-# Rows beyond the families, with the settings that make them: the study's future work, the
-# randomized autoencoder on noisy and on occluded images.
-VARIANTS = {
-    "randomized-denoising": ("randomized", {"noise": "gaussian:0.5"}),
-    "randomized-occlusion": ("randomized", {"noise": "occlusion:50%"}),
-}
 RUN_COLUMNS = ("model", "parameters", "epochs", "training time")  # then the measurements'
 
 
@@ -65,15 +59,16 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
     """Trains (or reuses), evaluates and draws each of ``models``; writes the results page.
 
     Args:
-        models: row names (``row_names()``: the families and ``VARIANTS``); ``None`` for all.
+        models: row names (``row_names(policy)``: the families and the page's own rows);
+            ``None`` for all.
         epochs: epochs for every family; ``None`` for each family's default.
         out: the folder for runs and figures; the page is written beside it as ``OUT.md``;
             default ``default_out(dataset)``.
         limit: use only the first ``limit`` images of each split (quick checks).
         latent_dim: train every family with codes of this many numbers (its other defaults
             kept but where ``Family.options_for_code_size`` says), on a page of its own.
-        study_shapes: train every family at the shape the MNIST study gave it
-            (``Family.study``), on a page of its own.
+        study_shapes: train every family at the shape the MNIST study gave it (the ``rows``
+            of the page's ``page.json``), on a page of its own.
         verbose: progress output.
         **settings: the data (``DataConfig`` fields: ``dataset``, ``manual_dir``, ...);
             default the bundled MNIST.
@@ -90,18 +85,21 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
     shape = "study" if study_shapes else latent_dim
     data = DataConfig(**settings, limit=limit).resolved()
     out = pathlib.Path(out or default_out(data.dataset, _shape_name(shape)))
-    models = list(models or row_names())
-    unknown = [name for name in models if name not in row_names()]
-    if unknown:  # before hours of training, not after
-        raise TfaeError(f"unknown report row {unknown[0]!r}; choose from {', '.join(row_names())}")
-    rows, command = [], _command(models, epochs, out, data, shape)
     policy = page_policy(out)  # before hours of training, so a bad file is refused first
+    if shape == "study" and not policy["rows"]:
+        raise TfaeError(f"--study-shapes reads each family's shape from the rows of "
+                        f"{out / POLICY_NAME}, which has none")
+    names = row_names(policy)
+    models = list(models or names)
+    unknown = [name for name in models if name not in names]
+    if unknown:  # before hours of training, not after
+        raise TfaeError(f"unknown report row {unknown[0]!r}; choose from {', '.join(names)}")
+    rows, command = [], _command(models, names, epochs, out, data, shape)
     for name in models:
         folder = RunFolder(out / "runs" / name)
-        family, settings = VARIANTS.get(name, (name, {}))
-        spec = resolve(FitConfig(model=family, epochs=epochs,
-                                 **{**_shape_fields(family, shape), **settings},
-                                 **data.data_fields()))
+        spec = resolve(FitConfig.from_dict({**data.data_fields(),
+                                            **_row_fields(name, policy, latent_dim)})
+                       .merged({"epochs": epochs}))
         config = spec.config
         # A run of older defaults must not pass for the current ones.
         folder.check_claimable(config)
@@ -129,22 +127,40 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
         # Written after every row, so an interrupted report shows what it has finished.
         page = out.parent / f"{out.name}.md"
         write_text(page, _page(rows, command, page.parent, data.dataset, shape,
-                               _notes(out / "notes.md"), policy))
+                               _notes(out / "notes.md"), policy, names))
     return page
 
 
-def row_names():
-    """The rows ``report`` can make: every family, then ``VARIANTS``.
+def row_names(policy):
+    """The rows ``report`` can make on a page of ``policy`` (``page_policy``): every family, then
+    the page's rows of other names (each a family with other settings).
 
     Examples:
-        >>> row_names()[-2:]
+        >>> row_names(page_policy(pathlib.Path("docs/results")))[-2:]  # doctest: +SKIP
         ['randomized-denoising', 'randomized-occlusion']
     """
-    return [*family_names(), *VARIANTS]
+    families = family_names()
+    return [*families, *(name for name in policy["rows"] if name not in families)]
 
 
-def _family(row):
-    return get_family(VARIANTS.get(row, (row,))[0])
+def _row_fields(name, policy, code_size=None):
+    """The ``FitConfig`` fields of row ``name``: its family's defaults, under the page's settings
+    for the row, and a ``code_size``-number code when given (``Family.options_for_code_size``).
+
+    Examples:
+        >>> _row_fields("contractive", {"rows": {"contractive": {
+        ...     "model_options": {"hidden": [500, 200, 100]}}}}, code_size=32)
+        {'model': 'contractive', 'model_options': {'latent_dim': 32, 'hidden': [500, 200, 100]}}
+    """
+    fields = {"model": name, **policy["rows"].get(name, {})}
+    if code_size:
+        fields["model_options"] = {**get_family(fields["model"]).options_for_code_size(code_size),
+                                   **fields.get("model_options", {})}
+    return fields
+
+
+def _trainer(row):
+    return get_family(row.info["config"]["model"]).trainer
 
 
 def default_out(dataset, variant=None):
@@ -168,16 +184,6 @@ def _shape_name(shape):
     return {None: None, "study": "study-shapes"}.get(shape, f"latent-{shape}")
 
 
-def _shape_fields(family, shape):
-    """The ``FitConfig`` fields that give ``family`` the report's ``shape``: ``None`` for its
-    defaults, a code size, or ``"study"``."""
-    if shape is None:
-        return {}
-    if shape == "study":
-        return dict(get_family(family).study or {})
-    return {"model_options": get_family(family).options_for_code_size(shape)}
-
-
 def _newer(path, than):
     """Whether ``path`` exists and was written after the time ``than``: then it can be reused."""
     return path.exists() and path.stat().st_mtime >= than
@@ -198,28 +204,33 @@ def page_policy(out):
     by hand beside ``OUT/notes.md``): ``goals``, each ``{"goal", "metric", "at_least" or
     "below", "unit", "rows"}`` (``metric`` a path of keys into a row's metrics, ``rows``
     ``"each"``, ``"best"`` or a list of row names); ``study_accuracies``, the published
-    accuracies a section compares with; ``settings``, a sentence on how the rows were set up.
+    accuracies a section compares with; ``settings``, a sentence on how the rows were set up;
+    ``rows``, ``FitConfig`` fields by row name: a family's settings on this page, or a row of
+    its own (with its ``model``), such as ``randomized-denoising``.
 
     Raises:
         TfaeError: for a file that is not such a JSON object.
 
     Examples:
         >>> page_policy(pathlib.Path("no/such/folder"))
-        {'goals': [], 'study_accuracies': [], 'settings': ''}
+        {'goals': [], 'study_accuracies': [], 'settings': '', 'rows': {}}
     """
     path = pathlib.Path(out) / POLICY_NAME
-    policy = {"goals": [], "study_accuracies": [], "settings": ""}
+    policy = {"goals": [], "study_accuracies": [], "settings": "", "rows": {}}
     if not path.exists():
         return policy
     found = read_json(path)
     unknown = set(found) - set(policy) if isinstance(found, dict) else {"(not an object)"}
     goals = found.get("goals", []) if isinstance(found, dict) else None
+    rows = found.get("rows", {}) if isinstance(found, dict) else None
     if unknown or not isinstance(goals, list) or not all(
             isinstance(goal, dict) and {"goal", "metric", "unit"} <= set(goal)
             and len({"at_least", "below"} & set(goal)) == 1 and goal["unit"] in GOAL_UNITS
-            for goal in goals):
+            for goal in goals) or not isinstance(rows, dict) or not all(
+            isinstance(fields, dict) for fields in rows.values()):
         raise TfaeError(f"{path} must hold goals (each with goal, metric, unit and at_least or "
-                        "below), study_accuracies and settings only")
+                        "below), study_accuracies, settings and rows (each FitConfig fields) "
+                        "only")
     return {**policy, **found}
 
 
@@ -277,9 +288,9 @@ def _baseline_goals(rows, with_pixels):
     return goals
 
 
-def _command(models, epochs, out, data, shape):
+def _command(models, names, epochs, out, data, shape):
     words = ["tfae report"]
-    if set(models) != set(row_names()):
+    if set(models) != set(names):
         words.append(f"--models {','.join(models)}")
     if epochs:
         words.append(f"--epochs {epochs}")
@@ -303,8 +314,7 @@ def _table(rows):
     """The header and the cells of each row: the run's columns, then each measurement's."""
     header = list(RUN_COLUMNS)
     cells = [[f"`{row.name}`", f"{row.metrics['parameters']:,}",
-              "layer-wise" if _family(row.name).trainer
-              else str(row.info.get("epochs_finished", "")),
+              "layer-wise" if _trainer(row) else str(row.info.get("epochs_finished", "")),
               f"{row.info.get('training_seconds', 0):.0f} s"] for row in rows]
     for measurement in measurements():
         measured = [row.metrics[measurement.name] for row in rows
@@ -320,12 +330,11 @@ def _table(rows):
     return header, cells
 
 
-def _page(rows, command, page_dir, dataset, shape=None, written="", policy=None):
-    policy = policy or page_policy(pathlib.Path("no-policy"))
+def _page(rows, command, page_dir, dataset, shape, written, policy, names):
     title = "# Results" + (f" on {dataset}" if dataset != "mnist" else "")
     if shape:
         title += " at the study's shapes" if shape == "study" else f" with {shape}-number codes"
-    if {row.name for row in rows} != set(row_names()):
+    if {row.name for row in rows} != set(names):
         title += ": " + ", ".join(f"`{row.name}`" for row in rows)
     settings = {None: "each family's defaults",
                 "study": "each family at the study's shape (see Settings)"}.get(
@@ -364,7 +373,7 @@ def _page(rows, command, page_dir, dataset, shape=None, written="", policy=None)
         config = row.info["config"]
         options = ", ".join(f"{key}={_option(value)}"
                             for key, value in config["model_options"].items())
-        epochs = "layer-wise" if _family(row.name).trainer else config["epochs"]
+        epochs = "layer-wise" if _trainer(row) else config["epochs"]
         lines.append(f"| `{row.name}` | {options} | {epochs} | {config['noise'] or ''} |")
     lines.append("")
     for row in rows:

@@ -35,9 +35,9 @@ from tfae.export import export_saved_model
 from tfae.families import XLA_WHERE_IT_PAYS, get_family
 from tfae.runs import RunFolder
 
-# Training steps from which XLA's compilation repays itself for the dense families: about 1.5 s
-# more to compile, a few ms saved a step (docs/performance.md); 500 steps are 2.4 epochs of
-# MNIST at batch 256.
+# Training steps from which XLA's compilation repays itself for the dense families: it compiles
+# longer and saves a little every step (docs/performance.md); 500 steps are 2.4 epochs of MNIST
+# at batch 256.
 XLA_MIN_STEPS = 500
 
 
@@ -244,8 +244,8 @@ def execution_for(model, execution, steps=None):
     """``execution`` with the families' XLA "where it pays" decided for ``model`` and a run of
     ``steps`` training steps (``None``: long).
 
-    XLA's compilation of the step costs 1.4-1.6 s more than Keras' own (docs/performance.md) and
-    saves a few milliseconds a step, so a run of fewer than ``XLA_MIN_STEPS`` steps (a first try,
+    XLA's compilation of the step takes longer than Keras' own and saves a little every step
+    (docs/performance.md), so a run of fewer than ``XLA_MIN_STEPS`` steps (a first try,
     a ``--limit`` run, a tuning trial) trains without it. A model whose ``compiles_well_with_xla``
     is false (the contractive penalty taking the full Jacobian) never takes it. A ``jit_compile``
     the user gave is kept as given.

@@ -37,9 +37,9 @@ from tfae.data.splits import Splits, conform, fingerprint, validation_start
 from tfae.errors import TfaeError
 
 BUNDLED_MNIST = pathlib.Path(__file__).parent.parent / "mnist"
-# tfds keeps images encoded (MNIST's as PNGs) and decoding a whole split took about 2 s of every
-# MNIST run (docs/performance.md), so the decoded splits are kept in this folder beside tfds' own
-# files, for data sets whose splits fit in this many bytes.
+# tfds keeps images encoded (MNIST's as PNGs) and decoding a whole split cost every MNIST run
+# seconds ("Figures behind the code's choices" in docs/performance.md), so the decoded splits are
+# kept in this folder beside tfds' own files, for data sets whose splits fit in this many bytes.
 DECODED_FOLDER = "tfae-decoded"
 MAX_DECODED_BYTES = 1 << 30
 # A temporary copy older than this was left by a run killed while writing it: no write takes
@@ -291,7 +291,7 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
             example, num_parallel_calls=tf.data.AUTOTUNE)
 
     stored = pathlib.Path(builder.data_dir) / DECODED_FOLDER
-    # Even a --limit run decodes the whole of a small data set once (about 2 s for MNIST), so that
+    # Even a --limit run decodes the whole of a small data set once (docs/performance.md), so that
     # every later run, and each trial of a search, reads it instead.
     if _keeps_decoded(image_shape, image_size, channels, sizes):
         arrays = {split: stored_split(stored, split, splits[split].num_examples, lambda split=split:

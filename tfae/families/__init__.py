@@ -69,10 +69,9 @@ class Family:
             ``tfae.config.RunSpec``) for a family trained otherwise than by ``Model.fit``;
             ``None`` for ``Model.fit``.
         takes_noise: whether ``noise`` applies.
-        code_options: ``code_options(size) -> model options`` giving codes of ``size`` numbers;
-            ``None``: ``{"latent_dim": size}``.
-        study: ``FitConfig`` fields (``model_options`` among them) giving the family the shape
-            the MNIST study gave it, for ``tfae report --study-shapes``; ``None``: it had none.
+        code_options: ``code_options(size) -> model options`` giving codes of ``size`` numbers,
+            for a family whose code size is not ``latent_dim``; ``None``:
+            ``{"latent_dim": size}``.
 
     Examples:
         >>> family = get_family("deep")
@@ -90,7 +89,6 @@ class Family:
     trainer: callable = None
     takes_noise: bool = True
     code_options: callable = None
-    study: dict = None
 
     @property
     def defaults(self):

@@ -5,9 +5,10 @@ The penalty is Rifai et al.'s (ICML 2011), computed in ``ContractiveAutoencoder.
 whose ``exact`` penalty has a closed form costing about as much as a plain step. The study's deep
 contractive autoencoder is ``--hidden 500,200,100 --latent-dim 10 --latent-activation linear``;
 there ``exact`` is the full Jacobian and ``--penalty projection`` the affordable estimate (costs
-measured in docs/performance.md, the choice of lambda in docs/defaults.md). A code of at most
-100 numbers (``tfae report --latent-dim 32``) gets that deep encoder too: one sigmoid layer that
-narrow, under the penalty weighed for 1,024 units, flattens its code (docs/defaults.md).
+measured in docs/performance.md, the choice of lambda in docs/defaults.md). The compact results
+page (``tfae report --latent-dim 32``) gives it that deep encoder too, in its ``page.json``: one
+sigmoid layer that narrow, under the penalty weighed for 1,024 units, flattens its code
+(docs/defaults.md).
 
 Examples:
     >>> from tfae.families import build_model
@@ -59,24 +60,6 @@ def build(image_shape, options):
         projections=options.projections)
 
 
-# The study's deep encoder, which narrows to 100 units before the code.
-STUDY_ENCODER = {"hidden": (500, 200, 100), "latent_activation": "linear"}
-
-
-def code_options(size):
-    """Codes of ``size`` numbers: the study's deep encoder up to 100 numbers (its last hidden
-    layer's width), Rifai's single sigmoid layer above.
-
-    Examples:
-        >>> code_options(32)
-        {'hidden': (500, 200, 100), 'latent_activation': 'linear', 'latent_dim': 32}
-        >>> code_options(512)
-        {'latent_dim': 512}
-    """
-    narrow = size <= STUDY_ENCODER["hidden"][-1]
-    return {**(STUDY_ENCODER if narrow else {}), "latent_dim": size}
-
-
 def search_space(hp):
     """``deep``'s space and lambda, on a log scale.
 
@@ -93,5 +76,4 @@ def search_space(hp):
 register(Family(
     "contractive", "the Jacobian penalty: codes that move little when inputs move",
     ContractiveOptions, build, fit_defaults={"epochs": 20}, execution=XLA_EXECUTION,
-    search_space=search_space, code_options=code_options,
-    study={"model_options": code_options(10)}))
+    search_space=search_space))

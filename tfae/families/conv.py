@@ -84,5 +84,4 @@ def search_space(hp):
 
 
 register(Family("conv", "one convolution block and a dense code", ConvOptions,
-                conv_builder("conv"), search_space=search_space,
-                study={"model_options": {"latent_dim": 10}}))
+                conv_builder("conv"), search_space=search_space))

@@ -81,5 +81,4 @@ def search_space(hp):
 register(Family(
     "deep", "a stack of dense layers, mirrored: 784-1000-1000-500-256, trained on occluded inputs",
     DeepOptions, build, fit_defaults={"noise": "occlusion:50%", "epochs": 20},
-    execution=XLA_EXECUTION, search_space=search_space,
-    study={"model_options": {"hidden": (500, 200, 100), "latent_dim": 10}, "noise": "none"}))
+    execution=XLA_EXECUTION, search_space=search_space))

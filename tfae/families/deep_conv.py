@@ -48,5 +48,4 @@ def search_space(hp):
 
 
 register(Family("deep-conv", "two or more convolution blocks and a dense code", DeepConvOptions,
-                conv_builder("deep-conv"), search_space=search_space,
-                study={"model_options": {"latent_dim": 10}}))
+                conv_builder("deep-conv"), search_space=search_space))

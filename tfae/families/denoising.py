@@ -30,4 +30,4 @@ def search_space(hp):
 
 register(Family("denoising", "deep-conv, trained to undo gaussian noise (0.5)", DeepConvOptions,
                 conv_builder("denoising"), fit_defaults={"noise": "gaussian:0.5", "epochs": 20},
-                search_space=search_space, study={"model_options": {"latent_dim": 10}}))
+                search_space=search_space))

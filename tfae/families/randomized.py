@@ -79,5 +79,4 @@ def train(model, batches, spec, verbose=1):
 register(Family("randomized", "layer-wise: random fixed encoders, decoders solved in closed form",
                 RandomizedOptions, build, trainer=train,
                 # The code is the last layer's output; one layer of that size keeps it one solve.
-                code_options=lambda size: {"hidden": (size,)},
-                study={"model_options": {"hidden": (700, 700)}}))
+                code_options=lambda size: {"hidden": (size,)}))

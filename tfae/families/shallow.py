@@ -59,5 +59,4 @@ def search_space(hp):
 register(Family(
     "shallow", "one wide hidden layer, trained with occluded inputs: the baseline",
     ShallowOptions, build, fit_defaults={"noise": "occlusion:50%", "epochs": 20},
-    execution=XLA_EXECUTION, search_space=search_space,
-    study={"model_options": {"latent_dim": 128}, "noise": "none"}))
+    execution=XLA_EXECUTION, search_space=search_space))

@@ -184,9 +184,9 @@ class ContractiveAutoencoder(Autoencoder):
     @property
     def compiles_well_with_xla(self):
         """False where the penalty takes the full Jacobian (``jacobian``, or ``exact`` without a
-        closed form): XLA compiles that step, a backward pass per code number inside the step's
-        own, into a program that constant-folds the layers' matrices at every call, 7-20 s a step
-        at the study's shape (784-500-200-100-10) against 40 ms without it (docs/defaults.md).
+        closed form). Workaround (TensorFlow 2.21): XLA compiles that step, a backward pass per
+        code number inside the step's own, into a program that constant-folds the layers'
+        matrices at every call, hundreds of times slower than without it (docs/defaults.md).
 
         Examples:
             >>> from tfae.families import build_model

@@ -7,10 +7,9 @@
   or ``{"inputs": ...}`` (columnar, answered ``{"outputs": ...}``).
 
 Every answer, errors included, is JSON; an error is ``{"error": "..."}`` with the HTTP status TF
-Serving gives. JSON goes through orjson: it writes numpy arrays directly, 16x faster than
-``json.dumps(array.tolist())`` for 64 reconstructed MNIST images (2.2 against 34.6 ms here), and
-reads a request of 64 images 1.2x faster (12.5 against 15.5 ms); reading stays the cost of a large
-REST request, which gRPC's binary tensors avoid.
+Serving gives. JSON goes through orjson: it writes numpy arrays directly, without the lists
+``json.dumps(array.tolist())`` needs, and reads requests faster (docs/performance.md); reading
+stays the cost of a large REST request, which gRPC's binary tensors avoid.
 
 Examples:
     >>> app = create_app(Repository("saved_models/deep", "deep"), max_body_bytes=1 << 20)  # doctest: +SKIP
