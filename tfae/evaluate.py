@@ -5,7 +5,8 @@ every registered measurement (``tfae.measurements``, one module each):
 
 - ``reconstruction``: MSE, PSNR and binary cross-entropy;
 - ``probe``: a linear probe (logistic regression on standardised codes, fitted on the training
-  split's codes) and a 5-nearest-neighbour probe, each scored on the test split's codes;
+  split's codes) and a plain 5-nearest-neighbour probe (Euclidean, on the codes as they are),
+  each scored on the test split's codes;
 - ``baselines``: the probes on the raw pixels, and on PCA with the model's code size, with PCA's
   reconstruction PSNR, on the same splits;
 - ``denoising``: PSNR of noisy inputs and of their reconstructions, for gaussian 0.25 and 0.5 and

@@ -1,8 +1,11 @@
 """Probes and baselines: how well codes separate classes, and what they are read against.
 
-A probe is a classifier fitted on training codes and scored on test codes: logistic regression
-(``linear_probe``) and 5 nearest neighbours (``knn_probe``), both on standardised codes. Images
-without a label (-1) are left out of both; without two classes there is no probe.
+A probe is a classifier fitted on training codes and scored on test codes, each as its users
+fit it with scikit-learn: logistic regression on standardised codes (``linear_probe``), and plain
+5 nearest neighbours by Euclidean distance on the codes as they are (``knn_probe``): standardising
+first lets the near-constant dimensions swamp the distances (PCA-784's kNN fell from the pixels'
+97% to 46% on MNIST). Images without a label (-1) are left out of both; without two classes
+there is no probe.
 
 ``baselines`` measures the same probes on the raw pixels, and on PCA with the autoencoder's code
 size, with PCA's reconstruction PSNR: PCA is the best *linear* autoencoder of that size, so a
@@ -38,15 +41,15 @@ def linear_probe(train_codes, train_labels):
 
 
 def knn_probe(train_codes, train_labels, neighbours=5):
-    """A k-nearest-neighbour classifier on standardised codes; returns the fitted pipeline.
+    """A k-nearest-neighbour classifier, by Euclidean distance on the codes as they are; returns
+    the fitted classifier.
 
     Examples:
         >>> probe = knn_probe(np.eye(4).repeat(5, axis=0), np.arange(4).repeat(5))
         >>> probe.score(np.eye(4), np.arange(4))
         1.0
     """
-    return make_pipeline(StandardScaler(), KNeighborsClassifier(neighbours)).fit(
-        train_codes, train_labels)
+    return KNeighborsClassifier(neighbours).fit(train_codes, train_labels)
 
 
 def psnr(reference, images):
