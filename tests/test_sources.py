@@ -99,6 +99,33 @@ def test_image_size_and_channels_shape_every_source(tmp_path):
     assert data.load("mnist", limit=8, channels=3, image_size=(20, 20)).image_shape == (20, 20, 3)
 
 
+@pytest.mark.parametrize("resize, middle, corners", [("stretch", 255, 0), ("crop", 255, 255),
+                                                     ("pad", 255, 0)])
+def test_resize_stretches_crops_or_pads_images_of_another_aspect_ratio(tmp_path, resize, middle,
+                                                                        corners):
+    # Wide images, black on the left and right thirds and white in the middle third: cropped to
+    # a square they are all white; padded, black bars lie above and below; stretched, black sides.
+    wide = np.zeros((12, 36, 1), np.uint8)
+    wide[:, 12:24] = 255
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for index in range(12):
+        tf.io.write_file(str(folder / f"{index:02d}.png"), tf.io.encode_png(wide))
+    splits = data.load(str(folder), image_size=(12, 12), resize=resize)
+    image = _all(splits.train)[0][0, ..., 0].astype(int)
+    assert splits.image_shape == (12, 12, 1)
+    assert image[6, 6] == middle and image[0, 0] == corners
+    if resize == "pad":  # the rows above and below the image are bars
+        assert image[:4].max() == 0 and image[6, 6] == 255 and image[6, 0] == 0
+    if resize == "stretch":
+        assert image[0, 6] == 255 and image[6, 0] == 0
+
+
+def test_an_unknown_resize_mode_is_refused_by_name():
+    with pytest.raises(TfaeError, match="resize must be one of stretch, crop, pad"):
+        data.load("mnist", limit=8, image_size=(20, 20), resize="squash")
+
+
 def test_npz_files_hold_images_labels_and_a_test_split(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "set.npz", x=rng.integers(0, 256, (30, 5, 6), dtype=np.uint8),

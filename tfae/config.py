@@ -26,6 +26,7 @@ from tfae.files import read_json
 from tfae.options import checked, option
 
 LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}  # name -> Keras loss
+RESIZE_MODES = ("stretch", "crop", "pad")  # as Keras' image_dataset_from_directory offers
 TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = ("val_loss", "probe")
 DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise
@@ -47,6 +48,8 @@ class DataConfig:
         image_size: ``(height, width)`` to resize every image to; needed for a folder of
             images of several sizes.
         channels: 1 (grey) or 3 (colour) to convert every image to.
+        resize: how ``image_size`` fits images of another aspect ratio: ``stretch``, ``crop``
+            (their centre) or ``pad`` (with black), as Keras' ``image_dataset_from_directory``.
         test_fraction: the share of a folder or array without its own test split held out,
             by a fixed seed, for testing.
         limit: use the first ``limit`` images of each split only.
@@ -67,6 +70,9 @@ class DataConfig:
                                       "folder's images differ in size).", minimum=1)
     channels: int | None = option(None, "Convert every image to 1 (grey) or 3 (colour) channels.",
                                   choices=(1, 3))
+    resize: str = option("stretch", "How --image-size fits images of another aspect ratio: "
+                         "stretch them, crop their centre, or pad them with black.",
+                         choices=RESIZE_MODES)
     test_fraction: float = option(
         0.1, "Share of a folder or array without a test split held out (seeded) for testing.",
         above=0)

@@ -142,7 +142,7 @@ def measured_data(path, endpoints, dataset=None, limit=None, **settings):
         ['photos has changed since runs/photos was trained (fingerprint 3f2a..., now 9c1e...)']
     """
     run = endpoints.data_settings or {}
-    shaping = {name: run[name] for name in ("image_size", "channels", "test_fraction")
+    shaping = {name: run[name] for name in ("image_size", "channels", "resize", "test_fraction")
                if name in run}
     given = {name: value for name, value in settings.items() if value is not None}
     notes = []

@@ -21,6 +21,7 @@ import dataclasses
 import math
 import pathlib
 import shutil
+import sys
 import tempfile
 import time
 
@@ -39,6 +40,9 @@ from tfae.runs import RunFolder
 # longer and saves a little every step (docs/performance.md); 500 steps are 2.4 epochs of MNIST
 # at batch 256.
 XLA_MIN_STEPS = 500
+# An epoch of fewer steps updates the weights too seldom to learn in the default epochs: 480
+# images at batch 256 are 2 steps, and the model learns nothing visible.
+FEW_STEPS = 30
 
 
 @dataclasses.dataclass
@@ -155,6 +159,12 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
         # leaves no trace.
         model = spec.family.build(splits.image_shape, spec.options)
         folder.check_claimable(config, splits.source)
+    batch_size = config.batch_size * strategy.num_replicas_in_sync
+    summary, warning = describe_data(splits, spec, batch_size)
+    if verbose:
+        print(summary, flush=True)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     with strategy.scope(), folder.in_use():
         finished = folder.claim(config, splits.source)
         if finished >= config.epochs:
@@ -181,6 +191,41 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
                 model, export_dir or pathlib.Path("saved_models") / config.model)
             folder.write_info({"export": str(export_path)})
     return Run(folder.path, model, history, export_path)
+
+
+def describe_data(splits, spec, batch_size):
+    """What a run is about to train on, as a line to print, and a warning (or ``None``) when an
+    epoch is too few steps for a model trained by ``Model.fit`` to learn.
+
+    The default batch size does not adapt to small data: the same command would then train
+    otherwise as the data grows (a ``--limit`` try and the full run, a search and its retrain);
+    the warning says what to change instead.
+
+    Examples:
+        >>> from tfae.config import FitConfig, resolve
+        >>> from tfae.data import load
+        >>> spec = resolve(FitConfig(model="deep", limit=480))
+        >>> summary, warning = describe_data(load("mnist", limit=480), spec, 256)
+        >>> summary
+        'data: mnist, 480 training, 480 validation and 480 test images, 28x28 (HxW), 1 channel(s), 10 classes; 2 steps an epoch at batch 256'
+        >>> warning
+        'an epoch is only 2 steps (480 images at batch 256), too few to learn: --batch-size 16 gives 30 steps an epoch'
+    """
+    sizes = [int(split.cardinality()) for split in (splits.train, splits.validation, splits.test)]
+    height, width, channels = splits.image_shape
+    config = spec.config
+    resized = (f" (resized to {height}x{width} by {config.resize})" if config.image_size else "")
+    classes = f"{splits.num_classes} classes" if splits.num_classes else "no labels"
+    steps = math.ceil(sizes[0] / batch_size)
+    summary = (f"data: {splits.name}, {sizes[0]:,} training, {sizes[1]:,} validation and "
+               f"{sizes[2]:,} test images, {height}x{width} (HxW){resized}, {channels} "
+               f"channel(s), {classes}; {steps} steps an epoch at batch {batch_size}")
+    if spec.family.trainer is not None or steps >= FEW_STEPS:
+        return summary, None
+    smaller = 2 ** max(0, math.floor(math.log2(max(1, sizes[0] // FEW_STEPS))))
+    return summary, (f"an epoch is only {steps} steps ({sizes[0]:,} images at batch "
+                     f"{batch_size}), too few to learn: --batch-size {smaller} gives "
+                     f"{math.ceil(sizes[0] / smaller)} steps an epoch")
 
 
 def _train(spec, folder, model, splits, initial_epoch, verbose, strategy, execution, callbacks):

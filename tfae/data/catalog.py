@@ -236,8 +236,8 @@ def claims(dataset):
     return True
 
 
-def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None, limit=None,
-         validation_fraction=None, **_):
+def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None,
+         resize="stretch", limit=None, validation_fraction=None, **_):
     """Loads a tfds image data set's train, validation and test splits.
 
     The validation split is the end of tfds' ``train`` split, so the two never overlap.
@@ -246,7 +246,8 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
         name: a tfds image data set, such as ``mnist``, ``fashion_mnist`` or ``kmnist``.
         data_dir: a folder of prepared tfds data; ``None`` for tfds' default.
         manual_dir: a folder of the data set's original files, to build it without a download.
-        image_size, channels: resize and convert every image (``tfae.data.splits.conform``).
+        image_size, channels, resize: resize and convert every image
+            (``tfae.data.splits.conform``).
         limit: if given, keep only the first ``limit`` images of each split.
         validation_fraction: the share of tfds' ``train`` split held out for validation.
 
@@ -283,7 +284,7 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
         label = None
 
     def example(record):
-        image = conform(record["image"], image_size, channels)
+        image = conform(record["image"], image_size, channels, resize)
         return image, record["label"] if label else tf.constant(-1, tf.int64)
 
     def decoded(tfds_split):

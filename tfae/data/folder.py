@@ -42,7 +42,8 @@ def claims(dataset):
     return pathlib.Path(dataset).expanduser().is_dir()
 
 
-def load(dataset, *, image_size=None, channels=None, test_fraction=0.1, limit=None, **_):
+def load(dataset, *, image_size=None, channels=None, resize="stretch", test_fraction=0.1,
+         limit=None, **_):
     """Reads the folder ``dataset`` into ``Splits``.
 
     Raises:
@@ -73,7 +74,7 @@ def load(dataset, *, image_size=None, channels=None, test_fraction=0.1, limit=No
         contents[split] = [path.read_bytes() for path, _ in listing]
         parts += [f"{split}/{path.relative_to(root)}".encode() for path, _ in listing]
         parts += contents[split]
-    decoded = _decode(listings, contents, image_size, channels)
+    decoded = _decode(listings, contents, image_size, channels, resize)
     arrays = {split: (images, np.array([index.get(label, -1) for _, label in listings[split]],
                                        np.int64))
               for split, images in decoded.items()}
@@ -105,11 +106,11 @@ def _images_in(folder):
     return found
 
 
-def _decode(listings, contents, image_size, channels):
+def _decode(listings, contents, image_size, channels, resize):
     """The images of each split as one array, decoded and shaped in parallel by tf.data."""
     def decode(content):
         image = tf.io.decode_image(content, channels=channels or 0, expand_animations=False)
-        return conform(image, image_size)
+        return conform(image, image_size, resize=resize)
 
     decoded = {}
     for split, listing in listings.items():

@@ -86,13 +86,22 @@ def validation_start(total, fraction=None):
     return total - max(1, int(round(total * share)))  # a small data set still validates
 
 
-def conform(image, image_size=None, channels=None):
+def conform(image, image_size=None, channels=None, resize="stretch"):
     """Converts one image (or a batch) to ``channels`` and resizes it to ``image_size``, as
     TensorFlow ops, keeping its dtype (uint8 stays uint8, rounded).
+
+    ``resize`` says how an image of another aspect ratio fits: ``stretch`` it, ``crop`` its
+    centre to the aspect ratio first (Keras' ``crop_to_aspect_ratio``), or ``pad`` it with black
+    to the aspect ratio first (``pad_to_aspect_ratio``).
 
     Examples:
         >>> conform(tf.zeros((30, 20, 1), tf.uint8), (15, 10), 3).shape
         TensorShape([15, 10, 3])
+        >>> wide = tf.concat([tf.zeros((4, 4, 1)), tf.ones((4, 4, 1)), tf.zeros((4, 4, 1))], 1)
+        >>> float(tf.reduce_mean(conform(wide, (2, 2), resize="crop")))  # the white middle
+        1.0
+        >>> float(tf.reduce_mean(conform(wide, (6, 6), resize="pad")))  # black bars above, below
+        0.1111111119389534
     """
     image = tf.convert_to_tensor(image)
     present = image.shape[-1]
@@ -104,7 +113,12 @@ def conform(image, image_size=None, channels=None):
             image = colour if colour is not None else tf.image.grayscale_to_rgb(image[..., :1])
     if image_size and tuple(image.shape[-3:-1]) != tuple(image_size):
         dtype = image.dtype
-        image = tf.image.resize(image, image_size, antialias=True)
+        if resize == "crop":
+            image = _centre_crop(image, image_size)
+        if resize == "pad":
+            image = tf.image.resize_with_pad(image, *image_size, antialias=True)
+        else:
+            image = tf.image.resize(image, image_size, antialias=True)
         if dtype == tf.uint8:
             image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
         else:
@@ -112,9 +126,20 @@ def conform(image, image_size=None, channels=None):
     return image
 
 
+def _centre_crop(image, image_size):
+    """The largest centred part of ``image`` with the aspect ratio of ``image_size``."""
+    shape = tf.shape(image)
+    height, width = shape[-3], shape[-2]
+    wanted_height, wanted_width = image_size
+    crop_height = tf.minimum(height, width * wanted_height // wanted_width)
+    crop_width = tf.minimum(width, height * wanted_width // wanted_height)
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    return image[..., top:top + crop_height, left:left + crop_width, :]
+
+
 def make_splits(images, labels=None, test_images=None, test_labels=None, *, name, source=None,
-                class_names=(), image_size=None, channels=None, test_fraction=0.1, limit=None,
-                **_):
+                class_names=(), image_size=None, channels=None, resize="stretch",
+                test_fraction=0.1, limit=None, **_):
     """Splits checked image arrays into ``Splits``.
 
     Args:
@@ -123,7 +148,7 @@ def make_splits(images, labels=None, test_images=None, test_labels=None, *, name
         test_images, test_labels: the test split; ``None`` holds out ``test_fraction`` of
             ``images`` chosen by the fixed ``SPLIT_SEED``.
         name, source, class_names: as in ``Splits``.
-        image_size, channels: shape every image (``conform``).
+        image_size, channels, resize: shape every image (``conform``).
         test_fraction: the share held out when there are no ``test_images``.
         limit: keep only the first ``limit`` images of each split.
 
@@ -152,7 +177,7 @@ def make_splits(images, labels=None, test_images=None, test_labels=None, *, name
         raise TfaeError(f"{name}: {len(images) + len(test_images)} images are too few for "
                         f"training, validation and test splits (none left for {empty[0]})")
     datasets = {split: _conformed(split_images[:limit], split_labels[:limit], image_size,
-                                  channels)
+                                  channels, resize)
                 for split, (split_images, split_labels) in arrays.items()}
     num_classes = len(class_names) or int(max(labels.max(), test_labels.max()) + 1)
     return Splits(name, tuple(datasets["train"].element_spec[0].shape), num_classes,
@@ -163,10 +188,10 @@ def _labels_or_unlabelled(labels, count):
     return np.full(count, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
 
 
-def _conformed(images, labels, image_size, channels):
+def _conformed(images, labels, image_size, channels, resize):
     if image_size or channels:  # shaped once, here, not on every pass of every epoch
         shaped = tf.data.Dataset.from_tensor_slices(images).map(
-            lambda image: conform(image, image_size, channels),
+            lambda image: conform(image, image_size, channels, resize),
             num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
         images = np.concatenate([batch.numpy() for batch in shaped])
     return tf.data.Dataset.from_tensor_slices((images, labels))
