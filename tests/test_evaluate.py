@@ -156,7 +156,8 @@ def test_a_measurement_of_ones_own_is_one_registration(small_run, monkeypatch):
         assert re.search(r"code sparsity +\d+\.\d%", table.output), table.output
         metrics = json.loads((work / "run/metrics.json").read_text())
         assert 0 <= metrics["sparsity"] <= 1
-        header, cells = _table([Row("shallow", {"epochs_finished": 2}, metrics, {})])
+        header, cells = _table([Row("shallow", {"epochs_finished": 2, "config": {"model": "shallow"}},
+                                    metrics, {})])
         assert header[-1] == "sparsity" and cells[0][-1] == f"{metrics['sparsity']:.1%}"
     finally:
         unregister_measurement("sparsity")
