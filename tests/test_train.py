@@ -111,3 +111,26 @@ def test_fit_says_what_it_trains_on_and_warns_of_too_few_steps_an_epoch(tmp_path
     fit(config.merged({"batch_size": 16}), tmp_path / "small-batches", export=False, verbose=0)
     captured = capsys.readouterr()
     assert "warning" not in captured.err and "data:" not in captured.out  # quiet, and enough steps
+
+
+def test_a_run_killed_while_its_model_is_written_keeps_every_epoch(tmp_path, monkeypatch):
+    import csv
+
+    from tfae.runs import RunFolder
+
+    config = FitConfig(model="deep", model_options={"hidden": (16,), "latent_dim": 4}, epochs=2,
+                       limit=300, batch_size=16)
+
+    def killed(self, model, history):  # the process dies while writing model.keras
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(RunFolder, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            fit(config, tmp_path / "run", export=False, verbose=0)
+    assert (tmp_path / "run/checkpoint").is_dir() and not (tmp_path / "run/model.keras").exists()
+    fit(config, tmp_path / "run", export=False, verbose=0)
+    with open(tmp_path / "run/history.csv") as file:
+        epochs = [row["epoch"] for row in csv.DictReader(file)]
+    assert epochs == ["0", "1"]  # resumed after its last epoch, not trained again from 0
+    assert (tmp_path / "run/model.keras").is_file() and not (tmp_path / "run/checkpoint").exists()

@@ -290,6 +290,10 @@ class RunFolder(_Folder):
         model.save(temporary)
         os.replace(temporary, self.model_path)
 
+    def remove_checkpoint(self):
+        """Removes the training backup, once the model it led to is saved and recorded."""
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+
     def load_model(self):
         """The trained model (``load_model``).
 

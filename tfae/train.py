@@ -185,6 +185,7 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
                 "parameters": model.count_params(),
                 "export": None,
             })
+            folder.remove_checkpoint()  # only now: the model and its record are in place
         export_path = None
         if export:
             export_path = export_saved_model(
@@ -398,8 +399,11 @@ def _run_callbacks(folder):
     return [
         _EpochTimer(),
         keras.callbacks.CSVLogger(str(folder.history_csv), append=True),
-        # double_checkpoint keeps the previous backup for a kill in the middle of writing one.
-        _BackupAndRestore(str(folder.checkpoint_dir), double_checkpoint=True),
+        # double_checkpoint keeps the previous backup for a kill in the middle of writing one; the
+        # backup outlives training until the model file is in place (RunFolder.remove_checkpoint),
+        # so a kill while the model is written loses no epoch.
+        _BackupAndRestore(str(folder.checkpoint_dir), double_checkpoint=True,
+                          delete_checkpoint=False),
         keras.callbacks.TensorBoard(str(folder.logs_dir)),
     ]
 
