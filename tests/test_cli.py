@@ -269,9 +269,17 @@ def test_a_failed_export_is_redone_by_the_rerun_without_training_again(tmp_path)
     failed = run_tfae(*args, "--export-dir", "a-file/exports", cwd=tmp_path, check=False)
     assert failed.returncode == 1 and "cannot write to export folder a-file/exports" in failed.stderr
     history = (tmp_path / "run/history.csv").read_text()
-    (tmp_path / "exports/.export-999999999-stale").mkdir(parents=True)  # a killed export's
+    killed = tmp_path / "exports/.export-999999999-stale"  # a killed export's, marked as tfae's
+    killed.mkdir(parents=True)
+    (killed / ".tfae-staging").write_text("999999999\n")
+    mine = tmp_path / "exports/.export-99999-mybackup"  # the user's own, of a name alike
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
     result = run_tfae(*args, "--export-dir", "exports", cwd=tmp_path)
     assert "exported: exports/1" in result.stdout
     assert (tmp_path / "run/history.csv").read_text() == history  # not trained again
     assert json.loads((tmp_path / "run/run.json").read_text())["export"] == "exports/1"
-    assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == ["1"]
+    assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == [
+        ".export-99999-mybackup", "1"]
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "exports/1/.tfae-staging").exists()

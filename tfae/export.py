@@ -51,6 +51,11 @@ def next_version(export_dir):
     return max(versions(export_dir), default=0) + 1
 
 
+# Inside a staging folder while tfae writes a version into it: only such folders are removed as
+# left by a killed export.
+STAGING_MARK = ".tfae-staging"
+
+
 def export_saved_model(model, export_dir):
     """Writes ``model`` as the next version of the SavedModel folder ``export_dir``.
 
@@ -71,10 +76,12 @@ def export_saved_model(model, export_dir):
         _remove_stale_staging(export_dir)
         staging = pathlib.Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=export_dir))
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the version from a serving user
+        (staging / STAGING_MARK).write_text(f"{os.getpid()}\n")
     except OSError as error:
         raise TfaeError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
     try:
         _archive(model).write_out(str(staging), verbose=False)
+        (staging / STAGING_MARK).unlink()  # not part of the version
         version = next_version(export_dir)
         while True:
             try:
@@ -91,11 +98,12 @@ def export_saved_model(model, export_dir):
 
 
 def _remove_stale_staging(export_dir):
-    """Removes the staging folders of exports killed before their rename: those whose process
-    (named in the folder, ``.export-<pid>-...``) is gone. A running export's folder stays."""
+    """Removes the staging folders of exports killed before their rename: those tfae marked as
+    its own (``STAGING_MARK`` inside) whose process (named in the folder, ``.export-<pid>-...``)
+    is gone. A running export's folder stays, and so does any folder of the user's."""
     for staging in export_dir.glob(".export-*"):
         pid = staging.name.split("-")[1]
-        if pid.isdigit() and not _process_exists(int(pid)):
+        if (staging / STAGING_MARK).is_file() and pid.isdigit() and not _process_exists(int(pid)):
             shutil.rmtree(staging, ignore_errors=True)
 
 
