@@ -165,3 +165,14 @@ def test_study_shapes_without_rows_are_refused_before_training(tmp_path, monkeyp
     assert result.exit_code == 1
     assert "reads each family's shape from the rows of docs/results/study-shapes/page.json" \
         in result.output
+
+
+def test_a_page_of_the_users_at_the_pages_path_is_never_overwritten(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep/mine.md").write_text("# My notes\n")
+    result = CliRunner().invoke(tfae, ["report", "--models", "shallow", "--out", "rep/mine"])
+    assert result.exit_code == 1
+    assert "rep/mine.md exists and is not a page tfae report wrote" in result.output
+    assert (tmp_path / "rep/mine.md").read_text() == "# My notes\n"
+    assert not (tmp_path / "rep/mine").exists()  # refused before any training

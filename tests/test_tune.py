@@ -181,3 +181,15 @@ def test_keras_tuner_files_are_replaced_whole_or_not_at_all(tuner, tmp_path, mon
         with pytest.raises(OSError, match="killed"):
             save()
     assert [path.read_text() for path in files] == before  # the last whole files, no half ones
+
+
+def test_a_search_folder_in_use_is_refused_in_one_line(tmp_path):
+    from tfae.tune import tune
+
+    folder = SearchFolder(tmp_path / "search")
+    config = TuneConfig(FitConfig(model="deep", epochs=1, limit=300), tuner="random",
+                        max_trials=1)
+    with folder.in_use():
+        with pytest.raises(TfaeError, match="search is in use by another tfae process"):
+            tune(config, folder.path, export=False, verbose=0)
+    assert not (tmp_path / "search/search").exists()  # no trial was run

@@ -85,6 +85,9 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
     shape = "study" if study_shapes else latent_dim
     data = DataConfig(**settings, limit=limit).resolved()
     out = pathlib.Path(out or default_out(data.dataset, _shape_name(shape)))
+    page = out.parent / f"{out.name}.md"
+    if page.exists() and PAGE_MARK not in page.read_text(errors="replace"):
+        raise TfaeError(f"{page} exists and is not a page tfae report wrote; choose another --out")
     policy = page_policy(out)  # before hours of training, so a bad file is refused first
     if shape == "study" and not policy["rows"]:
         raise TfaeError(f"--study-shapes reads each family's shape from the rows of "
@@ -125,7 +128,6 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
             figures[kind.name] = figure
         rows.append(Row(name, {**folder.info(), "config": folder.config()}, metrics, figures))
         # Written after every row, so an interrupted report shows what it has finished.
-        page = out.parent / f"{out.name}.md"
         write_text(page, _page(rows, command, page.parent, data.dataset, shape,
                                _notes(out / "notes.md"), policy, names))
     return page
@@ -196,6 +198,8 @@ def _option(value):
 
 
 POLICY_NAME = "page.json"
+# Every page tfae report writes says so; a file at the page's path without it is the user's own.
+PAGE_MARK = "Produced by `tfae report"
 GOAL_UNITS = {"%": "{:.2%}", "dB": "{:.1f} dB", "s": "{:.0f} s"}
 
 
@@ -341,7 +345,8 @@ def _page(rows, command, page_dir, dataset, shape, written, policy, names):
         shape, f"each family's defaults but a {shape}-number code (see Settings)")
     header, cells = _table(rows)
     lines = [title, "",
-             f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}; every number is on the "
+             f"{PAGE_MARK}{command.removeprefix('tfae report')}` on {time.strftime('%Y-%m-%d')}; "
+             "every number is on the "
              f"test split, with {settings}. The rows in italics are the baselines, measured on "
              "the same splits: a linear autoencoder (PCA) with each code size in the table, and "
              "the raw pixels.", "",

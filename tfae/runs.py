@@ -139,53 +139,12 @@ class _Folder:
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
+        self.lock_path = self.path / LOCK_NAME
         for attribute, name in self.FILES.items():
             setattr(self, attribute, self.path / name)
 
     def __repr__(self):
         return f"{type(self).__name__}({str(self.path)!r})"
-
-
-class RunFolder(_Folder):
-    """A run folder of ``tfae.fit``: where each of its files is, and reading and writing them.
-
-    Args:
-        path: the folder.
-
-    Examples:
-        >>> folder = RunFolder("runs/deep")
-        >>> folder.model_path
-        PosixPath('runs/deep/model.keras')
-    """
-
-    FILES = {"lock_path": LOCK_NAME, "config_path": "config.json", "history_csv": "history.csv",
-             "history_path": "history.json", "checkpoint_dir": "checkpoint", "logs_dir": "logs",
-             "model_path": "model.keras", "info_path": "run.json", "metrics_path": "metrics.json",
-             "figures_dir": "figures"}
-
-    @classmethod
-    def holds_run(cls, path):
-        """Whether ``path`` holds a trained run (its ``model.keras``)."""
-        return cls(path).model_path.is_file()
-
-    def config(self):
-        """The saved ``config.json`` as a dict."""
-        return read_json(self.config_path)
-
-    def info(self):
-        """The saved ``run.json`` as a dict, empty before the run wrote one."""
-        return read_json(self.info_path) if self.info_path.exists() else {}
-
-    def history(self):
-        """The saved ``history.json``: ``{metric: [per epoch or layer]}``."""
-        if not self.history_path.is_file():
-            raise TfaeError(f"{self.path} has no {self.history_path.name}: history needs a run folder")
-        return read_json(self.history_path)
-
-    def metrics(self):
-        """The saved ``metrics.json`` of ``tfae evaluate``."""
-        return read_json(self.metrics_path)
-
 
     @contextlib.contextmanager
     def in_use(self):
@@ -219,6 +178,48 @@ class RunFolder(_Folder):
             lock.write(f"{os.getpid()}\n")
             lock.flush()
             yield
+
+
+class RunFolder(_Folder):
+    """A run folder of ``tfae.fit``: where each of its files is, and reading and writing them.
+
+    Args:
+        path: the folder.
+
+    Examples:
+        >>> folder = RunFolder("runs/deep")
+        >>> folder.model_path
+        PosixPath('runs/deep/model.keras')
+    """
+
+    FILES = {"config_path": "config.json", "history_csv": "history.csv",
+             "history_path": "history.json", "checkpoint_dir": "checkpoint", "logs_dir": "logs",
+             "model_path": "model.keras", "info_path": "run.json", "metrics_path": "metrics.json",
+             "figures_dir": "figures"}
+
+    @classmethod
+    def holds_run(cls, path):
+        """Whether ``path`` holds a trained run (its ``model.keras``)."""
+        return cls(path).model_path.is_file()
+
+    def config(self):
+        """The saved ``config.json`` as a dict."""
+        return read_json(self.config_path)
+
+    def info(self):
+        """The saved ``run.json`` as a dict, empty before the run wrote one."""
+        return read_json(self.info_path) if self.info_path.exists() else {}
+
+    def history(self):
+        """The saved ``history.json``: ``{metric: [per epoch or layer]}``."""
+        if not self.history_path.is_file():
+            raise TfaeError(f"{self.path} has no {self.history_path.name}: history needs a run folder")
+        return read_json(self.history_path)
+
+    def metrics(self):
+        """The saved ``metrics.json`` of ``tfae evaluate``."""
+        return read_json(self.metrics_path)
+
 
     def check_claimable(self, config, source=None):
         """Refuses this folder if it cannot hold the run of ``config`` on the data of ``source``
@@ -343,6 +344,11 @@ class SearchFolder(_Folder):
     FILES = {"settings_path": "tune.json", "best_path": "best.json", "config_path": "config.json",
              "export_path": "export.json"}
     project = "search"
+
+    def check_claimable(self, config):
+        """Refuses this folder if it holds something else than a search of ``config``; reads
+        only."""
+        check_reusable(self.path, self.settings_path, config.to_dict(), "search")
 
     def claim(self, config):
         """Records ``config`` in a new folder, or checks it against the search already there."""

@@ -20,6 +20,7 @@ Examples:
     {'filters_0': 32, 'latent_dim': 128}
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -179,13 +180,21 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=
         raise TfaeError("{objective} probe needs labels of two classes or more, and %s has %s"
                         % (splits.name, "one" if splits.num_classes else "none"),
                         options=["objective"])
-    folder.claim(config)
-    keras.utils.set_random_seed(config.fit.seed)
-    tuner = make_tuner(config, FamilyHyperModel(config, splits), folder)
-    tuner.search(epochs=config.fit.epochs, verbose=verbose)
-    if role == "worker":
-        return None
+    folder.check_claimable(config)
+    # The processes of a parallel search share the folder; a search of one process holds it,
+    # so a second identical command is refused instead of running every trial again.
+    with folder.in_use() if role is None else contextlib.nullcontext():
+        folder.claim(config)
+        keras.utils.set_random_seed(config.fit.seed)
+        tuner = make_tuner(config, FamilyHyperModel(config, splits), folder)
+        tuner.search(epochs=config.fit.epochs, verbose=verbose)
+        if role == "worker":
+            return None
+        return _finish(tuner, config, folder, export, export_dir)
 
+
+def _finish(tuner, config, folder, export, export_dir):
+    """Records the best trials of a finished search and exports the winner."""
     trials = tuner.oracle.get_best_trials(5)
     if not trials:
         raise TfaeError(f"the search in {folder.path} finished no trial")
