@@ -159,14 +159,15 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
         # leaves no trace.
         model = spec.family.build(splits.image_shape, spec.options)
         folder.check_claimable(config, splits.source)
-    batch_size = config.batch_size * strategy.num_replicas_in_sync
-    summary, warning = describe_data(splits, spec, batch_size)
-    if verbose:
-        print(summary, flush=True)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
     with strategy.scope(), folder.in_use():
         finished = folder.claim(config, splits.source)
+        # Said once the folder is this run's: a refused one gets its one line of error only.
+        summary, warning = describe_data(splits, spec,
+                                         config.batch_size * strategy.num_replicas_in_sync)
+        if verbose:
+            print(summary, flush=True)
+        if warning and finished < config.epochs:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         if finished >= config.epochs:
             if not export or folder.info().get("export"):
                 raise TfaeError(f"--out {folder.path} already holds {finished} finished epochs; "
