@@ -224,18 +224,24 @@ def page_policy(out):
     if not path.exists():
         return policy
     found = read_json(path)
-    unknown = set(found) - set(policy) if isinstance(found, dict) else {"(not an object)"}
-    goals = found.get("goals", []) if isinstance(found, dict) else None
-    rows = found.get("rows", {}) if isinstance(found, dict) else None
-    if unknown or not isinstance(goals, list) or not all(
-            isinstance(goal, dict) and {"goal", "metric", "unit"} <= set(goal)
-            and len({"at_least", "below"} & set(goal)) == 1 and goal["unit"] in GOAL_UNITS
-            for goal in goals) or not isinstance(rows, dict) or not all(
-            isinstance(fields, dict) for fields in rows.values()):
+    if not _well_formed(found, policy):
         raise TfaeError(f"{path} must hold goals (each with goal, metric, unit and at_least or "
                         "below), study_accuracies, settings and rows (each FitConfig fields) "
                         "only")
     return {**policy, **found}
+
+
+def _well_formed(found, policy):
+    """Whether ``found`` holds only the keys of ``policy``, goals each with its goal, metric, a
+    known unit and one bound, and rows each a dict of settings."""
+    if not isinstance(found, dict) or set(found) - set(policy):
+        return False
+    goals, rows = found.get("goals", []), found.get("rows", {})
+    return (isinstance(goals, list) and isinstance(rows, dict)
+            and all(isinstance(fields, dict) for fields in rows.values())
+            and all(isinstance(goal, dict) and {"goal", "metric", "unit"} <= set(goal)
+                    and len({"at_least", "below"} & set(goal)) == 1
+                    and goal["unit"] in GOAL_UNITS for goal in goals))
 
 
 def _goals(rows, policy, shape):

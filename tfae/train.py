@@ -159,11 +159,11 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
         # leaves no trace.
         model = spec.family.build(splits.image_shape, spec.options)
         folder.check_claimable(config, splits.source)
+    batch_size = config.batch_size * strategy.num_replicas_in_sync  # the global batch
     with strategy.scope(), folder.in_use():
         finished = folder.claim(config, splits.source)
         # Said once the folder is this run's: a refused one gets its one line of error only.
-        summary, warning = describe_data(splits, spec,
-                                         config.batch_size * strategy.num_replicas_in_sync)
+        summary, warning = describe_data(splits, spec, batch_size)
         if verbose:
             print(summary, flush=True)
         if warning and finished < config.epochs:
@@ -175,7 +175,7 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
             # Trained, but its export failed: export it now, without training again.
             model, history = folder.load_model(), folder.history()
         else:
-            model, history = _train(spec, folder, model, splits, finished, verbose, strategy,
+            model, history = _train(spec, folder, model, splits, finished, verbose, batch_size,
                                     execution, callbacks)
             folder.save(model, history)
             # Recorded as trained before exporting, so a failed export costs a rerun an export only.
@@ -218,7 +218,7 @@ def describe_data(splits, spec, batch_size):
     config = spec.config
     resized = (f" (resized to {height}x{width} by {config.resize})" if config.image_size else "")
     classes = f"{splits.num_classes} classes" if splits.num_classes else "no labels"
-    steps = math.ceil(sizes[0] / batch_size)
+    steps = training_steps(splits, batch_size, 1)
     summary = (f"data: {splits.name}, {sizes[0]:,} training, {sizes[1]:,} validation and "
                f"{sizes[2]:,} test images, {height}x{width} (HxW){resized}, {channels} "
                f"channel(s), {classes}; {steps} steps an epoch at batch {batch_size}")
@@ -230,11 +230,11 @@ def describe_data(splits, spec, batch_size):
                      f"{math.ceil(sizes[0] / smaller)} steps an epoch")
 
 
-def _train(spec, folder, model, splits, initial_epoch, verbose, strategy, execution, callbacks):
-    """Trains ``model`` with its family's trainer or ``Model.fit``; returns the trained model (a
-    run being extended continues from its saved one) and the history."""
+def _train(spec, folder, model, splits, initial_epoch, verbose, batch_size, execution, callbacks):
+    """Trains ``model`` with its family's trainer or ``Model.fit`` in batches of ``batch_size``
+    (the global batch); returns the trained model (a run being extended continues from its saved
+    one) and the history."""
     config = spec.config
-    batch_size = config.batch_size * strategy.num_replicas_in_sync
     if spec.family.trainer is not None:
         train_batches, _ = training_batches(splits, spec, batch_size)
         history = spec.family.trainer(model, train_batches, spec, verbose)

@@ -59,7 +59,7 @@ class Measurement:
 @dataclasses.dataclass
 class Collected:
     """A split run through the model: its (corrupted) inputs, clean targets, codes,
-    reconstructions of the inputs, and labels, as numpy arrays.
+    reconstructions of the inputs (``None`` where not asked for), and labels, as numpy arrays.
 
     Examples:
         >>> noisy = measuring.collect(measuring.splits.test, "gaussian:0.5")  # doctest: +SKIP
@@ -112,23 +112,25 @@ class Measuring:
                         corruption=corruption and parse_corruption(corruption),
                         fresh_corruption=False)
 
-    def collect(self, split, corruption=None):
-        """``split`` (corrupted by the spec ``corruption``) run through the model: ``Collected``."""
+    def collect(self, split, corruption=None, reconstruct=True):
+        """``split`` (corrupted by the spec ``corruption``) run through the model: ``Collected``,
+        with the reconstructions only if ``reconstruct``."""
         import numpy as np
 
         parts = [[], [], [], [], []]
         for noisy, clean, label in self.batches(split, corruption):
+            reconstructions = np.asarray(self.endpoints.reconstruct(noisy)) if reconstruct else None
             for part, value in zip(parts, (noisy.numpy(), clean.numpy(),
                                            np.asarray(self.endpoints.encode(noisy)),
-                                           np.asarray(self.endpoints.reconstruct(noisy)),
-                                           label.numpy())):
+                                           reconstructions, label.numpy())):
                 part.append(value)
-        return Collected(*(np.concatenate(part) for part in parts))
+        return Collected(*(np.concatenate(part) if part[0] is not None else None
+                           for part in parts))
 
     @functools.cached_property
     def train(self):
-        """The training split through the model."""
-        return self.collect(self.splits.train)
+        """The training split's images, codes and labels (no measurement reconstructs it)."""
+        return self.collect(self.splits.train, reconstruct=False)
 
     @functools.cached_property
     def test(self):
@@ -156,7 +158,7 @@ class Measuring:
         result = baselines(self.train.inputs, self.train.labels, self.test.targets,
                            self.test.labels, self.train.codes.shape[1],
                            key=key if source.get("fingerprint") else None)
-        self.train.inputs = self.train.targets = self.train.reconstructions = None
+        self.train.inputs = self.train.targets = None
         return result
 
 
