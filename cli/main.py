@@ -23,6 +23,7 @@ from tfae.errors import TfaeError
 from tfae.figures import figure_kinds, figure_names
 from tfae.families import families, family_names, option_names, tunable_family_names
 from tfae.options import specs
+from tfae.progress import Progress
 from tfae.startup import start_tensorflow
 
 
@@ -219,29 +220,50 @@ def export(run_dir, export_dir, quiet, verbose):
     click.echo(f"exported: {export_run(run_dir, export_dir)}")
 
 
-def _data_options(dataset_help="Data to measure on: a tfds name, image folder or .npz file "
-                  "(default: the run's own, or mnist for an export)."):
-    """The data options (``DataConfig``'s fields) of the commands that read data."""
-    return [_click_option(spec, dataset_help if spec.name == "dataset" else None)
-            for spec in specs(DataConfig)]
+MEASURED_DATA_HELP = {
+    "dataset": "Data to measure on: a tfds name, image folder or .npz file (default: the run's "
+               "own, or mnist for an export; an export's image size and channels apply).",
+    "limit": "Use the first N images of each split only (default: the run's own limit; 0: every "
+             "image).",
+}
+
+
+def _data_options(help=MEASURED_DATA_HELP):
+    """The data options (``DataConfig``'s fields) of the commands that read data, with the help
+    texts of ``help`` where given; measuring commands take ``--limit 0`` for every image."""
+    options = [_click_option(spec, help.get(spec.name)) for spec in specs(DataConfig)]
+    if help is MEASURED_DATA_HELP:
+        for option in options:
+            if option.name == "limit":
+                option.type = click.IntRange(min=0)
+    return options
 
 
 @tfae.command(cls=_DerivedCommand, derive=_data_options)
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False),
+              help="Write the metrics to this JSON file instead.")
 @_output_options
 @_clear_errors
-def evaluate(path, as_json, quiet, verbose, **data_settings):
+def evaluate(path, as_json, out_file, quiet, verbose, **data_settings):
     """Measure a run folder or SavedModel export: reconstruction, probes, noise, occlusion.
 
-    Writes PATH/metrics.json.
+    Writes PATH/metrics.json for the run's own images with its own settings (--limit included),
+    PATH/metrics-<data>.json for any other (another --dataset or --limit), or --out.
     """
     import json
 
-    start_tensorflow(verbose)
+    if out_file and not (out_file.endswith(".json")
+                         and pathlib.Path(out_file).absolute().parent.is_dir()):
+        raise click.BadParameter(f"must be a .json file in an existing folder, got {out_file!r}",
+                                 param_hint="--out")
+    progress = Progress(enabled=not (as_json or quiet))
+    with progress.stage("starting TensorFlow"):
+        start_tensorflow(verbose)
     from tfae.evaluate import evaluate as evaluate_path, summary_rows
 
-    metrics = evaluate_path(path, verbose=0 if as_json or quiet else 1, **data_settings)
+    metrics = evaluate_path(path, verbose=progress.enabled, out=out_file, **data_settings)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -250,6 +272,7 @@ def evaluate(path, as_json, quiet, verbose, **data_settings):
     click.echo(f"{path} on {metrics['dataset']} ({metrics['test_images']:,} test images)")
     for name, value in rows:
         click.echo(f"  {name:<{width}}  {value}")
+    click.echo(f"wrote {metrics['written_to']}")
 
 
 def _plot_options():
@@ -266,14 +289,15 @@ def _plot_options():
 @_clear_errors
 def plot(path, kind, out_dir, quiet, verbose, **data_settings):
     """Draw a figure of a run folder or SavedModel export as a PNG."""
-    start_tensorflow(verbose)
+    with Progress(enabled=not quiet).stage("starting TensorFlow"):
+        start_tensorflow(verbose)
     from tfae.figures import draw
 
     click.echo(f"wrote {draw(path, kind, out_dir, verbose=not quiet, **data_settings)}")
 
 
 def _report_options():
-    return _data_options(f"{specs(DataConfig)[0].help} [default: mnist]")
+    return _data_options({"dataset": f"{specs(DataConfig)[0].help} [default: mnist]"})
 
 
 @tfae.command(cls=_DerivedCommand, derive=_report_options)

@@ -101,7 +101,7 @@ CASES = [
     ("evaluate", ["empty"], "empty is neither a run folder (model.keras) nor a SavedModel"),
     ("evaluate", ["run", "--dataset", "./nowhere"], "no such folder or .npz file"),
     ("evaluate", ["run", "--channels", "2"], "'2' is not one of '1', '3'"),
-    ("evaluate", ["run", "--limit", "0"], "0 is not in the range x>=1"),
+    ("evaluate", ["run", "--limit", "-1"], "-1 is not in the range x>=0"),
     ("evaluate", ["run", "--dataset", "colour"], "takes images of shape (28, 28, 1)"),
     # plot
     ("plot", ["run", "--kind", "nope"], "'nope' is not one of 'tsne'"),

@@ -76,7 +76,28 @@ def test_evaluate_on_an_export_equals_evaluate_on_its_run(small_run, run_metrics
             rtol=1e-4)
     assert run_metrics["jacobian_norm"] == pytest.approx(from_export["jacobian_norm"], rel=1e-4)
     assert run_metrics["parameters"] == from_export["parameters"] == run.model.count_params()
-    assert json.loads((work / "run/metrics.json").read_text())["probe"] == run_metrics["probe"]
+    # 500 images are not the run's own 1,000: their metrics are written beside its own.
+    assert run_metrics["written_to"] == str(work / "run/metrics-mnist-limit500.json")
+    assert json.loads((work / "run/metrics-mnist-limit500.json").read_text())["probe"] == \
+        run_metrics["probe"]
+
+
+def test_evaluate_measures_with_the_runs_own_settings_and_writes_other_data_apart(small_run):
+    from tfae.evaluate import measured_data, open_endpoints
+
+    work, _ = small_run
+    own = evaluate(work / "run", verbose=0)  # the run's --limit 1000, so its own metrics.json
+    assert own["test_images"] == 1000 and own["limit"] == 1000
+    assert own["settings"]["dataset"] == "mnist"
+    assert own["written_to"] == str(work / "run/metrics.json")
+    written = (work / "run/metrics.json").read_bytes()
+    elsewhere = evaluate(work / "run", limit=300, verbose=0, out=work / "elsewhere.json")
+    assert json.loads((work / "elsewhere.json").read_text())["test_images"] == 300
+    assert elsewhere["written_to"] == str(work / "elsewhere.json")
+    assert (work / "run/metrics.json").read_bytes() == written
+    every = measured_data(work / "run", open_endpoints(work / "run"), limit=0)
+    assert every.settings["limit"] is None and every.name == "mnist"
+    assert int(every.splits.test.cardinality()) == 10000
 
 
 def test_metrics_are_sensible(run_metrics):
@@ -154,7 +175,7 @@ def test_a_measurement_of_ones_own_is_one_registration(small_run, monkeypatch):
         table = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "200"])
         assert table.exit_code == 0, table.output
         assert re.search(r"code sparsity +\d+\.\d%", table.output), table.output
-        metrics = json.loads((work / "run/metrics.json").read_text())
+        metrics = json.loads((work / "run/metrics-mnist-limit200.json").read_text())
         assert 0 <= metrics["sparsity"] <= 1
         header, cells = _table([Row("shallow", {"epochs_finished": 2, "config": {"model": "shallow"}},
                                     metrics, {})])

@@ -34,27 +34,31 @@ def _direct_scores(train, train_labels, test, test_labels):
 
 
 def test_pixel_and_pca_rows_equal_a_direct_scikit_learn_computation(digits):
+    # The same models and objective, solved otherwise: the linear probe within two of the 200
+    # test images (docs/performance.md compares them on full MNIST), kNN exactly.
     train_images, train_labels, test_images, test_labels = digits
-    rows, pixel_probes = baselines(train_images, train_labels, test_images, test_labels, 16)
+    rows, pixel_classifier = baselines(train_images, train_labels, test_images, test_labels, 16)
     train, test = train_images.reshape(300, -1), test_images.reshape(200, -1)
-    assert [rows["pixels"]["linear"], rows["pixels"]["knn"]] == pytest.approx(
-        _direct_scores(train, train_labels, test, test_labels))
     pca = PCA(16, random_state=0).fit(train)
-    assert [rows["pca"]["linear"], rows["pca"]["knn"]] == pytest.approx(
-        _direct_scores(pca.transform(train), train_labels, pca.transform(test), test_labels))
+    direct = {"pixels": _direct_scores(train, train_labels, test, test_labels),
+              "pca": _direct_scores(pca.transform(train), train_labels, pca.transform(test),
+                                    test_labels)}
+    for name, (linear, knn) in direct.items():
+        assert rows[name]["linear"] == pytest.approx(linear, abs=0.011)
+        assert rows[name]["knn"] == knn
     reconstructions = np.clip(pca.inverse_transform(pca.transform(test)), 0, 1)
     errors = np.mean((test - reconstructions) ** 2, axis=1)
     assert rows["pca"]["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / errors)), rel=1e-5)
     assert rows["pca"]["components"] == 16
-    assert pixel_probes["linear"].score(test, test_labels) == pytest.approx(rows["pixels"]["linear"])
+    assert pixel_classifier.score(test, test_labels) == pytest.approx(rows["pixels"]["linear"])
 
 
 def test_pca_is_capped_at_the_pixels_and_unlabelled_data_has_no_probes(digits):
     train_images, _, test_images, _ = digits
     unlabelled_train, unlabelled_test = np.full(300, -1), np.full(200, -1)
-    rows, pixel_probes = baselines(train_images[:, :5, :5], unlabelled_train,
-                                   test_images[:, :5, :5], unlabelled_test, 2048)
-    assert rows["pca"]["components"] == 25 and pixel_probes is None
+    rows, pixel_classifier = baselines(train_images[:, :5, :5], unlabelled_train,
+                                       test_images[:, :5, :5], unlabelled_test, 2048)
+    assert rows["pca"]["components"] == 25 and pixel_classifier is None
     assert rows["pixels"] == {"linear": None, "knn": None} and rows["pca"]["psnr"] > 60
 
 

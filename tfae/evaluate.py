@@ -35,10 +35,12 @@ Examples:
 
 import dataclasses
 import functools
+import json
 import pathlib
+import re
 import sys
+import warnings
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -46,8 +48,10 @@ from tfae.config import DataConfig
 from tfae.data import as_splits, load_config
 from tfae.errors import TfaeError
 from tfae.export import versions
+from tfae.files import write_json
 from tfae.measurements import Measuring, measurements
 from tfae.models.contractive import contractive_penalty
+from tfae.progress import Progress
 from tfae.runs import RunFolder
 
 
@@ -65,6 +69,7 @@ class Endpoints:
         data_source: where the run's data came from (``Splits.source``), if known.
         jacobian_squared_norm: images -> ||J_f(x)||_F^2 without the full Jacobian where the
             model allows it, or ``None`` for an export.
+        decode: codes -> reconstructions, or ``None`` for an export.
 
     Examples:
         >>> endpoints = open_endpoints("runs/deep")  # doctest: +SKIP
@@ -80,6 +85,7 @@ class Endpoints:
     data_settings: dict | None = None
     data_source: dict | None = None
     jacobian_squared_norm: callable = None
+    decode: callable = None
 
 
 def open_endpoints(path):
@@ -104,7 +110,8 @@ def open_endpoints(path):
             training_seconds=info.get("training_seconds"), data_settings=settings,
             data_source=info.get("data"),
             jacobian_squared_norm=functools.partial(contractive_penalty, model.encoder,
-                                                    method="exact"))
+                                                    method="exact"),
+            decode=lambda codes: model.decoder(codes, training=False))
     found = [] if (path / "saved_model.pb").is_file() else versions(path)
     if found:  # a folder of versions: the highest, as TF Serving serves
         path = path / str(found[-1])
@@ -125,91 +132,176 @@ def open_endpoints(path):
         training_seconds=None)
 
 
-def measured_data(path, endpoints, dataset=None, limit=None, **settings):
-    """The ``Splits`` to measure the model at ``path`` on, and notes on them.
+# The settings that make the measured images what they are (data_dir and manual_dir only say
+# where they are kept).
+IDENTITY = ("dataset", "image_size", "channels", "resize", "test_fraction", "limit")
 
-    By default the run's own data, with its settings (a note and a warning if it has changed
-    since the run was trained); ``dataset`` (a name, folder, ``.npz`` file or ``Splits``) with
-    ``settings`` (``DataConfig`` fields) measures it on other data, shaped as the run's was.
+
+@dataclasses.dataclass
+class MeasuredData:
+    """The data a model is measured on.
+
+    Attributes:
+        splits: the ``tfae.data.Splits``.
+        notes: sentences for the metrics' notes (the data changed since training, say).
+        settings: the ``IDENTITY`` settings the images were loaded with.
+        name: ``None`` for the run's own images with its own settings (its metrics go in
+            ``metrics.json``), else a short name of what differs, such as ``fashion_mnist`` or
+            ``mnist-limit500`` (for ``metrics-<name>.json``).
+
+    Examples:
+        >>> measured = measured_data("runs/deep", open_endpoints("runs/deep"), limit=500)  # doctest: +SKIP
+        >>> measured.name, measured.settings["limit"]  # doctest: +SKIP
+        ('mnist-limit500', 500)
+    """
+
+    splits: object
+    notes: list
+    settings: dict
+    name: str | None
+
+
+def measured_data(path, endpoints, dataset=None, limit=None, **settings):
+    """The ``Splits`` to measure the model at ``path`` on, notes on them, and their name.
+
+    By default a run is measured on its own data with its own settings, ``limit`` included (a
+    note and a warning if the data has changed since the run was trained), and an export on
+    MNIST. ``dataset`` (a name, folder, ``.npz`` file or ``Splits``), ``limit`` (0: every image)
+    and ``settings`` (``DataConfig`` fields) change what is measured on; the other settings stay
+    the run's (an export's image size and channels are those it takes).
+
+    Returns:
+        ``MeasuredData``.
 
     Raises:
         TfaeError: for a run trained on arrays given in Python, with no ``dataset``; for data
             whose images are not the shape the model takes.
 
     Examples:
-        >>> splits, notes = measured_data("runs/photos", open_endpoints("runs/photos"))  # doctest: +SKIP
-        >>> notes  # doctest: +SKIP
+        >>> measured = measured_data("runs/photos", open_endpoints("runs/photos"))  # doctest: +SKIP
+        >>> measured.notes  # doctest: +SKIP
         ['photos has changed since runs/photos was trained (fingerprint 3f2a..., now 9c1e...)']
     """
-    run = endpoints.data_settings or {}
-    shaping = {name: run[name] for name in ("image_size", "channels", "resize", "test_fraction")
-               if name in run}
-    given = {name: value for name, value in settings.items() if value is not None}
-    notes = []
-    if dataset is not None and not isinstance(dataset, str):
-        splits = as_splits(dataset, **{**shaping, **given, "limit": limit})
-    elif dataset is not None or not run:
-        splits = load_config(DataConfig(**{**shaping, **given, "dataset": dataset or "mnist",
-                                           "limit": limit}))
+    source = endpoints.data_source or {}
+    if endpoints.data_settings is None:  # an export: of MNIST, or of images of its own shape
+        own = {"dataset": "mnist"}
+        if dataset is not None:
+            height, width, channels = endpoints.image_shape
+            own.update(image_size=(height, width), channels=channels)
     else:
-        source = endpoints.data_source or {}
-        if source.get("kind") == "arrays":
+        own = dict(endpoints.data_settings)
+        if source.get("kind") == "arrays" and dataset is None:
             raise TfaeError(f"{path} was trained on arrays given in Python; give the data to "
                             "measure it on ({dataset})", options=["dataset"])
         if source.get("kind") in ("folder", "npz"):  # its absolute path: any working folder
-            run = {**run, "dataset": source["dataset"]}
-        splits = load_config(DataConfig(**{**run, **given, "limit": limit}))
-        trained_on = source.get("fingerprint")
-        if trained_on and trained_on != splits.source.get("fingerprint"):
-            notes.append(f"{splits.source.get('dataset', splits.name)} has changed since {path} "
-                         f"was trained (fingerprint {trained_on}, now "
-                         f"{splits.source['fingerprint']})")
-            print(f"warning: {notes[-1]}", file=sys.stderr)
+            own["dataset"] = source["dataset"]
+    given = {name: value for name, value in settings.items() if value is not None}
+    if dataset is not None:
+        given["dataset"] = dataset
+    if limit is not None:
+        given["limit"] = limit or None
+    chosen = {**own, **given}
+    changed = [name for name in IDENTITY if name in given and given[name] != own.get(name)]
+    if isinstance(chosen["dataset"], str):
+        splits = load_config(DataConfig(**chosen))
+    else:
+        splits = as_splits(chosen.pop("dataset"), **chosen)
+    notes = []
+    trained_on = source.get("fingerprint")
+    if not changed and trained_on and trained_on != splits.source.get("fingerprint"):
+        notes.append(f"{splits.source.get('dataset', splits.name)} has changed since {path} "
+                     f"was trained (fingerprint {trained_on}, now "
+                     f"{splits.source['fingerprint']})")
+        print(f"warning: {notes[-1]}", file=sys.stderr)
     if tuple(splits.image_shape) != tuple(endpoints.image_shape):
         raise TfaeError(f"{path} takes images of shape {endpoints.image_shape}, but data set "
                         f"{splits.name!r} has {splits.image_shape}")
-    return splits, notes
+    settings = {name: chosen.get(name) for name in IDENTITY}
+    settings["dataset"] = splits.source.get("dataset", splits.name)
+    return MeasuredData(splits, notes, settings,
+                        _measured_name(splits.name, chosen, changed) if changed else None)
 
 
-def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verbose=1,
+def _measured_name(name, chosen, changed):
+    """A file-name-safe name of measured data: its name, its limit, and a digest of any other
+    setting that changed."""
+    from tfae.data.splits import fingerprint
+
+    parts = [name] + ([f"limit{chosen['limit']}"] if chosen.get("limit") else [])
+    others = {key: chosen[key] for key in changed if key not in ("dataset", "limit")}
+    if others:
+        parts.append(fingerprint(json.dumps(others, sort_keys=True, default=str).encode())[:8])
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
+
+
+def open_model_and_data(path, progress, dataset=None, limit=None, **settings):
+    """``(endpoints, measured)``: ``open_endpoints(path)`` and ``measured_data`` for it, each a
+    stage of ``progress`` (preparing a tfds data set the first time takes a while).
+
+    Examples:
+        >>> endpoints, measured = open_model_and_data("runs/deep", Progress())  # doctest: +SKIP
+    """
+    with progress.stage(f"opening {path}"):
+        endpoints = open_endpoints(path)
+    with progress.stage("loading the data"):
+        measured = measured_data(path, endpoints, dataset, limit, **settings)
+    return endpoints, measured
+
+
+def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verbose=1, out=None,
              **settings):
-    """Measures a run folder or export and writes ``metrics.json`` beside it.
+    """Measures a run folder or export and writes its metrics beside it: ``metrics.json`` for
+    the run's own images with its own settings, ``metrics-<data>.json`` for others (named by
+    ``MeasuredData.name``), so that measuring on other data never replaces them.
 
     Args:
         path: a run folder, a SavedModel version folder, or a folder of versions.
         dataset: the data to measure on (a name, folder, ``.npz`` file, or what
             ``tfae.fit``'s ``data`` takes); default the run's, or ``mnist`` for an export.
         data_dir: a folder of prepared tfds data.
-        limit: use only the first ``limit`` images of each split.
+        limit: use only the first ``limit`` images of each split; default the run's own, 0 for
+            every image.
         batch_size: images per batch through the model.
-        verbose: show a progress bar over the measurements.
+        verbose: show each stage of the measurements, named, with its time (on stderr).
+        out: the metrics file to write instead.
         **settings: other ``DataConfig`` fields (``manual_dir``, ``image_size``, ...).
 
     Returns:
-        The metrics as a nested dict (see the module docstring).
+        The metrics as a nested dict (see the module docstring); ``metrics["written_to"]`` is
+        where they were written.
 
     Examples:
         >>> evaluate("runs/deep", limit=2000)["reconstruction"]["psnr"]  # doctest: +SKIP
         18.2
     """
-    endpoints = open_endpoints(path)
-    splits, notes = measured_data(path, endpoints, dataset, limit, data_dir=data_dir, **settings)
-    measuring = Measuring(endpoints, splits, batch_size)
-    measuring.notes += notes
-    chosen = [measurement for measurement in measurements()
-              if measuring.colour or not measurement.colour]
-    progress = keras.utils.Progbar(len(chosen), verbose=verbose)
-    metrics = {"dataset": splits.name, "data": splits.source, "limit": limit,
+    progress = Progress(enabled=bool(verbose))
+    endpoints, measured = open_model_and_data(path, progress, dataset, limit, data_dir=data_dir,
+                                              **settings)
+    folder = RunFolder(path)  # an export's folder keeps its metrics as a run's does
+    destination = pathlib.Path(out) if out else (
+        folder.metrics_path if measured.name is None
+        else folder.path / f"metrics-{measured.name}.json")
+    splits = measured.splits
+    measuring = Measuring(endpoints, splits, batch_size, progress)
+    measuring.notes += measured.notes
+    metrics = {"dataset": splits.name, "data": splits.source, "limit": measured.settings["limit"],
+               "settings": measured.settings, "train_images": int(splits.train.cardinality()),
                "test_images": len(measuring.test.targets),
                "parameters": endpoints.parameters, "training_seconds": endpoints.training_seconds}
-    for measurement in chosen:
-        value = measurement.measure(measuring)
+    for measurement in measurements():
+        if measurement.colour and not measuring.colour:
+            continue
+        # Warnings (scikit-learn's, TensorFlow's) go into the notes, not across the progress.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = measurement.measure(measuring)
+        for message in dict.fromkeys(str(warning.message) for warning in caught):
+            measuring.notes.append(f"{measurement.name}: {message}")
         if value is not None or measurement.name == "probe":  # None there: no labels
             metrics[measurement.name] = value
-        progress.add(1)
     metrics["notes"] = measuring.notes
-    RunFolder(path).write_metrics(metrics)  # an export's folder keeps its metrics as a run's does
-    return metrics
+    write_json(destination, metrics)
+    return {**metrics, "written_to": str(destination)}
 
 
 def summary_rows(metrics):

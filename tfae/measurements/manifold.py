@@ -58,8 +58,9 @@ def manifold_convergence(reconstruct, start, steps, reference):
     return np.stack(frames), np.stack(distances)
 
 
-def convergence(reconstruct, starts, labels, classifier, steps=STEPS):
-    """Manifold convergence as numbers: iterate x_{t+1} = AE(x_t) from ``starts`` ``steps`` times.
+def convergence(reconstruct, starts, labels, classifier, steps=STEPS, tick=None):
+    """Manifold convergence as numbers: iterate x_{t+1} = AE(x_t) from ``starts`` ``steps`` times,
+    calling ``tick()`` after each step.
 
     Returns:
         ``starts``, ``steps``; ``label_kept``, the share of final images that ``classifier`` (a
@@ -85,6 +86,8 @@ def convergence(reconstruct, starts, labels, classifier, steps=STEPS):
     for step in range(steps + 1):  # step 0 scores the starts themselves
         if step:
             images = np.asarray(reconstruct(tf.constant(images)))
+            if tick:
+                tick()
         flat = images.reshape(len(images), -1)
         kept.append(score(classifier, flat, labels))
     centres = []
@@ -97,12 +100,15 @@ def convergence(reconstruct, starts, labels, classifier, steps=STEPS):
 
 
 def _measure(measuring):
-    _, pixel_probes = measuring.baselines
-    if not pixel_probes:
+    _, pixel_classifier = measuring.baselines
+    if not pixel_classifier:
         return None
-    starts = measuring.collect(measuring.splits.test.take(STARTS), NOISE)
-    return convergence(measuring.endpoints.reconstruct, starts.inputs, starts.labels,
-                       pixel_probes["linear"])
+    starts = measuring.collect(measuring.splits.test.take(STARTS), NOISE,
+                               name=f"manifold convergence: {NOISE} starts")
+    with measuring.progress.stage("manifold convergence: iterating", total=STEPS,
+                                  unit="step") as tick:
+        return convergence(measuring.endpoints.reconstruct, starts.inputs, starts.labels,
+                           pixel_classifier, tick=tick)
 
 
 def _rows(value):

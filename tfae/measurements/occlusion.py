@@ -48,15 +48,15 @@ def _measure(measuring):
 
     from tfae.probes import score
 
-    value = {}
+    value, probe = {}, measuring.linear_probe
     for size in sizes(measuring.splits.image_shape):
-        occluded = measuring.collect(measuring.splits.test, f"occlusion:{size}")
+        occluded = measuring.collect(measuring.splits.test, f"occlusion:{size}",
+                                     name=f"occlusion {patch_key(size)}: reconstructing")
         patch = _patch_mask(measuring, size)
         error = (occluded.reconstructions - occluded.targets) * patch
         value[patch_key(size)] = {
             "patch_mse": float(np.sum(error ** 2) / np.sum(patch)),
-            "linear_probe": measuring.probes and score(measuring.probes["linear"], occluded.codes,
-                                                       occluded.labels),
+            "linear_probe": probe and score(probe, occluded.codes, occluded.labels),
         }
     return value
 
