@@ -136,6 +136,35 @@ def test_evaluate_command_prints_a_table_and_json(small_run, monkeypatch):
     assert json.loads(as_json.stdout)["test_images"] == 300
 
 
+def test_evaluate_shows_its_stages_on_stderr_keeps_warnings_in_the_notes_and_quiet_is_silent(
+        small_run, monkeypatch):
+    import warnings
+
+    from tfae.measurements import Measurement, register_measurement, unregister_measurement
+
+    def warns(measuring):
+        warnings.warn("lbfgs failed to converge")
+        return 1.0
+
+    register_measurement(Measurement("warns", "a measurement that warns", warns,
+                                     rows=lambda value: []))
+    work, _ = small_run
+    monkeypatch.chdir(work)
+    try:
+        shown = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "200"])
+        quiet = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "200", "--quiet"])
+    finally:
+        unregister_measurement("warns")
+    assert shown.exit_code == 0 and quiet.exit_code == 0, shown.output + quiet.output
+    for stage in ("starting TensorFlow", "training images: encoding:",
+                  "linear probe on codes: fitting", "kNN probe on codes: searching",
+                  "denoising gaussian:0.5: reconstructing", "encoder's Jacobian norm"):
+        assert stage in shown.stderr, shown.stderr
+    assert "lbfgs failed" not in shown.stderr
+    assert re.search(r"note +warns: lbfgs failed to converge", shown.stdout), shown.stdout
+    assert quiet.stderr == "" and "linear probe" in quiet.stdout
+
+
 def test_evaluate_refuses_a_folder_without_a_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(tfae_command, ["evaluate", "."])
