@@ -91,17 +91,17 @@ class LinearProbe:
         targets = tf.constant(targets)
 
         def linear_map(parameters):
-            """The weights and bias on the codes as they are."""
-            weights = unscaled @ tf.reshape(parameters[:-shape[1]], shape)
-            return weights, parameters[-shape[1]:] - tf.linalg.matvec(weights, mean,
-                                                                       transpose_a=True)
+            """The whitened weights, and the weights and bias on the codes as they are."""
+            whitened_weights = tf.reshape(parameters[:-shape[1]], shape)
+            weights = unscaled @ whitened_weights
+            return whitened_weights, weights, parameters[-shape[1]:] - tf.linalg.matvec(
+                weights, mean, transpose_a=True)
 
         @tf.function
         def loss_and_gradient(parameters):
             with tf.GradientTape() as tape:
                 tape.watch(parameters)
-                weights, bias = linear_map(parameters)
-                whitened_weights = tf.reshape(parameters[:-shape[1]], shape)
+                whitened_weights, weights, bias = linear_map(parameters)
                 loss = (tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                     targets, codes @ weights + bias))
                     + strength * tf.reduce_sum(penalty * whitened_weights ** 2))
@@ -116,7 +116,7 @@ class LinearProbe:
             callback=tick and (lambda _: tick()),
             options={"maxiter": LINEAR_ITERATIONS, "gtol": GRADIENT_TOLERANCE,
                      "ftol": VALUE_TOLERANCE})
-        weights, bias = linear_map(tf.constant(result.x, tf.float32))
+        _, weights, bias = linear_map(tf.constant(result.x, tf.float32))
         self.weights, self.bias = weights.numpy(), bias.numpy()
         self.iterations, self.converged = result.nit, result.nit < LINEAR_ITERATIONS
         return self
@@ -291,7 +291,8 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, k
         True
     """
     progress = progress or Progress(enabled=False)
-    train, test = _matrix(train_images), np.asarray(_matrix(test_images))
+    train = _matrix(train_images)
+    test = np.asarray(test_images, np.float32).reshape(len(test_images), -1)
     components = int(min(code_size, train.shape[1], len(train)))
     if key is None or (key, "pixels") not in _MEASURED:
         pixel_probes, _ = fit_probes(train, train_labels, test_labels, progress, "raw pixels")

@@ -59,7 +59,8 @@ class Measurement:
 @dataclasses.dataclass
 class Collected:
     """A split run through the model: its (corrupted) inputs, clean targets, codes,
-    reconstructions of the inputs (``None`` where not asked for), and labels, as numpy arrays.
+    reconstructions of the inputs (``None`` where not asked for), and labels, as read-only numpy
+    arrays (tensors where ``Measuring.collect`` was asked for them).
 
     Examples:
         >>> noisy = measuring.collect(measuring.splits.test, "gaussian:0.5")  # doctest: +SKIP
