@@ -1,13 +1,15 @@
 import pathlib
 import re
 import shutil
+import subprocess
 
 import pytest
 
 from click.testing import CliRunner
 
+from tfae import __version__
 from tfae.errors import TfaeError
-from tfae.report import page_policy
+from tfae.report import page_policy, source_version
 from tfae_cli.main import tfae
 
 RESULTS = pathlib.Path(__file__).parents[1] / "docs/results"  # the pages' own page.json files
@@ -52,6 +54,7 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
         assert (tmp_path / "docs" / image).is_file()
     assert "tfae report --models shallow,randomized --epochs 1 --limit 400 --out docs/results" \
         in page
+    assert re.search(r"by tfae \d+\.\d+\.\d+( at commit [0-9a-f]{4,}( \+ changes)?)?;", page)
 
     # A second report reuses the finished runs, their metrics and figures instead of redoing them.
     kept = [tmp_path / "docs/results/runs/shallow/model.keras",
@@ -176,3 +179,12 @@ def test_a_page_of_the_users_at_the_pages_path_is_never_overwritten(tmp_path, mo
     assert "rep/mine.md exists and is not a page tfae report wrote" in result.output
     assert (tmp_path / "rep/mine.md").read_text() == "# My notes\n"
     assert not (tmp_path / "rep/mine").exists()  # refused before any training
+
+
+def test_a_page_names_the_commit_of_the_code_that_made_it():
+    checkout = pathlib.Path(__file__).parents[1]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout,
+                          capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("not a git checkout: a page names tfae's version only")
+    assert source_version().startswith(f"tfae {__version__} at commit {head.stdout.strip()}")

@@ -21,7 +21,10 @@ Examples:
 
 import dataclasses
 import pathlib
+import subprocess
 import time
+
+import tfae
 
 from tfae.config import DataConfig, FitConfig, resolve
 from tfae.evaluate import evaluate
@@ -340,6 +343,29 @@ def _table(rows):
     return header, cells
 
 
+def source_version():
+    """The code a page was made by: tfae's version and, in a git checkout, its commit (marked
+    ``+ changes`` when the package's files differ from it), so a page can be traced to its code.
+
+    Examples:
+        >>> source_version()  # doctest: +SKIP
+        'tfae 0.1.0 at commit 47bf304'
+    """
+    package = pathlib.Path(tfae.__file__).parent
+    version = f"tfae {tfae.__version__}"
+    try:
+        commit, changed = (
+            subprocess.run(["git", *arguments], cwd=package, capture_output=True, text=True,
+                           timeout=10)
+            for arguments in (["rev-parse", "--short", "HEAD"],
+                              ["status", "--porcelain", "--", package, package.parent / "cli"]))
+    except (OSError, subprocess.SubprocessError):
+        return version  # no git: an installed package has only its version
+    if commit.returncode or changed.returncode:
+        return version
+    return f"{version} at commit {commit.stdout.strip()}" + (" + changes" if changed.stdout else "")
+
+
 def _page(rows, command, page_dir, dataset, shape, written, policy, names):
     title = "# Results" + (f" on {dataset}" if dataset != "mnist" else "")
     if shape:
@@ -351,8 +377,8 @@ def _page(rows, command, page_dir, dataset, shape, written, policy, names):
         shape, f"each family's defaults but a {shape}-number code (see Settings)")
     header, cells = _table(rows)
     lines = [title, "",
-             f"{PAGE_MARK}{command.removeprefix('tfae report')}` on {time.strftime('%Y-%m-%d')}; "
-             "every number is on the "
+             f"{PAGE_MARK}{command.removeprefix('tfae report')}` on {time.strftime('%Y-%m-%d')} "
+             f"by {source_version()}; every number is on the "
              f"test split, with {settings}. The rows in italics are the baselines, measured on "
              "the same splits: a linear autoencoder (PCA) with each code size in the table, and "
              "the raw pixels.", "",
