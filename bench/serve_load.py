@@ -10,8 +10,9 @@ the gRPC clients reuse one prepared ``PredictRequest`` with TF Serving's officia
 
 Then, against the last server: **abuse** (50 half-open connections held ``--abuse-seconds``, and
 the hostile requests of tests/test_serve_hostile.py sent over and over meanwhile), timing every
-hostile answer and a normal request every 50 ms; and **SIGTERM** while a large request is in
-flight, timing the exit.
+hostile answer and a normal request every 50 ms; **big requests** (the largest REST body taken,
+then a 20,000-image gRPC request) timing a normal request every 20 ms meanwhile; and **SIGTERM**
+while a large request is in flight, timing the exit.
 
 Usage:
     python bench/serve_load.py [--clients 8] [--seconds 15] [--requests 2000] [--workers 1,2]
@@ -186,6 +187,55 @@ def abuse(port, seconds):
             "bystander_max": max(bystander)}
 
 
+def big_requests(rest_port, grpc_port):
+    """A bystander's batch-1 REST latency while one client sends the largest REST request the
+    server takes (a JSON body just under ``--max-json-mb``'s 16 MiB) and another a gRPC request
+    of 20,000 images (63 MB), each three times; and how long those took."""
+    images = _images(2400)
+    body = json.dumps({"signature_name": "encode",
+                       "instances": images.astype(float).round(3).tolist()}).encode()
+    assert len(body) < 16 * 2**20, len(body)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "deep", "encode"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.tile(images, (9, 1, 1, 1))[:20000]))
+    stop, bystander, big = threading.Event(), [], {"REST": [], "gRPC": []}
+
+    def watch():
+        while not stop.is_set():
+            bystander.append(normal_request_seconds(rest_port))
+            time.sleep(0.02)
+
+    def rest_big():
+        for _ in range(3):
+            start = time.perf_counter()
+            with socket.create_connection(("127.0.0.1", rest_port), timeout=120) as connection:
+                connection.sendall(PREDICT + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                assert read_answer(connection.makefile("rb"))[0] == 200
+            big["REST"].append(time.perf_counter() - start)
+
+    def grpc_big():
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=[
+                ("grpc.max_send_message_length", 2**30),
+                ("grpc.max_receive_message_length", 2**30)]) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for _ in range(3):
+                start = time.perf_counter()
+                stub.Predict(request, timeout=120)
+                big["gRPC"].append(time.perf_counter() - start)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for sender in (rest_big, grpc_big):
+        thread = threading.Thread(target=sender)
+        thread.start()
+        thread.join()
+    stop.set()
+    watcher.join()
+    return {"bystander_p50": statistics.median(bystander), "bystander_max": max(bystander),
+            "rest_mb": len(body) / 1e6, "rest_seconds": statistics.median(big["REST"]),
+            "grpc_mb": request.ByteSize() / 1e6, "grpc_seconds": statistics.median(big["gRPC"])}
+
+
 def sigterm_drain(export_dir):
     """Seconds from SIGTERM to exit with a 2,048-image request in flight, and its status."""
     server, port, _ = start_server(export_dir, 1)
@@ -224,6 +274,7 @@ def main():
                          for batch in (1, 64)]
             if workers == int(args.workers.split(",")[-1]):
                 abused = abuse(rest_port, args.abuse_seconds)
+                crowded = big_requests(rest_port, grpc_port)
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
         drained = sigterm_drain(export_dir)
@@ -248,6 +299,14 @@ def main():
               f"(goal < 1,000 ms); a normal request meanwhile: p50 "
               f"{1000 * abused['bystander_p50']:.1f} ms, slowest "
               f"{1000 * abused['bystander_max']:.1f} ms (goal < 100 ms).", "",
+              f"Big requests ({args.workers.split(',')[-1]} worker(s)): a REST body of "
+              f"{crowded['rest_mb']:.1f} MB (2,400 images, under `--max-json-mb 16`) took "
+              f"{crowded['rest_seconds']:.2f} s and a gRPC request of {crowded['grpc_mb']:.0f} MB "
+              f"(20,000 images) {crowded['grpc_seconds']:.2f} s, three of each, one after the "
+              f"other; a batch-1 REST request sent every 20 ms meanwhile: p50 "
+              f"{1000 * crowded['bystander_p50']:.1f} ms, slowest "
+              f"{1000 * crowded['bystander_max']:.0f} ms (reading a JSON body holds the worker; "
+              "the model runs 1,024 rows at a time, others' requests between).", "",
               f"SIGTERM with a 2,048-image request in flight: it was answered {drained['status']}"
               f" and the server exited {drained['exit']} after {drained['seconds']:.2f} s "
               "(goal: answered, exit within 5 s)."]

@@ -418,19 +418,23 @@ def _labels(ctx, param, values):
               "serves concurrent clients faster.")
 @click.option("--label", "labels", multiple=True, callback=_labels, metavar="LABEL=VERSION",
               help="A version label, as in TF Serving's model config (repeatable).")
-@click.option("--max-request-mb", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Largest REST body and gRPC message taken, in MiB.")
+@click.option("--max-request-mb", default=64, show_default=True, type=click.IntRange(1, 2047),
+              help="Largest gRPC message taken, in MiB (gRPC's own limit is 2 GiB).")
+@click.option("--max-json-mb", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Largest REST body taken, in MiB: reading JSON holds the worker (about "
+              "0.1 s a MB), so other clients wait while a large one is read.")
 @_output_options
 @_clear_errors
-def serve(export_dir, name, host, port, grpc_port, workers, labels, max_request_mb, quiet,
-          verbose):
+def serve(export_dir, name, host, port, grpc_port, workers, labels, max_request_mb, max_json_mb,
+          quiet, verbose):
     """Serve an export folder over TensorFlow Serving's REST and gRPC APIs until Ctrl-C."""
     start_tensorflow(verbose)
     from tfae.serving import ServerSettings, serve as serve_forever
 
     serve_forever(ServerSettings(
         export_dir, name or pathlib.Path(export_dir).resolve().name, host, port, grpc_port,
-        workers, labels, max_request_mb * 1024 * 1024), announce=click.echo, verbose=verbose)
+        workers, labels, max_request_mb * 1024 * 1024, max_json_mb * 1024 * 1024),
+        announce=click.echo, verbose=verbose)
 
 
 def main():

@@ -5,6 +5,7 @@ the SavedModel called in this process."""
 import asyncio
 import http.client
 import json
+import os
 import pathlib
 import shutil
 import signal
@@ -21,6 +22,8 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
@@ -34,7 +37,8 @@ IMAGES = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)
 @pytest.fixture(scope="module")
 def server(export_dir):
     settings = ServerSettings(str(export_dir), "deep", port=0, grpc_port=0,
-                              labels={"stable": 1}, max_request_bytes=1 << 20)
+                              labels={"stable": 1}, max_request_bytes=1 << 20,
+                              max_json_bytes=1 << 20)
     with Server(settings) as server:
         yield server
 
@@ -171,6 +175,42 @@ def test_grpc_errors_carry_tf_servings_codes_and_serving_goes_on(stub, request_o
         == (3, 4)
 
 
+def _declared(shape, dtype=types_pb2.DT_FLOAT, content=b""):
+    """A ``TensorProto`` declaring ``shape`` and ``dtype`` over ``content``, as an attacker sends."""
+    tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_content=content)
+    for size in shape:
+        tensor.tensor_shape.dim.add(size=size)
+    return tensor
+
+
+@pytest.mark.parametrize("tensor, words", [
+    (_declared([100_000, 28, 28, 1]), "(78,400,000 values) but holds 0 values"),
+    (_declared([10**6, 10**4, 10**4, 1]), "but holds 0 values"),
+    (_declared([1, 28, 28, 1], content=b"\0" * 13), "holds 3.25 values"),
+    (_declared([-1, 28, 28, 1]), "no fully defined shape"),
+    (_declared([1, 28, 28, 1], dtype=types_pb2.DT_VARIANT), "is variant (DT_VARIANT), expected float32"),
+    (_declared([1, 28, 28, 1], dtype=types_pb2.DT_RESOURCE), "is resource (DT_RESOURCE), expected float32"),
+    (_declared([1], dtype=999), "is dtype 999, expected float32"),
+])
+def test_a_tensor_whose_shape_or_type_does_not_match_its_values_is_refused_unread(
+        server, stub, tensor, words):
+    request = _predict_request()
+    request.inputs["images"].CopyFrom(tensor)
+    pid = os.getpid()  # the server runs in this process: its memory is ours
+    before = _memory_bytes(pid)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in error.value.details(), error.value.details()
+    assert _memory_bytes(pid) - before < 10e6
+    _assert_answers(server)
+
+
+def _memory_bytes(pid):
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) * 1024
+
+
 @pytest.mark.parametrize("raw, status, words", [
     (b"{not json", 400, "JSON Parse error"),
     (json.dumps({"signature_name": "nope", "instances": []}).encode(), 400, "not found"),
@@ -178,6 +218,11 @@ def test_grpc_errors_carry_tf_servings_codes_and_serving_goes_on(stub, request_o
     (json.dumps({"instances": [["a"]]}).encode(), 400, "array of numbers"),
     (b'{"instances": [[[[NaN]]]]}', 400, "JSON Parse error"),
     (json.dumps({"rows": []}).encode(), 400, "'instances' or 'inputs'"),
+    (json.dumps({"signature_name": "encode", "inputs": {"images": IMAGES.tolist(), "bogus": 1}}
+                ).encode(), 400, "input keys ['bogus', 'images'] do not match"),
+    (json.dumps({"signature_name": "encode", "instances": [{"images": IMAGES[0].tolist(),
+                                                            "bogus": 1}]}).encode(), 400,
+     "input keys ['bogus', 'images'] do not match"),
 ])
 def test_rest_bad_requests_get_4xx_and_serving_goes_on(server, raw, status, words):
     url = server.rest_url
@@ -260,6 +305,45 @@ def test_requests_queued_while_the_model_runs_run_as_one_batch(export_dir):
                                .reshape(5, 2, -1), atol=1e-6)
 
 
+class _SlowSignature:
+    """A stand-in for a signature that takes 0.05 s a call, recording the rows of each call."""
+
+    structured_input_signature = ((), {"codes": tf.TensorSpec([None, 2])})
+    structured_outputs = {"images": None}
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, codes):
+        self.calls.append(len(codes))
+        time.sleep(0.05)
+        return {"images": codes * 2}
+
+
+def test_a_big_request_runs_in_parts_and_requests_arriving_meanwhile_run_between_them():
+    signature = _SlowSignature()
+    batcher = Batcher(signature, max_rows=100)
+    big, small = np.arange(2000, dtype=np.float32).reshape(1000, 2), np.ones((3, 2), np.float32)
+    finished = []
+
+    async def run():
+        async def timed(name, array):
+            output = await batcher(array)
+            finished.append(name)
+            return output
+
+        big_task = asyncio.ensure_future(timed("big", big))
+        await asyncio.sleep(0.12)  # the big request is two parts in
+        small_output = await timed("small", small)
+        return await big_task, small_output
+
+    big_output, small_output = asyncio.run(run())
+    assert finished == ["small", "big"]  # it did not wait for the big one's ten parts
+    assert sum(signature.calls) == 1003 and max(signature.calls) <= 100  # max_rows a call
+    np.testing.assert_array_equal(big_output, big * 2)
+    np.testing.assert_array_equal(small_output, small * 2)
+
+
 def test_unknown_model_version_and_label_are_refused(server):
     url = server.rest_url
     assert _call(url.replace("/deep", "/other"))[0] == 404
@@ -279,6 +363,48 @@ def test_a_new_version_is_served_by_both_protocols_without_a_restart(server, stu
             == 1
     finally:
         shutil.rmtree(export_dir / "2")
+
+
+def test_a_newer_version_that_does_not_load_leaves_the_last_good_one_served(
+        server, stub, export_dir, capfd):
+    broken, half_copied = export_dir / "2", export_dir / "3"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"garbage")
+    half_copied.mkdir()
+    shutil.copy(export_dir / "1/saved_model.pb", half_copied)  # a copy in progress: no variables
+    try:
+        for _ in range(3):  # each failure is reported once, not at every request
+            assert _call(server.rest_url + ":predict", {"signature_name": "encode",
+                                                         "instances": IMAGES.tolist()})[0] == 200
+            assert stub.Predict(_predict_request(), timeout=30).model_spec.version.value == 1
+        reported = [line for line in capfd.readouterr().err.splitlines() if "did not load" in line]
+        assert len(reported) == 2, reported
+        assert "Traceback" not in capfd.readouterr().err
+        statuses = _call(server.rest_url)[1]["model_version_status"]
+        assert [(each["version"], each["state"], each["status"]["error_code"])
+                for each in statuses] == [("3", "END", "UNKNOWN"), ("2", "END", "UNKNOWN"),
+                                          ("1", "AVAILABLE", "OK")]
+        assert "version 2 did not load" in statuses[1]["status"]["error_message"]
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            status_request = get_model_status_pb2.GetModelStatusRequest()
+            status_request.model_spec.name = "deep"
+            status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+                status_request, timeout=30)
+        assert [(each.version, each.state, each.status.error_code)
+                for each in status.model_version_status] == [
+            (3, get_model_status_pb2.ModelVersionStatus.END, error_codes_pb2.UNKNOWN),
+            (2, get_model_status_pb2.ModelVersionStatus.END, error_codes_pb2.UNKNOWN),
+            (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE, error_codes_pb2.OK)]
+        asked = _call(server.rest_url + "/versions/2:predict", {"signature_name": "encode",
+                                                                "instances": IMAGES.tolist()})
+        assert asked[0] == 404 and "version 2 did not load" in asked[1]["error"]
+        # The copy completes: its files change, it is tried again and served.
+        shutil.rmtree(half_copied)
+        shutil.copytree(export_dir / "1", half_copied)
+        assert stub.Predict(_predict_request(), timeout=30).model_spec.version.value == 3
+    finally:
+        shutil.rmtree(broken)
+        shutil.rmtree(half_copied, ignore_errors=True)
 
 
 def _start(export_dir, *options):
@@ -313,6 +439,14 @@ def test_a_busy_port_or_a_label_of_no_version_is_one_line_and_nothing_starts(exp
     result = CliRunner().invoke(tfae, ["serve", str(corrupt)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "3/saved_model.pb is not a readable SavedModel" in result.output, result.output
+    (corrupt / "4").mkdir()  # a copy in progress: the graph, not yet its variables
+    shutil.copy(export_dir / "1/saved_model.pb", corrupt / "4")
+    result = CliRunner().invoke(tfae, ["serve", str(corrupt)])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    assert "4 has no variables/variables.index (a copy in progress?); " in result.output
+    result = CliRunner().invoke(tfae, ["serve", str(export_dir), "--host", "999.1.1.1"])
+    assert result.exit_code == 1 and "cannot bind 999.1.1.1 port 8501 for REST: " in result.output
+    assert "Unknown error" not in result.output and "while attempting" not in result.output
 
 
 def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_5_s(export_dir):

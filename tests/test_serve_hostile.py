@@ -9,6 +9,7 @@ that would refuse to send it.
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -115,6 +116,75 @@ def test_a_hostile_request_is_refused_within_a_second_and_serving_goes_on(server
     assert _send(port, data) in statuses
     assert time.monotonic() - start < 1
     assert _normal_request_seconds(port) < 0.1
+
+
+@pytest.mark.parametrize("data", [
+    b"\x00\x01\x02 garbage\r\n\r\n",
+    PREDICT + b"Content-Length: -1\r\n\r\n",
+    b"GET /" + b"a" * 1_000_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+], ids=["garbage", "negative length", "1 MB URL"])
+def test_malformed_http_is_answered_in_tf_servings_json(server, data):
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        try:
+            connection.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
+    assert json.loads(body)["error"].startswith("Malformed request")
+    assert _normal_request_seconds(port) < 0.1
+
+
+@pytest.mark.parametrize("opening, trickle", [
+    (b"POST /v1/models/deep:predict HTTP/1.1\r\n", b"X"),  # headers, a byte a second
+    (PREDICT + b"Content-Length: 100\r\n\r\n", b"["),  # a body, a byte a second
+])
+def test_a_client_trickling_its_request_is_cut_off(server, opening, trickle):
+    _, port = server
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(opening)
+        answer = None
+        while time.monotonic() - start < 20:
+            try:
+                connection.sendall(trickle)
+                connection.settimeout(1)
+                answer = connection.recv(4096)
+                break
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                answer = b""
+                break
+    assert time.monotonic() - start < 13  # REQUEST_SECONDS and a little
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
+    assert _normal_request_seconds(port) < 0.1
+
+
+def test_sigterm_while_a_request_is_still_arriving_answers_it_503_and_exits_within_5_s(
+        export_dir):
+    process, port = _start(export_dir)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(PREDICT + b"Content-Length: 1000\r\n\r\n{")  # and never the rest
+            time.sleep(0.2)  # the request is in flight
+            start = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 "), answer
+        assert "shutting down" in json.loads(body)["error"]
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - start < 5
+    finally:
+        process.kill()
+        process.wait()
 
 
 def _cpu_seconds(pid):

@@ -19,9 +19,13 @@ Examples:
     >>> codes = tf.make_ndarray(stub.Predict(request, timeout=10).outputs["codes"])  # doctest: +SKIP
 """
 
+import math
+
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
@@ -64,6 +68,34 @@ async def _answering(context, answer):
         await context.abort(getattr(grpc.StatusCode, error.code), str(error))
 
 
+def _float_array(tensor, name):
+    """A ``TensorProto`` of ``DT_FLOAT`` as numpy, once its declared shape is known to match the
+    values it holds: ``tf.make_ndarray`` fills a shape declared without values with zeros, so a
+    40-byte request could otherwise make the server allocate gigabytes.
+
+    Examples:
+        >>> _float_array(tf.make_tensor_proto(np.zeros((2, 3), np.float32)), "codes").shape
+        (2, 3)
+    """
+    if tensor.dtype != types_pb2.DT_FLOAT:
+        try:
+            dtype = f"{tf.as_dtype(tensor.dtype).name} ({types_pb2.DataType.Name(tensor.dtype)})"
+        except (TypeError, ValueError):
+            dtype = f"dtype {tensor.dtype}"
+        raise ServingError("INVALID_ARGUMENT",
+                           f"Input '{name}' is {dtype}, expected float32 (DT_FLOAT)")
+    shape = [dim.size for dim in tensor.tensor_shape.dim]
+    if tensor.tensor_shape.unknown_rank or any(size < 0 for size in shape):
+        raise ServingError("INVALID_ARGUMENT", f"Input '{name}' has no fully defined shape")
+    declared = math.prod(shape)
+    held = len(tensor.tensor_content) / 4 if tensor.tensor_content else len(tensor.float_val)
+    if held != declared:
+        raise ServingError("INVALID_ARGUMENT",
+                           f"Input '{name}' declares shape {shape} ({declared:,} values) but holds "
+                           f"{held:,g} values")
+    return tf.make_ndarray(tensor)
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``Predict`` and ``GetModelMetadata``.
 
@@ -96,15 +128,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if unknown:
             raise ServingError("INVALID_ARGUMENT", f"output tensor alias not found in signature: "
                                                    f"{sorted(unknown)[0]}")
-        try:
-            array = tf.make_ndarray(request.inputs[batcher.input_name])
-        except (TypeError, ValueError) as error:
-            raise ServingError("INVALID_ARGUMENT",
-                               f"Input '{batcher.input_name}' is not a valid tensor: {error}"
-                               ) from None
-        if array.dtype != np.float32:
-            raise ServingError("INVALID_ARGUMENT", f"Input '{batcher.input_name}' is "
-                                                   f"{array.dtype}, expected float32 (DT_FLOAT)")
+        array = _float_array(request.inputs[batcher.input_name], batcher.input_name)
         output = await batcher(check_input(array, batcher.input_name, batcher.input_shape))
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.repository.name
@@ -132,7 +156,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    """``GetModelStatus``: every version on disk, or the one asked for, each loaded first.
+    """``GetModelStatus``: every version on disk, or the one asked for, each loaded first; one
+    that does not load is ``END`` with its error, as TF Serving reports a failed load.
 
     Examples:
         >>> model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository),
@@ -147,7 +172,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     async def _status(self, request):
         response = get_model_status_pb2.GetModelStatusResponse()
-        for each in await self.repository.available(*_spec(request.model_spec)):
-            response.model_version_status.add(
-                version=each, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+        states = get_model_status_pb2.ModelVersionStatus
+        for each, failure in await self.repository.statuses(*_spec(request.model_spec)):
+            status = response.model_version_status.add(
+                version=each, state=states.END if failure else states.AVAILABLE)
+            if failure:
+                status.status.error_code = error_codes_pb2.UNKNOWN
+                status.status.error_message = failure
         return response

@@ -16,6 +16,7 @@ Examples:
     >>> uvicorn.run(app, port=8501)  # doctest: +SKIP
 """
 
+import asyncio
 import re
 
 import numpy as np
@@ -33,19 +34,24 @@ _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                     r"(?P<what>/metadata|:predict)?$")
 
 
-def create_app(repository, max_body_bytes, lifespan=None):
+def create_app(repository, max_body_bytes):
     """The Starlette application answering for ``repository`` (a ``Repository``).
 
     Args:
         repository: the served model's versions.
         max_body_bytes: larger request bodies are answered 413 without being read.
-        lifespan: Starlette's lifespan context, run before the first request and after the last.
 
     Examples:
         >>> app = create_app(Repository("saved_models/deep", "deep"), 1 << 26)  # doctest: +SKIP
         >>> uvicorn.run(app, port=8501)  # doctest: +SKIP
     """
     async def model(request):
+        try:
+            return await answer(request)
+        except asyncio.CancelledError:  # uvicorn's shutdown ran out of its grace period
+            return _json({"error": "The server is shutting down; send the request again"}, 503)
+
+    async def answer(request):
         match = _ROUTE.match(request.url.path)
         if not match:
             raise HTTPException(404, f"Malformed request: {request.method} {request.url.path}")
@@ -69,9 +75,10 @@ def create_app(repository, max_body_bytes, lifespan=None):
                                                              preserving_proto_field_name=True)
                               for key, value in definitions.items()}}}})
         return _json({"model_version_status": [
-            {"version": str(each), "state": "AVAILABLE",
-             "status": {"error_code": "OK", "error_message": ""}}
-            for each in await repository.available(*spec)]})
+            {"version": str(each), "state": "END" if failure else "AVAILABLE",
+             "status": {"error_code": "UNKNOWN" if failure else "OK",
+                        "error_message": failure or ""}}
+            for each, failure in await repository.statuses(*spec)]})
 
     async def refused(request, error):
         status_code = error.http_status if isinstance(error, ServingError) else error.status_code
@@ -79,8 +86,7 @@ def create_app(repository, max_body_bytes, lifespan=None):
                      status_code)
 
     return Starlette(routes=[Route("/v1/models/{path:path}", model, methods=["GET", "POST"])],
-                     exception_handlers={HTTPException: refused, ServingError: refused},
-                     lifespan=lifespan)
+                     exception_handlers={HTTPException: refused, ServingError: refused})
 
 
 async def _read(request, limit):
@@ -89,12 +95,14 @@ async def _read(request, limit):
     if length is not None and not length.isdigit():
         raise HTTPException(400, f"Content-Length {length!r} is not a number of bytes")
     if length is not None and int(length) > limit:
-        raise HTTPException(413, f"Request body of {length} bytes is over the limit of {limit}")
+        raise HTTPException(413, f"Request body of {length} bytes is over the limit of {limit} "
+                                 f"(--max-json-mb; fewer images a request, or gRPC, take more)")
     chunks, size = [], 0
     async for chunk in request.stream():  # a chunked body says nothing of its size beforehand
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"Request body is over the limit of {limit} bytes")
+            raise HTTPException(413, f"Request body is over the limit of {limit} bytes "
+                                     f"(--max-json-mb; fewer images a request, or gRPC, take more)")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -126,12 +134,9 @@ async def _predict(repository, spec, parsed):
         raise HTTPException(400, "Missing 'instances' or 'inputs' key (exactly one is needed)")
     values = body["instances"] if row_format else body["inputs"]
     if row_format and isinstance(values, list):
-        values = [value[name] if isinstance(value, dict) and name in value else value
-                  for value in values]
+        values = [_named(value, name) if isinstance(value, dict) else value for value in values]
     elif isinstance(values, dict):
-        if name not in values:
-            raise HTTPException(400, f"Missing input '{name}'")
-        values = values[name]
+        values = _named(values, name)
     try:
         array = np.asarray(values)
     except (TypeError, ValueError, RecursionError):
@@ -142,6 +147,15 @@ async def _predict(repository, spec, parsed):
                                  f"shaped {shape_text(batcher.input_shape)}")
     output = await batcher(check_input(array, name, batcher.input_shape))
     return {"predictions": output} if row_format else {"outputs": output}
+
+
+def _named(inputs, name):
+    """The value of the signature's one input in a ``{name: value}`` object, which may name no
+    other (as gRPC refuses unknown input keys, so does REST)."""
+    if set(inputs) != {name}:
+        raise HTTPException(400, f"input keys {sorted(inputs)} do not match the signature's "
+                                 f"['{name}']")
+    return inputs[name]
 
 
 def _holds_boolean(values):

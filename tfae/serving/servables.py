@@ -15,6 +15,7 @@ Examples:
 import asyncio
 import gc
 import pathlib
+import sys
 import threading
 
 import numpy as np
@@ -133,7 +134,17 @@ class Batcher:
         self._draining = None
 
     async def __call__(self, array):
-        """The signature's only output for ``array`` (float32, already checked), as numpy."""
+        """The signature's only output for ``array`` (float32, already checked), as numpy.
+
+        A request of more than ``max_rows`` rows is run ``max_rows`` at a time, each part queued
+        only when the one before it is done, so requests that arrive meanwhile run between its
+        parts instead of waiting for all of them.
+        """
+        parts = [await self._run(array[start:start + self._max_rows])
+                 for start in range(0, max(len(array), 1), self._max_rows)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def _run(self, array):
         future = asyncio.get_running_loop().create_future()
         self._queue.append((array, future))
         if self._draining is None or self._draining.done():
@@ -162,12 +173,13 @@ class Batcher:
                 start += len(array)
 
     def _take(self):
-        """The oldest queued requests of the first one's shape, up to ``max_rows`` rows."""
+        """The oldest queued requests of the first one's shape, up to ``max_rows`` rows (each is
+        at most that many)."""
         shape = self._queue[0][0].shape[1:]
         taken, kept, rows = [], [], 0
         for request in self._queue:
             array = request[0]
-            if array.shape[1:] == shape and (not taken or rows + len(array) <= self._max_rows):
+            if array.shape[1:] == shape and rows + len(array) <= self._max_rows:
                 taken.append(request)
                 rows += len(array)
             else:
@@ -189,6 +201,10 @@ class Batcher:
 
 class Repository:
     """One exported model's versions: loaded on first use, new ones picked up without a restart.
+
+    A version that fails to load (a corrupt file, a copy still in progress) is reported once on
+    stderr and in the status answers, and the newest version that loads goes on being served, as
+    TF Serving does; it is tried again only once its files change.
 
     Args:
         export_dir: the export folder, ``<version>/saved_model.pb`` inside.
@@ -215,6 +231,7 @@ class Repository:
                 raise TfaeError(f"--label {label}={version}: {self.export_dir} has no version "
                                 f"{version} (it has {', '.join(map(str, found))})")
         self._loaded = {}
+        self._failed = {}  # version: (its files when it failed, why)
         self._load_lock = threading.Lock()
 
     def versions(self):
@@ -222,7 +239,8 @@ class Repository:
         return versions(self.export_dir)
 
     def version(self, name, version=None, label=None):
-        """The version a request names: ``version``, ``label``'s, or the highest one.
+        """The version a request names: ``version``, ``label``'s, or ``None`` for the newest that
+        loads.
 
         Raises:
             ServingError: as TF Serving answers for an unknown model, version or label.
@@ -237,12 +255,7 @@ class Repository:
                 raise ServingError("INVALID_ARGUMENT",
                                    f"Unrecognized servable version label: {label}")
             version = self.labels[label]
-        on_disk = self.versions()
-        if version is None:
-            if not on_disk:
-                raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
-            return on_disk[-1]
-        if version not in on_disk:
+        if version is not None and version not in self.versions():
             raise ServingError("NOT_FOUND",
                                f"Servable not found for request: Specific({name}, {version})")
         return version
@@ -250,37 +263,119 @@ class Repository:
     async def resolve(self, name, version=None, label=None):
         """``(version, Batcher by signature name)`` for a request, loading the version if new."""
         version = self.version(name, version, label)
-        if version not in self._loaded:
+        self._forget_removed()
+        if version is not None:
             await asyncio.to_thread(self.load, version)
-        return version, self._loaded[version][0]
+            return version, self._loaded[version][0]
+        for newest in reversed(self.versions()):
+            try:
+                await asyncio.to_thread(self.load, newest)
+            except ServingError:
+                continue  # reported when it failed; an older version is served meanwhile
+            return newest, self._loaded[newest][0]
+        raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name}): no "
+                                        "version of it loads")
 
-    async def available(self, name, version=None, label=None):
-        """The versions a status request asks about (all when it names none), newest first.
+    async def statuses(self, name, version=None, label=None):
+        """``(version, why it failed or None)`` for the versions a status request asks about
+        (all when it names none), newest first.
 
         Each is loaded first, so AVAILABLE, as both protocols then call it, means it answers now.
         """
         named = self.version(name, version, label)
-        wanted = self.versions() if version is None and label is None else [named]
-        for each in wanted:
-            await self.resolve(name, each)
-        return sorted(wanted, reverse=True)
+        self._forget_removed()
+        wanted = self.versions() if named is None else [named]
+        found = []
+        for each in sorted(wanted, reverse=True):
+            try:
+                await asyncio.to_thread(self.load, each)
+            except ServingError as error:
+                found.append((each, str(error)))
+            else:
+                found.append((each, None))
+        return found
+
+    def _forget_removed(self):
+        """Unloads the versions gone from disk or made again under the same number (their
+        ``saved_model.pb`` is another file now), so a new one is loaded afresh."""
+        for version, (_, _, graph_file) in list(self._loaded.items()):
+            if _identity(self.export_dir / str(version) / "saved_model.pb") != graph_file:
+                self._loaded.pop(version, None)
 
     def load(self, version):
-        """Loads ``version`` once, however many requests ask for it at once."""
+        """Loads ``version`` once, however many requests ask for it at once.
+
+        Raises:
+            ServingError: ``NOT_FOUND`` if it does not load, now or when it last failed with the
+                same files.
+        """
         import tensorflow as tf
 
         with self._load_lock:
-            if version not in self._loaded:
-                path = self.export_dir / str(version)
+            if version in self._loaded:
+                return
+            path = self.export_dir / str(version)
+            files = _files(path)
+            if files is not None and self._failed.get(version, (None,))[0] == files:
+                raise ServingError("NOT_FOUND", self._failed[version][1])
+            try:
                 definitions = signature_defs(path)
                 served = tf.saved_model.load(str(path))
-                self._loaded[version] = ({name: Batcher(signature) for name, signature
-                                          in served.signatures.items()}, definitions)
-                # Parsing JSON makes many short-lived lists, which trigger the garbage
-                # collector; a full collection walks every object TensorFlow and the model made,
-                # a pause in which no request is answered. Frozen, they are never walked again.
-                gc.freeze()
+            except Exception as error:  # whatever breaks in a load, the server must go on
+                why = f"Servable {self.name} version {version} did not load: {_first_line(error)}"
+                self._failed[version] = (files, why)
+                print(f"tfae serve: {why}; it is tried again when its files change",
+                      file=sys.stderr, flush=True)
+                raise ServingError("NOT_FOUND", why) from None
+            self._failed.pop(version, None)
+            self._loaded[version] = ({name: Batcher(signature) for name, signature
+                                      in served.signatures.items()}, definitions,
+                                     _identity(path / "saved_model.pb"))
+            # Parsing JSON makes many short-lived lists, which trigger the garbage
+            # collector; a full collection walks every object TensorFlow and the model made,
+            # a pause in which no request is answered. Frozen, they are never walked again.
+            gc.freeze()
+
+    def check_complete(self):
+        """Raises ``TfaeError`` unless some version is a whole SavedModel: a graph that parses
+        and its variables. (A cheap look before starting workers; loading may still fail.)"""
+        reasons = []
+        for version in reversed(self.versions()):
+            path = self.export_dir / str(version)
+            try:
+                signature_defs(path)
+            except TfaeError as error:
+                reasons.append(str(error))
+                continue
+            if (path / "variables" / "variables.index").is_file():
+                return
+            reasons.append(f"{path} has no variables/variables.index (a copy in progress?)")
+        raise TfaeError(f"no version in {self.export_dir} can be served: {'; '.join(reasons)}")
 
     def signature_defs(self, version):
         """The loaded ``version``'s ``SignatureDef`` protos by name (for metadata answers)."""
         return self._loaded[version][1]
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _identity(path):
+    """Which file ``path`` is now (``None`` if none): its inode, size and modification time."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _files(folder):
+    """What identifies the files of ``folder`` now: each one's path, size and modification time
+    (``None`` while they change under the listing)."""
+    try:
+        return sorted((str(path), stat.st_size, stat.st_mtime_ns)
+                      for path in folder.rglob("*") for stat in [path.stat()])
+    except OSError:  # a file removed while listed: the folder is changing
+        return None

@@ -5,7 +5,8 @@ runs the REST application and, through its lifespan, starts the gRPC server and 
 ``workers`` > 1, uvicorn's supervisor starts the workers on one shared REST socket, restarts one
 that dies and stops them all on SIGINT or SIGTERM; every worker binds the gRPC port with
 ``SO_REUSEPORT``, so the kernel shares gRPC connections among them too. On SIGTERM each worker
-stops accepting, lets the requests in flight finish (up to ``GRACE_SECONDS``) and exits.
+stops accepting, lets the requests in flight finish (up to ``GRACE_SECONDS`` for REST, then as
+long for gRPC), answers those still running 503 and exits 0.
 
 Examples:
     From Python, in a background thread (for notebooks and tests):
@@ -20,6 +21,7 @@ Examples:
 
 import contextlib
 import dataclasses
+import http
 import json
 import os
 import signal
@@ -33,10 +35,12 @@ from uvicorn.supervisors import Multiprocess
 
 from tfae.errors import TfaeError
 from tfae.serving import grpc_api, rest
-from tfae.serving.servables import Repository, signature_defs
+from tfae.serving.servables import Repository, ServingError
 from tfae.startup import start_tensorflow
 
-GRACE_SECONDS = 3  # requests in flight at SIGTERM may take this long; the process exits by 5 s
+GRACE_SECONDS = 2  # for REST's requests in flight at SIGTERM, then gRPC's: it exits within 5 s
+MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's message sizes are 32-bit signed
+REQUEST_SECONDS = 10  # to send a request's headers, and its body at 1 MB/s or faster on top
 START_SECONDS = 300  # a worker imports TensorFlow and loads the model
 _SETTINGS_VARIABLE = "TFAE_SERVING_SETTINGS"  # how the worker processes learn what to serve
 
@@ -53,7 +57,10 @@ class ServerSettings:
         grpc_port: gRPC's port (TF Serving's 8500); 0 picks a free one.
         workers: processes answering, each with the model.
         labels: version labels, ``{"stable": 1}``.
-        max_request_bytes: the largest REST body and gRPC message taken.
+        max_request_bytes: the largest gRPC message taken.
+        max_json_bytes: the largest REST body taken. Reading JSON holds the worker's one Python
+            thread (about 0.1 s a MB here), so it is smaller: one request of 60 MB would keep
+            every other client waiting for seconds; gRPC's binary tensors cost next to nothing.
 
     Examples:
         >>> ServerSettings("saved_models/deep", "deep", labels={"stable": 1}).grpc_port
@@ -68,6 +75,44 @@ class ServerSettings:
     workers: int = 1
     labels: dict = dataclasses.field(default_factory=dict)
     max_request_bytes: int = 64 * 1024 * 1024
+    max_json_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name or ":" in self.name:
+            raise TfaeError(f"--name {self.name!r}: a model name in a URL can hold neither '/' "
+                            "nor ':' and cannot be empty")
+        if not 0 < self.max_request_bytes <= MAX_MESSAGE_BYTES:
+            raise TfaeError(f"--max-request-mb must be between 1 and "
+                            f"{MAX_MESSAGE_BYTES // 2**20} (gRPC's largest message is 2 GiB)")
+        if self.max_json_bytes <= 0:
+            raise TfaeError("--max-json-mb must be at least 1")
+
+
+class _Worker:
+    """One worker's ASGI application: the REST application, and gRPC started and stopped around
+    it by the ASGI lifespan; a worker that cannot serve says why in one line, not a traceback."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.repository = Repository(settings.export_dir, settings.name, settings.labels)
+        self.rest = rest.create_app(self.repository, settings.max_json_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await self.rest(scope, receive, send)
+        await receive()  # lifespan.startup
+        try:
+            await self.repository.resolve(self.settings.name)  # load before answering
+            grpc_server = await grpc_api.start(
+                self.repository, f"{self.settings.host}:{self.settings.grpc_port}",
+                self.settings.max_request_bytes, reuse_port=True)
+        except (ServingError, RuntimeError) as error:  # grpc's bind failure is a RuntimeError
+            await send({"type": "lifespan.startup.failed", "message": f"tfae serve: {error}"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await grpc_server.stop(GRACE_SECONDS)
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 def create_app(settings):
@@ -77,19 +122,7 @@ def create_app(settings):
         >>> app = create_app(ServerSettings("saved_models/deep", "deep"))  # doctest: +SKIP
         >>> uvicorn.Server(uvicorn.Config(app, lifespan="on")).run()  # doctest: +SKIP
     """
-    repository = Repository(settings.export_dir, settings.name, settings.labels)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        await repository.resolve(settings.name)  # load the served version before answering
-        grpc_server = await grpc_api.start(repository, f"{settings.host}:{settings.grpc_port}",
-                                           settings.max_request_bytes, reuse_port=True)
-        try:
-            yield
-        finally:
-            await grpc_server.stop(GRACE_SECONDS)
-
-    return rest.create_app(repository, settings.max_request_bytes, lifespan)
+    return _Worker(settings)
 
 
 def app_from_environment():
@@ -105,14 +138,61 @@ def app_from_environment():
 
 
 class _Protocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol, but a connection that never sends a request is closed after the
-    keep-alive timeout too (uvicorn times out only connections idle after a request), so idle
-    sockets cannot pile up."""
+    """uvicorn's HTTP protocol, with what a server facing the open network needs: a connection
+    that never sends a request is closed after the keep-alive timeout too (uvicorn times out only
+    connections idle after a request); a request not received within ``REQUEST_SECONDS`` (plus a
+    second per MB of body) is answered 408 and closed, so clients trickling bytes cannot hold
+    connections; malformed HTTP is answered in TF Serving's JSON, not plain text."""
+
+    _deadline = None
 
     def connection_made(self, transport):
         super().connection_made(transport)
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
                                                             self.timeout_keep_alive_handler)
+
+    def connection_lost(self, exc):
+        self._stop_deadline()
+        super().connection_lost(exc)
+
+    def on_message_begin(self):
+        super().on_message_begin()
+        self._stop_deadline()
+        self._deadline = self.loop.call_later(REQUEST_SECONDS, self._too_slow)
+
+    def on_headers_complete(self):
+        super().on_headers_complete()
+        length = dict(self.headers).get(b"content-length", b"")
+        if length.isdigit() and self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = self.loop.call_later(REQUEST_SECONDS + int(length) / 1e6,
+                                                  self._too_slow)
+
+    def on_message_complete(self):
+        self._stop_deadline()
+        super().on_message_complete()
+
+    def _stop_deadline(self):
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self):
+        self._deadline = None
+        if self.cycle is None or not self.cycle.response_started:
+            self._send_json(408, f"Request not received within {REQUEST_SECONDS} s")
+        self.transport.close()
+
+    def send_400_response(self, msg):
+        self._send_json(400, f"Malformed request: {msg}")
+        self.transport.close()
+
+    def _send_json(self, status, message):
+        body = json.dumps({"error": message}).encode()
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (
+                                 status, http.HTTPStatus(status).phrase.encode(), len(body),
+                                 body))
 
 
 def _config(app, **options):
@@ -134,7 +214,7 @@ def _bind(settings):
         rest_socket = socket.create_server((settings.host, settings.port), backlog=2048)
     except OSError as error:
         raise TfaeError(f"cannot bind {settings.host} port {settings.port} for REST: "
-                        f"{os.strerror(error.errno)} (--port chooses another)") from None
+                        f"{_reason(error)} (--host and --port choose another)") from None
     try:
         with socket.socket() as probe:
             probe.bind((settings.host, settings.grpc_port))
@@ -145,10 +225,15 @@ def _bind(settings):
     except OSError as error:
         rest_socket.close()
         raise TfaeError(f"cannot bind {settings.host} port {settings.grpc_port} for gRPC: "
-                        f"{os.strerror(error.errno)} (--grpc-port chooses another)") from None
+                        f"{_reason(error)} (--grpc-port chooses another)") from None
     settings = dataclasses.replace(settings, port=rest_socket.getsockname()[1],
                                    grpc_port=grpc_port)
     return rest_socket, grpc_reservation, settings
+
+
+def _reason(error):
+    """Why a bind failed, without the address ``socket.create_server`` adds to it."""
+    return (error.strerror or str(error)).split(" (while attempting to bind")[0]
 
 
 class Server:
@@ -204,10 +289,8 @@ def serve(settings, announce=print, verbose=False):
     """
     if settings.workers < 1:
         raise TfaeError(f"--workers must be >= 1, not {settings.workers}")
-    # A bad folder or a served version that does not parse is refused here, in one line, not in
-    # a worker's traceback.
-    repository = Repository(settings.export_dir, settings.name, settings.labels)
-    signature_defs(repository.export_dir / str(repository.versions()[-1]))
+    # A bad folder, or one whose every version is broken, is refused here in one line.
+    Repository(settings.export_dir, settings.name, settings.labels).check_complete()
     rest_socket, reservation, settings = _bind(settings)
     started = threading.Thread(target=_announce_when_answering, args=(settings, announce),
                                daemon=True)
@@ -215,7 +298,7 @@ def serve(settings, announce=print, verbose=False):
         if settings.workers == 1:
             server = uvicorn.Server(_config(create_app(settings)))
             started.start()
-            with _stopped_quietly():
+            with _stopped_quietly(), contextlib.suppress(SystemExit):  # uvicorn's startup failure
                 server.run(sockets=[rest_socket])
             if not server.started:
                 raise TfaeError("the server did not start; see the error above")
