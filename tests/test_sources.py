@@ -5,8 +5,12 @@ labelled and not; nothing comes from outside the tests but MNIST and, where Debi
 dataset-fashion-mnist package is installed, Fashion-MNIST.
 """
 
+import io
 import pathlib
 import shutil
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -228,6 +232,41 @@ def test_a_bad_npz_file_is_one_clear_error_naming_it(tmp_path, arrays_, message)
     with pytest.raises(TfaeError, match=message) as error:
         data.load(str(tmp_path / "bad.npz"))
     assert "bad.npz" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_npz_declaring_more_than_memory_holds_is_refused_before_reading(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (10**6, 10**4, 10**4)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue())  # 100 TB declared, nothing behind it
+    with pytest.raises(TfaeError, match=r"bomb.npz: its arrays hold 100,000.0 GB \(x is "
+                                        r"1000000x10000x10000 uint8\), more than this machine's"):
+        data.load(str(tmp_path / "bomb.npz"))
+
+
+def test_a_truncated_npz_is_called_damaged_not_foreign(tmp_path):
+    np.savez(tmp_path / "whole.npz", x=np.zeros((10, 4, 4), np.uint8))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:200])
+    with pytest.raises(TfaeError, match=r"cut.npz is not a readable .npz file \(a damaged or "
+                                        r"truncated zip\)"):
+        data.load(str(tmp_path / "cut.npz"))
+
+
+def test_a_small_run_of_a_large_npz_copies_only_the_images_it_takes(tmp_path):
+    # 120 MB of images in a file of a few hundred KB; --limit 100 must not copy them again.
+    np.savez_compressed(tmp_path / "large.npz", x=np.zeros((120_000, 32, 32), np.uint8))
+    measured = subprocess.run([sys.executable, "-c", """
+import resource, sys
+from tfae.data.arrays import load
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+splits = load(sys.argv[1], limit=100)
+assert int(splits.train.cardinality()) == 100
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+""", str(tmp_path / "large.npz")], capture_output=True, text=True, timeout=120)
+    assert measured.returncode == 0, measured.stderr[-2000:]
+    grown = int(measured.stdout.split()[-1])
+    assert grown < 1.5 * 120_000 * 32 * 32  # the array once (decompressed), not three times
 
 
 @pytest.mark.parametrize("name, content, message", [

@@ -14,7 +14,8 @@ Examples:
     (28, 28, 3)
 """
 
-import json
+import math
+import os
 import pathlib
 import zipfile
 
@@ -54,12 +55,18 @@ def load(dataset, **settings):
     if not path.is_file():
         raise TfaeError(f"{path}: no such .npz file")
     if not zipfile.is_zipfile(path):
-        raise TfaeError(f"{path} is not an .npz file (numpy.savez writes them)")
+        with path.open("rb") as file:
+            damaged = file.read(2) == b"PK"  # a zip's start, without its end: cut short
+        raise TfaeError(f"{path} is not a readable .npz file (a damaged or truncated zip)"
+                        if damaged else f"{path} is not an .npz file (numpy.savez writes them)")
+    _check_fits(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise TfaeError(f"{path} is not a readable .npz file ({_first_line(error)})") from None
+    except MemoryError:
+        raise TfaeError(f"{path}: its arrays do not fit in this machine's memory") from None
     if "x" not in arrays:
         raise TfaeError(f"{path} has no array 'x' of images (it has: "
                         f"{', '.join(sorted(arrays)) or 'nothing'})")
@@ -102,7 +109,7 @@ def from_arrays(x, y=None, x_test=None, y_test=None, *, name="arrays", source=No
     class_names, labels, test_labels = _numbered(labels, test_labels)
     arrays = [array for array in (images, labels, test_images, test_labels) if array is not None]
     source = {"kind": "arrays", **(source or {}),
-              "fingerprint": fingerprint(*(_bytes(array) for array in arrays))}
+              "fingerprint": fingerprint(*arrays)}
     return make_splits(images, labels, test_images, test_labels, name=name, source=source,
                         class_names=class_names, **settings)
 
@@ -186,6 +193,43 @@ def _images(array, name, prefix):
     return images.astype(np.float32)
 
 
+def _check_fits(path):
+    """Refuses, before anything is decompressed, an ``.npz`` whose arrays declare more bytes than
+    this machine has free (a 2 MB file can declare terabytes of zeros)."""
+    declared = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if member.endswith(".npy"):
+                    with archive.open(member) as file:
+                        read_header = (np.lib.format.read_array_header_1_0
+                                       if np.lib.format.read_magic(file) == (1, 0)
+                                       else np.lib.format.read_array_header_2_0)
+                        shape, _, dtype = read_header(file)
+                    declared[member.removesuffix(".npy")] = (shape, dtype)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise TfaeError(f"{path} is not a readable .npz file ({_first_line(error)})") from None
+    total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in declared.values())
+    free = _free_memory_bytes()
+    if total > free:
+        name, (shape, dtype) = max(declared.items(),
+                                   key=lambda item: math.prod(item[1][0]) * item[1][1].itemsize)
+        raise TfaeError(f"{path}: its arrays hold {total / 1e9:,.1f} GB ({name} is "
+                        f"{'x'.join(map(str, shape))} {dtype}), more than this machine's "
+                        f"{free / 1e9:,.1f} GB of free memory")
+
+
+def _free_memory_bytes():
+    """The memory this machine can still give, as the kernel estimates it (MemAvailable)."""
+    try:
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
 def _checked_labels(labels, images, name, images_name, prefix):
     if labels is None:
         return None
@@ -207,10 +251,6 @@ def _numbered(labels, test_labels):
     numbered = [None if array is None else np.searchsorted(values, array).astype(np.int64)
                 for array in (labels, test_labels)]
     return tuple(str(value) for value in values), *numbered
-
-
-def _bytes(array):
-    return json.dumps([str(array.dtype), array.shape]).encode() + np.ascontiguousarray(array).tobytes()
 
 
 def _first_line(error):

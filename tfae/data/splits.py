@@ -15,6 +15,7 @@ Examples:
 
 import dataclasses
 import hashlib
+import json
 
 import numpy as np
 import tensorflow as tf
@@ -63,15 +64,23 @@ class Splits:
 
 
 def fingerprint(*parts):
-    """A short hex digest of byte strings, for telling data sets apart.
+    """A short hex digest of byte strings or numpy arrays (their dtype, shape and contents, hashed
+    where they lie, not copied), for telling data sets apart.
 
     Examples:
         >>> len(fingerprint(b"images")), fingerprint(b"cats") == fingerprint(b"dogs")
         (16, False)
+        >>> fingerprint(np.zeros((2, 3), np.uint8)) == fingerprint(np.zeros((3, 2), np.uint8))
+        False
     """
     digest = hashlib.sha256()
     for part in parts:
-        digest.update(hashlib.sha256(part).digest())
+        if isinstance(part, np.ndarray):
+            one = hashlib.sha256(json.dumps([str(part.dtype), part.shape]).encode())
+            one.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8))
+            digest.update(one.digest())
+        else:
+            digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()[:16]
 
 
@@ -162,26 +171,35 @@ def make_splits(images, labels=None, test_images=None, test_labels=None, *, name
         ((4, 4, 1), 8)
     """
     labels = _labels_or_unlabelled(labels, len(images))
+    # Each split as the rows of its array it takes, so that only the first ``limit`` of each are
+    # copied: a large array is not copied whole to make a small run.
     if test_images is None:
         order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
         held_out = max(1, int(round(len(images) * test_fraction)))
-        test_images, test_labels = images[order[:held_out]], labels[order[:held_out]]
-        images, labels = images[order[held_out:]], labels[order[held_out:]]
-    test_labels = _labels_or_unlabelled(test_labels, len(test_images))
-    start = validation_start(len(images))
-    arrays = {"train": (images[:start], labels[:start]),
-              "validation": (images[start:], labels[start:]),
-              "test": (test_images, test_labels)}
-    empty = [split for split, (split_images, _) in arrays.items() if len(split_images) == 0]
+        rows = {"test": order[:held_out], "training": order[held_out:]}
+        test_images, test_labels = images, labels
+    else:
+        test_labels = _labels_or_unlabelled(test_labels, len(test_images))
+        rows = {"test": range(len(test_images)), "training": range(len(images))}
+    start = validation_start(len(rows["training"]))
+    arrays = {"train": (images, labels, rows["training"][:start]),
+              "validation": (images, labels, rows["training"][start:]),
+              "test": (test_images, test_labels, rows["test"])}
+    empty = [split for split, (_, _, taken) in arrays.items() if len(taken) == 0]
     if empty:
-        raise TfaeError(f"{name}: {len(images) + len(test_images)} images are too few for "
-                        f"training, validation and test splits (none left for {empty[0]})")
-    datasets = {split: _conformed(split_images[:limit], split_labels[:limit], image_size,
-                                  channels, resize)
-                for split, (split_images, split_labels) in arrays.items()}
+        raise TfaeError(f"{name}: {len(rows['training']) + len(rows['test'])} images are too few "
+                        f"for training, validation and test splits (none left for {empty[0]})")
+    datasets = {split: _conformed(split_images[_index(taken[:limit])],
+                                  split_labels[_index(taken[:limit])], image_size, channels, resize)
+                for split, (split_images, split_labels, taken) in arrays.items()}
     num_classes = len(class_names) or int(max(labels.max(), test_labels.max()) + 1)
     return Splits(name, tuple(datasets["train"].element_spec[0].shape), num_classes,
                   source=source or {}, class_names=tuple(class_names), **datasets)
+
+
+def _index(rows):
+    """Rows as numpy takes them without a copy where it can: a ``range`` as a slice (a view)."""
+    return slice(rows.start, rows.stop) if isinstance(rows, range) else rows
 
 
 def _labels_or_unlabelled(labels, count):
