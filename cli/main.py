@@ -266,13 +266,16 @@ def evaluate(path, as_json, out_file, quiet, verbose, **data_settings):
     metrics = evaluate_path(path, verbose=progress.enabled, out=out_file, **data_settings)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
-        return
-    rows = summary_rows(metrics)
-    width = max(len(name) for name, _ in rows)
-    click.echo(f"{path} on {metrics['dataset']} ({metrics['test_images']:,} test images)")
-    for name, value in rows:
-        click.echo(f"  {name:<{width}}  {value}")
-    click.echo(f"wrote {metrics['written_to']}")
+    else:
+        rows = summary_rows(metrics)
+        width = max(len(name) for name, _ in rows)
+        click.echo(f"{path} on {metrics['dataset']} ({metrics['test_images']:,} test images)")
+        for name, value in rows:
+            click.echo(f"  {name:<{width}}  {value}")
+    if metrics["written_to"] is None:  # shown above, but not saved
+        raise TfaeError(f"metrics not saved: {metrics['not_written']}")
+    if not as_json:
+        click.echo(f"wrote {metrics['written_to']}")
 
 
 def _plot_options():

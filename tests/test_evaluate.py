@@ -1,4 +1,6 @@
 import json
+import os
+import pathlib
 import re
 
 import keras
@@ -163,6 +165,45 @@ def test_evaluate_shows_its_stages_on_stderr_keeps_warnings_in_the_notes_and_qui
     assert "lbfgs failed" not in shown.stderr
     assert re.search(r"note +warns: lbfgs failed to converge", shown.stdout), shown.stdout
     assert quiet.stderr == "" and "linear probe" in quiet.stdout
+
+
+def test_metrics_that_cannot_be_saved_are_printed_first_then_one_line_error(small_run,
+                                                                            monkeypatch):
+    from tfae import evaluate as evaluate_module
+
+    def disk_full(path, value):
+        raise TfaeError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(evaluate_module, "write_json", disk_full)
+    work, _ = small_run
+    monkeypatch.chdir(work)
+    result = CliRunner().invoke(tfae_command, ["evaluate", "run", "--limit", "200", "--quiet",
+                                               "--out", "elsewhere.json"])
+    assert result.exit_code == 1 and "linear probe" in result.stdout
+    assert result.stderr.strip().splitlines() == [
+        "Error: metrics not saved: cannot write elsewhere.json: No space left on device"]
+
+
+def test_a_model_replaced_while_it_is_measured_leaves_no_metrics_for_it(small_run, monkeypatch):
+    from tfae import evaluate as evaluate_module
+
+    work, _ = small_run
+    model_file = work / "run/model.keras"
+    opened = evaluate_module.open_model_and_data
+
+    def opened_then_replaced(*args, **kwargs):  # as `tfae fit` extending the run replaces it
+        result = opened(*args, **kwargs)
+        replacement = model_file.with_name("replacement.keras")
+        replacement.write_bytes(model_file.read_bytes())
+        os.replace(replacement, model_file)
+        return result
+
+    monkeypatch.setattr(evaluate_module, "open_model_and_data", opened_then_replaced)
+    out = work / "replaced-metrics.json"
+    metrics = evaluate(work / "run", limit=200, verbose=0, out=out)
+    assert metrics["written_to"] is None and "was replaced while it was measured" in \
+        metrics["not_written"]
+    assert not out.exists() and metrics["probe"]["linear"] > 0.5  # measured, not saved
 
 
 def test_evaluate_refuses_a_folder_without_a_model(tmp_path, monkeypatch):

@@ -134,3 +134,45 @@ def test_a_run_killed_while_its_model_is_written_keeps_every_epoch(tmp_path, mon
         epochs = [row["epoch"] for row in csv.DictReader(file)]
     assert epochs == ["0", "1"]  # resumed after its last epoch, not trained again from 0
     assert (tmp_path / "run/model.keras").is_file() and not (tmp_path / "run/checkpoint").exists()
+
+
+@pytest.mark.parametrize("failure", ["no room", "write fails"])
+def test_a_full_disk_during_a_backup_is_one_line_and_leaves_the_last_whole_backup(
+        tmp_path, monkeypatch, failure):
+    import collections
+    import csv
+
+    from tfae import train
+
+    config = FitConfig(model="deep", model_options={"hidden": (16,), "latent_dim": 4}, epochs=1,
+                       limit=300, batch_size=16)
+    # A run stopped after its first epoch, before its model is written, leaves a backup.
+    with monkeypatch.context() as patched:
+        patched.setattr(train.RunFolder, "save",
+                        lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            fit(config, tmp_path / "run", export=False, verbose=0)
+    backup = tmp_path / "run/checkpoint"
+    kept = {path.name: path.read_bytes() for path in backup.iterdir()}
+    assert kept
+    with monkeypatch.context() as patched:
+        if failure == "no room":
+            usage = collections.namedtuple("Usage", "total used free")(10**9, 10**9 - 1000, 1000)
+            patched.setattr(train.shutil, "disk_usage", lambda _: usage)
+            words = r"no room for the training backup in .*checkpoint: it needs about \d+ MB, 0 MB"
+        else:
+            def disk_full(self, filepath, overwrite=True):
+                with open(filepath, "wb") as file:
+                    file.write(b"half")
+                raise OSError(28, "No space left on device")
+
+            patched.setattr(train.keras.Model, "save_weights", disk_full)
+            words = r"cannot write the training backup in .*checkpoint: No space left on device"
+        with pytest.raises(TfaeError, match=words) as error:
+            fit(config.merged({"epochs": 2}), tmp_path / "run", export=False, verbose=0)
+    assert "\n" not in str(error.value)
+    assert {path.name: path.read_bytes() for path in backup.iterdir()} == kept  # nothing half
+    fit(config.merged({"epochs": 2}), tmp_path / "run", export=False, verbose=0)  # room again
+    with open(tmp_path / "run/history.csv") as file:
+        epochs = [row["epoch"] for row in csv.DictReader(file)]
+    assert epochs[0] == "0" and epochs[-1] == "1" and (tmp_path / "run/model.keras").is_file()

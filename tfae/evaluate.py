@@ -48,7 +48,7 @@ from tfae.config import DataConfig
 from tfae.data import as_splits, load_config
 from tfae.errors import TfaeError
 from tfae.export import versions
-from tfae.files import write_json
+from tfae.files import file_identity, write_json
 from tfae.measurements import Measuring, measurements
 from tfae.models.contractive import contractive_penalty
 from tfae.progress import Progress
@@ -268,16 +268,19 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
 
     Returns:
         The metrics as a nested dict (see the module docstring); ``metrics["written_to"]`` is
-        where they were written.
+        where they were written, or ``None`` with ``metrics["not_written"]`` saying why not (the
+        file cannot be written, or the run's model was replaced while it was measured, so the
+        metrics would describe a model that is gone).
 
     Examples:
         >>> evaluate("runs/deep", limit=2000)["reconstruction"]["psnr"]  # doctest: +SKIP
         18.2
     """
     progress = Progress(enabled=bool(verbose))
+    folder = RunFolder(path)  # an export's folder keeps its metrics as a run's does
+    measured_model = file_identity(folder.model_path)
     endpoints, measured = open_model_and_data(path, progress, dataset, limit, data_dir=data_dir,
                                               **settings)
-    folder = RunFolder(path)  # an export's folder keeps its metrics as a run's does
     destination = pathlib.Path(out) if out else (
         folder.metrics_path if measured.name is None
         else folder.path / f"metrics-{measured.name}.json")
@@ -300,7 +303,14 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         if value is not None or measurement.name == "probe":  # None there: no labels
             metrics[measurement.name] = value
     metrics["notes"] = measuring.notes
-    write_json(destination, metrics)
+    if file_identity(folder.model_path) != measured_model:
+        return {**metrics, "written_to": None,
+                "not_written": f"{folder.model_path} was replaced while it was measured (by a "
+                               "`tfae fit` extending the run?); evaluate it again"}
+    try:
+        write_json(destination, metrics)
+    except TfaeError as error:
+        return {**metrics, "written_to": None, "not_written": str(error)}
     return {**metrics, "written_to": str(destination)}
 
 

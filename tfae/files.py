@@ -10,6 +10,7 @@ Examples:
     {'epochs': 5}
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -20,6 +21,9 @@ from tfae.errors import TfaeError
 def write_text(path, text):
     """Writes ``text`` to ``path`` through a temporary file beside it and a rename.
 
+    Raises:
+        TfaeError: naming ``path`` and why it cannot be written; the old file is left as it was.
+
     Examples:
         >>> write_text("docs/performance.md", "# Performance\\n")  # doctest: +SKIP
     """
@@ -27,8 +31,28 @@ def write_text(path, text):
     # A name of this process's own: processes writing one file at once (a parallel search's
     # chief and workers) must not rename each other's temporary files away.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except OSError as error:  # a full disk or a read-only folder: nothing half-written is left
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise TfaeError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def file_identity(path):
+    """Which file ``path`` is now, ``None`` if none: its inode, size and modification time, which
+    change when it is replaced or rewritten.
+
+    Examples:
+        >>> file_identity("/nonexistent/file") is None
+        True
+    """
+    try:
+        stat = pathlib.Path(path).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def write_json(path, value):

@@ -18,7 +18,9 @@ Examples:
 """
 
 import dataclasses
+import json
 import math
+import os
 import pathlib
 import shutil
 import sys
@@ -410,12 +412,18 @@ def _run_callbacks(folder):
 
 
 class _BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' backup, starting afresh when a kill cut the first backup short, and never saving an
-    epoch whose loss diverged.
+    """Keras' backup, starting afresh when a kill cut the first backup short, never saving an
+    epoch whose loss diverged, and written whole or not at all.
 
     Keras falls back to the previous backup when the last one is unreadable, but fails when
-    there is none, which is where a run killed while writing its first backup is left.
+    there is none, which is where a run killed while writing its first backup is left. Keras
+    writes the backup in place, so a full disk leaves a truncated file that a rerun would resume
+    from; here it is written beside and renamed, after checking that it fits.
     """
+
+    # The backup holds the weights and the optimizer's state (Adam: two slots a weight), and
+    # h5py's own overhead; a margin on top, as h5py can crash on a disk that fills mid-write.
+    BYTES_PER_WEIGHT_BYTE = 4
 
     def on_train_begin(self, logs=None):
         try:
@@ -428,3 +436,31 @@ class _BackupAndRestore(keras.callbacks.BackupAndRestore):
         if all(math.isfinite(value) for value in (logs or {}).values()
                if isinstance(value, (int, float))):
             super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        backup = pathlib.Path(self.backup_dir)
+        backup.mkdir(parents=True, exist_ok=True)
+        needed = self.BYTES_PER_WEIGHT_BYTE * sum(
+            math.prod(weight.shape) * tf.as_dtype(weight.dtype).size
+            for weight in self.model.weights)
+        free = shutil.disk_usage(backup).free
+        if needed > free:
+            raise TfaeError(f"no room for the training backup in {backup}: it needs about "
+                            f"{needed / 1e6:,.0f} MB, {free / 1e6:,.0f} MB are free (the last "
+                            "finished epoch's backup is kept)")
+        saving = {backup / f".saving-{os.getpid()}.weights.h5": self._weights_path,
+                  backup / f".saving-{os.getpid()}.json": self._training_metadata_path}
+        weights, metadata = saving
+        try:
+            self.model.save_weights(str(weights), overwrite=True)
+            metadata.write_text(json.dumps({"epoch": self._current_epoch,
+                                            "batch": self._last_batch_seen}))
+            # The weights first: a kill between the renames repeats an epoch, never skips one.
+            for temporary, final in saving.items():
+                os.replace(temporary, final)
+        except OSError as error:
+            for temporary in saving:
+                temporary.unlink(missing_ok=True)
+            raise TfaeError(f"cannot write the training backup in {backup}: "
+                            f"{error.strerror or error} (the last finished epoch's backup is "
+                            "kept)") from None

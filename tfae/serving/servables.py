@@ -22,6 +22,7 @@ import numpy as np
 
 from tfae.errors import TfaeError
 from tfae.export import versions
+from tfae.files import file_identity
 
 # TF Serving's mapping (http_rest_api_util.cc, ToHTTPStatusCode).
 HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
@@ -299,7 +300,7 @@ class Repository:
         """Unloads the versions gone from disk or made again under the same number (their
         ``saved_model.pb`` is another file now), so a new one is loaded afresh."""
         for version, (_, _, graph_file) in list(self._loaded.items()):
-            if _identity(self.export_dir / str(version) / "saved_model.pb") != graph_file:
+            if file_identity(self.export_dir / str(version) / "saved_model.pb") != graph_file:
                 self._loaded.pop(version, None)
 
     def load(self, version):
@@ -330,7 +331,7 @@ class Repository:
             self._failed.pop(version, None)
             self._loaded[version] = ({name: Batcher(signature) for name, signature
                                       in served.signatures.items()}, definitions,
-                                     _identity(path / "saved_model.pb"))
+                                     file_identity(path / "saved_model.pb"))
             # Parsing JSON makes many short-lived lists, which trigger the garbage
             # collector; a full collection walks every object TensorFlow and the model made,
             # a pause in which no request is answered. Frozen, they are never walked again.
@@ -360,15 +361,6 @@ class Repository:
 def _first_line(error):
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _identity(path):
-    """Which file ``path`` is now (``None`` if none): its inode, size and modification time."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _files(folder):
