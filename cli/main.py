@@ -12,7 +12,9 @@ Example:
 """
 
 import functools
+import logging
 import pathlib
+import sys
 import time
 
 import click
@@ -55,10 +57,34 @@ def _clear_errors(command):
 
 def _output_options(command):
     """``--quiet`` and ``--verbose``, the same in every command."""
-    command = click.option("--quiet", is_flag=True,
+    command = click.option("--quiet", is_flag=True, callback=_log_level,
                            help="No progress output: only the result.")(command)
     return click.option("--verbose", is_flag=True,
                         help="Also TensorFlow's own start-up and log lines.")(command)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (a test runner swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def _log_level(ctx, param, quiet):
+    """Shows the library's ``tfae`` log lines (say, a data set being prepared) on stderr, but
+    its warnings only under ``--quiet``."""
+    log = logging.getLogger("tfae")
+    if not log.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("tfae: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    return quiet
 
 
 def _sizes(ctx, param, value):

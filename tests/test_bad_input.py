@@ -8,6 +8,7 @@ touched).
 import json
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -35,7 +36,15 @@ CASES = [
     ("fit", ["--export-dir", "exports", "--no-export"], "contradict each other"),
     ("fit", ["--config", "missing.json"], "cannot read missing.json"),
     ("fit", ["--config", "broken.json"], "cannot read broken.json"),
-    ("fit", ["--config", "typed.json"], "--epochs must be a whole number, got 'abc'"),
+    ("fit", ["--config", "typed.json"], "config typed.json: epochs must be a whole number, "
+                                        "got 'abc'"),
+    ("fit", ["--config", "options.json"], "config options.json: bogus does not apply to model "
+                                          "'deep' (it takes hidden, latent_dim"),
+    ("fit", [*RUN, "--dataset", "mnist:99.0.0", "--out", "versioned"],
+     "--dataset mnist:99.0.0: Dataset mnist cannot be loaded at version 99.0.0, only: 3.0.1"),
+    ("fit", [*RUN, "--model", "deep", "--hidden", "2000000000", "--out", "huge"],
+     "model 'deep' does not fit in memory with these options: a weight of shape [784, "
+     "2000000000] needs 6,272.0 GB"),
     ("fit", [*RUN, "--model", "deep", "--out", "run"], "holds a run of model 'shallow', not 'deep'"),
     ("fit", [*RUN, "--out", "notes.txt"], "is a file"),
     # fit: noise
@@ -98,6 +107,9 @@ CASES = [
     ("tune", ["--export-dir", "exports", "--no-export"], "contradict each other"),
     # evaluate
     ("evaluate", ["nowhere"], "'nowhere' does not exist"),
+    ("evaluate", ["no-record"], "no-record/run.json is not a run's record: a JSON object"),
+    ("evaluate", ["not-keras"], "not-keras/model.keras is corrupt or not a Keras model (a .keras "
+                                "file is a zip archive; this one is not)"),
     ("evaluate", ["empty"], "empty is neither a run folder (model.keras) nor a SavedModel"),
     ("evaluate", ["run", "--dataset", "./nowhere"], "no such folder or .npz file"),
     ("evaluate", ["run", "--channels", "2"], "'2' is not one of '1', '3'"),
@@ -156,6 +168,12 @@ def work(tmp_path_factory):
     np.savez(work / "labels.npz", x=np.zeros((4, 4, 4)), y=np.zeros(2, int))
     (work / "broken.json").write_text("{")
     (work / "typed.json").write_text(json.dumps({"epochs": "abc"}))
+    (work / "options.json").write_text(json.dumps({"model": "deep",
+                                                   "model_options": {"bogus": 3}}))
+    shutil.copytree(work / "run", work / "no-record")
+    (work / "no-record/run.json").write_text("[]")
+    shutil.copytree(work / "run", work / "not-keras")
+    (work / "not-keras/model.keras").write_text("garbage")
     return work
 
 

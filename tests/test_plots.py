@@ -1,4 +1,5 @@
 import matplotlib.image
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -70,3 +71,13 @@ def test_a_figure_kind_of_ones_own_is_one_registration(run_dir, tmp_path):
     finally:
         unregister_figure("worst")
     assert "worst" not in figure_names()
+
+
+def test_a_one_pixel_image_is_drawn_and_too_small_to_occlude(tmp_path):
+    from tfae.figures import _occlusion_spec
+    from tfae.plots import plot_rows
+
+    images = np.full((2, 1, 1, 1), 0.5, np.float32)
+    assert plot_rows([("original", images)], tmp_path / "rows.png", "1x1").is_file()
+    with pytest.raises(TfaeError, match="images of 1x1 are too small to occlude"):
+        _occlusion_spec((1, 1, 1))

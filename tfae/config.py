@@ -18,6 +18,7 @@ Examples:
 
 import dataclasses
 import json
+import re
 
 from tfae.corruptions import noise_help, parse_corruption
 from tfae.errors import TfaeError
@@ -194,11 +195,23 @@ class FitConfig(DataConfig):
 
     @classmethod
     def from_json(cls, path):
-        """Reads a ``config.json`` written by ``fit`` or ``tfae tune``."""
+        """Reads a ``config.json`` written by ``fit`` or ``tfae tune``, every setting checked.
+
+        Raises:
+            TfaeError: naming the file and the key that is wrong (not a command-line flag: the
+                value came from the file).
+        """
         values = read_json(path)
         if not isinstance(values, dict):
             raise TfaeError(f"config {path} is not a JSON object")
-        return cls.from_dict(values)
+        try:
+            config = cls.from_dict(values)
+            resolve(config)
+        except TfaeError as error:
+            keys = re.sub(r"--([a-z][a-z0-9-]*)", lambda flag: flag[1].replace("-", "_"),
+                          str(error))
+            raise TfaeError(f"config {path}: {keys}") from None
+        return config
 
 
 @dataclasses.dataclass(frozen=True)

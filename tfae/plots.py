@@ -29,8 +29,10 @@ def _save(figure, path):
 
 
 def _show_image(axes, image):
-    axes.imshow(np.squeeze(np.clip(image, 0, 1)), cmap="gray" if image.shape[-1] == 1 else None,
-                vmin=0, vmax=1)
+    grey = image.shape[-1] == 1
+    # The channel axis only: a 1x1 image squeezed whole would have no axes left to draw.
+    axes.imshow(np.clip(image, 0, 1)[..., 0] if grey else np.clip(image, 0, 1),
+                cmap="gray" if grey else None, vmin=0, vmax=1)
     axes.set_xticks([])
     axes.set_yticks([])
 

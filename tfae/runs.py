@@ -29,6 +29,7 @@ import json
 import os
 import pathlib
 import shutil
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -49,6 +50,9 @@ def load_model(path):
     path = pathlib.Path(path)
     if not path.is_file():
         raise TfaeError(f"{path} does not exist")
+    if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+        raise TfaeError(f"{path} is corrupt or not a Keras model (a .keras file is a zip archive; "
+                        "this one is not)")
     try:
         return keras.models.load_model(path, safe_mode=True)
     except ValueError as error:
@@ -207,8 +211,19 @@ class RunFolder(_Folder):
         return read_json(self.config_path)
 
     def info(self):
-        """The saved ``run.json`` as a dict, empty before the run wrote one."""
-        return read_json(self.info_path) if self.info_path.exists() else {}
+        """The saved ``run.json`` as a dict, empty before the run wrote one.
+
+        Raises:
+            TfaeError: for a ``run.json`` that is not a run's record (edited or damaged).
+        """
+        if not self.info_path.exists():
+            return {}
+        info = read_json(self.info_path)
+        if not isinstance(info, dict) or not all(
+                isinstance(info.get(key, {}), dict) for key in ("config", "data")):
+            raise TfaeError(f"{self.info_path} is not a run's record: a JSON object whose "
+                            "'config' and 'data' are objects")
+        return info
 
     def history(self):
         """The saved ``history.json``: ``{metric: [per epoch or layer]}``."""

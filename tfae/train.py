@@ -159,7 +159,7 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
     with strategy.scope():
         # Built, and the folder checked, before the folder is made or locked: what is refused
         # leaves no trace.
-        model = spec.family.build(splits.image_shape, spec.options)
+        model = spec.family.new_model(splits.image_shape, spec.options)
         folder.check_claimable(config, splits.source)
     batch_size = config.batch_size * strategy.num_replicas_in_sync  # the global batch
     with strategy.scope(), folder.in_use():
@@ -333,7 +333,7 @@ def compile_model(model, config, execution, optimizer=None, steps=None):
     Examples:
         >>> from tfae.config import FitConfig, resolve
         >>> spec = resolve(FitConfig(model="shallow", model_options={"latent_dim": 8}))
-        >>> model = spec.family.build((28, 28, 1), spec.options)
+        >>> model = spec.family.new_model((28, 28, 1), spec.options)
         >>> compile_model(model, spec.config, execution_options("shallow"), steps=4220)
         >>> model.jit_compile, model.steps_per_execution
         (True, 16)

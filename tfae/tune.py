@@ -119,7 +119,7 @@ class FamilyHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         trial = self.config.trial(hp)
-        model = trial.family.build(self.splits.image_shape, trial.options)
+        model = trial.family.new_model(self.splits.image_shape, trial.options)
         compile_model(model, trial.config, execution_options(trial.config.model),
                       steps=training_steps(self.splits, trial.config.batch_size,
                                            trial.config.epochs))

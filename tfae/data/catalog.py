@@ -19,8 +19,12 @@ import math
 import os
 import gzip
 import hashlib
+import io
 import json
+import logging
 import pathlib
+import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -36,6 +40,7 @@ import tensorflow_datasets as tfds
 from tfae.data.splits import Splits, conform, fingerprint, validation_start
 from tfae.errors import TfaeError
 
+LOG = logging.getLogger("tfae")  # the command line shows its info lines unless --quiet
 BUNDLED_MNIST = pathlib.Path(__file__).parent.parent / "mnist"
 # tfds keeps images encoded (MNIST's as PNGs) and decoding a whole split cost every MNIST run
 # seconds ("Figures behind the code's choices" in docs/performance.md), so the decoded splits are
@@ -104,6 +109,10 @@ def prepared_builder(name, data_dir=None, manual_dir=None):
     except tfds.core.registered.DatasetNotFoundError:
         raise TfaeError(f"unknown data set {name!r}: not a tensorflow-datasets name, an image "
                         "folder or an .npz file") from None
+    except AssertionError as error:  # tfds' way of refusing a version it does not have
+        reason = re.search(r"(Dataset \S+ cannot be loaded at version .*)", str(error))
+        raise TfaeError(f"--dataset {name}: "
+                        f"{reason[1] if reason else str(error).splitlines()[0]}") from None
     if builder.is_prepared():
         return builder
     if manual_dir is None and name == "mnist":
@@ -123,8 +132,13 @@ def prepared_builder(name, data_dir=None, manual_dir=None):
 
 
 def _prepare(name, builder, manual_dir):
-    print(f"tfae: preparing tfds data set {name!r} in {builder.data_dir} (once per data folder)",
-          file=sys.stderr)
+    # A preparation killed before its end leaves its extraction folder and tfds' incomplete.*
+    # folder behind; the caller holds the folder's preparation lock, so they are no one's now.
+    version_dir = pathlib.Path(builder.data_dir)
+    for leftover in [*version_dir.parents[1].glob(".tfae-extract-*"),
+                     *version_dir.parent.glob(f"incomplete.*_{version_dir.name}")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    LOG.info(f"preparing tfds data set {name!r} in {builder.data_dir} (once per data folder)")
     tfds.display_progress_bar(False)  # tfds draws one bar per file and split: a screenful
     # tfds extracts a manual file to downloads/extracted/GZIP.<file name> and reuses whatever is
     # there: MNIST's and Fashion-MNIST's files share their names, so the second data set built in
@@ -132,7 +146,9 @@ def _prepare(name, builder, manual_dir):
     extracted = tempfile.TemporaryDirectory(prefix=".tfae-extract-",
                                             dir=pathlib.Path(builder.data_dir).parents[1])
     try:
-        with extracted as extract_dir:
+        # tfds prints its own lines on stdout, which is for a command's results.
+        with extracted as extract_dir, contextlib.redirect_stdout(
+                sys.stderr if LOG.isEnabledFor(logging.INFO) else io.StringIO()):
             builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
                 manual_dir=None if manual_dir is None else str(manual_dir),
                 extract_dir=extract_dir))

@@ -30,7 +30,9 @@ Examples:
 import dataclasses
 import importlib
 import importlib.metadata
+import math
 import os
+import re
 
 from tfae.errors import TfaeError
 from tfae.options import checked, specs
@@ -111,6 +113,31 @@ class Family:
             ShallowOptions(latent_dim=32, activation='relu')
         """
         return checked(self.options, values, unknown=self._refuse)
+
+    def new_model(self, image_shape, options):
+        """``build(image_shape, options)``, a model too large for this machine's memory refused
+        in one line naming the weight that does not fit.
+
+        Examples:
+            >>> family = get_family("deep")
+            >>> family.new_model((28, 28, 1), family.checked_options({"hidden": (2 * 10**9,)}))
+            Traceback (most recent call last):
+            ...
+            tfae.errors.TfaeError: model 'deep' does not fit in memory with these options: a weight of shape [784, 2000000000] needs 6,272.0 GB
+        """
+        import tensorflow as tf
+
+        try:
+            return self.build(tuple(image_shape), options)
+        except tf.errors.ResourceExhaustedError as error:
+            shape = re.search(r"shape\[([\d,]+)\]", error.message)
+            if not shape:
+                raise TfaeError(f"model {self.name!r} does not fit in memory with these "
+                                "options") from None
+            sizes = [int(size) for size in shape[1].split(",")]
+            raise TfaeError(f"model {self.name!r} does not fit in memory with these options: a "
+                            f"weight of shape {sizes} needs {4 * math.prod(sizes) / 1e9:,.1f} GB"
+                            ) from None
 
     def options_for_code_size(self, size):
         """The model options that give codes of ``size`` numbers, the family's others kept.
@@ -202,7 +229,7 @@ def build_model(name, image_shape, **options):
         (None, 4)
     """
     family = get_family(name)
-    return family.build(tuple(image_shape), family.checked_options(options))
+    return family.new_model(image_shape, family.checked_options(options))
 
 
 __all__ = ["BUILT_IN", "Family", "XLA_EXECUTION", "XLA_WHERE_IT_PAYS", "build_model", "families",
