@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from conftest import write_images
 from tfae import data
@@ -327,8 +328,15 @@ def test_fashion_mnist_builds_offline_from_debians_files_beside_mnist(tmp_path):
     # MNIST first, in the same folder: its files have Fashion-MNIST's names, and tfds once reused
     # their extraction, building "fashion_mnist" out of MNIST's digits.
     digits = data.load("mnist", data_dir=str(tmp_path), limit=50)
+    # What a build killed with -9 leaves: its extraction folder and tfds' incomplete one.
+    version = tfds.builder("fashion_mnist", data_dir=str(tmp_path)).version
+    leftovers = [tmp_path / ".tfae-extract-killed",
+                 tmp_path / f"fashion_mnist/incomplete.ABC123_{version}"]
+    for leftover in leftovers:
+        (leftover / "part").mkdir(parents=True)
     splits = data.load("fashion_mnist", data_dir=str(tmp_path), manual_dir=str(FASHION_FILES),
                        limit=50)
+    assert not any(leftover.exists() for leftover in leftovers)
     assert splits.image_shape == (28, 28, 1) and splits.num_classes == 10
     assert splits.class_names[0] == "T-shirt/top" and _sizes(splits) == [50, 50, 50]
     clothes, digit_images = _all(splits.train)[0], _all(digits.train)[0]

@@ -106,6 +106,7 @@ def test_search_exports_the_best_and_its_config_retrains(tmp_path):
     assert len(best) == 2 and best[0]["score"] <= best[1]["score"]
     assert "exported: exported/1" in result.stdout
     assert best[0]["trial"] in result.stdout
+    assert "Skipping variable loading for optimizer" not in result.stderr
     config = json.loads((tmp_path / "search/config.json").read_text())
     assert config["model_options"]["latent_dim"] == best[0]["hyperparameters"]["latent_dim"]
 

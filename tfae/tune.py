@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import warnings
 
 import keras
 import keras_tuner
@@ -183,7 +184,12 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=
     folder.check_claimable(config)
     # The processes of a parallel search share the folder; a search of one process holds it,
     # so a second identical command is refused instead of running every trial again.
-    with folder.in_use() if role is None else contextlib.nullcontext():
+    with folder.in_use() if role is None else contextlib.nullcontext(), \
+            warnings.catch_warnings():
+        # Trials restored from a checkpoint (hyperband's next round, the winner's export) are
+        # fresh models whose optimizer is rebuilt on its first step; Keras warns, every time,
+        # that it skips the saved optimizer state, which is what is wanted here.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         folder.claim(config)
         keras.utils.set_random_seed(config.fit.seed)
         tuner = make_tuner(config, FamilyHyperModel(config, splits), folder)
