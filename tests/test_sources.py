@@ -344,3 +344,24 @@ def test_fashion_mnist_builds_offline_from_debians_files_beside_mnist(tmp_path):
     # Digits are mostly black background; clothes fill much more of the frame.
     assert clothes.mean() > 1.5 * digit_images.mean()
     assert not list(tmp_path.glob(".tfae-extract-*"))  # the extraction folders are removed
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_libjpegs_warnings_show_unless_quiet(tmp_path, quiet):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for index in range(12):
+        content = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(content, "JPEG")
+        flawed = content.getvalue()[:-2] + b"\0\0" + content.getvalue()[-2:]  # before EOI
+        (tmp_path / f"{index}.jpg").write_bytes(flawed)
+    level = "WARNING" if quiet else "INFO"  # what the command line's --quiet sets
+    loaded = subprocess.run([sys.executable, "-c", f"""
+import logging, sys
+logging.getLogger("tfae").setLevel(logging.{level})
+from tfae import data
+print(data.load(sys.argv[1]).image_shape)
+""", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0 and "(8, 8, 3)" in loaded.stdout, loaded.stderr[-2000:]
+    assert ("Corrupt JPEG data" in loaded.stderr) != quiet

@@ -10,6 +10,7 @@ Examples:
     >>> start_tensorflow(verbose=False)
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -33,15 +34,35 @@ def start_tensorflow(verbose=False):
     if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "2":
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    with native_stderr_hidden():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # probes for GPUs now, while the lines are hidden
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)
+
+
+@contextlib.contextmanager
+def native_stderr_hidden(hidden=True):
+    """Hides what C and C++ code writes to stderr inside the block (Python's ``sys.stderr`` too),
+    caught at the file descriptor; if the block fails, it is shown after all.
+
+    Examples:
+        >>> with native_stderr_hidden():
+        ...     tf.io.decode_image(jpeg_with_extra_bytes)  # doctest: +SKIP
+    """
+    if not hidden:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # probes for GPUs now, while the lines are hidden
+            yield
         except BaseException:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             captured.seek(0)
             sys.stderr.buffer.write(captured.read())
@@ -50,6 +71,3 @@ def start_tensorflow(verbose=False):
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-    from absl import logging
-
-    logging.set_verbosity(logging.ERROR)

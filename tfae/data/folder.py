@@ -18,6 +18,7 @@ Examples:
     ((64, 64, 3), ('cat', 'dog'))
 """
 
+import logging
 import os
 import pathlib
 import re
@@ -27,6 +28,7 @@ import tensorflow as tf
 
 from tfae.data.splits import conform, fingerprint, make_splits
 from tfae.errors import TfaeError
+from tfae.startup import native_stderr_hidden
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_FOLDERS = ("train", "test")
@@ -117,7 +119,10 @@ def _decode(listings, contents, image_size, channels, resize):
         batches = tf.data.Dataset.from_tensor_slices(tf.constant(contents[split])).map(
             decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         try:
-            decoded[split] = list(batches.as_numpy_iterator())
+            # libjpeg warns of harmless flaws ("Corrupt JPEG data: 2 extraneous bytes") from C,
+            # past Python; --quiet hides them.
+            with native_stderr_hidden(not logging.getLogger("tfae").isEnabledFor(logging.INFO)):
+                decoded[split] = list(batches.as_numpy_iterator())
         except tf.errors.InvalidArgumentError:
             raise _unreadable(listing, contents[split]) from None
     _check_alike([(path, image) for split, listing in listings.items()
