@@ -1,3 +1,4 @@
+import pathlib
 import subprocess
 
 import numpy as np
@@ -59,3 +60,30 @@ def test_saved_model_cli_runs_each_signature_on_npy(model, tmp_path, signature, 
     expected = {"reconstructions": model, "codes": model.encoder, "images": model.decoder}
     np.testing.assert_allclose(np.load(tmp_path / f"out/{output_name}.npy"),
                                expected[output_name](inputs).numpy(), atol=1e-5)
+
+
+def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from tfae import export
+    from tfae.errors import TfaeError
+
+    export_saved_model(model, tmp_path / "exports")
+    written = export._archive
+
+    def disk_full(model):
+        archive = written(model)
+
+        def write_out(path, verbose=False):
+            (pathlib.Path(path) / "saved_model.pb").write_text("half")  # cut short
+            raise tf.errors.ResourceExhaustedError(None, None, "saved_model.pb; No space left on "
+                                                               "device\nmore detail")
+
+        archive.write_out = write_out
+        return archive
+
+    monkeypatch.setattr(export, "_archive", disk_full)
+    with pytest.raises(TfaeError, match=r"cannot export to .*exports: saved_model.pb; No space "
+                                        r"left on device \(nothing was left there\)$"):
+        export_saved_model(model, tmp_path / "exports")
+    assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == ["1"]

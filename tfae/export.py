@@ -93,6 +93,10 @@ def export_saved_model(model, export_dir):
                 if not (export_dir / str(version)).exists():
                     raise
                 version += 1
+    except (OSError, tf.errors.OpError) as error:  # a full disk, most often
+        reason = error.message if isinstance(error, tf.errors.OpError) else error.strerror
+        raise TfaeError(f"cannot export to {export_dir}: {str(reason).splitlines()[0]} (nothing "
+                        "was left there)") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
