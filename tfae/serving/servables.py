@@ -266,11 +266,11 @@ class Repository:
         version = self.version(name, version, label)
         self._forget_removed()
         if version is not None:
-            await asyncio.to_thread(self.load, version)
+            await self._loading(version)
             return version, self._loaded[version][0]
         for newest in reversed(self.versions()):
             try:
-                await asyncio.to_thread(self.load, newest)
+                await self._loading(newest)
             except ServingError:
                 continue  # reported when it failed; an older version is served meanwhile
             return newest, self._loaded[newest][0]
@@ -289,12 +289,18 @@ class Repository:
         found = []
         for each in sorted(wanted, reverse=True):
             try:
-                await asyncio.to_thread(self.load, each)
+                await self._loading(each)
             except ServingError as error:
                 found.append((each, str(error)))
             else:
                 found.append((each, None))
         return found
+
+    async def _loading(self, version):
+        """``load`` in a thread, unless ``version`` is loaded already: the hop to a thread costs
+        more than a small request's model call."""
+        if version not in self._loaded:
+            await asyncio.to_thread(self.load, version)
 
     def _forget_removed(self):
         """Unloads the versions gone from disk or made again under the same number (their
