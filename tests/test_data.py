@@ -161,3 +161,18 @@ def test_fixed_corruption_ignores_the_global_seed(mnist):
                                 seed=5, fresh_corruption=False)
         corrupted.append(next(iter(batches))[0].numpy())
     np.testing.assert_array_equal(*corrupted)
+
+
+@pytest.mark.slow
+def test_preparing_a_data_set_says_so_on_stderr_and_quiet_says_nothing(tmp_path):
+    from conftest import run_tfae
+
+    fit = ["fit", "--model", "deep", "--hidden", "8", "--latent-dim", "2", "--epochs", "1",
+           "--limit", "300", "--batch-size", "8", "--no-export"]
+    shown = run_tfae(*fit, "--data-dir", tmp_path / "shown", "--out", "shown", cwd=tmp_path)
+    quiet = run_tfae(*fit, "--data-dir", tmp_path / "quiet", "--out", "quiet", "--quiet",
+                     cwd=tmp_path)
+    assert "tfae: preparing tfds data set 'mnist'" in shown.stderr
+    assert "preparing" not in shown.stdout and "Downloading" not in shown.stdout  # stdout: results
+    assert len(quiet.stdout.splitlines()) == 1 and quiet.stdout.startswith("run: quiet")
+    assert quiet.stderr == ""

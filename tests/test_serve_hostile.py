@@ -98,6 +98,12 @@ def _send(port, data, timeout=5):
     return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else None
 
 
+def _typical_request_seconds(port):
+    """The median of five normal requests' times: one alone may wait for a core the test's own
+    load (or the other tests') holds, which says nothing of the server."""
+    return sorted(_normal_request_seconds(port) for _ in range(5))[2]
+
+
 def _normal_request_seconds(port):
     body = json.dumps({"signature_name": "encode",
                        "instances": np.zeros((1, 28, 28, 1)).tolist()}).encode()
@@ -115,7 +121,7 @@ def test_a_hostile_request_is_refused_within_a_second_and_serving_goes_on(server
     start = time.monotonic()
     assert _send(port, data) in statuses
     assert time.monotonic() - start < 1
-    assert _normal_request_seconds(port) < 0.1
+    assert _typical_request_seconds(port) < 0.1
 
 
 @pytest.mark.parametrize("data", [
@@ -136,7 +142,7 @@ def test_malformed_http_is_answered_in_tf_servings_json(server, data):
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
     assert json.loads(body)["error"].startswith("Malformed request")
-    assert _normal_request_seconds(port) < 0.1
+    assert _typical_request_seconds(port) < 0.1
 
 
 @pytest.mark.parametrize("opening, trickle", [
@@ -162,7 +168,7 @@ def test_a_client_trickling_its_request_is_cut_off(server, opening, trickle):
                 break
     assert time.monotonic() - start < 13  # REQUEST_SECONDS and a little
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
-    assert _normal_request_seconds(port) < 0.1
+    assert _typical_request_seconds(port) < 0.1
 
 
 def test_sigterm_while_a_request_is_still_arriving_answers_it_503_and_exits_within_5_s(
@@ -211,7 +217,7 @@ def test_after_the_whole_hostile_set_the_server_is_idle_answers_fast_and_has_not
         for _ in range(3):
             for _, data, statuses in CASES:
                 assert _send(port, data) in statuses
-        assert _normal_request_seconds(port) < 0.1
+        assert _typical_request_seconds(port) < 0.1
         time.sleep(1)  # whatever the set started has a second to finish
         cpu_before = _cpu_seconds(process.pid)
         time.sleep(1)
@@ -224,7 +230,7 @@ def test_after_the_whole_hostile_set_the_server_is_idle_answers_fast_and_has_not
             assert connection.recv(1) == b""
         for connection in idle + half_open:
             connection.close()
-        assert _normal_request_seconds(port) < 0.1
+        assert _typical_request_seconds(port) < 0.1
     finally:
         process.terminate()
         process.wait(timeout=30)
