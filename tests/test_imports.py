@@ -90,3 +90,11 @@ def test_setup_cfg_installs_every_package_of_tfae_and_the_command_line():
                if path.is_dir() and path.name != "__pycache__"}
     assert listed == folders | {"tfae_cli"}
     assert setup["options"]["package_dir"].split() == ["tfae_cli", "=", "cli"]
+
+
+def test_the_public_namespace_holds_tfaes_names_only():
+    public = [name for name in dir(tfae) if not name.startswith("_")]
+    assert {"importlib", "wrapt", "KERAS_CLASS_MODULES"}.isdisjoint(public)
+    assert set(tfae.__all__) <= set(public)
+    for name in tfae.__all__:  # each resolves, imported on first use
+        assert getattr(tfae, name) is not None

@@ -16,9 +16,10 @@ Examples:
     >>> model = keras.models.load_model("runs/deep/model.keras", safe_mode=True)  # doctest: +SKIP
 """
 
-import importlib
+import importlib as _importlib
+import sys as _sys
 
-import wrapt
+import wrapt as _wrapt
 
 __version__ = "0.1.0"
 
@@ -57,23 +58,50 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'tfae' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    value = getattr(_importlib.import_module(_EXPORTS[name]), name)
+    if "keras" in _sys.modules:
+        _import_keras_class_modules()
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+    """The public names and the submodules imported so far, not the helpers this file uses."""
+    return sorted({*_EXPORTS, "__version__",
+                   *(name for name, value in globals().items()
+                     if not name.startswith("_") and type(value).__name__ == "module"
+                     and value.__name__.startswith("tfae."))})
 
 
 # The modules defining the Keras classes a saved tfae model names (``tfae>Autoencoder``): Keras
 # imports the modules of its own packages only when it loads a model.
-KERAS_CLASS_MODULES = ("tfae.models.base", "tfae.models.contractive")
+_KERAS_CLASS_MODULES = ("tfae.models.base", "tfae.models.contractive")
 
 
 def _register_keras_classes(keras_module):
-    for module in KERAS_CLASS_MODULES:
-        importlib.import_module(module)
+    # When a class module is what imported Keras (``tfae.Autoencoder``, or ``from
+    # tfae.models.base import Autoencoder``, first thing), it is half made: importing the others
+    # now would need its classes before they exist. ``__getattr__`` imports them once it is done.
+    if not any(_initializing(module) for module in _KERAS_CLASS_MODULES):
+        _import_keras_class_modules()
 
 
-wrapt.register_post_import_hook(_register_keras_classes, "keras")
+def _import_keras_class_modules():
+    """Imports the modules of tfae's Keras classes, which registers them with Keras.
+
+    Examples:
+        >>> _import_keras_class_modules()
+        >>> import keras
+        >>> keras.saving.get_registered_object("tfae>Autoencoder").__name__
+        'Autoencoder'
+    """
+    for module in _KERAS_CLASS_MODULES:
+        _importlib.import_module(module)
+
+
+def _initializing(name):
+    module = _sys.modules.get(name)
+    return module is not None and getattr(module.__spec__, "_initializing", False)
+
+
+_wrapt.register_post_import_hook(_register_keras_classes, "keras")
