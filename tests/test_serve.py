@@ -211,6 +211,21 @@ def _memory_bytes(pid):
     return int(status.split("VmRSS:")[1].split()[0]) * 1024
 
 
+@pytest.mark.parametrize("method", ["Classify", "Regress", "MultiInference"])
+def test_tf_servings_other_methods_answer_unimplemented_with_a_reason(server, method):
+    from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
+
+    requests = {"Classify": classification_pb2.ClassificationRequest(),
+                "Regress": regression_pb2.RegressionRequest(),
+                "MultiInference": inference_pb2.MultiInferenceRequest()}
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            getattr(stub, method)(requests[method], timeout=30)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert f"answers Predict and GetModelMetadata, not {method}" in error.value.details()
+
+
 @pytest.mark.parametrize("raw, status, words", [
     (b"{not json", 400, "JSON Parse error"),
     (json.dumps({"signature_name": "nope", "instances": []}).encode(), 400, "not found"),
@@ -416,6 +431,7 @@ def test_a_newer_version_that_does_not_load_leaves_the_last_good_one_served(
         shutil.rmtree(half_copied)
         shutil.copytree(export_dir / "1", half_copied)
         assert stub.Predict(_predict_request(), timeout=30).model_spec.version.value == 3
+        assert "tfae serve: loaded version 3 of 'deep'" in capfd.readouterr().err
     finally:
         shutil.rmtree(broken)
         shutil.rmtree(half_copied, ignore_errors=True)
@@ -444,6 +460,9 @@ def test_a_busy_port_or_a_label_of_no_version_is_one_line_and_nothing_starts(exp
             result = CliRunner().invoke(tfae, ["serve", str(export_dir), *options])
             assert result.exit_code == 1 and "Traceback" not in result.output
             assert f"cannot bind 127.0.0.1 port {port} for " in result.output, result.output
+    result = CliRunner().invoke(tfae, ["serve", str(export_dir / "1")])
+    assert result.exit_code == 1 and "is one version of an export: serve the folder of " \
+        f"versions, {export_dir}" in result.output
     result = CliRunner().invoke(tfae, ["serve", str(export_dir), "--label", "stable=7"])
     assert result.exit_code == 1
     assert "--label stable=7: " in result.output and "has no version 7 (it has 1)" in result.output

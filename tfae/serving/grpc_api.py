@@ -96,6 +96,12 @@ def _float_array(tensor, name):
     return tf.make_ndarray(tensor)
 
 
+async def _unimplemented(context, method):
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                        f"tfae serve answers Predict and GetModelMetadata, not {method}: an "
+                        "autoencoder's export has no classification or regression signature")
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """``Predict`` and ``GetModelMetadata``.
 
@@ -109,6 +115,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     async def Predict(self, request, context):
         return await _answering(context, self._predict(request))
+
+    async def Classify(self, request, context):
+        await _unimplemented(context, "Classify")
+
+    async def Regress(self, request, context):
+        await _unimplemented(context, "Regress")
+
+    async def MultiInference(self, request, context):
+        await _unimplemented(context, "MultiInference")
 
     async def GetModelMetadata(self, request, context):
         return await _answering(context, self._metadata(request))
@@ -169,6 +184,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     async def GetModelStatus(self, request, context):
         return await _answering(context, self._status(request))
+
+    async def HandleReloadConfigRequest(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "tfae serve has no model config to reload: it serves one export "
+                            "folder and picks up new versions in it by itself")
 
     async def _status(self, request):
         response = get_model_status_pb2.GetModelStatusResponse()

@@ -224,6 +224,9 @@ class Repository:
         self.name = name
         self.labels = dict(labels or {})
         found = self.versions()
+        if not found and (self.export_dir / "saved_model.pb").is_file():
+            raise TfaeError(f"{self.export_dir} is one version of an export: serve the folder "
+                            f"of versions, {self.export_dir.parent}")
         if not found:
             raise TfaeError(f"{self.export_dir} holds no SavedModel versions "
                             "(<version>/saved_model.pb)")
@@ -335,6 +338,8 @@ class Repository:
                       file=sys.stderr, flush=True)
                 raise ServingError("NOT_FOUND", why) from None
             self._failed.pop(version, None)
+            print(f"tfae serve: loaded version {version} of {self.name!r}", file=sys.stderr,
+                  flush=True)
             self._loaded[version] = ({name: Batcher(signature) for name, signature
                                       in served.signatures.items()}, definitions,
                                      file_identity(path / "saved_model.pb"))
