@@ -109,6 +109,7 @@ def test_search_exports_the_best_and_its_config_retrains(tmp_path):
     assert "Skipping variable loading for optimizer" not in result.stderr
     config = json.loads((tmp_path / "search/config.json").read_text())
     assert config["model_options"]["latent_dim"] == best[0]["hyperparameters"]["latent_dim"]
+    assert config["limit"] is None  # the winner retrains on every image, not the search's 1,000
 
     images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
     outputs = serve_without_tfae(tmp_path / "exported/1", images, tmp_path)

@@ -14,6 +14,7 @@ Examples:
 import pathlib
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -138,6 +139,7 @@ def plot_manifold(frames, distances, path, title, shown_steps=8):
         axes.plot(np.arange(steps + 1), distances[:, row], label=f"start {row}",
                   color=_colour(row))
     axes.set_xlabel("iteration t of x_{t+1} = AE(x_t)")
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # no step 2.5
     axes.set_ylabel("distance to nearest training image")
     finite = distances[np.isfinite(distances) & (distances > 0)]
     if finite.size and finite.max() > 100 * finite.min():  # an autoencoder that diverges

@@ -317,8 +317,10 @@ def _trial_summary(trial, config):
     epochs = trial.best_step + 1  # retraining stops where the exported weights came from
     trial_config = config.trial(hp.copy(), epochs).config
     used = {name: value for name, value in hp.values.items() if hp.is_active(name)}
+    # The config retrains the winner on every image: --limit makes a search fast, not its result.
+    retrain = {**trial_config.to_dict(), "limit": None}
     return {"trial": trial.trial_id, "score": trial.score, "best_epoch": epochs,
-            "hyperparameters": used, "config": json.loads(json.dumps(trial_config.to_dict()))}
+            "hyperparameters": used, "config": json.loads(json.dumps(retrain))}
 
 
 def best_table(best):
