@@ -165,3 +165,24 @@ def test_a_randomized_run_records_its_layers_and_tensorboard_logs(tmp_path):
     assert run.history == history
     events = list((tmp_path / "run/logs/train").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_layer_by_layer_training_says_nothing_of_retracing():
+    import logging
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    records = Records()
+    tf.get_logger().addHandler(records)
+    try:
+        model = build_model("randomized", (5, 4, 1), hidden=(12, 8, 6, 4, 3))
+        train_layerwise(model, _tiny_batches(), verbose=0)
+    finally:
+        tf.get_logger().removeHandler(records)
+    assert not [message for message in records.messages if "retracing" in message]

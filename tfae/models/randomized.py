@@ -34,6 +34,8 @@ Examples:
     ([0, 1], True)
 """
 
+import contextlib
+import logging
 import time
 
 import keras
@@ -120,6 +122,22 @@ def ridge_solution(gram, cross, ridge_c):
     return np.linalg.solve(gram + np.eye(len(gram)) / ridge_c, np.asarray(cross, np.float64))
 
 
+class _RetracingWarnings(logging.Filter):
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_retracing_warnings():
+    """TensorFlow's retracing warnings held back (see ``_Statistics.collect``)."""
+    held = _RetracingWarnings()
+    tf.get_logger().addFilter(held)
+    try:
+        yield
+    finally:
+        tf.get_logger().removeFilter(held)
+
+
 class _Statistics:
     """Sums over a data set of H^T H, H^T T and ||T||^2, with H the codes of the inputs and T the
     targets (the inputs themselves, or their clean originals), for the ridge solution and its
@@ -131,7 +149,10 @@ class _Statistics:
     @classmethod
     def collect(cls, batches, encode):
         """The sums over ``(inputs, targets)`` ``batches``, codes by ``encode``."""
-        @tf.function
+        # One function per encoder, traced once for every batch size (the last batch is smaller).
+        # TensorFlow counts traces by the function's id, which Python reuses once the previous
+        # layer's function is gone, and warns of "retracing" that is one trace per layer.
+        @tf.function(reduce_retracing=True)
         def batch_sums(inputs, targets):
             hidden = encode(inputs)
             return (tf.matmul(hidden, hidden, transpose_a=True),
@@ -142,9 +163,10 @@ class _Statistics:
         # gives every worker the sums over all of them.
         workers, index = worker_shard(tf.distribute.get_strategy())
         totals = None
-        for inputs, targets in batches.shard(workers, index):
-            sums = [np.asarray(value, np.float64) for value in batch_sums(inputs, targets)]
-            totals = sums if totals is None else [a + b for a, b in zip(totals, sums)]
+        with _without_retracing_warnings():
+            for inputs, targets in batches.shard(workers, index):
+                sums = [np.asarray(value, np.float64) for value in batch_sums(inputs, targets)]
+                totals = sums if totals is None else [a + b for a, b in zip(totals, sums)]
         if totals is None:
             raise TfaeError("no images to train on: raise {limit}", options=["limit"])
         return cls(*sum_across_workers(totals))
