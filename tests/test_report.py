@@ -39,6 +39,7 @@ def test_report_on_two_families_writes_a_well_formed_table(tmp_path, monkeypatch
                                                                              "randomized"]
     # A PCA row per code size, capped by the pixels and images: 2,048 and 2,000 both become 400.
     assert [row.split("|")[1].strip() for row in baselines] == ["*raw pixels*", "*PCA-400*"]
+    assert "PCA-400 has as many components as there are training images (400)" in page
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert len(cells) == 11 and all(cells)

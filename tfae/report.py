@@ -385,6 +385,13 @@ def _page(rows, command, page_dir, dataset, shape, written, policy, names):
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row_cells) + " |" for row_cells in cells]
     lines += _baseline_rows(rows, header)
+    pca_sizes = {row.metrics["baselines"]["pca"]["components"]: row.metrics["train_images"]
+                 for row in rows if row.metrics.get("baselines")}
+    capped = sorted(size for size, images in pca_sizes.items() if size == images)
+    if capped:
+        lines += ["", f"PCA-{capped[0]} has as many components as there are training images "
+                  f"({capped[0]}), the most PCA can have: rows with wider codes are compared with "
+                  "it."]
     notes = sorted({note for row in rows for note in row.metrics.get("notes", [])})
     if notes:
         lines += [""] + [f"Note: {note}." for note in notes]
