@@ -83,6 +83,7 @@ def _log_level(ctx, param, quiet):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("tfae: %(message)s"))
         log.addHandler(handler)
+        log.propagate = False  # a root handler (absl's, tfds') would print each line again
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     return quiet
 

@@ -169,9 +169,10 @@ def test_preparing_a_data_set_says_so_on_stderr_and_quiet_says_nothing(tmp_path)
 
     fit = ["fit", "--model", "deep", "--hidden", "8", "--latent-dim", "2", "--epochs", "1",
            "--limit", "300", "--batch-size", "8", "--no-export"]
-    shown = run_tfae(*fit, "--data-dir", tmp_path / "shown", "--out", "shown", cwd=tmp_path)
-    quiet = run_tfae(*fit, "--data-dir", tmp_path / "quiet", "--out", "quiet", "--quiet",
+    shown = run_tfae(*fit, "--data-dir", tmp_path / "tfds-shown", "--out", "shown", cwd=tmp_path)
+    quiet = run_tfae(*fit, "--data-dir", tmp_path / "tfds-quiet", "--out", "quiet", "--quiet",
                      cwd=tmp_path)
+    assert shown.stderr.count("preparing tfds data set 'mnist'") == 1
     assert "tfae: preparing tfds data set 'mnist'" in shown.stderr
     assert "preparing" not in shown.stdout and "Downloading" not in shown.stdout  # stdout: results
     assert len(quiet.stdout.splitlines()) == 1 and quiet.stdout.startswith("run: quiet")
