@@ -179,12 +179,15 @@ def test_bad_input_is_one_clear_line(args, words, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("config, words", [
-    ({"epochs": "abc"}, "--epochs must be a whole number, got 'abc'"),
-    ({"limit": "2000"}, "--limit must be a whole number, got '2000'"),
-    ({"learning_rate": True}, "--learning-rate must be a number, got True"),
+    # Named as the file's keys, not as flags: the values came from the file.
+    ({"epochs": "abc"}, "config config.json: epochs must be a whole number, got 'abc'"),
+    ({"limit": "2000"}, "config config.json: limit must be a whole number, got '2000'"),
+    ({"learning_rate": True}, "config config.json: learning_rate must be a number, got True"),
     ({"model_options": 5}, "model_options must be a mapping"),
-    ({"model": "deep", "model_options": {"hidden": "abc"}}, "--hidden must be a list of whole"),
-    ({"model": "deep", "model_options": {"depth": 3}}, "--depth does not apply to model 'deep'"),
+    ({"model": "deep", "model_options": {"hidden": "abc"}},
+     "config config.json: hidden must be a list of whole"),
+    ({"model": "deep", "model_options": {"depth": 3}},
+     "config config.json: depth does not apply to model 'deep'"),
     ({"batches": 3}, "unknown config keys: batches"),
 ])
 def test_a_config_file_of_wrong_types_is_one_clear_line(config, words, tmp_path, monkeypatch):
