@@ -42,3 +42,14 @@ class TfaeError(ValueError):
         for option in self.options:
             message = message.replace("{%s}" % option, name_of(option))
         return message
+
+
+def first_line(error):
+    """An exception's message as one line (its first), or its type's name when it has none.
+
+    Examples:
+        >>> first_line(ValueError("bad value\\nmore detail")), first_line(KeyError())
+        ('bad value', 'KeyError')
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

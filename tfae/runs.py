@@ -34,7 +34,7 @@ import zipfile
 import keras
 import tensorflow as tf
 
-from tfae.errors import TfaeError
+from tfae.errors import TfaeError, first_line
 from tfae.files import read_json, write_json
 
 
@@ -65,8 +65,7 @@ def load_model(path):
 
 
 def _first_line(error, limit=200):
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
+    line = first_line(error)
     return line if len(line) <= limit else line[:limit] + "..."
 
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfae.data.splits import Splits, fingerprint
 from tfae.data.splits import make_splits
-from tfae.errors import TfaeError
+from tfae.errors import TfaeError, first_line
 
 ARRAY_NAMES = ("x", "y", "x_test", "y_test")
 
@@ -64,7 +64,7 @@ def load(dataset, **settings):
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise TfaeError(f"{path} is not a readable .npz file ({_first_line(error)})") from None
+        raise TfaeError(f"{path} is not a readable .npz file ({first_line(error)})") from None
     except MemoryError:
         raise TfaeError(f"{path}: its arrays do not fit in this machine's memory") from None
     if "x" not in arrays:
@@ -208,7 +208,7 @@ def _check_fits(path):
                         shape, _, dtype = read_header(file)
                     declared[member.removesuffix(".npy")] = (shape, dtype)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise TfaeError(f"{path} is not a readable .npz file ({_first_line(error)})") from None
+        raise TfaeError(f"{path} is not a readable .npz file ({first_line(error)})") from None
     total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in declared.values())
     free = _free_memory_bytes()
     if total > free:
@@ -251,8 +251,3 @@ def _numbered(labels, test_labels):
     numbered = [None if array is None else np.searchsorted(values, array).astype(np.int64)
                 for array in (labels, test_labels)]
     return tuple(str(value) for value in values), *numbered
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from tfae.errors import TfaeError
+from tfae.errors import TfaeError, first_line
 from tfae.export import versions
 from tfae.files import file_identity
 
@@ -332,7 +332,7 @@ class Repository:
                 definitions = signature_defs(path)
                 served = tf.saved_model.load(str(path))
             except Exception as error:  # whatever breaks in a load, the server must go on
-                why = f"Servable {self.name} version {version} did not load: {_first_line(error)}"
+                why = f"Servable {self.name} version {version} did not load: {first_line(error)}"
                 self._failed[version] = (files, why)
                 print(f"tfae serve: {why}; it is tried again when its files change",
                       file=sys.stderr, flush=True)
@@ -368,10 +368,6 @@ class Repository:
         """The loaded ``version``'s ``SignatureDef`` protos by name (for metadata answers)."""
         return self._loaded[version][1]
 
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _files(folder):
