@@ -19,7 +19,7 @@ import time
 
 import click
 
-from tfae.config import TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
+from tfae.config import SPLITS, TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError
 from tfae.figures import figure_kinds, figure_names
@@ -324,6 +324,79 @@ def plot(path, kind, out_dir, quiet, verbose, **data_settings):
     from tfae.figures import draw
 
     click.echo(f"wrote {draw(path, kind, out_dir, verbose=not quiet, **data_settings)}")
+
+
+APPLIED_DATA_HELP = {
+    "dataset": "Images to apply the model to: a tfds name, image folder or .npz file (default: "
+               "the run's own, or mnist for an export). They are resized to the size it takes.",
+    "resize": "How images of another aspect ratio fit the model's size (default: the run's "
+              "own, stretch for an export).",
+}
+
+
+def _applied_data_options():
+    """The options of ``encode`` and ``reconstruct``: which images, and how they fit the model
+    (the image size and channels are the model's own)."""
+    options = [_click_option(spec, APPLIED_DATA_HELP.get(spec.name)) for spec in specs(DataConfig)
+               if spec.name in ("dataset", "data_dir", "manual_dir", "resize")]
+    for option in options:
+        if option.name == "resize":
+            option.default = None  # the run's own
+    return options + [
+        click.Option(["--split"], type=click.Choice(SPLITS), default="all", show_default=True,
+                     help="Every image, or those of the train or test split only (a folder's "
+                     "train/ or test/ folder)."),
+        click.Option(["--limit"], type=click.IntRange(min=1), help="Only the first N images."),
+        click.Option(["--batch-size"], type=click.IntRange(min=1), default=256,
+                     show_default=True, help="Images per batch through the model.")]
+
+
+def _applied(command, what):
+    """Runs ``tfae.apply``'s ``command`` for the CLI, and prints what it wrote."""
+    def run(path, out, quiet, verbose, **settings):
+        with Progress(enabled=not quiet).stage("starting TensorFlow"):
+            start_tensorflow(verbose)
+        from tfae import apply
+
+        applied = getattr(apply, command)(path, out, verbose=not quiet, **settings)
+        if applied.skipped:
+            shown = ", ".join(applied.skipped[:3]) + (", ..." if len(applied.skipped) > 3 else "")
+            click.echo(f"warning: skipped {len(applied.skipped):,} files that do not decode: "
+                       f"{shown}", err=True)
+        shape = (f"{applied.shape[0]} numbers each" if len(applied.shape) == 1
+                 else "x".join(map(str, applied.shape)) + ", HxWxC")
+        click.echo(f"wrote {applied.images:,} {what} of {applied.dataset} images ({shape}) to "
+                   f"{applied.written_to}")
+
+    return run
+
+
+@tfae.command(cls=_DerivedCommand, derive=_applied_data_options)
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where the codes go: an .npz, .csv or .parquet file (replaced if it exists, "
+              "once the new one is whole).")
+@_output_options
+@_clear_errors
+def encode(path, out, quiet, verbose, **settings):
+    """The codes of a data set's images under a run folder or SavedModel export.
+
+    Each code is written with its image's id (the file's path in its folder, or split/index) and
+    label, a batch at a time.
+    """
+    _applied("encode", "codes")(path, out, quiet, verbose, **settings)
+
+
+@tfae.command(cls=_DerivedCommand, derive=_applied_data_options)
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(),
+              help="A new (or empty) folder for PNG files named as the images (cat/1.jpg -> "
+              "cat/1.png), or an .npz file.")
+@_output_options
+@_clear_errors
+def reconstruct(path, out, quiet, verbose, **settings):
+    """The reconstructions of a data set's images by a run folder or SavedModel export."""
+    _applied("reconstruct", "reconstructions")(path, out, quiet, verbose, **settings)
 
 
 def _report_options():

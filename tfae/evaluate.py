@@ -183,18 +183,7 @@ def measured_data(path, endpoints, dataset=None, limit=None, **settings):
         ['photos has changed since runs/photos was trained (fingerprint 3f2a..., now 9c1e...)']
     """
     source = endpoints.data_source or {}
-    if endpoints.data_settings is None:  # an export: of MNIST, or of images of its own shape
-        own = {"dataset": "mnist"}
-        if dataset is not None:
-            height, width, channels = endpoints.image_shape
-            own.update(image_size=(height, width), channels=channels)
-    else:
-        own = dict(endpoints.data_settings)
-        if source.get("kind") == "arrays" and dataset is None:
-            raise TfaeError(f"{path} was trained on arrays given in Python; give the data to "
-                            "measure it on ({dataset})", options=["dataset"])
-        if source.get("kind") in ("folder", "npz"):  # its absolute path: any working folder
-            own["dataset"] = source["dataset"]
+    own = own_data_settings(path, endpoints, dataset)
     given = {name: value for name, value in settings.items() if value is not None}
     if dataset is not None:
         given["dataset"] = dataset
@@ -220,6 +209,34 @@ def measured_data(path, endpoints, dataset=None, limit=None, **settings):
     settings["dataset"] = splits.source.get("dataset", splits.name)
     return MeasuredData(splits, notes, settings,
                         _measured_name(splits.name, chosen, changed) if changed else None)
+
+
+def own_data_settings(path, endpoints, dataset=None):
+    """The ``DataConfig`` settings of the data the model at ``path`` was made for: a run's own
+    (its folder or ``.npz`` file by absolute path), or MNIST for an export; for an export given
+    other data (``dataset``), the image size and channels it takes.
+
+    Raises:
+        TfaeError: for a run trained on arrays given in Python, with no ``dataset``.
+
+    Examples:
+        >>> own_data_settings("saved_models/deep", open_endpoints("saved_models/deep"))  # doctest: +SKIP
+        {'dataset': 'mnist'}
+    """
+    source = endpoints.data_source or {}
+    if endpoints.data_settings is None:  # an export: of MNIST, or of images of its own shape
+        own = {"dataset": "mnist"}
+        if dataset is not None:
+            height, width, channels = endpoints.image_shape
+            own.update(image_size=(height, width), channels=channels)
+        return own
+    own = dict(endpoints.data_settings)
+    if source.get("kind") == "arrays" and dataset is None:
+        raise TfaeError(f"{path} was trained on arrays given in Python; give the data "
+                        "({dataset})", options=["dataset"])
+    if source.get("kind") in ("folder", "npz"):  # its absolute path: any working folder
+        own["dataset"] = source["dataset"]
+    return own
 
 
 def _measured_name(name, chosen, changed):

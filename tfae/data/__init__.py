@@ -8,8 +8,10 @@ source in ``SOURCES`` that claims it:
 - ``tfae.data.catalog``: a tensorflow-datasets name; MNIST ships with tfae, others download or
   build from their original files in ``manual_dir``.
 
-A source is a module with ``claims(dataset) -> bool`` and ``load(dataset, **settings) -> Splits``
-(settings as in ``tfae.config.DataConfig``); a new source is a new module in ``SOURCES``.
+A source is a module with ``claims(dataset) -> bool``, ``load(dataset, **settings) -> Splits``
+(settings as in ``tfae.config.DataConfig``) and ``records(dataset, split, **settings) ->
+Records``, every image with its name (``tfae.data.records``, for ``load_records``); a new source
+is a new module in ``SOURCES``.
 ``pipeline`` (``tfae.data.pipeline``) makes training and evaluation batches from a split.
 
 Examples:
@@ -18,18 +20,22 @@ Examples:
     >>> splits.image_shape, splits.source["kind"]
     ((28, 28, 1), 'tfds')
     >>> data.load("photos/", image_size=(64, 64), channels=3)  # doctest: +SKIP
+    >>> data.load_records("photos/", image_size=(64, 64)).ids[:1]  # doctest: +SKIP
+    ('cat/1.jpg',)
 """
 
 from tfae.config import DataConfig
 from tfae.data import arrays, catalog, folder
 from tfae.data.arrays import as_splits
 from tfae.data.pipeline import pipeline
+from tfae.data.records import Records
 from tfae.data.splits import Splits
 from tfae.errors import TfaeError
 
 SOURCES = (folder, arrays, catalog)  # the first that claims a dataset loads it
 
-__all__ = ["SOURCES", "Splits", "as_splits", "load", "load_config", "pipeline"]
+__all__ = ["SOURCES", "Records", "Splits", "as_splits", "load", "load_config", "load_records",
+           "pipeline"]
 
 
 def load(dataset="mnist", data_dir=None, limit=None, **settings):
@@ -65,6 +71,33 @@ def load_config(config):
     """
     settings = DataConfig.resolved(config).data_fields()
     dataset = settings.pop("dataset")
+    return _source(dataset, settings).load(dataset, **settings)
+
+
+def load_records(dataset="mnist", split="all", limit=None, **settings):
+    """Every image of ``dataset`` (or of its ``train`` or ``test`` split), each with its id and
+    label, read as they are used: ``tfae.data.records.Records``.
+
+    Args:
+        dataset: a tfds name, an image folder or an ``.npz`` file.
+        split: ``all``, ``train`` or ``test``.
+        limit: only the first ``limit`` images.
+        **settings: ``data_dir``, ``manual_dir``, ``image_size``, ``channels``, ``resize``
+            (``tfae.config.DataConfig``'s fields).
+
+    Examples:
+        >>> records = load_records("mnist", limit=2)
+        >>> records.ids, records.class_names[:2]
+        (('train/00000', 'train/00001'), ('0', '1'))
+    """
+    settings = DataConfig(dataset=dataset, limit=limit, **settings).resolved().data_fields()
+    dataset = settings.pop("dataset")
+    return _source(dataset, settings).records(dataset, split=split, **settings)
+
+
+def _source(dataset, settings):
+    """The first source in ``SOURCES`` that claims ``dataset``, with ``settings`` checked
+    against it."""
     source = next(source for source in SOURCES if source.claims(dataset))
     if source is not catalog:
         given = [name for name in ("data_dir", "manual_dir") if settings[name] is not None]
@@ -73,7 +106,7 @@ def load_config(config):
                 given[0], dataset), options=given[:1])
     elif _looks_like_a_path(dataset):
         raise TfaeError(f"{dataset}: no such folder or .npz file")
-    return source.load(dataset, **settings)
+    return source
 
 
 def _looks_like_a_path(dataset):

@@ -22,8 +22,8 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from tfae.data.splits import Splits, fingerprint
-from tfae.data.splits import make_splits
+from tfae.data.records import Records, chosen_parts, numbered_ids
+from tfae.data.splits import Splits, conform, fingerprint, make_splits
 from tfae.errors import TfaeError, first_line
 
 ARRAY_NAMES = ("x", "y", "x_test", "y_test")
@@ -52,6 +52,45 @@ def load(dataset, **settings):
         (8, 8, 1)
     """
     path = pathlib.Path(dataset).expanduser()
+    arrays = _read(path)
+    source = {"kind": "npz", "dataset": str(path.resolve())}
+    return from_arrays(**arrays, name=path.stem, source=source, where=str(path), **settings)
+
+
+def records(dataset, *, split="all", image_size=None, channels=None, resize="stretch",
+            limit=None, **_):
+    """The images of the ``.npz`` file ``dataset`` as ``tfae.data.records.Records``: ``x``'s
+    (``split`` ``train``), then ``x_test``'s (``test``); an image's id is its array and row,
+    ``x_test/0042``.
+
+    Examples:
+        >>> np.savez("/tmp/tfae-example.npz", x=np.zeros((10, 8, 8), np.uint8))
+        >>> records("/tmp/tfae-example.npz", limit=2).ids
+        ('x/0', 'x/1')
+    """
+    path = pathlib.Path(dataset).expanduser()
+    images, labels, test_images, test_labels, class_names = _checked(**_read(path),
+                                                                     prefix=f"{path}: ")
+    parts = [("train", "x", images, labels)]
+    if test_images is not None:
+        parts.append(("test", "x_test", test_images, test_labels))
+    dataset, ids = None, ()
+    for _, name, array, labels in chosen_parts(parts, split, path):
+        if limit is not None and len(ids) >= limit:
+            break
+        taken = array[:None if limit is None else limit - len(ids)]
+        part_ids = numbered_ids(name, len(array))[:len(taken)]
+        part_labels = np.full(len(taken), -1, np.int64) if labels is None else labels[:len(taken)]
+        part = tf.data.Dataset.from_tensor_slices((list(part_ids), taken, part_labels))
+        dataset, ids = part if dataset is None else dataset.concatenate(part), ids + part_ids
+    dataset = dataset.map(lambda image_id, image, label: (
+        image_id, conform(image, image_size, channels, resize), label),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    return Records(path.stem, dataset, ids, class_names)
+
+
+def _read(path):
+    """The arrays of the ``.npz`` file at ``path``, ``x`` among them."""
     if not path.is_file():
         raise TfaeError(f"{path}: no such .npz file")
     if not zipfile.is_zipfile(path):
@@ -70,9 +109,7 @@ def load(dataset, **settings):
     if "x" not in arrays:
         raise TfaeError(f"{path} has no array 'x' of images (it has: "
                         f"{', '.join(sorted(arrays)) or 'nothing'})")
-    source = {"kind": "npz", "dataset": str(path.resolve())}
-    return from_arrays(**{name: arrays.get(name) for name in ARRAY_NAMES}, name=path.stem,
-                       source=source, where=str(path), **settings)
+    return {name: arrays.get(name) for name in ARRAY_NAMES}
 
 
 def from_arrays(x, y=None, x_test=None, y_test=None, *, name="arrays", source=None, where=None,
@@ -93,7 +130,18 @@ def from_arrays(x, y=None, x_test=None, y_test=None, *, name="arrays", source=No
         ...
         tfae.errors.TfaeError: y has 3 labels for 10 images in x
     """
-    prefix = f"{where}: " if where else ""
+    images, labels, test_images, test_labels, class_names = _checked(
+        x, y, x_test, y_test, prefix=f"{where}: " if where else "")
+    arrays = [array for array in (images, labels, test_images, test_labels) if array is not None]
+    source = {"kind": "arrays", **(source or {}),
+              "fingerprint": fingerprint(*arrays)}
+    return make_splits(images, labels, test_images, test_labels, name=name, source=source,
+                       class_names=class_names, **settings)
+
+
+def _checked(x, y, x_test, y_test, prefix):
+    """``(images, labels, test_images, test_labels, class_names)``: the arrays checked, images
+    4-D, and labels numbered (``None`` where not given)."""
     if x_test is None and y_test is not None:
         raise TfaeError(f"{prefix}y_test without x_test")
     images = _images(x, "x", prefix)
@@ -107,11 +155,7 @@ def from_arrays(x, y=None, x_test=None, y_test=None, *, name="arrays", source=No
     if (labels is None) != (test_labels is None) and test_images is not None:
         raise TfaeError(f"{prefix}give labels for both splits (y and y_test) or for neither")
     class_names, labels, test_labels = _numbered(labels, test_labels)
-    arrays = [array for array in (images, labels, test_images, test_labels) if array is not None]
-    source = {"kind": "arrays", **(source or {}),
-              "fingerprint": fingerprint(*arrays)}
-    return make_splits(images, labels, test_images, test_labels, name=name, source=source,
-                        class_names=class_names, **settings)
+    return images, labels, test_images, test_labels, class_names
 
 
 def from_dataset(dataset, **settings):

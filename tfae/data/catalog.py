@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfae.data.records import Records, chosen_parts, numbered_ids
 from tfae.data.splits import Splits, conform, fingerprint, validation_start
 from tfae.errors import TfaeError
 
@@ -274,15 +275,7 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
         >>> load("mnist", limit=100, channels=3).image_shape
         (28, 28, 3)
     """
-    builder = prepared_builder(name, data_dir, manual_dir)
-    features = builder.info.features
-    image_feature = features["image"] if "image" in features else None
-    if not isinstance(image_feature, tfds.features.Image):
-        raise TfaeError(f"data set {name!r} has no 'image' feature: it is not an image data set")
-    image_shape = tuple(image_feature.shape)
-    if None in image_shape[:2] and image_size is None:
-        raise TfaeError(f"data set {name!r} has images of varying size; give {{image_size}}",
-                        options=["image_size"])
+    builder, image_shape, label = _image_builder(name, data_dir, manual_dir, image_size)
     splits = builder.info.splits
     if "train" not in splits or "test" not in splits:
         raise TfaeError(f"data set {name!r} needs 'train' and 'test' splits, has {list(splits)}")
@@ -295,17 +288,9 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
         "validation": f"train[{start}:{start + validation_size}]",
         "test": f"test[:{test_size}]",
     }
-    label = features["label"] if "label" in features else None
-    if not isinstance(label, tfds.features.ClassLabel):
-        label = None
-
-    def example(record):
-        image = conform(record["image"], image_size, channels, resize)
-        return image, record["label"] if label else tf.constant(-1, tf.int64)
 
     def decoded(tfds_split):
-        return builder.as_dataset(split=tfds_split, shuffle_files=False).map(
-            example, num_parallel_calls=tf.data.AUTOTUNE)
+        return _decoded(builder, tfds_split, label, image_size, channels, resize)
 
     stored = pathlib.Path(builder.data_dir) / DECODED_FOLDER
     # Even a --limit run decodes the whole of a small data set once (docs/performance.md), so that
@@ -334,6 +319,72 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
     return Splits(name, tuple(datasets["train"].element_spec[0].shape), label.num_classes if label
                   else 0, source=source, class_names=tuple(label.names) if label else (),
                   **datasets)
+
+
+def records(name, *, data_dir=None, manual_dir=None, split="all", image_size=None,
+            channels=None, resize="stretch", limit=None, **_):
+    """The images of tfds' ``train`` and ``test`` splits of ``name`` (or of the one ``split``
+    names) as ``tfae.data.records.Records``, in tfds' order; an image's id is its split and
+    index, ``test/0042``.
+
+    Examples:
+        >>> records("mnist", split="train", limit=2).ids
+        ('train/00000', 'train/00001')
+    """
+    builder, image_shape, label = _image_builder(name, data_dir, manual_dir, image_size)
+    sizes = {part: info.num_examples for part, info in builder.info.splits.items()
+             if part in ("train", "test")}
+    parts = chosen_parts(list(sizes.items()), split, f"data set {name!r}")
+    counts, left = {}, limit
+    for part, size in parts:
+        if left != 0:
+            counts[part] = size if left is None else min(size, left)
+            left = None if left is None else left - counts[part]
+    ids = tuple(image_id for part, count in counts.items()
+                for image_id in numbered_ids(part, sizes[part])[:count])
+    dataset = None
+    for part, count in counts.items():
+        if _keeps_decoded(image_shape, None, None, sizes.values()):  # as load() keeps them
+            images, labels = stored_split(
+                pathlib.Path(builder.data_dir) / DECODED_FOLDER, part, sizes[part],
+                lambda part=part: _as_arrays(_decoded(builder, part, label)))
+            images = tf.data.Dataset.from_tensor_slices((images[:count], labels[:count])).map(
+                lambda image, label: (conform(image, image_size, channels, resize), label),
+                num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            images = _decoded(builder, f"{part}[:{count}]", label, image_size, channels, resize)
+        named = tf.data.Dataset.zip(
+            tf.data.Dataset.from_tensor_slices(list(numbered_ids(part, sizes[part])[:count])),
+            images).map(lambda image_id, example: (image_id, *example))
+        dataset = named if dataset is None else dataset.concatenate(named)
+    return Records(name, dataset, ids, tuple(label.names) if label else ())
+
+
+def _image_builder(name, data_dir, manual_dir, image_size):
+    """``(builder, image shape, ClassLabel feature or None)`` of the tfds image data set
+    ``name``, prepared."""
+    builder = prepared_builder(name, data_dir, manual_dir)
+    features = builder.info.features
+    image_feature = features["image"] if "image" in features else None
+    if not isinstance(image_feature, tfds.features.Image):
+        raise TfaeError(f"data set {name!r} has no 'image' feature: it is not an image data set")
+    image_shape = tuple(image_feature.shape)
+    if None in image_shape[:2] and image_size is None:
+        raise TfaeError(f"data set {name!r} has images of varying size; give {{image_size}}",
+                        options=["image_size"])
+    label = features["label"] if "label" in features else None
+    return builder, image_shape, label if isinstance(label, tfds.features.ClassLabel) else None
+
+
+def _decoded(builder, tfds_split, label, image_size=None, channels=None, resize="stretch"):
+    """tfds' ``tfds_split`` as ``(image, label)``, shaped (``conform``); labels -1 without a
+    ``label`` feature."""
+    def example(record):
+        image = conform(record["image"], image_size, channels, resize)
+        return image, record["label"] if label else tf.constant(-1, tf.int64)
+
+    return builder.as_dataset(split=tfds_split, shuffle_files=False).map(
+        example, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _keeps_decoded(image_shape, image_size, channels, sizes):

@@ -26,6 +26,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from tfae.data.records import Records, chosen_parts
 from tfae.data.splits import conform, fingerprint, make_splits
 from tfae.errors import TfaeError
 from tfae.startup import native_stderr_hidden
@@ -57,19 +58,7 @@ def load(dataset, *, image_size=None, channels=None, resize="stretch", test_frac
         (32, 32, 1)
     """
     root = pathlib.Path(dataset).expanduser()
-    if not any(root.iterdir()):
-        raise TfaeError(f"folder {root} is empty")
-    if all((root / split).is_dir() for split in SPLIT_FOLDERS):
-        listings = {split: _images_in(root / split) for split in SPLIT_FOLDERS}
-    else:
-        listings = {"all": _images_in(root)}
-    for split, listing in listings.items():
-        if not listing:
-            where = root if split == "all" else root / split
-            raise TfaeError(f"folder {where} holds no images "
-                            f"({', '.join(suffix[1:].upper() for suffix in IMAGE_SUFFIXES)})")
-    class_names = sorted({label for listing in listings.values() for _, label in listing
-                          if label is not None})
+    listings, class_names = _listings(root)
     index = {name: number for number, name in enumerate(class_names)}
     contents, parts = {}, []
     for split, listing in listings.items():
@@ -88,6 +77,56 @@ def load(dataset, *, image_size=None, channels=None, resize="stretch", test_frac
     return make_splits(train_images, train_labels, test_images, test_labels, name=root.name,
                        source=source, class_names=class_names, test_fraction=test_fraction,
                        limit=limit)
+
+
+def records(dataset, *, split="all", image_size=None, channels=None, resize="stretch",
+            limit=None, **_):
+    """Every image file under the folder ``dataset`` as ``tfae.data.records.Records``, read and
+    decoded as the records are; an image's id is its path in the folder, ``cat/1.jpg``.
+
+    ``split`` ``train`` or ``test`` takes the ``train/`` or ``test/`` folder's images; ``limit``
+    the first ``limit`` files in order. A file that does not decode is left out of the dataset.
+
+    Examples:
+        >>> records("my_photos", image_size=(64, 64), channels=3).ids[:2]  # doctest: +SKIP
+        ('cat/1.jpg', 'cat/2.jpg')
+    """
+    root = pathlib.Path(dataset).expanduser()
+    listings, class_names = _listings(root)
+    parts = chosen_parts(list(listings.items()), split, f"folder {root}")
+    listing = [entry for _, part in parts for entry in part][:limit]
+    index = {name: number for number, name in enumerate(class_names)}
+    ids = tuple(path.relative_to(root).as_posix() for path, _ in listing)
+
+    def decoded(image_id, path, label):
+        content = tf.io.read_file(path)
+        image = tf.io.decode_image(content, channels=channels or 0, expand_animations=False)
+        return image_id, conform(image, image_size, channels, resize), label
+
+    dataset = tf.data.Dataset.from_tensor_slices((
+        list(ids), [str(path) for path, _ in listing],
+        tf.constant([index.get(label, -1) for _, label in listing], tf.int64)))
+    dataset = dataset.map(decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return Records(root.name, dataset.ignore_errors(), ids, tuple(class_names))
+
+
+def _listings(root):
+    """``({split: [(path, class name or None)]}, sorted class names)`` of the folder ``root``:
+    its ``train`` and ``test`` folders' images, or all of them as ``all``."""
+    if not any(root.iterdir()):
+        raise TfaeError(f"folder {root} is empty")
+    if all((root / split).is_dir() for split in SPLIT_FOLDERS):
+        listings = {split: _images_in(root / split) for split in SPLIT_FOLDERS}
+    else:
+        listings = {"all": _images_in(root)}
+    for split, listing in listings.items():
+        if not listing:
+            where = root if split == "all" else root / split
+            raise TfaeError(f"folder {where} holds no images "
+                            f"({', '.join(suffix[1:].upper() for suffix in IMAGE_SUFFIXES)})")
+    class_names = sorted({label for listing in listings.values() for _, label in listing
+                          if label is not None})
+    return listings, class_names
 
 
 def _images_in(folder):

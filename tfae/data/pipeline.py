@@ -97,18 +97,23 @@ def first_images(split, count=None, corruption=None, seed=0):
     return inputs.numpy(), images.numpy(), labels.numpy()
 
 
-def _unit_floats(images):
-    """float32 images in [0, 1]: uint8 ones scaled, float ones as they are."""
+def unit_floats(images):
+    """float32 images in [0, 1]: uint8 ones scaled, float ones as they are.
+
+    Examples:
+        >>> unit_floats(tf.constant([[0, 255]], tf.uint8)).numpy().tolist()
+        [[0.0, 1.0]]
+    """
     scale = 255.0 if images.dtype == tf.uint8 else 1.0
     return tf.cast(images, tf.float32) / scale
 
 
 def _clean_batch(images, labels):
-    images = _unit_floats(images)
+    images = unit_floats(images)
     return images, images, labels
 
 
 def _corrupted_batch(batch, batch_seed, corruption):
     images, labels = batch
-    images = _unit_floats(images)
+    images = unit_floats(images)
     return corruption(images, tf.cast(batch_seed, tf.int32)), images, labels

@@ -1,0 +1,341 @@
+"""Codes and reconstructions of every image of a data set: ``tfae encode`` and ``tfae reconstruct``.
+
+A run folder or an export is applied to the images of a folder, an ``.npz`` file or a tfds data
+set (``tfae.data.load_records``), read, shaped to the size and channels the model takes (with the
+run's ``resize``, or ``stretch`` for an export) and run through it in batches, so that memory holds
+a batch and not the data set. Each image keeps its id (a file's path in its folder, ``test/0042``
+in a tfds data set) and label, written beside its code or reconstruction:
+
+- codes to ``.npz`` (``codes``, ``ids``, ``labels``, ``class_names``), ``.csv`` or ``.parquet``
+  (columns ``id``, then ``label`` and ``class`` for labelled data, then ``code_0``, ...);
+- reconstructions to a folder of PNG files named as the originals (``cat/1.jpg`` ->
+  ``cat/1.png``), or to ``.npz`` (``reconstructions`` as float32 in [0, 1], ``ids``, ...).
+
+Every output is written under a temporary name and renamed when whole, so a failed or killed run
+never leaves half of one, nor replaces what was there; a folder is only written where there is
+none yet (or an empty one). A file that does not decode is left out and named in ``skipped``.
+
+Examples:
+    >>> from tfae.apply import encode, reconstruct
+    >>> encode("runs/deep", "codes.parquet", dataset="photos/")  # doctest: +SKIP
+    Applied(images=20000, skipped=(), written_to='codes.parquet', ...)
+    >>> reconstruct("saved_models/deep", "out/", dataset="mnist", split="test", limit=100)  # doctest: +SKIP
+"""
+
+import collections
+import contextlib
+import dataclasses
+import logging
+import os
+import pathlib
+import shutil
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from tfae.data import load_records
+from tfae.data.pipeline import unit_floats
+from tfae.errors import TfaeError
+from tfae.evaluate import open_endpoints, own_data_settings
+from tfae.progress import Progress
+from tfae.startup import native_stderr_hidden
+
+CODE_FORMATS = (".npz", ".csv", ".parquet")
+# What reconstruct's --out is not: a name ending so is a mistake, not a folder to make.
+NOT_FOLDERS = (".png", ".jpg", ".jpeg", ".csv", ".parquet", ".npy", ".json")
+BATCH_SIZE = 256
+PARTIAL = ".partial"  # the mark of an output being written: .<name>.<pid>.partial[.raw]
+
+
+@dataclasses.dataclass
+class Applied:
+    """What ``encode`` or ``reconstruct`` did.
+
+    Attributes:
+        images: how many images were written.
+        skipped: the ids of files that did not decode, left out.
+        written_to: the file or folder written.
+        dataset: the data set's name.
+        shape: the shape of one code or reconstruction.
+
+    Examples:
+        >>> applied = encode("runs/photos", "codes.npz")  # doctest: +SKIP
+        >>> applied.images, applied.skipped, applied.shape  # doctest: +SKIP
+        (411, ('cat/truncated.jpg',), (256,))
+    """
+
+    images: int
+    skipped: tuple
+    written_to: str
+    dataset: str
+    shape: tuple
+
+
+def encode(path, out, dataset=None, split="all", limit=None, batch_size=BATCH_SIZE,
+           verbose=True, **settings):
+    """Writes the codes of the images of ``dataset`` under the model at ``path`` to ``out``.
+
+    Args:
+        path: a run folder, or a SavedModel export (a version folder or its parent).
+        out: an ``.npz``, ``.csv`` or ``.parquet`` file.
+        dataset: a tfds name, image folder or ``.npz`` file; default the run's own data, or
+            ``mnist`` for an export.
+        split: ``all`` images, or those of the ``train`` or ``test`` split only.
+        limit: only the first ``limit`` images.
+        batch_size: images per batch through the model.
+        verbose: show progress on stderr.
+        **settings: ``resize``, ``data_dir``, ``manual_dir`` (``tfae.config.DataConfig``).
+
+    Returns:
+        ``Applied``.
+
+    Raises:
+        TfaeError: for an ``out`` of another kind, data the model cannot take, or none of the
+            images decoding.
+
+    Examples:
+        >>> encode("runs/deep", "codes.npz", split="test").shape  # doctest: +SKIP
+        (256,)
+    """
+    out = pathlib.Path(out)
+    if out.suffix.lower() not in CODE_FORMATS:
+        raise TfaeError(f"{{out}} must end in {', '.join(CODE_FORMATS)}, got {out}",
+                        options=["out"])
+    return _apply(path, out, "codes", "encode", dataset, split, limit, batch_size, verbose,
+                  settings)
+
+
+def reconstruct(path, out, dataset=None, split="all", limit=None, batch_size=BATCH_SIZE,
+                verbose=True, **settings):
+    """Writes the reconstructions of the images of ``dataset`` by the model at ``path`` to
+    ``out``: a folder of PNG files (which must not exist yet, or be empty) or an ``.npz`` file.
+    The other arguments are ``encode``'s.
+
+    Examples:
+        >>> reconstruct("runs/photos", "photos-out/").images  # doctest: +SKIP
+        412
+    """
+    out = pathlib.Path(out)
+    if out.suffix.lower() in NOT_FOLDERS:
+        raise TfaeError(f"{{out}} must be a folder (for PNG files) or an .npz file, got {out}",
+                        options=["out"])
+    if out.suffix.lower() != ".npz" and out.is_dir() and any(out.iterdir()):
+        raise TfaeError(f"{out} already holds files; give {{out}} a new or empty folder",
+                        options=["out"])
+    return _apply(path, out, "reconstructions", "reconstruct", dataset, split, limit, batch_size,
+                  verbose, settings)
+
+
+def _apply(path, out, what, endpoint, dataset, split, limit, batch_size, verbose, settings):
+    if not out.parent.is_dir():
+        raise TfaeError(f"{{out}}: folder {out.parent} does not exist", options=["out"])
+    if batch_size < 1:
+        raise TfaeError(f"{{batch_size}} must be positive, got {batch_size}",
+                        options=["batch_size"])
+    progress = Progress(enabled=bool(verbose))
+    with progress.stage(f"opening {path}"):
+        endpoints = open_endpoints(path)
+    height, width, channels = endpoints.image_shape
+    own = own_data_settings(path, endpoints, dataset)
+    chosen = {name: own[name] for name in ("dataset", "data_dir", "manual_dir", "resize")
+              if own.get(name) is not None}
+    chosen.update({name: value for name, value in settings.items() if value is not None})
+    if dataset is not None:
+        chosen["dataset"] = os.fspath(dataset)  # a pathlib.Path too
+    with progress.stage("reading the data"):
+        records = load_records(split=split, limit=limit, image_size=(height, width),
+                               channels=channels, **chosen)
+    model = getattr(endpoints, endpoint)
+    batches = records.dataset.batch(batch_size).map(
+        lambda ids, images, labels: (ids, unit_floats(images), labels),
+        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    writer = _writer(out, what, records)
+    seen = 0
+    quiet = not logging.getLogger("tfae").isEnabledFor(logging.INFO)
+    with _written(writer), progress.stage(f"{endpoint.rstrip('e')}ing {len(records):,} images",
+                                          total=len(records), unit="image") as tick:
+        # libjpeg warns of harmless flaws from C, past Python; --quiet hides them.
+        with native_stderr_hidden(quiet):
+            for ids, images, labels in batches:
+                outputs = np.asarray(model(images))
+                writer.add([image_id.decode() for image_id in ids.numpy()], labels.numpy(),
+                           outputs)
+                seen += len(outputs)
+                tick(len(outputs))
+        if not seen:
+            raise TfaeError(f"none of the {len(records):,} images of {records.name} decode")
+    skipped = tuple(sorted(set(records.ids) - set(writer.ids))) if seen < len(records) else ()
+    return Applied(seen, skipped, str(out), records.name, tuple(writer.shape))
+
+
+def _writer(out, what, records):
+    if out.suffix.lower() == ".npz":
+        return _NpzWriter(out, what, records.class_names)
+    if out.suffix.lower() in (".csv", ".parquet"):
+        return _TableWriter(out, records.class_names)
+    return _PngFolderWriter(out, records.ids)
+
+
+@contextlib.contextmanager
+def _written(writer):
+    """Commits ``writer``'s temporary output when the block ends well, else removes it; a full
+    disk or a read-only folder is one error naming the output."""
+    _remove_stale(writer.path)
+    try:
+        yield
+        writer.commit()
+    except BaseException as error:
+        writer.discard()
+        if isinstance(error, OSError):
+            raise TfaeError(f"cannot write {writer.path}: {error.strerror or error}") from None
+        raise
+
+
+def _partial(path):
+    return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}")
+
+
+def _remove_stale(path):
+    """Removes temporary outputs for ``path`` of processes that are gone (killed while writing)."""
+    for left in path.parent.glob(f".{path.name}.*{PARTIAL}*"):
+        pid = left.name[len(path.name) + 2:].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if left.is_dir():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process
+    return True
+
+
+class _NpzWriter:
+    """An ``.npz`` file of ``name`` (the outputs), ``ids``, ``labels`` and ``class_names``; the
+    outputs go to a raw file as they come and into the archive at the end, so that memory holds
+    none of them."""
+
+    def __init__(self, path, name, class_names):
+        self.path, self.name, self.class_names = path, name, class_names
+        self.temporary = _partial(path)
+        self.raw = self.temporary.with_suffix(PARTIAL + ".raw")
+        self.ids, self.labels, self.shape = [], [], None
+        self.file = None
+
+    def add(self, ids, labels, outputs):
+        if self.file is None:
+            self.file, self.shape = self.raw.open("wb"), outputs.shape[1:]
+        self.file.write(np.ascontiguousarray(outputs, np.float32).tobytes())
+        self.ids += ids
+        self.labels.append(labels)
+
+    def commit(self):
+        self.file.close()
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                  "fortran_order": False, "shape": (len(self.ids), *self.shape)}
+        with zipfile.ZipFile(self.temporary, "w", allowZip64=True) as archive:
+            with archive.open(f"{self.name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_2_0(member, header)
+                with self.raw.open("rb") as raw:
+                    shutil.copyfileobj(raw, member, 1 << 24)
+            for name, array in (("ids", np.array(self.ids, str)),
+                                ("labels", np.concatenate(self.labels)),
+                                ("class_names", np.array(self.class_names, str))):
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+        self.raw.unlink()
+        os.replace(self.temporary, self.path)
+
+    def discard(self):
+        if self.file is not None:
+            self.file.close()
+        for path in (self.raw, self.temporary):
+            path.unlink(missing_ok=True)
+
+
+class _TableWriter:
+    """A ``.csv`` or ``.parquet`` table, written a batch at a time by pyarrow (tfds' own
+    dependency) in C++: a CSV of 70,000 codes of 256 numbers formats in seconds, not minutes."""
+
+    def __init__(self, path, class_names):
+        self.path, self.class_names = path, class_names
+        self.temporary = _partial(path)
+        self.ids, self.shape, self.file = [], None, None
+
+    def add(self, ids, labels, outputs):
+        import pyarrow as pa
+
+        columns = {"id": pa.array(ids, pa.string())}
+        if self.class_names:
+            names = np.array(self.class_names, object)
+            columns["label"] = pa.array(labels, pa.int64())
+            columns["class"] = pa.array(np.where(labels >= 0, names[np.maximum(labels, 0)], None),
+                                        pa.string())
+        outputs = np.asarray(outputs, np.float32)
+        columns.update({f"code_{index}": pa.array(outputs[:, index])
+                        for index in range(outputs.shape[1])})
+        table = pa.table(columns)
+        if self.file is None:
+            self.file, self.shape = self._open(table.schema), outputs.shape[1:]
+        self.file.write_table(table)
+        self.ids += ids
+
+    def _open(self, schema):
+        if self.path.suffix.lower() == ".csv":
+            import pyarrow.csv
+
+            return pyarrow.csv.CSVWriter(str(self.temporary), schema)
+        import pyarrow.parquet
+
+        return pyarrow.parquet.ParquetWriter(str(self.temporary), schema)
+
+    def commit(self):
+        self.file.close()
+        os.replace(self.temporary, self.path)
+
+    def discard(self):
+        if self.file is not None:
+            with contextlib.suppress(Exception):
+                self.file.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+class _PngFolderWriter:
+    """A folder of 8-bit PNG files, one per image, named as the image's id with the suffix
+    ``.png`` (``cat/1.jpg`` -> ``cat/1.png``; ``test/0042`` -> ``test/0042.png``); ids that
+    would share a name (``1.jpg`` and ``1.png``) keep their whole id (``1.jpg.png``, ``1.png.png``)."""
+
+    def __init__(self, path, ids):
+        self.path = path
+        self.temporary = _partial(path)
+        names = [str(pathlib.PurePosixPath(image_id).with_suffix(".png")) for image_id in ids]
+        shared = {name for name, count in collections.Counter(names).items() if count > 1}
+        self.names = {image_id: image_id + ".png" if name in shared else name
+                      for image_id, name in zip(ids, names)}
+        self.ids, self.shape = [], None
+
+    def add(self, ids, labels, outputs):
+        if self.shape is None:
+            self.temporary.mkdir()
+            self.shape = outputs.shape[1:]
+        pixels = tf.cast(tf.round(tf.clip_by_value(outputs, 0.0, 1.0) * 255.0), tf.uint8)
+        for image_id, image in zip(ids, pixels):
+            file = self.temporary / self.names[image_id]
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(tf.io.encode_png(image).numpy())
+        self.ids += ids
+
+    def commit(self):
+        if self.path.is_dir():
+            self.path.rmdir()  # empty, as reconstruct() checked
+        os.replace(self.temporary, self.path)
+
+    def discard(self):
+        shutil.rmtree(self.temporary, ignore_errors=True)
