@@ -81,6 +81,17 @@ def test_every_image_format_is_read_with_tensorflows_decoder(tmp_path, suffix, e
     assert (sorted(map(bytes, decoded)) == sorted(map(bytes, images))) is exact
 
 
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".gif", ".jpg"])
+def test_every_image_format_decodes_to_grayscale(tmp_path, suffix):
+    # TensorFlow's BMP and GIF decoders refuse channels=1: they are decoded in colour, converted.
+    write_images(tmp_path / "pictures", 10, shape=(6, 5, 3), suffix=suffix)
+    splits = data.load(str(tmp_path / "pictures"), channels=1)
+    images = _all(splits.train)[0]
+    assert splits.image_shape == (6, 5, 1) and images.std() > 10
+    records = data.load_records(str(tmp_path / "pictures"), channels=1, image_size=(6, 5))
+    assert len(list(records.dataset)) == 10
+
+
 def test_a_folder_is_decoded_once_and_held_in_memory(tmp_path):
     write_images(tmp_path / "once", 10)
     splits = data.load(str(tmp_path / "once"))

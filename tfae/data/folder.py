@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfae.data.records import Records, chosen_parts
-from tfae.data.splits import conform, fingerprint, make_splits
+from tfae.data.splits import conform, decode, fingerprint, make_splits
 from tfae.errors import TfaeError
 from tfae.startup import native_stderr_hidden
 
@@ -99,8 +99,7 @@ def records(dataset, *, split="all", image_size=None, channels=None, resize="str
     ids = tuple(path.relative_to(root).as_posix() for path, _ in listing)
 
     def decoded(image_id, path, label):
-        content = tf.io.read_file(path)
-        image = tf.io.decode_image(content, channels=channels or 0, expand_animations=False)
+        image = decode(tf.io.read_file(path), channels)
         return image_id, conform(image, image_size, channels, resize), label
 
     dataset = tf.data.Dataset.from_tensor_slices((
@@ -149,14 +148,13 @@ def _images_in(folder):
 
 def _decode(listings, contents, image_size, channels, resize):
     """The images of each split as one array, decoded and shaped in parallel by tf.data."""
-    def decode(content):
-        image = tf.io.decode_image(content, channels=channels or 0, expand_animations=False)
-        return conform(image, image_size, resize=resize)
+    def shaped(content):
+        return conform(decode(content, channels), image_size, resize=resize)
 
     decoded = {}
     for split, listing in listings.items():
         batches = tf.data.Dataset.from_tensor_slices(tf.constant(contents[split])).map(
-            decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            shaped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         try:
             # libjpeg warns of harmless flaws ("Corrupt JPEG data: 2 extraneous bytes") from C,
             # past Python; --quiet hides them.

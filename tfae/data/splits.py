@@ -135,6 +135,29 @@ def conform(image, image_size=None, channels=None, resize="stretch"):
     return image
 
 
+def decode(content, channels=None):
+    """An encoded image (PNG, JPEG, BMP, or a GIF's first frame) as a uint8 tensor, with
+    ``channels`` (1 or 3; ``None`` as stored), as TensorFlow ops.
+
+    TensorFlow's decoders make grayscale from PNG and JPEG only; a BMP or GIF is decoded in colour
+    and converted.
+
+    Examples:
+        >>> gif = open("cat.gif", "rb").read()  # doctest: +SKIP
+        >>> decode(gif, channels=1).shape  # doctest: +SKIP
+        TensorShape([None, None, 1])
+    """
+    if channels != 1:
+        return tf.io.decode_image(content, channels=channels or 0, expand_animations=False)
+    grayscale_decoder = tf.logical_or(tf.io.is_jpeg(content),
+                                      tf.strings.substr(content, 0, 4) == b"\x89PNG")
+    return tf.cond(
+        grayscale_decoder,
+        lambda: tf.io.decode_image(content, channels=1, expand_animations=False),
+        lambda: tf.image.rgb_to_grayscale(
+            tf.io.decode_image(content, channels=3, expand_animations=False)))
+
+
 def _centre_crop(image, image_size):
     """The largest centred part of ``image`` with the aspect ratio of ``image_size``."""
     shape = tf.shape(image)
