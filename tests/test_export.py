@@ -26,6 +26,34 @@ def test_export_loads_without_tfae_and_matches_keras(model, tmp_path):
     np.testing.assert_allclose(served["decoded"], model.decoder(codes).numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("resize", ["stretch", "crop", "pad"])
+def test_bytes_and_pixels_signatures_prepare_images_as_tfae_reads_them(tmp_path, resize):
+    import tensorflow as tf
+    from PIL import Image
+
+    from tfae.data import load_records
+
+    rng = np.random.default_rng(3)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, size in (("a.jpg", (40, 30)), ("b.png", (20, 50)), ("c.gif", (28, 28)),
+                       ("d.bmp", (9, 9))):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(photos / name)
+    small = build_model("deep", (12, 10, 1), hidden=(16,), latent_dim=3)
+    served = tf.saved_model.load(str(export_saved_model(small, tmp_path / "small",
+                                                        resize=resize)))
+    records = load_records(str(photos), image_size=(12, 10), channels=1, resize=resize)
+    ids, images, _ = next(iter(records.dataset.batch(4)))
+    expected = small.encoder(tf.cast(images, tf.float32) / 255.0).numpy()
+    files = tf.constant([(photos / image_id.decode()).read_bytes() for image_id in ids.numpy()])
+    codes = served.signatures["encode_bytes"](image_bytes=files)["codes"].numpy()
+    np.testing.assert_allclose(codes, expected, atol=1e-5)
+    pixels = tf.io.decode_png(tf.io.read_file(str(photos / "b.png")), channels=1)[tf.newaxis]
+    reconstructions = served.signatures["reconstruct_pixels"](pixels=pixels)["reconstructions"]
+    np.testing.assert_allclose(reconstructions.numpy(),
+                               small(tf.cast(images[1:2], tf.float32) / 255.0).numpy(), atol=1e-5)
+
+
 def test_versions_count_up_and_never_overwrite(model, tmp_path):
     first = export_saved_model(model, tmp_path / "deep")
     marker = first / "saved_model.pb"
@@ -71,8 +99,8 @@ def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_pa
     export_saved_model(model, tmp_path / "exports")
     written = export._archive
 
-    def disk_full(model):
-        archive = written(model)
+    def disk_full(model, resize):
+        archive = written(model, resize)
 
         def write_out(path, verbose=False):
             (pathlib.Path(path) / "saved_model.pb").write_text("half")  # cut short

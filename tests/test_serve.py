@@ -304,6 +304,87 @@ def test_concurrent_rest_and_grpc_requests_each_get_their_own_answer(server, stu
     np.testing.assert_allclose(np.stack(answers), expected.reshape(16, 2, -1), atol=1e-6)
 
 
+def _files(images):
+    """PNG files of float images in [0, 1], and the images as the files hold them."""
+    pixels = np.round(images * 255).astype(np.uint8)
+    return [tf.io.encode_png(image).numpy() for image in pixels], pixels.astype(np.float32) / 255
+
+
+def test_both_protocols_take_image_files_and_uint8_pixels(server, stub, export_dir):
+    import base64
+
+    files, held = _files(IMAGES)
+    expected = _in_process(export_dir, 1, "encode", held)
+    b64 = [{"b64": base64.b64encode(file).decode()} for file in files]
+    status, rows = _call(server.rest_url + ":predict", {"signature_name": "encode_bytes",
+                                                        "instances": b64})
+    assert status == 200
+    np.testing.assert_allclose(rows["predictions"], expected, atol=1e-5)
+    status, columns = _call(server.rest_url + ":predict", {
+        "signature_name": "reconstruct_bytes", "inputs": {"image_bytes": b64[:1]}})
+    assert status == 200
+    np.testing.assert_allclose(columns["outputs"], _in_process(export_dir, 1, "serving_default",
+                                                               held[:1]), atol=1e-5)
+    answer = stub.Predict(_predict_request("encode_bytes", np.array(files, object),
+                                           input_name="image_bytes"), timeout=30)
+    np.testing.assert_allclose(tf.make_ndarray(answer.outputs["codes"]), expected, atol=1e-5)
+    photo = np.random.default_rng(5).integers(0, 256, (1, 40, 30, 1), dtype=np.uint8)
+    status, rows = _call(server.rest_url + ":predict", {"signature_name": "encode_pixels",
+                                                        "instances": photo.tolist()})
+    assert status == 200
+    np.testing.assert_allclose(rows["predictions"],
+                               _in_process(export_dir, 1, "encode_pixels", photo), atol=1e-5)
+    answer = stub.Predict(_predict_request("encode_pixels", photo, input_name="pixels"),
+                          timeout=30)
+    np.testing.assert_allclose(tf.make_ndarray(answer.outputs["codes"]), rows["predictions"],
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"signature_name": "encode_bytes", "instances": ["not base64 wrapped"]},
+     'takes a list of files, each as {"b64": "<its base64>"}'),
+    ({"signature_name": "encode_bytes", "instances": [{"b64": "%%%"}]}, "item 0 is not valid"),
+    ({"signature_name": "encode_bytes", "instances": [{"b64": "bm90IGFuIGltYWdl"}]},
+     "Unknown image file format"),
+    ({"signature_name": "encode_pixels", "instances": [[[[300]]]]}, "from 0 to 255"),
+    ({"signature_name": "encode_pixels", "instances": [[[[0.5]]]]}, "from 0 to 255"),
+])
+def test_bad_files_or_pixels_are_400_with_a_reason(server, body, words):
+    status, answer = _call(server.rest_url + ":predict", body)
+    assert status == 400 and words in answer["error"], answer
+    _assert_answers(server)
+
+
+def test_a_file_that_does_not_decode_fails_only_its_own_request(export_dir):
+    served = tf.saved_model.load(str(export_dir / "1"))
+    batcher = Batcher(served.signatures["encode_bytes"])
+    signature, calls, release = batcher.signature, [], threading.Event()
+
+    def held_signature(**inputs):  # the first call runs until the others have queued behind it
+        calls.append(len(inputs["image_bytes"]))
+        release.wait(30)
+        return signature(**inputs)
+
+    batcher.signature = held_signature
+    files, held = _files(IMAGES)
+
+    async def run():
+        first = asyncio.ensure_future(batcher(np.array(files[:1], object)))
+        while not calls:
+            await asyncio.sleep(0.01)
+        bad = asyncio.ensure_future(batcher(np.array([b"not an image"], object)))
+        good = asyncio.ensure_future(batcher(np.array(files[1:], object)))
+        await asyncio.sleep(0.05)
+        release.set()
+        return await asyncio.gather(first, bad, good, return_exceptions=True)
+
+    first, bad, good = asyncio.run(run())
+    assert calls == [1, 3, 1, 2]  # the batch of the two later requests failed, each ran alone
+    assert bad.code == "INVALID_ARGUMENT" and "Unknown image file format" in str(bad)
+    np.testing.assert_allclose(np.concatenate([first, good]),
+                               _in_process(export_dir, 1, "encode", held), atol=1e-5)
+
+
 def test_requests_queued_while_the_model_runs_run_as_one_batch(export_dir):
     served = tf.saved_model.load(str(export_dir / "1"))
     batcher = Batcher(served.signatures["encode"], max_rows=5)

@@ -13,6 +13,8 @@ Examples:
     '--lambda must be >= 0, got -1'
 """
 
+import re
+
 
 class TfaeError(ValueError):
     """Bad input from the user: an unknown name, a malformed option, an unusable folder or file.
@@ -53,3 +55,17 @@ def first_line(error):
     """
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def op_error_message(error):
+    """A TensorFlow op error's message as one line, without the function, node and op names
+    TensorFlow wraps around it.
+
+    Examples:
+        >>> class OpError(Exception):
+        ...     message = "{{function_node __wrapped__DecodeImage}} Unknown image file format [Op:DecodeImage]"
+        >>> op_error_message(OpError())
+        'Unknown image file format'
+    """
+    text = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", getattr(error, "message", str(error)))
+    return first_line(text.strip()) if text.strip() else type(error).__name__

@@ -1,16 +1,33 @@
-"""SavedModel export with three endpoints, in TensorFlow Serving's ``<name>/<version>/`` layout.
+"""SavedModel export, in TensorFlow Serving's ``<name>/<version>/`` layout, taking what clients have.
 
-An export answers ``serving_default`` (images -> reconstructions), ``encode`` (images -> codes)
-and ``decode`` (codes -> images), loads with ``tf.saved_model.load`` where tfae is not installed,
-and serves with TF Serving. Each version is written to a temporary folder and renamed into place,
-so a crash never leaves half a version and an existing version is never overwritten.
+An export loads with ``tf.saved_model.load`` where tfae is not installed, serves with TF Serving,
+and answers seven signatures:
+
+- ``serving_default`` (``images`` -> ``reconstructions``), ``encode`` (``images`` -> ``codes``):
+  float32 images in [0, 1] of the size and channels the model takes;
+- ``reconstruct_bytes`` and ``encode_bytes``: ``image_bytes``, a batch of encoded PNG, JPEG,
+  BMP or GIF files (TF Serving's REST sends them as ``{"b64": ...}``, gRPC as a ``DT_STRING``
+  tensor) of any size and colour;
+- ``reconstruct_pixels`` and ``encode_pixels``: ``pixels``, uint8 images of any size with the
+  model's channels;
+- ``decode`` (``codes`` -> ``images``).
+
+The bytes and pixels signatures do inside the model what the run did to its images, as Keras'
+examples put ``Resizing`` and ``Rescaling`` inside a model: decode, convert the channels, resize to
+the model's size as the run resized (``stretch``, ``crop`` or ``pad``) and scale to [0, 1]; so a
+client sends an image as it has it, never a tensor it must prepare exactly as tfae did.
+
+Each version is written to a temporary folder and renamed into place, so a crash never leaves half
+a version and an existing version is never overwritten.
 
 Examples:
     >>> from tfae.export import export_saved_model
-    >>> version_dir = export_saved_model(model, "saved_models/deep")  # doctest: +SKIP
+    >>> version_dir = export_saved_model(model, "saved_models/deep", resize="crop")  # doctest: +SKIP
     >>> import tensorflow as tf
     >>> served = tf.saved_model.load(str(version_dir))  # doctest: +SKIP
     >>> codes = served.signatures["encode"](images=images)["codes"]  # doctest: +SKIP
+    >>> jpeg = open("cat.jpg", "rb").read()  # doctest: +SKIP
+    >>> codes = served.signatures["encode_bytes"](image_bytes=tf.constant([jpeg]))["codes"]  # doctest: +SKIP
 """
 
 import os
@@ -21,10 +38,13 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from tfae.data.pipeline import unit_floats
+from tfae.data.splits import conform, decode
 from tfae.errors import TfaeError
 from tfae.runs import RunFolder
 
-SIGNATURES = ("serving_default", "encode", "decode")
+SIGNATURES = ("serving_default", "encode", "reconstruct_bytes", "encode_bytes",
+              "reconstruct_pixels", "encode_pixels", "decode")
 
 
 def versions(export_dir):
@@ -56,12 +76,14 @@ def next_version(export_dir):
 STAGING_MARK = ".tfae-staging"
 
 
-def export_saved_model(model, export_dir):
+def export_saved_model(model, export_dir, resize="stretch"):
     """Writes ``model`` as the next version of the SavedModel folder ``export_dir``.
 
     Args:
         model: a ``tfae.models.Autoencoder``.
         export_dir: the model's folder in TF Serving's layout; versions are its subfolders.
+        resize: how the bytes and pixels signatures fit images of another aspect ratio to the
+            model's size: the run's ``resize`` (``tfae.data.splits.conform``).
 
     Returns:
         The ``pathlib.Path`` of the new version folder.
@@ -80,7 +102,7 @@ def export_saved_model(model, export_dir):
     except OSError as error:
         raise TfaeError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
     try:
-        _archive(model).write_out(str(staging), verbose=False)
+        _archive(model, resize).write_out(str(staging), verbose=False)
         (staging / STAGING_MARK).unlink()  # not part of the version
         version = next_version(export_dir)
         while True:
@@ -121,17 +143,34 @@ def _process_exists(pid):
     return True
 
 
-def _archive(model):
+def _archive(model, resize):
+    height, width, channels = model.image_shape
     image_spec = tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")
+    bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
+    pixels_spec = tf.TensorSpec((None, None, None, channels), tf.uint8, name="pixels")
     code_spec = tf.TensorSpec((None, model.latent_dim), tf.float32, name="codes")
+
+    def prepared(images):  # uint8 images of any size -> what the model takes
+        return unit_floats(conform(images, (height, width), resize=resize))
+
+    def decoded(image_bytes):
+        return tf.map_fn(lambda content: prepared(decode(content, channels)), image_bytes,
+                         fn_output_signature=tf.TensorSpec(model.image_shape, tf.float32))
+
+    reconstruct = lambda images: {"reconstructions": model(images, training=False)}  # noqa: E731
+    encode = lambda images: {"codes": model.encoder(images, training=False)}  # noqa: E731
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        "serving_default", lambda images: {"reconstructions": model(images, training=False)},
-        input_signature=[image_spec])
-    archive.add_endpoint(
-        "encode", lambda images: {"codes": model.encoder(images, training=False)},
-        input_signature=[image_spec])
+    archive.add_endpoint("serving_default", reconstruct, input_signature=[image_spec])
+    archive.add_endpoint("encode", encode, input_signature=[image_spec])
+    archive.add_endpoint("reconstruct_bytes", lambda image_bytes: reconstruct(
+        decoded(image_bytes)), input_signature=[bytes_spec])
+    archive.add_endpoint("encode_bytes", lambda image_bytes: encode(decoded(image_bytes)),
+                         input_signature=[bytes_spec])
+    archive.add_endpoint("reconstruct_pixels", lambda pixels: reconstruct(prepared(pixels)),
+                         input_signature=[pixels_spec])
+    archive.add_endpoint("encode_pixels", lambda pixels: encode(prepared(pixels)),
+                         input_signature=[pixels_spec])
     archive.add_endpoint(
         "decode", lambda codes: {"images": model.decoder(codes, training=False)},
         input_signature=[code_spec])
@@ -154,7 +193,9 @@ def export_run(run_dir, export_dir=None):
     """
     folder = RunFolder(run_dir)
     model = folder.load_model()
+    config = folder.config()
     version_dir = export_saved_model(
-        model, export_dir or pathlib.Path("saved_models") / folder.config()["model"])
+        model, export_dir or pathlib.Path("saved_models") / config["model"],
+        resize=config.get("resize") or "stretch")
     folder.write_info({"export": str(version_dir)})
     return version_dir

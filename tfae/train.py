@@ -192,7 +192,8 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
         export_path = None
         if export:
             export_path = export_saved_model(
-                model, export_dir or pathlib.Path("saved_models") / config.model)
+                model, export_dir or pathlib.Path("saved_models") / config.model,
+                resize=config.resize)
             folder.write_info({"export": str(export_path)})
     return Run(folder.path, model, history, export_path)
 

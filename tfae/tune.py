@@ -207,18 +207,18 @@ def _finish(tuner, config, folder, export, export_dir):
     best = [_trial_summary(trial, config) for trial in trials]
     folder.write_best(best)
     export_path = _export_best(tuner, best[0], folder,
-                               export_dir or pathlib.Path("saved_models") / config.fit.model) \
-        if export else None
+                               export_dir or pathlib.Path("saved_models") / config.fit.model,
+                               config.fit.resize) if export else None
     return TuneResult(folder.path, best, folder.config_path, export_path)
 
 
-def _export_best(tuner, winner, folder, export_dir):
+def _export_best(tuner, winner, folder, export_dir, resize):
     """Exports the winner, unless a rerun of the finished search finds it exported already."""
     exported = folder.exported(winner["trial"])
     if exported is not None:
         return exported
     # get_best_models restores each trial's best-epoch checkpoint, not its last epoch.
-    export_path = export_saved_model(tuner.get_best_models(1)[0], export_dir)
+    export_path = export_saved_model(tuner.get_best_models(1)[0], export_dir, resize=resize)
     folder.record_export(winner["trial"], export_path)
     return export_path
 

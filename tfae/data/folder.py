@@ -21,14 +21,13 @@ Examples:
 import logging
 import os
 import pathlib
-import re
 
 import numpy as np
 import tensorflow as tf
 
 from tfae.data.records import Records, chosen_parts
 from tfae.data.splits import conform, decode, fingerprint, make_splits
-from tfae.errors import TfaeError
+from tfae.errors import TfaeError, op_error_message
 from tfae.startup import native_stderr_hidden
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -173,9 +172,8 @@ def _unreadable(listing, contents):
         try:
             tf.io.decode_image(content, expand_animations=False)
         except tf.errors.InvalidArgumentError as error:
-            # TensorFlow's message, without the op's name around it.
-            reason = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", error.message).strip()
-            return TfaeError(f"{path}: not a readable image, corrupt or truncated ({reason})")
+            return TfaeError(f"{path}: not a readable image, corrupt or truncated "
+                             f"({op_error_message(error)})")
     return TfaeError(f"an image in {listing[0][0].parent} does not decode")
 
 

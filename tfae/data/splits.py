@@ -125,7 +125,7 @@ def conform(image, image_size=None, channels=None, resize="stretch"):
         if resize == "crop":
             image = _centre_crop(image, image_size)
         if resize == "pad":
-            image = tf.image.resize_with_pad(image, *image_size, antialias=True)
+            image = _fitted_and_padded(image, image_size)
         else:
             image = tf.image.resize(image, image_size, antialias=True)
         if dtype == tf.uint8:
@@ -156,6 +156,24 @@ def decode(content, channels=None):
         lambda: tf.io.decode_image(content, channels=1, expand_animations=False),
         lambda: tf.image.rgb_to_grayscale(
             tf.io.decode_image(content, channels=3, expand_animations=False)))
+
+
+def _fitted_and_padded(image, image_size):
+    """``image`` resized to the largest size of its aspect ratio inside ``image_size``, centred
+    on black. The size is reckoned in whole numbers: ``tf.image.resize_with_pad`` reckons it in
+    float32, and in a graph (an export's signature) made 40x30 into 11x10 and a black row where
+    eager TensorFlow made 12x9."""
+    shape = tf.shape(image)
+    height, width = shape[-3], shape[-2]
+    wanted_height, wanted_width = image_size
+    fitted_height = tf.clip_by_value((2 * height * wanted_width + width) // (2 * width), 1,
+                                     wanted_height)
+    fitted_width = tf.clip_by_value((2 * width * wanted_height + height) // (2 * height), 1,
+                                    wanted_width)
+    fitted = tf.image.resize(image, tf.stack([fitted_height, fitted_width]), antialias=True)
+    return tf.image.pad_to_bounding_box(fitted, (wanted_height - fitted_height) // 2,
+                                        (wanted_width - fitted_width) // 2, wanted_height,
+                                        wanted_width)
 
 
 def _centre_crop(image, image_size):

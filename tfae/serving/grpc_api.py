@@ -68,27 +68,38 @@ async def _answering(context, answer):
         await context.abort(getattr(grpc.StatusCode, error.code), str(error))
 
 
-def _float_array(tensor, name):
-    """A ``TensorProto`` of ``DT_FLOAT`` as numpy, once its declared shape is known to match the
-    values it holds: ``tf.make_ndarray`` fills a shape declared without values with zeros, so a
-    40-byte request could otherwise make the server allocate gigabytes.
+# The input types of tfae's signatures: the TensorProto type each takes, and how many bytes of
+# tensor_content one value fills (strings travel only in string_val).
+_PROTO_TYPES = {"float32": (types_pb2.DT_FLOAT, 4), "uint8": (types_pb2.DT_UINT8, 1),
+                "string": (types_pb2.DT_STRING, None)}
+
+
+def _array(tensor, name, dtype="float32"):
+    """A ``TensorProto`` of the signature's ``dtype`` as numpy, once its declared shape is known
+    to match the values it holds: ``tf.make_ndarray`` fills a shape declared without values with
+    zeros, so a 40-byte request could otherwise make the server allocate gigabytes.
 
     Examples:
-        >>> _float_array(tf.make_tensor_proto(np.zeros((2, 3), np.float32)), "codes").shape
+        >>> _array(tf.make_tensor_proto(np.zeros((2, 3), np.float32)), "codes").shape
         (2, 3)
+        >>> _array(tf.make_tensor_proto([b"a png", b"a jpeg"]), "image_bytes", "string").tolist()
+        [b'a png', b'a jpeg']
     """
-    if tensor.dtype != types_pb2.DT_FLOAT:
+    expected, width = _PROTO_TYPES[dtype]
+    if tensor.dtype != expected:
         try:
-            dtype = f"{tf.as_dtype(tensor.dtype).name} ({types_pb2.DataType.Name(tensor.dtype)})"
+            given = f"{tf.as_dtype(tensor.dtype).name} ({types_pb2.DataType.Name(tensor.dtype)})"
         except (TypeError, ValueError):
-            dtype = f"dtype {tensor.dtype}"
-        raise ServingError("INVALID_ARGUMENT",
-                           f"Input '{name}' is {dtype}, expected float32 (DT_FLOAT)")
+            given = f"dtype {tensor.dtype}"
+        raise ServingError("INVALID_ARGUMENT", f"Input '{name}' is {given}, expected {dtype} "
+                                               f"({types_pb2.DataType.Name(expected)})")
     shape = [dim.size for dim in tensor.tensor_shape.dim]
     if tensor.tensor_shape.unknown_rank or any(size < 0 for size in shape):
         raise ServingError("INVALID_ARGUMENT", f"Input '{name}' has no fully defined shape")
     declared = math.prod(shape)
-    held = len(tensor.tensor_content) / 4 if tensor.tensor_content else len(tensor.float_val)
+    values = {"float32": tensor.float_val, "uint8": tensor.int_val,
+              "string": tensor.string_val}[dtype]
+    held = len(tensor.tensor_content) / width if width and tensor.tensor_content else len(values)
     if held != declared:
         raise ServingError("INVALID_ARGUMENT",
                            f"Input '{name}' declares shape {shape} ({declared:,} values) but holds "
@@ -143,8 +154,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if unknown:
             raise ServingError("INVALID_ARGUMENT", f"output tensor alias not found in signature: "
                                                    f"{sorted(unknown)[0]}")
-        array = _float_array(request.inputs[batcher.input_name], batcher.input_name)
-        output = await batcher(check_input(array, batcher.input_name, batcher.input_shape))
+        array = _array(request.inputs[batcher.input_name], batcher.input_name, batcher.input_dtype)
+        output = await batcher(check_input(array, batcher.input_name, batcher.input_shape,
+                                           batcher.input_dtype))
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.repository.name
         response.model_spec.version.value = version

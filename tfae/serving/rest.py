@@ -4,7 +4,8 @@
 - ``GET /v1/models/NAME[/versions/N | /labels/L]/metadata``: the signatures;
 - ``POST /v1/models/NAME[/versions/N | /labels/L]:predict`` with
   ``{"signature_name": ..., "instances": [...]}`` (row format, answered ``{"predictions": ...}``)
-  or ``{"inputs": ...}`` (columnar, answered ``{"outputs": ...}``).
+  or ``{"inputs": ...}`` (columnar, answered ``{"outputs": ...}``); image files for the
+  ``*_bytes`` signatures as ``{"b64": "<base64>"}``, as TF Serving takes binary values.
 
 Every answer, errors included, is JSON; an error is ``{"error": "..."}`` with the HTTP status TF
 Serving gives. JSON goes through orjson: it writes numpy arrays directly, without the lists
@@ -17,6 +18,8 @@ Examples:
 """
 
 import asyncio
+import base64
+import binascii
 import re
 
 import numpy as np
@@ -134,19 +137,48 @@ async def _predict(repository, spec, parsed):
         raise HTTPException(400, "Missing 'instances' or 'inputs' key (exactly one is needed)")
     values = body["instances"] if row_format else body["inputs"]
     if row_format and isinstance(values, list):
-        values = [_named(value, name) if isinstance(value, dict) else value for value in values]
-    elif isinstance(values, dict):
+        values = [_named(value, name) if _names_inputs(value) else value for value in values]
+    elif _names_inputs(values):
         values = _named(values, name)
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError, RecursionError):
-        array = None
-    if array is None or array.dtype.kind not in "iuf" or (
-            may_hold_booleans and _holds_boolean(values)):
-        raise HTTPException(400, f"Input '{name}' must be a rectangular array of numbers, "
-                                 f"shaped {shape_text(batcher.input_shape)}")
-    output = await batcher(check_input(array, name, batcher.input_shape))
+    if batcher.input_dtype == "string":
+        array = _files(values, name)
+    else:
+        try:
+            array = np.asarray(values)
+        except (TypeError, ValueError, RecursionError):
+            array = None
+        if array is None or array.dtype.kind not in "iuf" or (
+                may_hold_booleans and _holds_boolean(values)):
+            raise HTTPException(400, f"Input '{name}' must be a rectangular array of numbers, "
+                                     f"shaped {shape_text(batcher.input_shape)}")
+    output = await batcher(check_input(array, name, batcher.input_shape, batcher.input_dtype))
     return {"predictions": output} if row_format else {"outputs": output}
+
+
+def _names_inputs(value):
+    """Whether ``value`` is a ``{input name: value}`` object, not a ``{"b64": ...}`` one."""
+    return isinstance(value, dict) and set(value) != {"b64"}
+
+
+def _files(values, name):
+    """The files of a string input, each sent as TF Serving's ``{"b64": "<base64>"}``, as a
+    numpy array of bytes."""
+    usage = f'Input \'{name}\' takes a list of files, each as {{"b64": "<its base64>"}}'
+    if not isinstance(values, list):
+        raise HTTPException(400, usage)
+    files = []
+    for value in values:
+        if not (isinstance(value, dict) and set(value) == {"b64"}
+                and isinstance(value["b64"], str)):
+            raise HTTPException(400, usage)
+        try:
+            files.append(base64.b64decode(value["b64"], validate=True))
+        except (binascii.Error, ValueError):
+            raise HTTPException(400, f"Input '{name}': item {len(files)} is not valid "
+                                     "base64") from None
+    array = np.empty(len(files), object)
+    array[:] = files
+    return array
 
 
 def _named(inputs, name):

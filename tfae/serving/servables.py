@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from tfae.errors import TfaeError, first_line
+from tfae.errors import TfaeError, first_line, op_error_message
 from tfae.export import versions
 from tfae.files import file_identity
 
@@ -68,13 +68,16 @@ def signature_defs(version_dir):
     return dict(saved_model.meta_graphs[0].signature_def)
 
 
-def check_input(array, name, shape):
-    """``array`` as float32 if it fits ``shape`` (``None`` for any size) and is finite.
+def check_input(array, name, shape, dtype="float32"):
+    """``array`` as the signature's ``dtype`` if it fits ``shape`` (``None`` for any size) and
+    holds values of that type: finite numbers for ``float32``, whole numbers from 0 to 255 for
+    ``uint8``, byte strings for ``string``.
 
     Args:
-        array: the request's input, any numeric numpy array.
+        array: the request's input, a numpy array.
         name: the input's name, for the message.
         shape: the signature's input shape.
+        dtype: the signature's input type: ``float32``, ``uint8`` or ``string``.
 
     Raises:
         ServingError: ``INVALID_ARGUMENT`` naming the input and what is wrong.
@@ -86,11 +89,25 @@ def check_input(array, name, shape):
         Traceback (most recent call last):
         ...
         tfae.serving.servables.ServingError: Input 'codes' has shape [2, 4], expected [-1, 3]
+        >>> check_input(np.array([[[[256]]]]), "pixels", (None, None, None, 1), "uint8")
+        Traceback (most recent call last):
+        ...
+        tfae.serving.servables.ServingError: Input 'pixels' takes whole numbers from 0 to 255 (uint8)
     """
     if array.ndim != len(shape) or any(expected is not None and actual != expected
                                        for actual, expected in zip(array.shape, shape)):
         raise ServingError("INVALID_ARGUMENT", f"Input '{name}' has shape {list(array.shape)}, "
                                                f"expected {shape_text(shape)}")
+    if dtype == "string":
+        if not all(isinstance(value, bytes) for value in array.reshape(-1)):
+            raise ServingError("INVALID_ARGUMENT", f"Input '{name}' takes byte strings (the "
+                                                   "files' contents)")
+        return array.astype(object)
+    if dtype == "uint8":
+        if array.dtype.kind not in "iu" or array.size and (array.min() < 0 or array.max() > 255):
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Input '{name}' takes whole numbers from 0 to 255 (uint8)")
+        return array.astype(np.uint8)
     with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused below
         array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
@@ -129,13 +146,14 @@ class Batcher:
         self.signature = signature
         (self.input_name, spec), = signature.structured_input_signature[1].items()
         self.input_shape = tuple(spec.shape)
+        self.input_dtype = spec.dtype.name  # float32, uint8 or string
         (self.output_name,) = signature.structured_outputs
         self._max_rows = max_rows
         self._queue = []
         self._draining = None
 
     async def __call__(self, array):
-        """The signature's only output for ``array`` (float32, already checked), as numpy.
+        """The signature's only output for ``array`` (as ``check_input`` gives it), as numpy.
 
         A request of more than ``max_rows`` rows is run ``max_rows`` at a time, each part queued
         only when the one before it is done, so requests that arrive meanwhile run between its
@@ -157,21 +175,43 @@ class Batcher:
     async def _drain(self):
         while self._queue:
             taken = self._take()
-            arrays = [array for array, _ in taken]
             try:
-                output = await asyncio.to_thread(self._call, np.concatenate(arrays))
-            except Exception as error:  # every caller in the batch must hear of it, or wait forever
-                if not isinstance(error, ServingError):
-                    error = ServingError("INTERNAL", f"{type(error).__name__}: {error}")
-                for _, future in taken:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            start = 0
-            for array, future in taken:
-                if not future.done():
-                    future.set_result(output[start:start + len(array)])
-                start += len(array)
+                self._hand_out(taken, await self._call_batch(taken))
+            except ServingError as error:
+                if error.code != "INVALID_ARGUMENT" or len(taken) == 1:
+                    self._fail(taken, error)
+                    continue
+                # One request's bad input (an image file that does not decode) must not fail
+                # the requests batched with it: each runs alone, and only its own call fails.
+                for request in taken:
+                    try:
+                        self._hand_out([request], await self._call_batch([request]))
+                    except ServingError as alone:
+                        self._fail([request], alone)
+
+    async def _call_batch(self, taken):
+        """The signature's output for the queued requests ``taken``, run as one batch."""
+        try:
+            return await asyncio.to_thread(self._call,
+                                           np.concatenate([array for array, _ in taken]))
+        except ServingError:
+            raise
+        except Exception as error:  # every caller in the batch must hear of it, or wait forever
+            raise ServingError("INTERNAL", f"{type(error).__name__}: {error}") from None
+
+    @staticmethod
+    def _hand_out(taken, output):
+        start = 0
+        for array, future in taken:
+            if not future.done():
+                future.set_result(output[start:start + len(array)])
+            start += len(array)
+
+    @staticmethod
+    def _fail(taken, error):
+        for _, future in taken:
+            if not future.done():
+                future.set_exception(error)
 
     def _take(self):
         """The oldest queued requests of the first one's shape, up to ``max_rows`` rows (each is
@@ -194,9 +234,9 @@ class Batcher:
         try:
             outputs = self.signature(**{self.input_name: tf.constant(array)})
         except tf.errors.InvalidArgumentError as failure:
-            raise ServingError("INVALID_ARGUMENT", failure.message.splitlines()[0]) from None
+            raise ServingError("INVALID_ARGUMENT", op_error_message(failure)) from None
         except tf.errors.OpError as failure:
-            raise ServingError("INTERNAL", failure.message.splitlines()[0]) from None
+            raise ServingError("INTERNAL", op_error_message(failure)) from None
         return outputs[self.output_name].numpy()
 
 
