@@ -228,6 +228,8 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, j
                   verbose=0 if quiet else 1, strategy=strategy,
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     final = {name: values[-1] for name, values in run.history.items() if name != "seconds"}
+    if "image_mse" in final:  # a layer-wise history: its per-layer numbers are in history.json
+        final = {"layers": len(run.history["layer"]), "image_mse": final["image_mse"]}
     click.echo(f"run: {run.run_dir}  " + "  ".join(f"{k}={v:.5g}" for k, v in final.items()))
     if run.export_path:
         click.echo(f"exported: {run.export_path}")

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfae import data
@@ -163,8 +164,40 @@ def test_a_randomized_run_records_its_layers_and_tensorboard_logs(tmp_path):
     history = json.loads((tmp_path / "run/history.json").read_text())
     assert history["layer"] == [0, 1] and len(history["refit_mse"]) == 2
     assert run.history == history
+    # The whole model's error on the images, not a layer's on its codes; ridge has no epochs.
+    assert history["image_mse"][0] > 0 and len(history["image_mse"]) == 1
+    info = json.loads((tmp_path / "run/run.json").read_text())
+    assert info["epochs_finished"] == 1 and json.loads(
+        (tmp_path / "run/config.json").read_text())["epochs"] == 1
+    assert info["training_seconds"] == pytest.approx(
+        sum(history["seconds"]) + sum(history["refit_seconds"]))
     events = list((tmp_path / "run/logs/train").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_the_image_error_is_the_whole_models():
+    model = build_model("randomized", (5, 4, 1), hidden=(8, 6))
+    history = train_layerwise(model, _tiny_batches(), verbose=0)
+    inputs, targets = _pairs(_tiny_batches())
+    expected = np.mean((model(inputs.reshape(48, 5, 4, 1)).numpy().reshape(48, -1) - targets) ** 2)
+    assert history["image_mse"] == [pytest.approx(expected, rel=1e-4)]
+
+
+def test_a_finished_randomized_run_is_not_solved_again_and_epochs_do_not_apply(tmp_path, caplog):
+    from tfae.config import FitConfig, resolve
+    from tfae.errors import TfaeError
+    from tfae.train import fit
+
+    with caplog.at_level("WARNING", logger="tfae"):
+        assert resolve(FitConfig(model="randomized", epochs=20)).config.epochs == 1
+    assert "epochs=20 does not apply to randomized" in caplog.text
+    assert resolve(FitConfig(model="randomized", epochs=3, model_options={
+        "solver": "sgd"})).config.epochs == 3
+    config = FitConfig(model="randomized", model_options={"hidden": (16,)}, limit=200)
+    fit(config, tmp_path / "run", export=False, verbose=0)
+    for again in (config, FitConfig(**{**config.to_dict(), "epochs": 20})):
+        with pytest.raises(TfaeError, match="already holds a finished randomized run"):
+            fit(again, tmp_path / "run", export=False, verbose=0)
 
 
 def test_layer_by_layer_training_says_nothing_of_retracing():

@@ -94,7 +94,7 @@ def test_probe_callback_scores_validation_codes(mnist):
 def test_best_table_lists_trials_in_rank_order():
     rows = best_table([{"trial": "1", "score": 0.5, "best_epoch": 3, "hyperparameters": {"a": 1}},
                        {"trial": "0", "score": 0.7, "best_epoch": 1, "hyperparameters": {}}])
-    assert [row[:2] for row in rows] == [("1", "1"), ("2", "0")]
+    assert [row[:2] for row in rows] == [("1", "#2 (trial_1)"), ("2", "#1 (trial_0)")]
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ Examples:
 
 import dataclasses
 import json
+import logging
 import re
 
 from tfae.corruptions import noise_help, parse_corruption
@@ -263,6 +264,12 @@ def resolve(config):
     fields = {"epochs": DEFAULT_EPOCHS, **family.fit_defaults,
               **{key: value for key, value in config.to_dict().items() if value is not None},
               "model_options": dataclasses.asdict(options)}
+    if family.trains_in_epochs is not None and not family.trains_in_epochs(options):
+        if config.epochs not in (None, 1):  # a warning: a report's --epochs is for every family
+            logging.getLogger("tfae").warning(
+                f"epochs={config.epochs} does not apply to {config.model} with these options: "
+                "it is solved once, in closed form")
+        fields["epochs"] = 1  # one pass over the data makes the run
     config = dataclasses.replace(config, **fields)
     corruption = parse_corruption(config.noise) if config.noise else None
     if corruption is not None and not family.takes_noise:

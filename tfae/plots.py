@@ -149,12 +149,34 @@ def plot_manifold(frames, distances, path, title, shown_steps=8):
     return _save(figure, path)
 
 
+def _plot_layers(history, path, title):
+    """A layer-wise run's history (``randomized``): each layer's errors side by side, bars, and
+    the whole model's image error in the title."""
+    errors = [name for name in ("random_decoder_mse", "mse", "refit_mse") if name in history]
+    layers = np.arange(len(history["layer"]))
+    figure = Figure(figsize=(2 + 1.5 * len(layers) * len(errors) / 2, 4), layout="constrained")
+    axes = figure.subplots()
+    width = 0.8 / len(errors)
+    for offset, name in enumerate(errors):
+        axes.bar(layers + (offset - (len(errors) - 1) / 2) * width, history[name], width,
+                 label=name)
+    axes.set_xticks(layers, [f"layer {layer}\n{units} units" for layer, units
+                             in zip(history["layer"], history["units"])])
+    axes.set_ylabel("mean squared error")
+    axes.legend()
+    whole = f", images {history['image_mse'][0]:.4f}" if history.get("image_mse") else ""
+    figure.suptitle(f"{title}: errors per layer{whole}")
+    return _save(figure, path)
+
+
 def plot_history(history, path, title):
     """Training curves: each metric of ``history.json`` against its ``val_`` twin.
 
     Examples:
         >>> plot_history({"loss": [0.2, 0.1], "val_loss": [0.3, 0.2]}, "h.png", "deep")  # doctest: +SKIP
     """
+    if "layer" in history:
+        return _plot_layers(history, path, title)
     metrics = [name for name in history
                if not name.startswith("val_") and name != "seconds" and len(history[name]) > 0]
     figure = Figure(figsize=(5 * len(metrics), 4), layout="constrained")
@@ -164,7 +186,7 @@ def plot_history(history, path, title):
         axes.plot(epochs, history[name], marker="o", label="training")
         if f"val_{name}" in history:
             axes.plot(epochs, history[f"val_{name}"], marker="o", label="validation")
-        axes.set_xlabel("epoch" if "layer" not in history else "layer")
+        axes.set_xlabel("epoch")
         axes.set_ylabel(name)
         axes.set_title(name)
         axes.legend()

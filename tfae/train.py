@@ -170,8 +170,12 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
             print(summary, flush=True)
         if warning and finished < config.epochs:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
-        if finished >= config.epochs:
+        # A run trained layer by layer (randomized) is whole or not at all: none is extended.
+        if finished >= config.epochs or (spec.family.trainer is not None and finished > 0):
             if not export or folder.info().get("export"):
+                if spec.family.trainer is not None:
+                    raise TfaeError(f"--out {folder.path} already holds a finished "
+                                    f"{config.model} run; choose another --out")
                 raise TfaeError(f"--out {folder.path} already holds {finished} finished epochs; "
                                 "ask for more --epochs or choose another --out")
             # Trained, but its export failed: export it now, without training again.
@@ -184,7 +188,8 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
             folder.write_info({
                 # A trainer's run is finished once all its layers are; a Keras run after its epochs.
                 "epochs_finished": config.epochs if spec.family.trainer else len(history["loss"]),
-                "training_seconds": sum(history.get("seconds", [])),
+                "training_seconds": sum(history.get("seconds", []))
+                + sum(history.get("refit_seconds", [])),
                 "parameters": model.count_params(),
                 "export": None,
             })

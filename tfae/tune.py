@@ -326,11 +326,16 @@ def _trial_summary(trial, config):
 def best_table(best):
     """Rows of the best trials for printing: rank, trial, score, best epoch, hyperparameters.
 
+    A trial is named as keras-tuner's progress lines count it (``Trial #4``), with its folder.
+
     Examples:
         >>> best_table([{"trial": "03", "score": 0.0123, "best_epoch": 2,
         ...              "hyperparameters": {"latent_dim": 64}}])
-        [('1', '03', '0.0123', '2', 'latent_dim=64')]
+        [('1', '#4 (trial_03)', '0.0123', '2', 'latent_dim=64')]
     """
-    return [(str(rank), entry["trial"], f"{entry['score']:.4g}", str(entry["best_epoch"]),
+    def named(trial_id):
+        return f"#{int(trial_id) + 1} (trial_{trial_id})" if trial_id.isdigit() else trial_id
+
+    return [(str(rank), named(entry["trial"]), f"{entry['score']:.4g}", str(entry["best_epoch"]),
              ", ".join(f"{name}={value}" for name, value in entry["hyperparameters"].items()))
             for rank, entry in enumerate(best, start=1)]

@@ -74,6 +74,8 @@ class Family:
         code_options: ``code_options(size) -> model options`` giving codes of ``size`` numbers,
             for a family whose code size is not ``latent_dim``; ``None``:
             ``{"latent_dim": size}``.
+        trains_in_epochs: ``trains_in_epochs(options) -> bool``, whether ``epochs`` means
+            anything to a run with these options (not to a closed-form solver); ``None``: always.
 
     Examples:
         >>> family = get_family("deep")
@@ -91,6 +93,7 @@ class Family:
     trainer: callable = None
     takes_noise: bool = True
     code_options: callable = None
+    trains_in_epochs: callable = None
 
     @property
     def defaults(self):

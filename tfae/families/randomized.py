@@ -79,4 +79,5 @@ def train(model, batches, spec, verbose=1):
 register(Family("randomized", "layer-wise: random fixed encoders, decoders solved in closed form",
                 RandomizedOptions, build, trainer=train,
                 # The code is the last layer's output; one layer of that size keeps it one solve.
-                code_options=lambda size: {"hidden": (size,)}))
+                code_options=lambda size: {"hidden": (size,)},
+                trains_in_epochs=lambda options: options.solver == "sgd"))
