@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -383,6 +384,42 @@ def test_a_file_that_does_not_decode_fails_only_its_own_request(export_dir):
     assert bad.code == "INVALID_ARGUMENT" and "Unknown image file format" in str(bad)
     np.testing.assert_allclose(np.concatenate([first, good]),
                                _in_process(export_dir, 1, "encode", held), atol=1e-5)
+
+
+def test_the_access_log_has_a_line_for_every_request_of_either_protocol(export_dir, monkeypatch):
+    from tfae.serving import server as server_module
+
+    lines = []
+    monkeypatch.setattr(server_module, "access_line", lambda *line: lines.append(line))
+    settings = ServerSettings(str(export_dir), "deep", port=0, grpc_port=0, access_log=True)
+    with Server(settings) as server, grpc.insecure_channel(server.grpc_target) as channel:
+        assert _call(server.rest_url + ":predict", {"signature_name": "encode",
+                                                    "instances": IMAGES.tolist()})[0] == 200
+        assert _call(server.rest_url + "/nope")[0] == 404
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(_predict_request(), timeout=30)
+        with pytest.raises(grpc.RpcError):
+            stub.Predict(_predict_request(signature="nope"), timeout=30)
+    assert [line[:4] for line in lines] == [
+        ("127.0.0.1", "REST", "POST /v1/models/deep:predict", 200),
+        ("127.0.0.1", "REST", "GET /v1/models/deep/nope", 404),
+        ("127.0.0.1", "gRPC", "Predict deep/encode", "OK"),
+        ("127.0.0.1", "gRPC", "Predict deep/nope", "FAILED_PRECONDITION")]
+    assert all(0 < line[4] < 30 for line in lines)
+
+
+
+def test_an_access_line_names_client_protocol_request_status_and_time():
+    import contextlib
+    import io
+
+    from tfae.serving.server import access_line
+
+    written = io.StringIO()
+    with contextlib.redirect_stderr(written):
+        access_line("127.0.0.1", "gRPC", "Predict deep/encode", "OK", 0.0021)
+    assert re.fullmatch(r'tfae serve: \S+ \S+ 127\.0\.0\.1 gRPC "Predict deep/encode" OK 2\.1 ms\n',
+                        written.getvalue())
 
 
 def test_requests_queued_while_the_model_runs_run_as_one_batch(export_dir):

@@ -20,6 +20,7 @@ Examples:
 """
 
 import math
+import time
 
 import grpc
 import numpy as np
@@ -33,11 +34,12 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from tfae.serving.servables import ServingError, check_input
 
 
-async def start(repository, address, max_message_bytes, reuse_port=False):
+async def start(repository, address, max_message_bytes, reuse_port=False, log=None):
     """A started ``grpc.aio`` server on ``address`` (``host:port``) answering for ``repository``.
 
     ``reuse_port`` lets every worker process bind the same port, the kernel sharing connections
-    among them. Stop it with ``await server.stop(grace_seconds)``.
+    among them; ``log(client, "gRPC", call, status, seconds)``, when given, hears of every call.
+    Stop it with ``await server.stop(grace_seconds)``.
 
     Examples:
         >>> server = await start(Repository("saved_models/deep", "deep"), "127.0.0.1:8500", 1 << 26)  # doctest: +SKIP
@@ -47,8 +49,9 @@ async def start(repository, address, max_message_bytes, reuse_port=False):
                                       ("grpc.max_send_message_length", max_message_bytes),
                                       ("grpc.so_reuseport", int(reuse_port))])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(repository), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository), server)
+        PredictionService(repository, log), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository, log),
+                                                              server)
     server.add_insecure_port(address)
     await server.start()
     return server
@@ -60,12 +63,19 @@ def _spec(model_spec):
     return model_spec.name, version, model_spec.version_label or None
 
 
-async def _answering(context, answer):
-    """``await answer``, a ``ServingError`` becoming the call's gRPC status."""
+async def _answering(context, answer, log=None, call=None):
+    """``await answer``, a ``ServingError`` becoming the call's gRPC status; ``log`` (the access
+    log's, if on) hears of the ``call`` with its status and time."""
+    start, status = time.perf_counter(), "OK"
     try:
         return await answer
     except ServingError as error:
+        status = error.code
         await context.abort(getattr(grpc.StatusCode, error.code), str(error))
+    finally:
+        if log is not None:
+            client = context.peer().rpartition(":")[0].removeprefix("ipv4:")
+            log(client, "gRPC", call, status, time.perf_counter() - start)
 
 
 # The input types of tfae's signatures: the TensorProto type each takes, and how many bytes of
@@ -121,11 +131,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         ...     PredictionService(repository), server)  # doctest: +SKIP
     """
 
-    def __init__(self, repository):
+    def __init__(self, repository, log=None):
         self.repository = repository
+        self.log = log
 
     async def Predict(self, request, context):
-        return await _answering(context, self._predict(request))
+        return await _answering(context, self._predict(request), self.log,
+                                f"Predict {request.model_spec.name}/"
+                                f"{request.model_spec.signature_name or 'serving_default'}")
 
     async def Classify(self, request, context):
         await _unimplemented(context, "Classify")
@@ -137,7 +150,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         await _unimplemented(context, "MultiInference")
 
     async def GetModelMetadata(self, request, context):
-        return await _answering(context, self._metadata(request))
+        return await _answering(context, self._metadata(request), self.log,
+                                f"GetModelMetadata {request.model_spec.name}")
 
     async def _predict(self, request):
         version, signatures = await self.repository.resolve(*_spec(request.model_spec))
@@ -191,11 +205,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         ...                                                           server)  # doctest: +SKIP
     """
 
-    def __init__(self, repository):
+    def __init__(self, repository, log=None):
         self.repository = repository
+        self.log = log
 
     async def GetModelStatus(self, request, context):
-        return await _answering(context, self._status(request))
+        return await _answering(context, self._status(request), self.log,
+                                f"GetModelStatus {request.model_spec.name}")
 
     async def HandleReloadConfigRequest(self, request, context):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED,

@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -61,6 +62,7 @@ class ServerSettings:
         max_json_bytes: the largest REST body taken. Reading JSON holds the worker's one Python
             thread (about 0.1 s a MB here), so it is smaller: one request of 60 MB would keep
             every other client waiting for seconds; gRPC's binary tensors cost next to nothing.
+        access_log: write a line on stderr for every request of either protocol.
 
     Examples:
         >>> ServerSettings("saved_models/deep", "deep", labels={"stable": 1}).grpc_port
@@ -76,6 +78,7 @@ class ServerSettings:
     labels: dict = dataclasses.field(default_factory=dict)
     max_request_bytes: int = 64 * 1024 * 1024
     max_json_bytes: int = 16 * 1024 * 1024
+    access_log: bool = False
 
     def __post_init__(self):
         if not self.name or "/" in self.name or ":" in self.name:
@@ -96,16 +99,34 @@ class _Worker:
         self.settings = settings
         self.repository = Repository(settings.export_dir, settings.name, settings.labels)
         self.rest = rest.create_app(self.repository, settings.max_json_bytes)
+        self.log = access_line if settings.access_log else None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "lifespan":
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if self.log is None:
             return await self.rest(scope, receive, send)
+        start, status = time.perf_counter(), []
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.rest(scope, receive, sending)
+        finally:
+            client = (scope.get("client") or ("-",))[0]
+            self.log(client, "REST", f"{scope['method']} {scope['path']}",
+                     status[0] if status else "-", time.perf_counter() - start)
+
+    async def _lifespan(self, receive, send):
         await receive()  # lifespan.startup
         try:
             await self.repository.resolve(self.settings.name)  # load before answering
             grpc_server = await grpc_api.start(
                 self.repository, f"{self.settings.host}:{self.settings.grpc_port}",
-                self.settings.max_request_bytes, reuse_port=True)
+                self.settings.max_request_bytes, reuse_port=True, log=self.log)
         except (ServingError, RuntimeError) as error:  # grpc's bind failure is a RuntimeError
             await send({"type": "lifespan.startup.failed", "message": f"tfae serve: {error}"})
             return
@@ -113,6 +134,17 @@ class _Worker:
         await receive()  # lifespan.shutdown
         await grpc_server.stop(GRACE_SECONDS)
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def access_line(client, protocol, request, status, seconds):
+    """Writes one request's line of the access log on stderr.
+
+    Examples:
+        >>> access_line("127.0.0.1", "REST", "POST /v1/models/deep:predict", 200, 0.0013)  # doctest: +SKIP
+        tfae serve: 2026-12-01 10:15:02 127.0.0.1 REST "POST /v1/models/deep:predict" 200 1.3 ms
+    """
+    print(f"tfae serve: {time.strftime('%Y-%m-%d %H:%M:%S')} {client} {protocol} \"{request}\" "
+          f"{status} {seconds * 1000:.1f} ms", file=sys.stderr, flush=True)
 
 
 def create_app(settings):
