@@ -2,7 +2,7 @@
 
 The data are crops of scikit-learn's two sample photographs (``tfae.data.sample_photos``): training
 crops from the left three quarters of each photograph, test crops from the right quarter. Each
-family trains on grayscale inputs with the colour originals as targets, then ``tfae.evaluate``
+family trains on grayscale inputs with the colour originals as targets, then ``tfae.evaluation``
 measures on the held-out crops the PSNR of the grayscale inputs and of the colourised outputs,
 both against the originals. The goal: the best family beats the grayscale input by >= 2 dB.
 

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from fit_throughput import machine, publish
 from tfae.apply import encode
-from tfae.export import export_saved_model
+from tfae.exports import export_saved_model
 from tfae.families import build_model
 
 SECTION = "## Encoding: `tfae encode` against a plain Keras script"

@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fit_throughput import machine, publish
-from tfae.evaluate import measured_data, open_endpoints
+from tfae.evaluation import measured_data, open_endpoints
 from tfae.measurements import Measuring
 from tfae.plots import tsne_embedding
 from tfae.probes import knn_probe, linear_probe

@@ -39,7 +39,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from fit_throughput import cpu_model, write_section
-from tfae.export import export_saved_model
+from tfae.exports import export_saved_model
 from tfae.families import build_model
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))

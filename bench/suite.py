@@ -38,7 +38,7 @@ import tfae
 from family_costs import contractive_rows, denoising_rows, randomized_rows
 from fit_throughput import EpochTimer, cpu_model, write_section
 from tfae import data
-from tfae.export import export_saved_model
+from tfae.exports import export_saved_model
 from tfae.families import build_model, families, get_family
 from tfae.models.randomized import train_layerwise
 from tfae.train import execution_for, execution_options

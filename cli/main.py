@@ -244,7 +244,7 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, j
 def export(run_dir, export_dir, quiet, verbose):
     """Export a finished run's model as a new SavedModel version."""
     start_tensorflow(verbose)
-    from tfae.export import export_run
+    from tfae.exports import export as export_run
 
     click.echo(f"exported: {export_run(run_dir, export_dir)}")
 
@@ -290,7 +290,7 @@ def evaluate(path, as_json, out_file, quiet, verbose, **data_settings):
     progress = Progress(enabled=not (as_json or quiet))
     with progress.stage("starting TensorFlow"):
         start_tensorflow(verbose)
-    from tfae.evaluate import evaluate as evaluate_path, summary_rows
+    from tfae.evaluation import evaluate as evaluate_path, summary_rows
 
     metrics = evaluate_path(path, verbose=progress.enabled, out=out_file, **data_settings)
     if as_json:
@@ -450,11 +450,11 @@ def _tune_options():
 
 
 class _TuneCommand(_DerivedCommand):
-    """``tfae tune``, whose help ends with each family's search space, read from ``tfae.tune``."""
+    """``tfae tune``, whose help ends with each family's search space, read from ``tfae.tuning``."""
 
     def format_epilog(self, ctx, formatter):
         start_tensorflow(verbose=False)  # keras-tuner declares the spaces, and imports it
-        from tfae.tune import describe_space
+        from tfae.tuning import describe_space
 
         with formatter.section("Search spaces"):
             formatter.write_dl([(name, describe_space(name)) for name in tunable_family_names()])
@@ -479,7 +479,7 @@ def tune(tune_dir, export_dir, no_export, distributed, quiet, verbose, **setting
     if export_dir and no_export:
         raise click.UsageError("--export-dir and --no-export contradict each other")
     start_tensorflow(verbose)
-    from tfae.tune import best_table, tune as run_search
+    from tfae.tuning import best_table, tune as run_search
 
     config = TuneConfig.from_dict({key: value for key, value in settings.items()
                                    if value is not None})

@@ -89,7 +89,7 @@ def write_images(folder, count, shape=(8, 8, 1), seed=0, suffix=".png"):
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
     """A tiny untrained ``deep`` export (version 1) for the serving tests, one per test module."""
-    from tfae.export import export_saved_model
+    from tfae.exports import export_saved_model
     from tfae.families import build_model
 
     export_dir = tmp_path_factory.mktemp("export") / "deep"

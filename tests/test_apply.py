@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from tfae.apply import encode, reconstruct
 from tfae.data.splits import conform
 from tfae.errors import TfaeError
-from tfae.evaluate import open_endpoints
-from tfae.export import export_saved_model
+from tfae.evaluation import open_endpoints
+from tfae.exports import export_saved_model
 from tfae.families import build_model
 from tfae_cli.main import tfae
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from tfae_cli.main import tfae
 from conftest import run_tfae, serve_without_tfae
-from tfae.export import SIGNATURES
+from tfae.exports import SIGNATURES
 from tfae.families import family_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

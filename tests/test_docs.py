@@ -148,7 +148,7 @@ def test_site_builds_strictly(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     reference = (tmp_path / "site/reference/index.html").read_text()
-    assert reference.count("tfae.tune.tune") >= 1
+    assert reference.count("tfae.tuning.tune") >= 1
     assert all(f"tfae.families.{name.replace('-', '_')}" in reference for name in family_names())
     assert "--latent-dim" in (tmp_path / "site/cli/index.html").read_text()
 

@@ -14,11 +14,11 @@ from tfae_cli.main import tfae as tfae_command
 from tfae.errors import TfaeError
 from tfae import data
 from tfae.corruptions import parse_corruption
-from tfae.evaluate import evaluate
+from tfae.evaluation import evaluate
 from tfae.measurements.jacobian_norm import jacobian_norm
 from tfae.measurements.manifold import manifold_convergence
 from tfae.probes import knn_probe, linear_probe, psnr
-from tfae.export import export_saved_model
+from tfae.exports import export_saved_model
 from tfae.families import build_model
 
 RNG = np.random.default_rng(0)
@@ -85,7 +85,7 @@ def test_evaluate_on_an_export_equals_evaluate_on_its_run(small_run, run_metrics
 
 
 def test_evaluate_measures_with_the_runs_own_settings_and_writes_other_data_apart(small_run):
-    from tfae.evaluate import measured_data, open_endpoints
+    from tfae.evaluation import measured_data, open_endpoints
 
     work, _ = small_run
     own = evaluate(work / "run", verbose=0)  # the run's --limit 1000, so its own metrics.json
@@ -169,7 +169,7 @@ def test_evaluate_shows_its_stages_on_stderr_keeps_warnings_in_the_notes_and_qui
 
 def test_metrics_that_cannot_be_saved_are_printed_first_then_one_line_error(small_run,
                                                                             monkeypatch):
-    from tfae import evaluate as evaluate_module
+    from tfae import evaluation as evaluate_module
 
     def disk_full(path, value):
         raise TfaeError(f"cannot write {path}: No space left on device")
@@ -185,7 +185,7 @@ def test_metrics_that_cannot_be_saved_are_printed_first_then_one_line_error(smal
 
 
 def test_a_model_replaced_while_it_is_measured_leaves_no_metrics_for_it(small_run, monkeypatch):
-    from tfae import evaluate as evaluate_module
+    from tfae import evaluation as evaluate_module
 
     work, _ = small_run
     model_file = work / "run/model.keras"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import serve_without_tfae
-from tfae.export import SIGNATURES, export_saved_model, next_version
+from tfae.exports import SIGNATURES, export_saved_model, next_version
 from tfae.families import build_model
 
 IMAGES = np.random.default_rng(1).random((5, 28, 28, 1), dtype=np.float32)
@@ -93,11 +93,11 @@ def test_saved_model_cli_runs_each_signature_on_npy(model, tmp_path, signature, 
 def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from tfae import export
+    from tfae import exports
     from tfae.errors import TfaeError
 
     export_saved_model(model, tmp_path / "exports")
-    written = export._archive
+    written = exports._archive
 
     def disk_full(model, resize):
         archive = written(model, resize)
@@ -110,7 +110,7 @@ def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_pa
         archive.write_out = write_out
         return archive
 
-    monkeypatch.setattr(export, "_archive", disk_full)
+    monkeypatch.setattr(exports, "_archive", disk_full)
     with pytest.raises(TfaeError, match=r"cannot export to .*exports: saved_model.pb; No space "
                                         r"left on device \(nothing was left there\)$"):
         export_saved_model(model, tmp_path / "exports")

@@ -3,6 +3,9 @@ functions included."""
 
 import ast
 import pathlib
+import pkgutil
+import subprocess
+import sys
 
 import tfae
 
@@ -98,3 +101,16 @@ def test_the_public_namespace_holds_tfaes_names_only():
     assert set(tfae.__all__) <= set(public)
     for name in tfae.__all__:  # each resolves, imported on first use
         assert getattr(tfae, name) is not None
+
+
+def test_no_public_name_is_also_a_module_that_importing_would_put_in_its_place():
+    # Importing tfae.X sets the attribute tfae.X to the module, over a function of that name:
+    # tfae.evaluate(...) failed as "'module' object is not callable" once tfae.report was imported.
+    modules = {info.name for info in pkgutil.iter_modules(tfae.__path__)}
+    assert not modules & set(tfae.__all__)
+    code = ("import tfae, tfae.report, tfae.apply, tfae.train, tfae.tuning; "
+            "print(all(callable(getattr(tfae, name)) for name in "
+            "('evaluate', 'tune', 'export', 'encode', 'fit')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "True"

@@ -13,7 +13,7 @@ from tfae_cli.main import tfae
 from conftest import serve_without_tfae, write_images
 from tfae.config import FitConfig
 from tfae.errors import TfaeError
-from tfae.evaluate import evaluate
+from tfae.evaluation import evaluate
 from tfae.families import family_names
 from tfae.serving import Server, ServerSettings
 from tfae.train import fit

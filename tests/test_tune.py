@@ -17,7 +17,7 @@ from tfae.errors import TfaeError
 from tfae.config import FitConfig, TuneConfig
 from tfae.families import families, get_family
 from tfae.runs import SearchFolder
-from tfae.tune import FamilyHyperModel, ProbeCallback, best_table, describe_space, make_tuner
+from tfae.tuning import FamilyHyperModel, ProbeCallback, best_table, describe_space, make_tuner
 
 TUNABLE = [family.name for family in families() if family.search_space is not None]
 
@@ -187,7 +187,7 @@ def test_keras_tuner_files_are_replaced_whole_or_not_at_all(tuner, tmp_path, mon
 
 
 def test_a_search_folder_in_use_is_refused_in_one_line(tmp_path):
-    from tfae.tune import tune
+    from tfae.tuning import tune
 
     folder = SearchFolder(tmp_path / "search")
     config = TuneConfig(FitConfig(model="deep", epochs=1, limit=300), tuner="random",

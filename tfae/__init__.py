@@ -41,8 +41,9 @@ _EXPORTS = {
     "build_model": "tfae.families",
     "contractive_penalty": "tfae.models.contractive",
     "encode": "tfae.apply",
-    "evaluate": "tfae.evaluate",
-    "export_saved_model": "tfae.export",
+    "evaluate": "tfae.evaluation",
+    "export": "tfae.exports",
+    "export_saved_model": "tfae.exports",
     "family_names": "tfae.families",
     "fit": "tfae.train",
     "get_family": "tfae.families",
@@ -54,7 +55,7 @@ _EXPORTS = {
     "reconstruct": "tfae.apply",
     "register": "tfae.families",
     "resolve": "tfae.config",
-    "tune": "tfae.tune",
+    "tune": "tfae.tuning",
 }
 __all__ = sorted(_EXPORTS)
 

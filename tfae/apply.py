@@ -37,7 +37,7 @@ import tensorflow as tf
 from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
-from tfae.evaluate import open_endpoints, own_data_settings
+from tfae.evaluation import open_endpoints, own_data_settings
 from tfae.progress import Progress
 from tfae.startup import native_stderr_hidden
 

@@ -59,7 +59,7 @@ class FigureKind:
 @dataclasses.dataclass
 class Figure:
     """What a kind draws from: the name shown in titles, where the PNG goes, and (for kinds that
-    need the model) its endpoints (``tfae.evaluate.Endpoints``) and data (``tfae.data.Splits``).
+    need the model) its endpoints (``tfae.evaluation.Endpoints``) and data (``tfae.data.Splits``).
 
     Attributes:
         name: the run's or export's folder name.
@@ -136,7 +136,7 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
         path: a run folder or a SavedModel export.
         kind: a registered kind's name (``figure_names()``).
         out_dir: where the PNG goes; default ``path/figures``.
-        dataset, data_dir, limit, settings: as for ``tfae.evaluate.evaluate``.
+        dataset, data_dir, limit, settings: as for ``tfae.evaluation.evaluate``.
         verbose: show each stage (loading, and a kind's slow parts such as t-SNE), named, with
             its time (on stderr).
 
@@ -157,7 +157,7 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
     figure = Figure(folder.path.resolve().name, out / f"{kind}.png", folder,
                     progress=Progress(enabled=bool(verbose)))
     if chosen.needs_model:
-        from tfae.evaluate import open_model_and_data
+        from tfae.evaluation import open_model_and_data
 
         figure.endpoints, measured = open_model_and_data(
             path, figure.progress, dataset, limit, data_dir=data_dir, **settings)

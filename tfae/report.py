@@ -27,7 +27,7 @@ import time
 import tfae
 
 from tfae.config import DataConfig, FitConfig, resolve
-from tfae.evaluate import evaluate
+from tfae.evaluation import evaluate
 from tfae.errors import TfaeError
 from tfae.families import family_names, get_family
 from tfae.figures import draw, figure_kinds

@@ -34,7 +34,7 @@ from tfae.config import LOSSES, resolve
 from tfae.data import as_splits, load_config, pipeline
 from tfae.distribute import is_chief, is_multi_worker, make_strategy
 from tfae.errors import TfaeError
-from tfae.export import export_saved_model
+from tfae.exports import export_saved_model
 from tfae.families import XLA_WHERE_IT_PAYS, get_family
 from tfae.runs import RunFolder
 

@@ -4,7 +4,7 @@ A measurement module declares everything about its measurement in one
 ``register_measurement(Measurement(...))`` call: the key it writes in ``metrics.json``, how it
 measures (from a ``Measuring``: the model's endpoints, the data, and what measurements share,
 such as the codes and the fitted probes, each computed once), the lines it adds to the printed
-summary and the columns it adds to a report's table. ``tfae.evaluate.evaluate`` is a loop over
+summary and the columns it adds to a report's table. ``tfae.evaluation.evaluate`` is a loop over
 the registry, so a new measurement is one new module. The built-in ones are this package's
 modules; others register from any module imported before evaluating (a family module of
 ``TFAE_FAMILY_MODULES`` may register one).
@@ -79,7 +79,7 @@ class Measuring:
     """What the measurements of one evaluation share, each part computed on first use.
 
     Args:
-        endpoints: the model (``tfae.evaluate.Endpoints``).
+        endpoints: the model (``tfae.evaluation.Endpoints``).
         splits: the data (``tfae.data.Splits``).
         batch_size: images per batch through the model.
         progress: a ``tfae.progress.Progress`` that shows each part as a stage (default: none).

@@ -258,11 +258,9 @@ def image_mean_squared_error(model, batches):
         >>> image_mean_squared_error(model, tfae.data.pipeline(splits.train, 256))  # doctest: +SKIP
         0.0121
     """
-    reconstruct = tf.function(lambda images: model(images, training=False),
-                              reduce_retracing=True)
     total, count = 0.0, 0
     for inputs, targets in batches:
-        total += float(tf.reduce_sum(tf.square(reconstruct(inputs) - targets)))
+        total += float(tf.reduce_sum(tf.square(model(inputs, training=False) - targets)))
         count += int(tf.size(targets))
     return total / max(count, 1)
 

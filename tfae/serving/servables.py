@@ -21,7 +21,7 @@ import threading
 import numpy as np
 
 from tfae.errors import TfaeError, first_line, op_error_message
-from tfae.export import versions
+from tfae.exports import versions
 from tfae.files import file_identity
 
 # TF Serving's mapping (http_rest_api_util.cc, ToHTTPStatusCode).

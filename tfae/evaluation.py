@@ -27,7 +27,7 @@ why. Measured on the data its run was trained on (unless told otherwise), a run 
 changed since is measured all the same, with a warning and a note.
 
 Examples:
-    >>> from tfae.evaluate import evaluate
+    >>> from tfae.evaluation import evaluate
     >>> metrics = evaluate("runs/deep", limit=2000)  # doctest: +SKIP
     >>> metrics["probe"]["linear"]  # doctest: +SKIP
     0.912
@@ -47,7 +47,7 @@ import tensorflow as tf
 from tfae.config import DataConfig
 from tfae.data import as_splits, load_config
 from tfae.errors import TfaeError
-from tfae.export import versions
+from tfae.exports import versions
 from tfae.files import file_identity, write_json
 from tfae.measurements import Measuring, measurements
 from tfae.models.contractive import contractive_penalty

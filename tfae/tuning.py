@@ -13,7 +13,7 @@ the winner is exported with the weights of its best epoch.
 
 Examples:
     >>> from tfae.config import FitConfig, TuneConfig
-    >>> from tfae.tune import tune
+    >>> from tfae.tuning import tune
     >>> result = tune(TuneConfig(FitConfig(model="conv", epochs=1, limit=2000), tuner="random",
     ...                          max_trials=2), "tuning/conv")  # doctest: +SKIP
     >>> result.best[0]["hyperparameters"]  # doctest: +SKIP
@@ -34,7 +34,7 @@ from tfae.config import resolve
 from tfae.data import load_config
 from tfae.data.pipeline import first_images
 from tfae.errors import TfaeError
-from tfae.export import export_saved_model
+from tfae.exports import export_saved_model
 from tfae.families import get_family
 from tfae.files import write_text
 from tfae.probes import linear_probe

@@ -21,7 +21,7 @@ Each version is written to a temporary folder and renamed into place, so a crash
 a version and an existing version is never overwritten.
 
 Examples:
-    >>> from tfae.export import export_saved_model
+    >>> from tfae.exports import export_saved_model
     >>> version_dir = export_saved_model(model, "saved_models/deep", resize="crop")  # doctest: +SKIP
     >>> import tensorflow as tf
     >>> served = tf.saved_model.load(str(version_dir))  # doctest: +SKIP
@@ -177,7 +177,7 @@ def _archive(model, resize):
     return archive
 
 
-def export_run(run_dir, export_dir=None):
+def export(run_dir, export_dir=None):
     """Exports the model of a finished run folder and records the export in its ``run.json``.
 
     Args:
@@ -188,7 +188,7 @@ def export_run(run_dir, export_dir=None):
         The ``pathlib.Path`` of the new version folder.
 
     Examples:
-        >>> export_run("runs/deep")  # doctest: +SKIP
+        >>> export("runs/deep")  # doctest: +SKIP
         PosixPath('saved_models/deep/2')
     """
     folder = RunFolder(run_dir)
