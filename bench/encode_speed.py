@@ -113,10 +113,10 @@ def main():
     folder_rate = arguments.images / median["tfae folder"]
     report = f"""{SECTION}
 
-Measured {time.strftime('%Y-%m-%d')} on {machine()} (`python bench/encode_speed.py --rounds
-{arguments.rounds} --images {arguments.images}`), median of {arguments.rounds} rounds taken in
-turns; untrained models (speed does not depend on the weights), timed in the process from the
-call to the written file, TensorFlow's start-up excluded.
+`python bench/encode_speed.py --rounds {arguments.rounds} --images {arguments.images}` on
+{time.strftime('%Y-%m-%d')}, {machine()}: the median of {arguments.rounds} rounds taken in turns;
+untrained models (speed does not depend on the weights), timed in the process from the call to
+the written file, TensorFlow's start-up excluded.
 
 | job | tfae encode | plain Keras script | tfae / plain | goal |
 |---|---|---|---|---|
@@ -125,7 +125,9 @@ call to the written file, TensorFlow's start-up excluded.
 
 The plain scripts are what a Keras user writes: MNIST as numpy arrays from `tfds.load(...,
 batch_size=-1)` and `encoder.predict`; the folder through `keras.utils.image_dataset_from_directory`
-and the export's `encode` signature. tfae's writes ids and labels beside the codes as well.
+and the export's `encode` signature. tfae's writes ids and labels beside the codes as well. On
+the folder both are bound by the model (`deep-conv` on 96x96 colour images), not the reading:
+tfae decodes and resizes in `tf.data` while the model runs.
 """
     publish(report, arguments.write)
 
