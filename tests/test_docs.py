@@ -31,10 +31,12 @@ NOT_RUN = {"text", "yaml"}
 
 # Runs one tutorial's blocks, given as JSON on stdin, stopping at the first that fails.
 _RUNNER = textwrap.dedent("""
-    import json, subprocess, sys, traceback
+    import json, subprocess, sys, time, traceback
     namespace = {"__name__": "__main__"}
+    started = time.perf_counter()
     for language, line, code in json.load(sys.stdin):
-        print(f"--- line {line} ({language})", flush=True)
+        print(f"--- line {line} ({language}) at {time.perf_counter() - started:.1f} s",
+              flush=True)
         if language == "bash":
             failed = subprocess.run(["bash", "-euo", "pipefail", "-c", code]).returncode != 0
         else:
