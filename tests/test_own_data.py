@@ -80,9 +80,10 @@ def test_unlabelled_images_train_and_measure_without_the_probes(tmp_path, monkey
     _ok(["fit", "--model", "shallow", "--dataset", "scans", "--epochs", "1", "--out", "run",
          "--no-export"], tmp_path, monkeypatch)
     metrics = json.loads(_ok(["evaluate", "run", "--json"], tmp_path, monkeypatch))
-    assert metrics["probe"] is None and metrics["notes"] == ["probes left out: the data set has "
-                                                             "no labels"]
-    assert metrics["occlusion"]["5x5"]["linear_probe"] is None
+    assert metrics["probe"] is None and metrics["notes"] == [
+        "probes, the occlusion probe and manifold convergence left out: the data set has no "
+        "labels"]
+    assert metrics["occlusion"]["5x5"]["linear_probe"] is None and "manifold" not in metrics
     assert metrics["reconstruction"]["mse"] > 0 and metrics["denoising"]
     table = _ok(["evaluate", "run"], tmp_path, monkeypatch)
     assert "note" in table and "linear probe" not in table

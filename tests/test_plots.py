@@ -36,6 +36,19 @@ def test_each_kind_writes_a_png_of_the_expected_size(kind, run_dir):
     assert pixels[..., :3].std() > 0.05  # something was drawn, not a blank canvas
 
 
+def test_the_occlusion_figure_draws_each_patch_in_orange_where_the_model_saw_black(run_dir):
+    from tfae.figures import PATCH_COLOUR, Figure
+
+    figure = Figure("shallow", run_dir / "o.png", None, splits=tfae.load("mnist", limit=300))
+    occluded, images, _ = figure.shown("occlusion:14")
+    patches = figure.shown_patches("occlusion:14")
+    assert (patches.sum(axis=(1, 2, 3)) == 14 * 14).all()  # one whole patch an image
+    assert (occluded[patches[..., 0]] == 0).all()
+    assert (occluded[~patches[..., 0]] == images[~patches[..., 0]]).all()
+    pixels = matplotlib.image.imread(draw(run_dir, "occlusion", limit=300, verbose=0))[..., :3]
+    assert np.isclose(pixels, PATCH_COLOUR, atol=0.02).all(axis=-1).sum() > 10 * 14 * 14
+
+
 def test_plot_command_writes_where_told(run_dir, tmp_path):
     result = CliRunner().invoke(tfae_command, ["plot", str(run_dir), "--kind", "reconstructions",
                                                "--limit", "50", "--out", str(tmp_path)])

@@ -98,6 +98,20 @@ class Figure:
         return self.first(split.shard(max(1, int(split.cardinality()) // SHOWN_IMAGES), 0),
                           SHOWN_IMAGES, corruption)
 
+    def shown_patches(self, corruption):
+        """Where ``corruption`` blanks the images ``shown(corruption)`` shows: ``True`` inside
+        its patches, found by corrupting white images the same way (an occlusion's positions
+        depend on the seed, not on the images)."""
+        import tensorflow as tf
+
+        def white(image, label):
+            return tf.ones_like(image) * (255 if image.dtype == tf.uint8 else 1), label
+
+        split = self.splits.test
+        blanked, _, _ = self.first(split.shard(max(1, int(split.cardinality()) // SHOWN_IMAGES),
+                                               0).map(white), SHOWN_IMAGES, corruption)
+        return (blanked == 0).any(axis=-1, keepdims=True)
+
     def reconstruct(self, images):
         return np.asarray(self.endpoints.reconstruct(images))
 
@@ -214,6 +228,23 @@ def _corrupted_rows(spec_of, kind):
     return draw_rows
 
 
+# The colour an occluding patch is drawn in: black, as the model sees it, it would not show on
+# MNIST's black background.
+PATCH_COLOUR = (1.0, 0.45, 0.0)
+
+
+def _occlusion(figure):
+    from tfae import plots
+
+    spec = _occlusion_spec(figure.splits.image_shape)
+    occluded, images, _ = figure.shown(spec)
+    colour = np.repeat(occluded, 3 // occluded.shape[-1], axis=-1)
+    drawn = np.where(figure.shown_patches(spec), np.array(PATCH_COLOUR, np.float32), colour)
+    return plots.plot_rows([("original", images), (f"{spec} (patch in orange)", drawn),
+                            ("reconstructed", figure.reconstruct(occluded))],
+                           figure.path, f"{figure.name}: occlusion ({spec})")
+
+
 def _occlusion_spec(image_shape):
     from tfae.measurements.occlusion import sizes
 
@@ -251,7 +282,7 @@ for _kind in (
         FigureKind("reconstructions", _reconstructions, "test images and their reconstructions"),
         FigureKind("denoising", _corrupted_rows(lambda shape: "gaussian:0.5", "denoising"),
                    "noisy test images and what the model makes of them"),
-        FigureKind("occlusion", _corrupted_rows(_occlusion_spec, "occlusion"),
+        FigureKind("occlusion", _occlusion,
                    "occluded test images and what the model makes of them"),
         FigureKind("colorization", _colorization, "grey test images coloured by the model",
                    colour=True),

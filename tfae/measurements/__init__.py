@@ -178,8 +178,9 @@ class Measuring:
                                     self.progress)
         del self.train
         self._linear_probe = probes and probes["linear"]
-        if reason:
-            self.notes.append(reason)
+        if reason:  # the other measures that need labels go with the probes: say so once
+            self.notes.append(reason.replace("probes left out", "probes, the occlusion probe "
+                                             "and manifold convergence left out", 1))
             return None
         if not probes["linear"].converged:
             self.notes.append(f"the linear probe stopped after {probes['linear'].iterations} "
