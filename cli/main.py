@@ -88,6 +88,12 @@ def _log_level(ctx, param, quiet):
     return quiet
 
 
+def _keras_verbosity(quiet):
+    """Keras' progress output: none under ``--quiet``, its progress bar on a terminal, and a
+    plain line per epoch elsewhere (the bar's colour codes and redraws garble a log file)."""
+    return 0 if quiet else 1 if sys.stdout.isatty() else 2
+
+
 def _sizes(ctx, param, value):
     """Parses ``500,200,100`` into ``(500, 200, 100)``, and ``none`` into ``()``."""
     if value is None:
@@ -225,7 +231,7 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, j
     if run_dir is None:
         run_dir = pathlib.Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = fit_run(config, run_dir, export=not no_export, export_dir=export_dir,
-                  verbose=0 if quiet else 1, strategy=strategy,
+                  verbose=_keras_verbosity(quiet), strategy=strategy,
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     final = {name: values[-1] for name, values in run.history.items() if name != "seconds"}
     if "image_mse" in final:  # a layer-wise history: its per-layer numbers are in history.json
@@ -437,7 +443,7 @@ def report(models, epochs, latent_dim, study_shapes, out_dir, quiet, verbose, li
     chosen = None if models == "all" else [name.strip() for name in models.split(",")]
     given = {name: value for name, value in data_settings.items() if value is not None}
     page = write_report(chosen, epochs, out_dir, limit, latent_dim, study_shapes,
-                        verbose=0 if quiet else 1, **given)
+                        verbose=_keras_verbosity(quiet), **given)
     click.echo(f"wrote {page}")
 
 
@@ -484,7 +490,7 @@ def tune(tune_dir, export_dir, no_export, distributed, quiet, verbose, **setting
     config = TuneConfig.from_dict({key: value for key, value in settings.items()
                                    if value is not None})
     result = run_search(config, tune_dir or pathlib.Path("tuning") / config.fit.model,
-                        export=not no_export, export_dir=export_dir, verbose=0 if quiet else 1,
+                        export=not no_export, export_dir=export_dir, verbose=_keras_verbosity(quiet),
                         distributed=distributed)
     if result is None:
         click.echo("worker: the search is finished; the chief has the results")

@@ -45,6 +45,8 @@ def test_fit_writes_a_complete_run_folder(finished_run):
     assert {"tfae", "tensorflow", "keras"} <= set(info["versions"])
     assert (work / "saved_models/shallow/1/saved_model.pb").is_file()
     assert "exported: saved_models/shallow/1" in result.stdout
+    # Written to a pipe, Keras' progress is a plain line an epoch: no colour codes, no redraws.
+    assert "Epoch 2/2" in result.stdout and not {"\x1b", "\x08", "\r"} & set(result.stdout)
 
 
 @pytest.mark.parametrize("family", family_names())
