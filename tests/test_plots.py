@@ -92,5 +92,5 @@ def test_a_one_pixel_image_is_drawn_and_too_small_to_occlude(tmp_path):
 
     images = np.full((2, 1, 1, 1), 0.5, np.float32)
     assert plot_rows([("original", images)], tmp_path / "rows.png", "1x1").is_file()
-    with pytest.raises(TfaeError, match="images of 1x1 are too small to occlude"):
+    with pytest.raises(TfaeError, match=r"images of 1x1 \(HxW\) are too small to occlude"):
         _occlusion_spec((1, 1, 1))

@@ -349,6 +349,9 @@ def test_both_protocols_take_image_files_and_uint8_pixels(server, stub, export_d
      "Unknown image file format"),
     ({"signature_name": "encode_pixels", "instances": [[[[300]]]]}, "from 0 to 255"),
     ({"signature_name": "encode_pixels", "instances": [[[[0.5]]]]}, "from 0 to 255"),
+    ({"signature_name": "encode", "instances": np.full((1, 28, 28, 1), 255).tolist()},
+     "takes float32 pixels in [0, 1], got values from 255 to 255; send 0-255 pixels to the "
+     "*_pixels signatures"),
 ])
 def test_bad_files_or_pixels_are_400_with_a_reason(server, body, words):
     status, answer = _call(server.rest_url + ":predict", body)

@@ -191,7 +191,8 @@ BAD_SOURCES = [
      "holds no images"),
     ("corrupt image", _corrupt_folder, {}, r"002\.png: not a readable image"),
     ("sizes differ", lambda path: (write_images(path, 2), write_images(path / "c", 2, (9, 8, 1))),
-     {}, r"images differ in size: .*images/000\.png is 8x8, .*c/000\.png is 9x8; give image_size"),
+     {}, r"images differ in size: .*images/000\.png is 8x8 \(HxW\), .*c/000\.png is 9x8; give "
+     r"image_size"),
     ("channels differ", lambda path: (write_images(path, 2),
                                       write_images(path / "c", 2, (8, 8, 3))), {},
      r"images differ in channels: .* has 1, .* has 3; give channels"),

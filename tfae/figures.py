@@ -249,8 +249,8 @@ def _occlusion_spec(image_shape):
     from tfae.measurements.occlusion import sizes
 
     if not sizes(image_shape):
-        raise TfaeError(f"images of {image_shape[0]}x{image_shape[1]} are too small to occlude "
-                        "(the patch is half their shorter side)")
+        raise TfaeError(f"images of {image_shape[0]}x{image_shape[1]} (HxW) are too small to "
+                        "occlude (the patch is half their shorter side)")
     return f"occlusion:{sizes(image_shape)[0]}"
 
 

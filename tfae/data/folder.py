@@ -183,8 +183,9 @@ def _check_alike(images):
     for path, image in images[1:]:
         if image.shape[:2] != first.shape[:2]:
             raise TfaeError(
-                f"images differ in size: {first_path} is {first.shape[0]}x{first.shape[1]}, "
-                f"{path} is {image.shape[0]}x{image.shape[1]}; give {{image_size}} HEIGHT,WIDTH",
+                f"images differ in size: {first_path} is {first.shape[0]}x{first.shape[1]} "
+                f"(HxW), {path} is {image.shape[0]}x{image.shape[1]}; give {{image_size}} "
+                "HEIGHT,WIDTH",
                 options=["image_size"])
         if image.shape[2] != first.shape[2]:
             raise TfaeError(

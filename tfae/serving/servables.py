@@ -68,10 +68,13 @@ def signature_defs(version_dir):
     return dict(saved_model.meta_graphs[0].signature_def)
 
 
+IMAGES_INPUT = "images"  # the float32 image input of an export's signatures (tfae.exports)
+
+
 def check_input(array, name, shape, dtype="float32"):
     """``array`` as the signature's ``dtype`` if it fits ``shape`` (``None`` for any size) and
-    holds values of that type: finite numbers for ``float32``, whole numbers from 0 to 255 for
-    ``uint8``, byte strings for ``string``.
+    holds values of that type: finite numbers for ``float32`` (in [0, 1] for ``images``), whole
+    numbers from 0 to 255 for ``uint8``, byte strings for ``string``.
 
     Args:
         array: the request's input, a numpy array.
@@ -89,6 +92,10 @@ def check_input(array, name, shape, dtype="float32"):
         Traceback (most recent call last):
         ...
         tfae.serving.servables.ServingError: Input 'codes' has shape [2, 4], expected [-1, 3]
+        >>> check_input(np.full((1, 2, 2, 1), 255.0), "images", (None, 2, 2, 1))
+        Traceback (most recent call last):
+        ...
+        tfae.serving.servables.ServingError: Input 'images' takes float32 pixels in [0, 1], got values from 255 to 255; send 0-255 pixels to the *_pixels signatures, or image files to the *_bytes ones
         >>> check_input(np.array([[[[256]]]]), "pixels", (None, None, None, 1), "uint8")
         Traceback (most recent call last):
         ...
@@ -113,6 +120,12 @@ def check_input(array, name, shape, dtype="float32"):
     if not np.isfinite(array).all():
         raise ServingError("INVALID_ARGUMENT", f"Input '{name}' holds values that are not finite "
                                                "(NaN, Infinity or beyond float32's range)")
+    # A model's images are in [0, 1]; 0-255 pixels would be answered with saturated nonsense.
+    if name == IMAGES_INPUT and array.size and (array.min() < 0 or array.max() > 1):
+        raise ServingError("INVALID_ARGUMENT",
+                           f"Input '{name}' takes float32 pixels in [0, 1], got values from "
+                           f"{array.min():g} to {array.max():g}; send 0-255 pixels to the "
+                           "*_pixels signatures, or image files to the *_bytes ones")
     return array
 
 
