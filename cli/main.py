@@ -23,7 +23,7 @@ from tfae.config import SPLITS, TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError
 from tfae.figures import figure_kinds, figure_names
-from tfae.families import families, family_names, option_names, tunable_family_names
+from tfae.families import families, family_names, tunable_family_names
 from tfae.options import specs
 from tfae.progress import Progress
 from tfae.startup import start_tensorflow

@@ -1,6 +1,5 @@
 import json
 import os
-import pathlib
 import re
 
 import keras

@@ -43,7 +43,7 @@ class Records:
     """
 
     name: str
-    dataset: "tf.data.Dataset"
+    dataset: object  # a tf.data.Dataset: this module imports no TensorFlow
     ids: tuple
     class_names: tuple = ()
 
