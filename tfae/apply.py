@@ -38,6 +38,7 @@ from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
 from tfae.evaluation import open_endpoints, own_data_settings
+from tfae.files import process_exists
 from tfae.progress import Progress
 from tfae.startup import native_stderr_hidden
 
@@ -200,21 +201,11 @@ def _remove_stale(path):
     """Removes temporary outputs for ``path`` of processes that are gone (killed while writing)."""
     for left in path.parent.glob(f".{path.name}.*{PARTIAL}*"):
         pid = left.name[len(path.name) + 2:].split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_exists(int(pid)):
             if left.is_dir():
                 shutil.rmtree(left, ignore_errors=True)
             else:
                 left.unlink(missing_ok=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process
-    return True
 
 
 class _NpzWriter:

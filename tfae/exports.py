@@ -41,6 +41,7 @@ import tensorflow as tf
 from tfae.data.pipeline import unit_floats
 from tfae.data.splits import conform, decode
 from tfae.errors import TfaeError
+from tfae.files import process_exists
 from tfae.runs import RunFolder
 
 SIGNATURES = ("serving_default", "encode", "reconstruct_bytes", "encode_bytes",
@@ -129,18 +130,8 @@ def _remove_stale_staging(export_dir):
     is gone. A running export's folder stays, and so does any folder of the user's."""
     for staging in export_dir.glob(".export-*"):
         pid = staging.name.split("-")[1]
-        if (staging / STAGING_MARK).is_file() and pid.isdigit() and not _process_exists(int(pid)):
+        if (staging / STAGING_MARK).is_file() and pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _process_exists(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _archive(model, resize):

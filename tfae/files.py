@@ -75,3 +75,20 @@ def read_json(path):
         return json.loads(pathlib.Path(path).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise TfaeError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def process_exists(pid):
+    """Whether process ``pid`` is running (another user's counts): a temporary file named after
+    a process that does not is a leftover of a killed writer.
+
+    Examples:
+        >>> process_exists(os.getpid())
+        True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

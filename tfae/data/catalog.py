@@ -342,9 +342,9 @@ def records(name, *, data_dir=None, manual_dir=None, split="all", image_size=Non
             left = None if left is None else left - counts[part]
     ids = tuple(image_id for part, count in counts.items()
                 for image_id in numbered_ids(part, sizes[part])[:count])
-    dataset = None
+    dataset, kept = None, _keeps_decoded(image_shape, None, None, sizes.values())
     for part, count in counts.items():
-        if _keeps_decoded(image_shape, None, None, sizes.values()):  # as load() keeps them
+        if kept:  # read from the decoded copy load() keeps
             images, labels = stored_split(
                 pathlib.Path(builder.data_dir) / DECODED_FOLDER, part, sizes[part],
                 lambda part=part: _as_arrays(_decoded(builder, part, label)))
