@@ -407,6 +407,46 @@ def reconstruct(path, out, quiet, verbose, **settings):
     _applied("reconstruct", "reconstructions")(path, out, quiet, verbose, **settings)
 
 
+PREPARED_SETTINGS = ("image_size", "channels", "resize", "test_fraction", "prepared_dir")
+
+
+def _prepare_options():
+    return [_click_option(spec) for spec in specs(DataConfig) if spec.name in PREPARED_SETTINGS]
+
+
+@tfae.command(cls=_DerivedCommand, derive=_prepare_options)
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False),
+              help="The prepared folder, which --dataset then takes (default: one for this "
+              "folder and these settings in --prepared-dir, where fit finds it by itself).")
+@_output_options
+@_clear_errors
+def prepare(folder, out, quiet, verbose, **settings):
+    """Decode an image folder once into shards on disk, to stream a data set larger than memory.
+
+    fit, evaluate, plot, tune and report do this by themselves for a folder whose decoded images
+    pass --memory-budget. Interrupted, it keeps the shards it finished; run it again to write
+    the rest.
+    """
+    with Progress(enabled=not quiet).stage("starting TensorFlow"):
+        start_tensorflow(verbose)
+    from tfae.data import shards
+
+    config = DataConfig(dataset=folder, **{name: value for name, value in settings.items()
+                                           if value is not None}).resolved()
+    prepared = shards.prepare(folder, out, **{name: getattr(config, name)
+                                              for name in PREPARED_SETTINGS})
+    splits = shards.load(prepared)
+    counts = ", ".join(f"{split} {getattr(splits, split).count:,}"
+                       for split in shards.SPLIT_NAMES)
+    files = [pathlib.Path(file) for split in shards.SPLIT_NAMES
+             for file in getattr(splits, split).files]
+    size = sum(file.stat().st_size for file in files) / 1e9
+    click.echo(f"prepared {splits.source['images']:,} images of {folder} ({counts}; "
+               f"{'x'.join(map(str, splits.image_shape))}, HxWxC) in {prepared}: {len(files)} "
+               f"shards, {size:.2f} GB")
+
+
 def _report_options():
     return _data_options({"dataset": f"{specs(DataConfig)[0].help} [default: mnist]"})
 

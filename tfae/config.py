@@ -56,6 +56,9 @@ class DataConfig:
         test_fraction: the share of a folder or array without its own test split held out,
             by a fixed seed, for testing.
         limit: use the first ``limit`` images of each split only.
+        memory_budget: decoded GB above which a folder is prepared into shards and streamed
+            (``tfae.data.shards``); ``None``: a quarter of the machine's memory.
+        prepared_dir: where such folders are prepared; ``None``: ``~/.cache/tfae/prepared``.
 
     Examples:
         >>> DataConfig(dataset="photos/", image_size=[64, 64]).resolved().image_size
@@ -80,6 +83,11 @@ class DataConfig:
         0.1, "Share of a folder or array without a test split held out (seeded) for testing.",
         above=0)
     limit: int | None = option(None, "Use the first N images of each split only.", minimum=1)
+    memory_budget: float | None = option(
+        None, "A folder whose decoded images pass this many GB is prepared once into shards on "
+        "disk and streamed (default: a quarter of this machine's memory).", above=0)
+    prepared_dir: str | None = option(None, "Where folders are prepared into shards (default: "
+                                      "~/.cache/tfae/prepared).")
 
     def check(self):
         """Rules across fields (``tfae.options.checked`` calls it)."""

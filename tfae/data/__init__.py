@@ -3,7 +3,9 @@
 ``load`` turns a ``dataset`` setting into ``Splits`` (``tfae.data.splits``) through the first
 source in ``SOURCES`` that claims it:
 
-- ``tfae.data.folder``: a folder of PNG, JPEG, BMP or GIF files (class subfolders give labels);
+- ``tfae.data.shards``: a folder ``tfae prepare`` made of a larger one, streamed;
+- ``tfae.data.folder``: a folder of PNG, JPEG, BMP or GIF files (class subfolders give labels),
+  prepared into shards on first use when its decoded images pass the memory budget;
 - ``tfae.data.arrays``: an ``.npz`` file of ``x`` (and ``y``, ``x_test``, ``y_test``);
 - ``tfae.data.catalog``: a tensorflow-datasets name; MNIST ships with tfae, others download or
   build from their original files in ``manual_dir``.
@@ -25,14 +27,14 @@ Examples:
 """
 
 from tfae.config import DataConfig
-from tfae.data import arrays, catalog, folder
+from tfae.data import arrays, catalog, folder, shards
 from tfae.data.arrays import as_splits
 from tfae.data.pipeline import pipeline
 from tfae.data.records import Records
 from tfae.data.splits import Splits
 from tfae.errors import TfaeError
 
-SOURCES = (folder, arrays, catalog)  # the first that claims a dataset loads it
+SOURCES = (shards, folder, arrays, catalog)  # the first that claims a dataset loads it
 
 __all__ = ["SOURCES", "Records", "Splits", "as_splits", "load", "load_config", "load_records",
            "pipeline"]

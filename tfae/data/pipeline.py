@@ -1,8 +1,8 @@
 """``pipeline``: a split of ``Splits`` as batches for training and evaluation, all ``tf.data`` ops.
 
-It holds the split in memory as tensors, batches, shuffles (seeded), converts to float32 in
-[0, 1], corrupts (``tfae.corruptions``) and prefetches, so that noise and occlusion run where
-TensorFlow runs, on the GPU when there is one.
+It holds the split in memory as tensors (or streams a prepared one, ``tfae.data.shards``),
+batches, shuffles (seeded), converts to float32 in [0, 1], corrupts (``tfae.corruptions``) and
+prefetches.
 
 Examples:
     >>> from tfae.data import load, pipeline
@@ -15,6 +15,7 @@ Examples:
 
 import tensorflow as tf
 
+from tfae.data.shards import Shards
 from tfae.errors import TfaeError
 
 
@@ -27,7 +28,8 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     ``(inputs, targets, labels)`` instead, for evaluation.
 
     Args:
-        dataset: an unbatched split of ``(image, label)``, uint8 images or float ones in [0, 1].
+        dataset: an unbatched split of ``(image, label)``, uint8 images or float ones in [0, 1],
+            or ``tfae.data.shards.Shards``.
         batch_size: images per batch.
         shuffle: reshuffle each epoch, seeded by ``seed``.
         seed: seeds the shuffle and the corruption.
@@ -44,16 +46,11 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     """
     if batch_size < 1:
         raise TfaeError(f"--batch-size must be positive, got {batch_size}")
-    # Hold the split as two tensors and shuffle indices, gathering whole batches: per-image
-    # shuffling and conversion cost a few percent of a dense epoch on two cores; this costs none.
-    size = int(dataset.cardinality())
-    images, labels = dataset.batch(size).get_single_element()
-    indices = tf.data.Dataset.range(size)
-    if shuffle:
-        indices = indices.shuffle(size, seed=seed, reshuffle_each_iteration=True)
-    dataset = indices.batch(batch_size).map(
-        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    if isinstance(dataset, Shards):  # a prepared folder, streamed
+        dataset = dataset.dataset(shuffle=shuffle, seed=seed).batch(batch_size)
+    else:
+        dataset = _held_batches(dataset, batch_size, shuffle, seed)
     if corruption is None:
         dataset = dataset.map(_clean_batch, num_parallel_calls=tf.data.AUTOTUNE)
     else:
@@ -69,14 +66,28 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
             num_parallel_calls=tf.data.AUTOTUNE)
     if not with_labels:
         dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
-    # Under a multi-worker strategy each worker takes its part of every batch; there are no
-    # files to shard by.
-    options = tf.data.Options()
+    # Under a multi-worker strategy each worker takes its part of every batch, the same seeded
+    # batches on every worker. Sharding a prepared folder's files instead would give workers
+    # unequal numbers of batches, and the one left over would wait for the others forever.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # tf.data's autotuner left both cores idle for seconds at the start of some epochs (TF 2.21,
     # measured in docs/performance.md); gathers and elementwise noise need no tuning.
     options.autotune.enabled = False
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _held_batches(dataset, batch_size, shuffle, seed):
+    """Batches of ``(images, labels)`` gathered from the split held as two tensors, the indices
+    shuffled: per-image shuffling and conversion cost a few percent of a dense epoch on two
+    cores; this costs none."""
+    size = int(dataset.cardinality())
+    images, labels = dataset.batch(size).get_single_element()
+    indices = tf.data.Dataset.range(size)
+    if shuffle:
+        indices = indices.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    return indices.batch(batch_size).map(
+        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)),
+        num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def first_images(split, count=None, corruption=None, seed=0):

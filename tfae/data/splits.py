@@ -73,14 +73,35 @@ def fingerprint(*parts):
         >>> fingerprint(np.zeros((2, 3), np.uint8)) == fingerprint(np.zeros((3, 2), np.uint8))
         False
     """
+    return joined_fingerprint(part_digest(part) for part in parts)
+
+
+def part_digest(part):
+    """The sha256 digest of one part of a ``fingerprint``: bytes, or a numpy array's dtype, shape
+    and contents.
+
+    Examples:
+        >>> len(part_digest(b"cat"))
+        32
+    """
+    if isinstance(part, np.ndarray):
+        one = hashlib.sha256(json.dumps([str(part.dtype), part.shape]).encode())
+        one.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8))
+        return one.digest()
+    return hashlib.sha256(part).digest()
+
+
+def joined_fingerprint(digests):
+    """The ``fingerprint`` of parts from their ``part_digest``s, in order: parts hashed as they
+    are read need not be held until the end.
+
+    Examples:
+        >>> joined_fingerprint(map(part_digest, [b"a", b"b"])) == fingerprint(b"a", b"b")
+        True
+    """
     digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            one = hashlib.sha256(json.dumps([str(part.dtype), part.shape]).encode())
-            one.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8))
-            digest.update(one.digest())
-        else:
-            digest.update(hashlib.sha256(part).digest())
+    for one in digests:
+        digest.update(one)
     return digest.hexdigest()[:16]
 
 
@@ -214,28 +235,53 @@ def make_splits(images, labels=None, test_images=None, test_labels=None, *, name
     labels = _labels_or_unlabelled(labels, len(images))
     # Each split as the rows of its array it takes, so that only the first ``limit`` of each are
     # copied: a large array is not copied whole to make a small run.
+    rows = split_rows(len(images), None if test_images is None else len(test_images),
+                      test_fraction, name)
     if test_images is None:
-        order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
-        held_out = max(1, int(round(len(images) * test_fraction)))
-        rows = {"test": order[:held_out], "training": order[held_out:]}
         test_images, test_labels = images, labels
     else:
         test_labels = _labels_or_unlabelled(test_labels, len(test_images))
-        rows = {"test": range(len(test_images)), "training": range(len(images))}
-    start = validation_start(len(rows["training"]))
-    arrays = {"train": (images, labels, rows["training"][:start]),
-              "validation": (images, labels, rows["training"][start:]),
+    arrays = {"train": (images, labels, rows["train"]),
+              "validation": (images, labels, rows["validation"]),
               "test": (test_images, test_labels, rows["test"])}
-    empty = [split for split, (_, _, taken) in arrays.items() if len(taken) == 0]
-    if empty:
-        raise TfaeError(f"{name}: {len(rows['training']) + len(rows['test'])} images are too few "
-                        f"for training, validation and test splits (none left for {empty[0]})")
     datasets = {split: _conformed(split_images[_index(taken[:limit])],
                                   split_labels[_index(taken[:limit])], image_size, channels, resize)
                 for split, (split_images, split_labels, taken) in arrays.items()}
     num_classes = len(class_names) or int(max(labels.max(), test_labels.max()) + 1)
     return Splits(name, tuple(datasets["train"].element_spec[0].shape), num_classes,
                   source=source or {}, class_names=tuple(class_names), **datasets)
+
+
+def split_rows(count, test_count=None, test_fraction=0.1, name="data"):
+    """Which images make each split: ``{"train", "validation", "test"}`` -> rows (a ``range``
+    or an index array). Without a test split of its own (``test_count`` ``None``), all three
+    are rows of the ``count`` images, ``test_fraction`` of them held out by ``SPLIT_SEED``;
+    otherwise the test rows are those of the ``test_count`` test images. Validation is the end
+    of the training rows.
+
+    Raises:
+        TfaeError: for too few images to give every split one.
+
+    Examples:
+        >>> rows = split_rows(20)
+        >>> [len(rows[split]) for split in ("train", "validation", "test")]
+        [16, 2, 2]
+        >>> split_rows(5, test_count=3)["test"]
+        range(0, 3)
+    """
+    if test_count is None:
+        order = np.random.default_rng(SPLIT_SEED).permutation(count)
+        held_out = max(1, int(round(count * test_fraction)))
+        test, training = order[:held_out], order[held_out:]
+    else:
+        test, training = range(test_count), range(count)
+    start = validation_start(len(training))
+    rows = {"train": training[:start], "validation": training[start:], "test": test}
+    empty = [split for split, taken in rows.items() if len(taken) == 0]
+    if empty:
+        raise TfaeError(f"{name}: {len(training) + len(test)} images are too few for training, "
+                        f"validation and test splits (none left for {empty[0]})")
+    return rows
 
 
 def _index(rows):

@@ -1,0 +1,201 @@
+"""Folders larger than memory: prepared into shards once, streamed, resumable, shared safely.
+
+The folders are small, written here; ``memory_budget`` and ``shard_bytes`` are made tiny so that
+they take the path a large folder takes, with several shards a split.
+"""
+
+import fcntl
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from conftest import run_tfae, write_images
+from tfae import data
+from tfae.data import pipeline, shards
+from tfae.data.shards import Shards
+from tfae.errors import TfaeError
+
+IMAGE_BYTES = 8 * 8 * 1
+SPLITS = ("train", "validation", "test")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    write_images(tmp_path / "photos/cat", 30, seed=1)
+    write_images(tmp_path / "photos/dog", 30, seed=2)
+    return tmp_path / "photos"
+
+
+def _images(split, **options):
+    batches = [inputs.numpy() for inputs, _, _ in pipeline(split, 7, with_labels=True, **options)]
+    return np.concatenate(batches)
+
+
+def _labels(split):
+    return np.concatenate([labels.numpy() for _, _, labels in pipeline(split, 7,
+                                                                       with_labels=True)])
+
+
+def _rows(images):
+    return sorted(bytes(row) for row in (images * 255).astype(np.uint8).reshape(len(images), -1))
+
+
+def test_a_folder_past_the_budget_streams_the_same_splits_as_held_in_memory(photos, tmp_path):
+    held = data.load(str(photos))
+    streamed = data.load(str(photos), memory_budget=1e-9, prepared_dir=str(tmp_path / "cache"))
+    assert all(isinstance(getattr(streamed, split), Shards) for split in SPLITS)
+    assert not isinstance(held.train, Shards)
+    assert streamed.source["fingerprint"] == held.source["fingerprint"]
+    assert streamed.class_names == held.class_names and streamed.image_shape == (8, 8, 1)
+    for split in SPLITS:
+        np.testing.assert_array_equal(_images(getattr(streamed, split)),
+                                      _images(getattr(held, split)))
+        np.testing.assert_array_equal(_labels(getattr(streamed, split)),
+                                      _labels(getattr(held, split)))
+    limited = data.load(str(photos), memory_budget=1e-9, prepared_dir=str(tmp_path / "cache"),
+                        limit=5)
+    assert int(limited.train.cardinality()) == 5
+    np.testing.assert_array_equal(_images(limited.train), _images(held.train)[:5])
+
+
+def test_streamed_training_batches_are_shuffled_seeded_and_new_every_epoch(photos, tmp_path):
+    prepared = shards.prepare(photos, tmp_path / "prepared", shard_bytes=IMAGE_BYTES * 4)
+    train = shards.load(prepared).train
+    assert len(train.files) == 13  # 49 training images, 4 a shard
+    in_order = _images(train)
+    batches = pipeline(train, 7, shuffle=True, seed=3)
+    first, second = (np.concatenate([inputs.numpy() for inputs, _ in batches]) for _ in "12")
+    assert _rows(first) == _rows(in_order) == _rows(second)  # every image once an epoch
+    assert not np.array_equal(first, in_order) and not np.array_equal(first, second)
+    again = np.concatenate([inputs.numpy() for inputs, _ in pipeline(train, 7, shuffle=True,
+                                                                     seed=3)])
+    np.testing.assert_array_equal(first, again)
+
+
+def test_a_prepared_folder_is_a_data_set_and_keeps_its_settings(photos, tmp_path):
+    prepared = shards.prepare(photos, tmp_path / "prepared", image_size=(6, 4), channels=3)
+    splits = data.load(str(prepared))
+    assert splits.image_shape == (6, 4, 3) and splits.name == "photos"
+    assert splits.source["prepared"] == str(prepared.resolve())
+    with pytest.raises(TfaeError, match=r"prepared at 6x4 \(HxW\), 3 channel\(s\); prepare its "
+                                        r"folder again with image_size instead"):
+        data.load(str(prepared), image_size=(8, 8))
+    records = data.load_records(str(prepared))  # names come from the folder it was made of
+    assert records.ids[0] == "cat/000.png" and len(records) == 60
+
+
+def test_preparing_again_writes_nothing_unless_the_folder_changed(photos, tmp_path):
+    out = tmp_path / "prepared"
+    shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 10)
+    written = {path.name: path.stat().st_mtime_ns for path in out.glob("*.tfrecord")}
+    time.sleep(0.01)
+    shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 10)
+    assert {path.name: path.stat().st_mtime_ns for path in out.glob("*.tfrecord")} == written
+    write_images(photos / "dog", 31, seed=5)  # rewrites the dogs and adds one
+    shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 10)
+    changed = shards.load(out)
+    assert changed.source["images"] == 61
+    assert changed.source["fingerprint"] == data.load(str(photos)).source["fingerprint"]
+
+
+def test_a_preparation_killed_midway_keeps_its_finished_shards(photos, tmp_path):
+    out = tmp_path / "prepared"
+    killed = textwrap.dedent(f"""
+        import os, signal
+        from tfae.data import shards
+        from tfae.progress import Progress
+
+        class Killing(Progress):
+            def stage(self, *args, **kwargs):
+                stage = super().stage(*args, **kwargs)
+                done = [0]
+                class Ticking:
+                    def __enter__(self):
+                        tick = stage.__enter__()
+                        def counted(count=1):
+                            done[0] += count
+                            if done[0] == 30:
+                                os.kill(os.getpid(), signal.SIGKILL)
+                            tick(count)
+                        return counted
+                    def __exit__(self, *exc):
+                        return stage.__exit__(*exc)
+                return Ticking()
+
+        shards.prepare({str(photos)!r}, {str(out)!r}, shard_bytes={IMAGE_BYTES * 8},
+                       progress=Killing(enabled=False))
+    """)
+    result = subprocess.run([sys.executable, "-c", killed], capture_output=True)
+    assert result.returncode == -signal.SIGKILL
+    finished = {path.name: path.stat().st_mtime_ns for path in out.glob("*.tfrecord")}
+    assert len(finished) == 3 and list(out.glob(".*.partial"))  # 24 images whole, 6 begun
+    assert not (out / shards.MANIFEST).exists()
+    shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 8)
+    assert {name: stamp for name, stamp in (
+        (path.name, path.stat().st_mtime_ns) for path in out.glob("*.tfrecord"))
+        if name in finished} == finished
+    assert not list(out.glob(".*.partial"))
+    held = data.load(str(photos))
+    resumed = shards.load(out)
+    assert resumed.source["fingerprint"] == held.source["fingerprint"]
+    np.testing.assert_array_equal(_images(resumed.train), _images(held.train))
+
+
+def test_a_second_process_waits_for_the_first(photos, tmp_path):
+    out = tmp_path / "prepared"
+    out.mkdir()
+    with open(out / shards.LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a process preparing it holds it
+        second = subprocess.Popen(
+            [sys.executable, "-m", "tfae_cli.main", "prepare", str(photos), "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(8)
+        assert second.poll() is None and not list(out.glob("*.tfrecord"))
+    output, errors = second.communicate(timeout=120)
+    assert second.returncode == 0, errors
+    assert f"waiting for another process preparing {photos}" in errors
+    assert "prepared 60 images" in output
+
+
+def test_prepare_on_the_command_line(photos, tmp_path):
+    result = run_tfae("prepare", photos, "--image-size", "4,4", "--out", tmp_path / "small",
+                      cwd=tmp_path)
+    assert result.stdout.startswith(f"prepared 60 images of {photos} (train 49, validation 5, "
+                                    f"test 6; 4x4x1, HxWxC) in {tmp_path / 'small'}: 3 shards")
+    manifest = json.loads((tmp_path / "small" / shards.MANIFEST).read_text())
+    assert manifest["settings"]["image_size"] == [4, 4]
+    refused = run_tfae("prepare", photos, "--out", photos, cwd=tmp_path, check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert f"{photos} holds files that are not prepared shards" in refused.stderr
+
+
+def test_a_file_that_does_not_decode_is_named_and_leaves_no_partial_shard(photos, tmp_path):
+    (photos / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "prepared"
+    with pytest.raises(TfaeError, match="broken.png: not a readable image"):
+        shards.prepare(photos, out)
+    assert not list(out.glob(".*.partial")) and not (out / shards.MANIFEST).exists()
+
+
+def test_the_held_folder_reader_keeps_one_file_at_a_time(photos, tmp_path):
+    """The in-memory path fills one array as files decode: no list of every file's bytes (as
+    large as the images here: noise does not compress), no list of decoded images stacked at the
+    end. What is left is the array and the splits' copies of it (``make_splits``), 2.7x."""
+    import tracemalloc
+
+    big = tmp_path / "big"
+    write_images(big, 200, shape=(64, 64, 3))
+    decoded_bytes = 200 * 64 * 64 * 3
+    tracemalloc.start()
+    try:
+        data.load(str(big))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * decoded_bytes, f"peak {peak:,} bytes for {decoded_bytes:,} decoded"

@@ -1,0 +1,169 @@
+"""An image folder's files: listed with their class folders, and decoded one file at a time.
+
+The folder sources read their images through here: ``tfae.data.folder`` into memory,
+``tfae.data.shards`` into shards on disk, and ``records`` for ``tfae encode``. The layout is
+``tfae.data.folder``'s.
+
+Examples:
+    >>> listings, class_names = listed(pathlib.Path("photos"))  # doctest: +SKIP
+    >>> digest, image = next(decoded_files([listings["all"][0][0]], (64, 64)))  # doctest: +SKIP
+"""
+
+import hashlib
+import logging
+import os
+import pathlib
+
+import tensorflow as tf
+
+from tfae.data.records import Records, chosen_parts
+from tfae.data.splits import conform, decode
+from tfae.errors import TfaeError, op_error_message
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SPLIT_FOLDERS = ("train", "test")
+
+
+def quiet():
+    """Whether the command line was told ``--quiet``: then libjpeg's warnings of harmless flaws
+    ("Corrupt JPEG data: 2 extraneous bytes"), written from C past Python, are hidden too.
+
+    Examples:
+        >>> with native_stderr_hidden(quiet()):  # doctest: +SKIP
+        ...     images = [image for _, image in decoded_files(paths)]
+    """
+    return not logging.getLogger("tfae").isEnabledFor(logging.INFO)
+
+
+def records(dataset, *, split="all", image_size=None, channels=None, resize="stretch",
+            limit=None, **_):
+    """Every image file under the folder ``dataset`` as ``tfae.data.records.Records``, read and
+    decoded as the records are; an image's id is its path in the folder, ``cat/1.jpg``.
+
+    ``split`` ``train`` or ``test`` takes the ``train/`` or ``test/`` folder's images; ``limit``
+    the first ``limit`` files in order. A file that does not decode is left out of the dataset.
+
+    Examples:
+        >>> records("my_photos", image_size=(64, 64), channels=3).ids[:2]  # doctest: +SKIP
+        ('cat/1.jpg', 'cat/2.jpg')
+    """
+    root = pathlib.Path(dataset).expanduser()
+    listings, class_names = listed(root)
+    parts = chosen_parts(list(listings.items()), split, f"folder {root}")
+    listing = [entry for _, part in parts for entry in part][:limit]
+    index = {name: number for number, name in enumerate(class_names)}
+    ids = tuple(path.relative_to(root).as_posix() for path, _ in listing)
+
+    def decoded(image_id, path, label):
+        image = decode(tf.io.read_file(path), channels)
+        return image_id, conform(image, image_size, channels, resize), label
+
+    dataset = tf.data.Dataset.from_tensor_slices((
+        list(ids), [str(path) for path, _ in listing],
+        tf.constant([index.get(label, -1) for _, label in listing], tf.int64)))
+    dataset = dataset.map(decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return Records(root.name, dataset.ignore_errors(), ids, tuple(class_names))
+
+
+def listed(root):
+    """``({split: [(path, class name or None)]}, sorted class names)`` of the folder ``root``:
+    its ``train`` and ``test`` folders' images, or all of them as ``all``.
+
+    Raises:
+        TfaeError: for an empty folder, or a split of no images.
+
+    Examples:
+        >>> listings, class_names = listed(pathlib.Path("photos"))  # doctest: +SKIP
+        >>> listings["all"][0], class_names  # doctest: +SKIP
+        ((PosixPath('photos/cat/1.jpg'), 'cat'), ['cat', 'dog'])
+    """
+    if not any(root.iterdir()):
+        raise TfaeError(f"folder {root} is empty")
+    if all((root / split).is_dir() for split in SPLIT_FOLDERS):
+        listings = {split: _images_in(root / split) for split in SPLIT_FOLDERS}
+    else:
+        listings = {"all": _images_in(root)}
+    for split, listing in listings.items():
+        if not listing:
+            where = root if split == "all" else root / split
+            raise TfaeError(f"folder {where} holds no images "
+                            f"({', '.join(suffix[1:].upper() for suffix in IMAGE_SUFFIXES)})")
+    class_names = sorted({label for listing in listings.values() for _, label in listing
+                          if label is not None})
+    return listings, class_names
+
+
+def _images_in(folder):
+    """``[(path, class name or None)]`` of the image files under ``folder``, in sorted order;
+    hidden files and folders are skipped, as are files that are not images."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+            found.append((entry, None))
+        elif entry.is_dir():
+            for parent, folders, files in os.walk(entry):
+                folders[:] = sorted(name for name in folders if not name.startswith("."))
+                found += [(pathlib.Path(parent) / name, entry.name) for name in sorted(files)
+                          if not name.startswith(".")
+                          and pathlib.Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return found
+
+
+def decoded_files(paths, image_size=None, channels=None, resize="stretch", shape=None,
+                  first=None):
+    """Yields ``(sha256 digest of the file, image)`` for each of ``paths`` in order, the image
+    a uint8 numpy array decoded and shaped (``conform``) by tf.data in parallel; one file's bytes
+    at a time reach Python, so a folder of any size streams.
+
+    Every image must have ``shape`` (default: the first one's), or the error names ``first`` (a
+    file of that shape) and the one that differs.
+
+    Raises:
+        TfaeError: naming a file that does not decode, or one of another size or channel count.
+
+    Examples:
+        >>> digest, image = next(decoded_files(["photos/cat/1.jpg"], (64, 64)))  # doctest: +SKIP
+        >>> image.shape  # doctest: +SKIP
+        (64, 64, 3)
+    """
+    def read(path):
+        content = tf.io.read_file(path)
+        return content, conform(decode(content, channels), image_size, resize=resize)
+
+    dataset = tf.data.Dataset.from_tensor_slices([str(path) for path in paths]).map(
+        read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    row = 0
+    try:
+        for content, image in dataset.as_numpy_iterator():
+            if shape is None:
+                shape, first = image.shape, paths[row]
+            elif image.shape != shape:
+                raise _unlike(first or paths[0], shape, paths[row], image.shape)
+            yield hashlib.sha256(content).digest(), image
+            row += 1
+    except tf.errors.InvalidArgumentError:
+        raise _unreadable(paths[row:]) from None
+
+
+def _unreadable(paths):
+    """The error naming the first of ``paths`` that TensorFlow's decoder refuses."""
+    for path in paths:
+        try:
+            tf.io.decode_image(pathlib.Path(path).read_bytes(), expand_animations=False)
+        except tf.errors.InvalidArgumentError as error:
+            return TfaeError(f"{path}: not a readable image, corrupt or truncated "
+                             f"({op_error_message(error)})")
+    return TfaeError(f"an image in {pathlib.Path(paths[0]).parent} does not decode")
+
+
+def _unlike(first_path, first_shape, path, shape):
+    """The error for two images of different sizes or channel counts."""
+    if shape[:2] != first_shape[:2]:
+        return TfaeError(
+            f"images differ in size: {first_path} is {first_shape[0]}x{first_shape[1]} "
+            f"(HxW), {path} is {shape[0]}x{shape[1]}; give {{image_size}} HEIGHT,WIDTH",
+            options=["image_size"])
+    return TfaeError(f"images differ in channels: {first_path} has {first_shape[2]}, {path} has "
+                     f"{shape[2]}; give {{channels}} 1 or 3", options=["channels"])
