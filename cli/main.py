@@ -14,6 +14,7 @@ Example:
 import functools
 import logging
 import pathlib
+import re
 import sys
 import time
 
@@ -21,7 +22,7 @@ import click
 
 from tfae.config import SPLITS, TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
 from tfae.distribute import STRATEGIES
-from tfae.errors import TfaeError
+from tfae.errors import TfaeError, op_error_message
 from tfae.figures import figure_kinds, figure_names
 from tfae.families import families, family_names, tunable_family_names
 from tfae.options import specs
@@ -51,6 +52,14 @@ def _clear_errors(command):
         except OSError as error:  # a full disk or a read-only folder met after the checks
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}") from None
+        except Exception as error:  # TensorFlow's, named here without importing it
+            if type(error).__name__ != "DataLossError":
+                raise
+            # Keras puts "Graph execution error:" first and the op's own words below it.
+            found = re.search(r"corrupted record at \d+", str(error))
+            raise click.ClickException(
+                f"a data file is corrupt ({found.group() if found else op_error_message(error)})"
+                "; if it is a prepared folder's shard, prepare its folder again") from None
 
     return wrapper
 

@@ -90,6 +90,20 @@ def test_a_prepared_folder_is_a_data_set_and_keeps_its_settings(photos, tmp_path
     assert records.ids[0] == "cat/000.png" and len(records) == 60
 
 
+def test_a_shard_cut_short_or_deleted_is_one_line_and_preparing_again_mends_it(photos,
+                                                                               tmp_path):
+    out = shards.prepare(photos, tmp_path / "prepared", shard_bytes=IMAGE_BYTES * 10)
+    shard = sorted(out.glob("train-*.tfrecord"))[1]
+    shard.write_bytes(shard.read_bytes()[:-5])
+    with pytest.raises(TfaeError, match=f"{shard} is missing or not the file that was written"):
+        data.load(str(out))
+    shard.unlink()
+    with pytest.raises(TfaeError, match="prepare its folder again"):
+        data.load(str(out))
+    shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 10)  # the manifest no longer holds
+    assert int(data.load(str(out)).train.cardinality()) == 49
+
+
 def test_preparing_again_writes_nothing_unless_the_folder_changed(photos, tmp_path):
     out = tmp_path / "prepared"
     shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 10)
@@ -199,3 +213,17 @@ def test_the_held_folder_reader_keeps_one_file_at_a_time(photos, tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 3 * decoded_bytes, f"peak {peak:,} bytes for {decoded_bytes:,} decoded"
+
+
+def test_a_shard_corrupted_in_place_stops_training_with_one_line(photos, tmp_path):
+    out = shards.prepare(photos, tmp_path / "prepared")
+    shard = next(out.glob("train-*.tfrecord"))
+    content = bytearray(shard.read_bytes())
+    content[1000:1010] = b"\xff" * 10  # same size: only the records' checksums tell
+    shard.write_bytes(bytes(content))
+    result = run_tfae("fit", "--model", "deep", "--hidden", "16", "--latent-dim", "4",
+                      "--dataset", out, "--epochs", "1", "--no-export", "--out", "run",
+                      cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "Error: a data file is corrupt (corrupted record at")

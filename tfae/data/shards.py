@@ -205,7 +205,8 @@ def prepare(dataset, out=None, *, image_size=None, channels=None, resize="stretc
     _make_folder(out)
     with _locked(out, root):
         manifest = _manifest(out)
-        if manifest and manifest["listing"] == listing_key and manifest["settings"] == settings:
+        if manifest and (manifest["listing"], manifest["settings"]) == (listing_key, settings) \
+                and not _damaged_shard(out, manifest):
             return out
         paths = [path for listing in listings.values() for path, _ in listing]
         plan = _plan(out, root, listings, listing_key, settings, shard_bytes)
@@ -229,7 +230,8 @@ def prepare(dataset, out=None, *, image_size=None, channels=None, resize="stretc
                                        "fingerprint": _content_fingerprint(out, plan, root,
                                                                            listings)}}
         for split in manifest["splits"].values():
-            split["shards"] = [{"file": shard["file"], "images": len(shard["rows"])}
+            split["shards"] = [{"file": shard["file"], "images": len(shard["rows"]),
+                                "bytes": (out / shard["file"]).stat().st_size}
                                for shard in split["shards"]]
         write_json(out / MANIFEST, manifest)
         (out / PLAN).unlink()
@@ -240,7 +242,8 @@ def load(dataset, limit=None, image_size=None, channels=None, resize=None, **_):
     """The ``Splits`` of the prepared folder ``dataset``, each split ``Shards``.
 
     Raises:
-        TfaeError: for settings other than those it was prepared with.
+        TfaeError: for settings other than those it was prepared with, or a shard missing or
+            of another size than was written.
 
     Examples:
         >>> load("photos-96", limit=1000).train.count  # doctest: +SKIP
@@ -258,6 +261,10 @@ def load(dataset, limit=None, image_size=None, channels=None, resize=None, **_):
         raise TfaeError(f"{folder} holds images prepared at {shape[0]}x{shape[1]} (HxW), "
                         f"{shape[2]} channel(s); prepare its folder again with {{{option}}} "
                         "instead", options=[option])
+    damaged = _damaged_shard(folder, manifest)
+    if damaged:
+        raise TfaeError(f"{damaged} is missing or not the file that was written (a shard deleted "
+                        "or cut short since); prepare its folder again")
     splits = {name: Shards(tuple(str(folder / shard["file"]) for shard in split["shards"]),
                            tuple(shard["images"] for shard in split["shards"]), shape,
                            split["images"]).limited(limit)
@@ -283,6 +290,17 @@ def records(dataset, **settings):
     shaped = {**manifest["settings"], "image_size": manifest["image_shape"][:2],
               "channels": manifest["image_shape"][2]}
     return image_files.records(source, **{**settings, **shaped})
+
+
+def _damaged_shard(folder, manifest):
+    """The first shard of ``manifest`` missing from ``folder`` or of another size than was
+    written, or ``None``."""
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            path = folder / shard["file"]
+            if not path.is_file() or path.stat().st_size != shard["bytes"]:
+                return path
+    return None
 
 
 def _listing_key(root, listings):
