@@ -288,9 +288,12 @@ def _data_options(help=MEASURED_DATA_HELP):
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False),
               help="Write the metrics to this JSON file instead.")
+@click.option("--probe-limit", type=click.IntRange(min=0),
+              help="Fit the probes and baselines on a seeded sample of N training images (0: "
+              "all; default: all, or 20,000 of a folder streamed from shards).")
 @_output_options
 @_clear_errors
-def evaluate(path, as_json, out_file, quiet, verbose, **data_settings):
+def evaluate(path, as_json, out_file, probe_limit, quiet, verbose, **data_settings):
     """Measure a run folder or SavedModel export: reconstruction, probes, noise, occlusion.
 
     Writes PATH/metrics.json for the run's own images with its own settings (--limit included),
@@ -307,13 +310,15 @@ def evaluate(path, as_json, out_file, quiet, verbose, **data_settings):
         start_tensorflow(verbose)
     from tfae.evaluation import evaluate as evaluate_path, summary_rows
 
-    metrics = evaluate_path(path, verbose=progress.enabled, out=out_file, **data_settings)
+    metrics = evaluate_path(path, verbose=progress.enabled, out=out_file,
+                            probe_limit=probe_limit, **data_settings)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
     else:
         rows = summary_rows(metrics)
         width = max(len(name) for name, _ in rows)
-        click.echo(f"{path} on {metrics['dataset']} ({metrics['test_images']:,} test images)")
+        click.echo(f"{path} on {metrics['dataset']} ({metrics['test_images']:,} test images; "
+                   f"probes fitted on {metrics['probe_images']:,} training images)")
         for name, value in rows:
             click.echo(f"  {name:<{width}}  {value}")
     if metrics["written_to"] is None:  # shown above, but not saved

@@ -101,6 +101,36 @@ def test_evaluate_measures_with_the_runs_own_settings_and_writes_other_data_apar
     assert int(every.splits.test.cardinality()) == 10000
 
 
+def test_probes_fitted_on_a_seeded_sample_say_so_and_are_written_apart(small_run):
+    work, _ = small_run
+    sampled = evaluate(work / "run", limit=500, probe_limit=200, verbose=0)
+    again = evaluate(work / "run", limit=500, probe_limit=200, verbose=0)
+    assert sampled["probe_images"] == 200 and sampled["train_images"] == 500
+    assert "a seeded sample of 200 of the 500 training images" in " ".join(sampled["notes"])
+    assert sampled["probe"] == again["probe"]  # the same sample every time
+    assert sampled["written_to"] == str(work / "run/metrics-mnist-limit500-probes200.json")
+    every = evaluate(work / "run", limit=500, probe_limit=0, verbose=0,
+                     out=work / "every.json")
+    assert every["probe_images"] == 500
+
+
+def test_a_streamed_split_fits_its_probes_on_a_sample(monkeypatch, tmp_path):
+    from conftest import write_images
+    from tfae import measurements
+    from tfae.data import load
+    from tfae.measurements import Measuring
+
+    write_images(tmp_path / "photos/a", 40)
+    write_images(tmp_path / "photos/b", 40, seed=1)
+    streamed = load(str(tmp_path / "photos"), memory_budget=1e-9,
+                    prepared_dir=str(tmp_path / "prepared"))
+    monkeypatch.setattr(measurements, "STREAMED_PROBE_IMAGES", 25)
+    sample = Measuring(None, streamed).probe_images
+    assert int(sample.cardinality()) == 25
+    held = load(str(tmp_path / "photos"))
+    assert Measuring(None, held).probe_images is held.train  # held in memory: every image
+
+
 def test_metrics_are_sensible(run_metrics):
     metrics = run_metrics
     assert metrics["test_images"] == 500 and metrics["training_seconds"] > 0

@@ -266,7 +266,7 @@ def open_model_and_data(path, progress, dataset=None, limit=None, **settings):
 
 
 def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verbose=1, out=None,
-             **settings):
+             probe_limit=None, **settings):
     """Measures a run folder or export and writes its metrics beside it: ``metrics.json`` for
     the run's own images with its own settings, ``metrics-<data>.json`` for others (named by
     ``MeasuredData.name``), so that measuring on other data never replaces them.
@@ -281,6 +281,9 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         batch_size: images per batch through the model.
         verbose: show each stage of the measurements, named, with its time (on stderr).
         out: the metrics file to write instead.
+        probe_limit: fit the probes and baselines on a seeded sample of this many training
+            images (0: all; default: all of a split held in memory, 20,000 of a streamed one);
+            given, the metrics file's name says so (``metrics-probes5000.json``).
         **settings: other ``DataConfig`` fields (``manual_dir``, ``image_size``, ...).
 
     Returns:
@@ -298,14 +301,19 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     measured_model = file_identity(folder.model_path)
     endpoints, measured = open_model_and_data(path, progress, dataset, limit, data_dir=data_dir,
                                               **settings)
-    destination = pathlib.Path(out) if out else (
-        folder.metrics_path if measured.name is None
-        else folder.path / f"metrics-{measured.name}.json")
+    names = ([] if measured.name is None else [measured.name]) + (
+        [] if probe_limit is None else [f"probes{probe_limit}"])
+    if out:
+        destination = pathlib.Path(out)
+    else:
+        destination = folder.path / f"metrics-{'-'.join(names)}.json" if names \
+            else folder.metrics_path
     splits = measured.splits
-    measuring = Measuring(endpoints, splits, batch_size, progress)
+    measuring = Measuring(endpoints, splits, batch_size, progress, probe_limit)
     measuring.notes += measured.notes
     metrics = {"dataset": splits.name, "data": splits.source, "limit": measured.settings["limit"],
                "settings": measured.settings, "train_images": int(splits.train.cardinality()),
+               "probe_images": int(measuring.probe_images.cardinality()),
                "test_images": len(measuring.test.targets),
                "parameters": endpoints.parameters, "training_seconds": endpoints.training_seconds}
     for measurement in measurements():

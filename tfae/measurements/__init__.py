@@ -28,6 +28,9 @@ from tfae.registry import Registry
 BUILT_IN = ("reconstruction", "probe", "baselines", "denoising", "occlusion", "colorization",
             "jacobian_norm", "manifold")
 SEED = 1234  # one corruption for every model, so their numbers compare
+# The probes and baselines of a streamed split (a prepared folder, too large to hold) are fitted on
+# a seeded sample of this many training images.
+STREAMED_PROBE_IMAGES = 20_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,9 @@ class Measuring:
         splits: the data (``tfae.data.Splits``).
         batch_size: images per batch through the model.
         progress: a ``tfae.progress.Progress`` that shows each part as a stage (default: none).
+        probe_limit: fit the probes and baselines on a seeded sample of this many training
+            images; ``None``: every image of a split held in memory, ``STREAMED_PROBE_IMAGES``
+            of a streamed one (``tfae.data.shards``); 0: every image.
 
     Attributes:
         notes: sentences for ``metrics.json``'s ``notes`` (why a measurement was left out).
@@ -94,12 +100,13 @@ class Measuring:
         (500, 256)
     """
 
-    def __init__(self, endpoints, splits, batch_size=500, progress=None):
+    def __init__(self, endpoints, splits, batch_size=500, progress=None, probe_limit=None):
         from tfae.progress import Progress
 
         self.endpoints = endpoints
         self.splits = splits
         self.batch_size = batch_size
+        self.probe_limit = probe_limit
         self.progress = progress or Progress(enabled=False)
         self.notes = []
 
@@ -155,10 +162,34 @@ class Measuring:
         return Collected(**joined)
 
     @functools.cached_property
+    def probe_images(self):
+        """The training images the probes and baselines are fitted on: the training split, or
+        a seeded sample of ``probe_limit`` of them, held as tensors (read once, so the codes and
+        the pixels are of the same images)."""
+        import tensorflow as tf
+
+        from tfae.data.shards import Shards
+
+        split = self.splits.train
+        count = int(split.cardinality())
+        limit = self.probe_limit
+        if limit is None and isinstance(split, Shards):
+            limit = STREAMED_PROBE_IMAGES
+        if not limit or limit >= count:
+            return split
+        with self.progress.stage(f"training images: a seeded sample of {limit:,}"):
+            shuffled = (split.dataset(shuffle=True, seed=SEED) if isinstance(split, Shards)
+                        else split.shuffle(count, seed=SEED))
+            images, labels = shuffled.take(limit).batch(limit).get_single_element()
+        self.notes.append(f"the probes and baselines were fitted on a seeded sample of {limit:,} "
+                          f"of the {count:,} training images")
+        return tf.data.Dataset.from_tensor_slices((images, labels))
+
+    @functools.cached_property
     def train(self):
-        """The training split's codes and labels as tensors, the probes' form (no measurement
-        reconstructs it; ``baselines`` reads its images)."""
-        return self.collect(self.splits.train, reconstruct=False, images=False, tensors=True,
+        """The probes' training images' codes and labels as tensors, the probes' form (no
+        measurement reconstructs them; ``baselines`` reads their pixels)."""
+        return self.collect(self.probe_images, reconstruct=False, images=False, tensors=True,
                             name="training images: encoding")
 
     @functools.cached_property
@@ -203,7 +234,7 @@ class Measuring:
         from tfae.data import pipeline
         from tfae.probes import baselines
 
-        split = self.splits.train
+        split = self.probe_images
         with self.progress.stage("training images: reading pixels"):
             images, _, labels = next(iter(pipeline(split, max(1, int(split.cardinality())),
                                                    with_labels=True)))
