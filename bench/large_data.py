@@ -101,7 +101,11 @@ def trained_rate(folder, cache, model, memory_budget):
 
 
 def peak_rss(folder, cache, work, limit):
-    """Peak resident memory, in GB, of a ``tfae fit`` process streaming ``folder``."""
+    """Peak resident memory, in GB, of a ``tfae fit`` process preparing and streaming
+    ``folder`` (its shards removed first, so every size is prepared by the process measured)."""
+    shutil.rmtree(shards.prepared_folder(folder, cache, image_size=(SIZE, SIZE), channels=3,
+                                         resize="stretch", test_fraction=0.1),
+                  ignore_errors=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "tfae_cli.main", "fit", "--model", "conv", "--dataset",
          str(folder), "--image-size", f"{SIZE},{SIZE}", "--channels", "3", "--epochs", "1",
