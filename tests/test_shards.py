@@ -61,6 +61,7 @@ def test_a_folder_past_the_budget_streams_the_same_splits_as_held_in_memory(phot
     limited = data.load(str(photos), memory_budget=1e-9, prepared_dir=str(tmp_path / "cache"),
                         limit=5)
     assert int(limited.train.cardinality()) == 5
+    assert int(pipeline(limited.train, 2).cardinality()) == 3  # Keras knows an epoch's steps
     np.testing.assert_array_equal(_images(limited.train), _images(held.train)[:5])
 
 

@@ -94,8 +94,8 @@ class Shards:
         in a shuffled order, ``INTERLEAVED_SHARDS`` read at once, through a buffer of
         ``SHUFFLE_IMAGES``. A ``count`` short of the whole split reads only the shards it needs
         and shuffles within them."""
-        images = self._records(shuffle, seed).map(self._parsed, num_parallel_calls=tf.data.AUTOTUNE)
-        return images.apply(tf.data.experimental.assert_cardinality(self.count))
+        return self._records(shuffle, seed).map(self._parsed,
+                                                num_parallel_calls=tf.data.AUTOTUNE)
 
     def batches(self, batch_size, shuffle=False, seed=0):
         """``dataset(shuffle, seed)`` in batches of ``(images, labels)``, parsed a batch at a
@@ -117,7 +117,9 @@ class Shards:
         if shuffle:
             records = records.shuffle(min(self.count, SHUFFLE_IMAGES), seed=seed,
                                       reshuffle_each_iteration=True)
-        return records
+        # Known, so that Keras knows an epoch's steps (a split cut short by a limit ended
+        # validation early, with a warning, where the size was unknown).
+        return records.apply(tf.data.experimental.assert_cardinality(self.count))
 
     def limited(self, limit):
         """These shards' first ``limit`` images (all for ``None``)."""
