@@ -25,8 +25,8 @@ import pathlib
 import numpy as np
 
 from tfae.data import shards
-from tfae.data.image_files import decoded_files, listed, quiet, records
-from tfae.data.splits import joined_fingerprint, make_splits, part_digest
+from tfae.data.image_files import decoded_files, folder_fingerprint, listed, quiet, records
+from tfae.data.splits import make_splits
 from tfae.startup import native_stderr_hidden
 
 __all__ = ["claims", "load", "records"]  # records: every file's image, from image_files
@@ -45,7 +45,7 @@ def claims(dataset):
 def load(dataset, *, image_size=None, channels=None, resize="stretch", test_fraction=0.1,
          limit=None, memory_budget=None, prepared_dir=None, **_):
     """Reads the folder ``dataset`` into ``Splits``: decoded into memory, or, when its decoded
-    images would pass ``memory_budget`` GB (default: ``tfae.data.shards.default_budget()``),
+    images would pass ``memory_budget`` GB (default: ``tfae.data.shards.budget_bytes()``),
     prepared once into shards under ``prepared_dir`` and streamed (``tfae.data.shards``).
 
     Raises:
@@ -65,24 +65,22 @@ def load(dataset, *, image_size=None, channels=None, resize="stretch", test_frac
             root, image_size=image_size, channels=channels, resize=resize,
             test_fraction=test_fraction, prepared_dir=prepared_dir), limit=limit)
     index = {name: number for number, name in enumerate(class_names)}
-    arrays, digests = {}, []
+    arrays, digests = {}, {}
     for split, listing in listings.items():
         images = np.empty((len(listing), *shape), np.uint8)
-        content_digests = []
+        digests[split] = []
         with native_stderr_hidden(quiet()):
             for row, (digest, image) in enumerate(decoded_files(
                     [path for path, _ in listing], image_size, channels, resize, shape=shape,
                     first=paths[0])):
                 images[row] = image
-                content_digests.append(digest)
-        digests += [part_digest(f"{split}/{path.relative_to(root)}".encode())
-                    for path, _ in listing] + content_digests
+                digests[split].append(digest)
         arrays[split] = images, np.array([index.get(label, -1) for _, label in listing],
                                          np.int64)
     train_images, train_labels = arrays.get("train", arrays.get("all"))
     test_images, test_labels = arrays.get("test", (None, None))
     source = {"kind": "folder", "dataset": str(root.resolve()), "images": len(paths),
-              "fingerprint": joined_fingerprint(digests)}
+              "fingerprint": folder_fingerprint(root, listings, digests)}
     return make_splits(train_images, train_labels, test_images, test_labels, name=root.name,
                        source=source, class_names=class_names, test_fraction=test_fraction,
                        limit=limit)

@@ -17,7 +17,7 @@ import pathlib
 import tensorflow as tf
 
 from tfae.data.records import Records, chosen_parts
-from tfae.data.splits import conform, decode
+from tfae.data.splits import conform, decode, joined_fingerprint, part_digest
 from tfae.errors import TfaeError, op_error_message
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -167,3 +167,20 @@ def _unlike(first_path, first_shape, path, shape):
             options=["image_size"])
     return TfaeError(f"images differ in channels: {first_path} has {first_shape[2]}, {path} has "
                      f"{shape[2]}; give {{channels}} 1 or 3", options=["channels"])
+
+
+def folder_fingerprint(root, listings, content_digests):
+    """The fingerprint a run records of the folder ``root``: every file's path in its split,
+    then its contents, split by split, from ``listed`` and each file's sha256 digest
+    (``content_digests``, by split, in listing order) as ``decoded_files`` gives them.
+
+    Examples:
+        >>> root = pathlib.Path("photos")
+        >>> listings = {"all": [(root / "cat/1.png", "cat")]}
+        >>> len(folder_fingerprint(root, listings, {"all": [hashlib.sha256(b"png").digest()]}))
+        16
+    """
+    return joined_fingerprint(
+        digest for split, listing in listings.items()
+        for digest in [part_digest(f"{split}/{path.relative_to(root)}".encode())
+                       for path, _ in listing] + list(content_digests[split]))

@@ -37,9 +37,9 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from tfae.data import image_files
-from tfae.data.image_files import decoded_files, listed, quiet
-from tfae.data.splits import Splits, fingerprint, joined_fingerprint, part_digest, split_rows
+from tfae.data.image_files import decoded_files, folder_fingerprint, listed, quiet
+from tfae.data.image_files import records as folder_records
+from tfae.data.splits import Splits, fingerprint, split_rows
 from tfae.errors import TfaeError
 from tfae.files import read_json, write_json
 
@@ -231,16 +231,16 @@ def prepare(dataset, out=None, *, image_size=None, channels=None, resize="stretc
             plan = _new_plan(out, root, listings, class_names, listing_key, settings, shape,
                              shard_bytes)
         progress = progress or Progress(enabled=not quiet())
-        left = [shard for split in plan["splits"].values() for shard in split["shards"]
-                if not (out / shard["file"]).is_file()]
+        left = [(listings[split["listing"]], shard) for split in plan["splits"].values()
+                for shard in split["shards"] if not (out / shard["file"]).is_file()]
         if left:
             LOG.info(f"preparing {root} into {out}: {len(paths):,} images, "
                      f"{len(left)} shard(s) to write")
         with progress.stage(f"preparing {root.name}", total=sum(len(shard["rows"])
-                                                               for shard in left),
+                                                               for _, shard in left),
                             unit="image") as tick, native_stderr_hidden(quiet()):
-            for shard in left:
-                _write_shard(out, shard, plan, listings, paths, tick)
+            for listing, shard in left:
+                _write_shard(out, shard, plan, listing, paths[0], tick)
         manifest = {**plan, "source": {"kind": "folder", "dataset": str(root.resolve()),
                                        "images": len(paths),
                                        "fingerprint": _content_fingerprint(out, plan, root,
@@ -305,7 +305,7 @@ def records(dataset, **settings):
                         "pixels without file names")
     shaped = {**manifest["settings"], "image_size": manifest["image_shape"][:2],
               "channels": manifest["image_shape"][2]}
-    return image_files.records(source, **{**settings, **shaped})
+    return folder_records(source, **{**settings, **shaped})
 
 
 def _damaged_shard(folder, manifest):
@@ -403,11 +403,10 @@ def _new_plan(out, root, listings, class_names, listing_key, settings, shape, sh
     return plan
 
 
-def _write_shard(out, shard, plan, listings, paths, tick):
-    """Writes one shard under a temporary name, with its files' digests beside it, and renames
-    it: a shard that exists is whole."""
-    split = next(split for split in plan["splits"].values() if shard in split["shards"])
-    listing = listings[split["listing"]]
+def _write_shard(out, shard, plan, listing, first, tick):
+    """Writes one shard of the rows of ``listing`` under a temporary name, with its files'
+    digests beside it, and renames it: a shard that exists is whole. ``first`` is the folder's
+    first file, named when an image's shape differs."""
     index = {name: number for number, name in enumerate(plan["class_names"])}
     chosen = [listing[row] for row in shard["rows"]]
     settings = plan["settings"]
@@ -417,7 +416,7 @@ def _write_shard(out, shard, plan, listings, paths, tick):
         with tf.io.TFRecordWriter(str(partial)) as writer:
             for (digest, image), (_, label) in zip(decoded_files(
                     [path for path, _ in chosen], settings["image_size"], settings["channels"],
-                    settings["resize"], shape=tuple(plan["image_shape"]), first=paths[0]),
+                    settings["resize"], shape=tuple(plan["image_shape"]), first=first),
                     chosen):
                 writer.write(tf.train.Example(features=tf.train.Features(feature={
                     "image": tf.train.Feature(bytes_list=tf.train.BytesList(
@@ -445,7 +444,4 @@ def _content_fingerprint(out, plan, root, listings):
             kept = (out / (shard["file"] + ".sha256")).read_bytes()
             for number, row in enumerate(shard["rows"]):
                 digests[split["listing"]][row] = kept[32 * number:32 * (number + 1)]
-    return joined_fingerprint(
-        digest for name, listing in listings.items()
-        for digest in [part_digest(f"{name}/{path.relative_to(root)}".encode())
-                       for path, _ in listing] + digests[name])
+    return folder_fingerprint(root, listings, digests)
