@@ -10,6 +10,7 @@ of up to the learning rate (on the 500-200-100-10 default, up to 2.5e-3 after 64
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,7 +21,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_tfae
+from conftest import run_tfae, write_images
+from tfae.data import shards
 from tfae.distribute import (is_chief, make_strategy, reducible_logs, sum_across_workers,
                              worker_shard)
 from tfae.errors import TfaeError
@@ -115,6 +117,31 @@ def test_two_workers_train_what_one_process_trains(model, options, tmp_path):
     assert (tmp_path / "exported/1/saved_model.pb").is_file()  # by the chief, once
     assert sorted(path.name for path in tmp_path.iterdir()) == ["exported", "run", "single", "tmp"]
     assert not any((tmp_path / "tmp").iterdir())  # the other worker's folder is gone
+
+
+@pytest.mark.slow
+def test_two_workers_each_read_their_own_shards_of_a_prepared_folder(tmp_path):
+    write_images(tmp_path / "photos/cat", 60, seed=1)
+    write_images(tmp_path / "photos/dog", 60, seed=2)
+    prepared = shards.prepare(tmp_path / "photos", tmp_path / "prepared",
+                              shard_bytes=8 * 8 * 1 * 25)  # 97 training images in 4 shards
+    workers = start_workers(["fit", "--model", "deep", "--hidden", "16", "--latent-dim", "4",
+                             "--dataset", prepared, "--epochs", "2", "--batch-size", "8",
+                             "--strategy", "multi-worker", "--out", "run",
+                             "--export-dir", "exported"], tmp_path)
+    outputs = [process.communicate(timeout=300) for process in workers]
+    read = []
+    for process, (_, stderr) in zip(workers, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+        said = re.search(r"worker \d of 2 reads 48 images of 2 shard\(s\): (\S+), (\S+)\n", stderr)
+        read.append(set(said.groups()))
+    assert read[0].isdisjoint(read[1])
+    assert read[0] | read[1] == {path.name for path in prepared.glob("train-*.tfrecord")}
+    history = json.loads((tmp_path / "run/history.json").read_text())
+    assert len(history["loss"]) == 2 and all(np.isfinite(history["val_loss"]))
+    assert sorted(path.name for path in (tmp_path / "exported").iterdir()) == ["1"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["exported", "photos", "prepared",
+                                                                "run", "tmp"]
 
 
 @pytest.mark.slow

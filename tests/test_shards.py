@@ -6,6 +6,7 @@ they take the path a large folder takes, with several shards a split.
 
 import fcntl
 import json
+import pathlib
 import signal
 import subprocess
 import sys
@@ -79,6 +80,32 @@ def test_streamed_training_batches_are_shuffled_seeded_and_new_every_epoch(photo
     np.testing.assert_array_equal(first, again)
 
 
+def test_each_worker_reads_shards_of_its_own_and_as_many_images(photos, tmp_path):
+    prepared = shards.prepare(photos, tmp_path / "prepared", shard_bytes=IMAGE_BYTES * 5)
+    train = shards.load(prepared).train
+    assert train.counts == (5,) * 9 + (4,)  # 49 images, the shards equal to an image
+    in_order = _images(train)
+
+    first, second = train.part(2, 0), train.part(2, 1)  # ten shards, five each
+    assert first.files == train.files[:5] and second.files == train.files[5:]
+    assert first.count == second.count == 24
+    for moved in second.files:  # worker 1 reads without worker 2's shards
+        pathlib.Path(moved).rename(moved + ".away")
+    epochs = [_images(first, shuffle=True, seed=seed) for seed in (1, 2)]
+    for epoch in epochs:
+        assert len(epoch) == 24 and set(_rows(epoch)) <= set(_rows(in_order[:25]))
+    for moved in second.files:
+        pathlib.Path(moved + ".away").rename(moved)
+
+    thirds = [train.part(3, index) for index in range(3)]  # 10 shards do not divide by 3
+    assert [part.count for part in thirds] == [16, 16, 16]
+    np.testing.assert_array_equal(np.concatenate([_images(part) for part in thirds]),
+                                  in_order[:48])
+    assert thirds[1].files == train.files[3:7] and thirds[1].skip == 1
+    with pytest.raises(TfaeError, match="a split of 49 image.s. cannot be shared by 50 workers"):
+        train.part(50, 0)
+
+
 def test_a_prepared_folder_is_a_data_set_and_keeps_its_settings(photos, tmp_path):
     prepared = shards.prepare(photos, tmp_path / "prepared", image_size=(6, 4), channels=3)
     splits = data.load(str(prepared))
@@ -149,7 +176,7 @@ def test_a_preparation_killed_midway_keeps_its_finished_shards(photos, tmp_path)
     result = subprocess.run([sys.executable, "-c", killed], capture_output=True)
     assert result.returncode == -signal.SIGKILL
     finished = {path.name: path.stat().st_mtime_ns for path in out.glob("*.tfrecord")}
-    assert len(finished) == 3 and list(out.glob(".*.partial"))  # 24 images whole, 6 begun
+    assert len(finished) == 4 and list(out.glob(".*.partial"))  # 28 images whole, 2 begun
     assert not (out / shards.MANIFEST).exists()
     shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 8)
     assert {name: stamp for name, stamp in (

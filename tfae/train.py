@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from tfae.config import LOSSES, resolve
-from tfae.data import as_splits, load_config, pipeline
+from tfae.data import as_splits, load_config, pipeline, worker_pipeline
 from tfae.distribute import is_chief, is_multi_worker, make_strategy
 from tfae.errors import TfaeError
 from tfae.exports import export_saved_model
@@ -275,9 +275,10 @@ def _log_steps(history, logs_dir):
     writer.close()
 
 
-def training_batches(splits, spec, batch_size=None):
+def training_batches(splits, spec, batch_size=None, distributed=False):
     """The training and validation pipelines of a run's ``RunSpec``: corrupted inputs (fresh
-    every epoch in training, the same every epoch in validation) and clean targets.
+    every epoch in training, the same every epoch in validation) and clean targets; with
+    ``distributed``, made for ``Model.fit`` under the strategy in scope (``worker_pipeline``).
 
     Examples:
         >>> from tfae.config import FitConfig, resolve
@@ -288,10 +289,11 @@ def training_batches(splits, spec, batch_size=None):
         [(32, 28, 28, 1), (32, 28, 28, 1)]
     """
     batch_size = batch_size or spec.config.batch_size
-    train = pipeline(splits.train, batch_size, shuffle=True, seed=spec.config.seed,
-                     corruption=spec.corruption)
-    validation = pipeline(splits.validation, batch_size, seed=spec.config.seed + 1,
-                          corruption=spec.corruption, fresh_corruption=False)
+    make = worker_pipeline if distributed else pipeline
+    train = make(splits.train, batch_size, shuffle=True, seed=spec.config.seed,
+                 corruption=spec.corruption)
+    validation = make(splits.validation, batch_size, seed=spec.config.seed + 1,
+                      corruption=spec.corruption, fresh_corruption=False)
     return train, validation
 
 
@@ -368,7 +370,7 @@ def train_keras(model, splits, spec, callbacks=(), verbose=1, batch_size=None, *
         >>> train_keras(model, load("mnist", limit=512), spec, epochs=1)  # doctest: +SKIP
     """
     config = spec.config
-    train, validation = training_batches(splits, spec, batch_size)
+    train, validation = training_batches(splits, spec, batch_size, distributed=True)
     # TerminateOnNaN stops within the epoch whose loss diverges; the run's backup skips it.
     callbacks = [*callbacks, ProgressBar(), keras.callbacks.TerminateOnNaN()]
     if config.early_stopping:

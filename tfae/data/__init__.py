@@ -14,7 +14,8 @@ A source is a module with ``claims(dataset) -> bool``, ``load(dataset, **setting
 (settings as in ``tfae.config.DataConfig``) and ``records(dataset, split, **settings) ->
 Records``, every image with its name (``tfae.data.records``, for ``load_records``); a new source
 is a new module in ``SOURCES``.
-``pipeline`` (``tfae.data.pipeline``) makes training and evaluation batches from a split.
+``pipeline`` (``tfae.data.pipeline``) makes training and evaluation batches from a split;
+``worker_pipeline`` makes them for ``Model.fit`` under a multi-worker strategy.
 
 Examples:
     >>> from tfae import data
@@ -29,7 +30,7 @@ Examples:
 from tfae.config import DataConfig
 from tfae.data import arrays, catalog, folder, shards
 from tfae.data.arrays import as_splits
-from tfae.data.pipeline import pipeline
+from tfae.data.pipeline import pipeline, worker_pipeline
 from tfae.data.records import Records
 from tfae.data.splits import Splits
 from tfae.errors import TfaeError
@@ -37,7 +38,7 @@ from tfae.errors import TfaeError
 SOURCES = (shards, folder, arrays, catalog)  # the first that claims a dataset loads it
 
 __all__ = ["SOURCES", "Records", "Splits", "as_splits", "load", "load_config", "load_records",
-           "pipeline"]
+           "pipeline", "worker_pipeline"]
 
 
 def load(dataset="mnist", data_dir=None, limit=None, **settings):

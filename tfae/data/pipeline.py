@@ -13,10 +13,16 @@ Examples:
     TensorShape([64, 28, 28, 1])
 """
 
+import logging
+import pathlib
+
 import tensorflow as tf
 
 from tfae.data.shards import Shards
+from tfae.distribute import is_multi_worker
 from tfae.errors import TfaeError
+
+LOG = logging.getLogger("tfae")
 
 
 def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
@@ -67,13 +73,46 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     if not with_labels:
         dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
     # Under a multi-worker strategy each worker takes its part of every batch, the same seeded
-    # batches on every worker. Sharding a prepared folder's files instead would give workers
-    # unequal numbers of batches, where every synchronous step needs all of them.
+    # batches on every worker; a prepared folder's shards are divided by ``worker_pipeline``
+    # instead, which Keras does not shard again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # tf.data's autotuner left both cores idle for seconds at the start of some epochs (TF 2.21,
     # measured in docs/performance.md); gathers and elementwise noise need no tuning.
     options.autotune.enabled = False
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def worker_pipeline(dataset, batch_size, **options):
+    """``pipeline(dataset, batch_size, **options)`` for ``Model.fit`` under the strategy in
+    scope: under a multi-worker strategy a prepared split (``Shards``) is read by each worker
+    from its own shards (``Shards.part``), every worker as many images, in a
+    ``tf.distribute`` dataset; anything else is ``pipeline``'s, which Keras distributes.
+
+    ``batch_size`` is the global batch. Each worker shuffles and corrupts its images with a seed
+    of its own.
+
+    Examples:
+        >>> from tfae.data import load
+        >>> batches = worker_pipeline(load("mnist", limit=64).train, 32, shuffle=True)
+        >>> next(iter(batches))[0].shape
+        TensorShape([32, 28, 28, 1])
+    """
+    strategy = tf.distribute.get_strategy()
+    if not (isinstance(dataset, Shards) and is_multi_worker(strategy)):
+        return pipeline(dataset, batch_size, **options)
+
+    def per_worker(context):
+        workers, index = context.num_input_pipelines, context.input_pipeline_id
+        part = dataset.part(workers, index)
+        names = [pathlib.Path(file).name for file in part.files]
+        shown = names if len(names) <= 3 else [names[0], "...", names[-1]]
+        LOG.info(f"worker {index + 1} of {workers} reads {part.count:,} images of "
+                 f"{len(names)} shard(s): {', '.join(shown)}")
+        seed = options.get("seed", 0) + 1_000_003 * index
+        return pipeline(part, context.get_per_replica_batch_size(batch_size),
+                        **{**options, "seed": seed})
+
+    return strategy.distribute_datasets_from_function(per_worker)
 
 
 def _held_batches(dataset, batch_size, shuffle, seed):

@@ -72,7 +72,11 @@ class Shards:
         files: the shard files, in order.
         counts: the images in each shard.
         image_shape: ``(height, width, channels)``.
-        count: the images used, the first ``count`` in order (a ``limit``).
+        count: the images used: the ``count`` after the first ``skip`` in order (a ``limit``,
+            a worker's ``part``), or with ``any_of`` any ``count`` of the files' images.
+        skip: the images of ``files[0]`` before the first one used.
+        any_of: read every image of the files and keep ``count`` of them, a different few left
+            out every shuffled epoch.
 
     Examples:
         >>> shards = Shards(("train-00000.tfrecord",), (500,), (28, 28, 1), 100)  # doctest: +SKIP
@@ -84,6 +88,8 @@ class Shards:
     counts: tuple
     image_shape: tuple
     count: int
+    skip: int = 0
+    any_of: bool = False
 
     def cardinality(self):
         """The number of images, as ``tf.data.Dataset.cardinality`` gives it."""
@@ -92,8 +98,7 @@ class Shards:
     def dataset(self, shuffle=False, seed=0):
         """The images in order, or with ``shuffle`` in a new seeded order every epoch: shards
         in a shuffled order, ``INTERLEAVED_SHARDS`` read at once, through a buffer of
-        ``SHUFFLE_IMAGES``. A ``count`` short of the whole split reads only the shards it needs
-        and shuffles within them."""
+        ``SHUFFLE_IMAGES``."""
         return self._records(shuffle, seed).map(self._parsed,
                                                 num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -103,31 +108,79 @@ class Shards:
         return self._records(shuffle, seed).batch(batch_size).map(
             self._parsed_batch, num_parallel_calls=tf.data.AUTOTUNE)
 
-    def _records(self, shuffle, seed):
-        needed = self._shards_needed()
-        files = tf.data.Dataset.from_tensor_slices(list(self.files[:needed]))
-        whole = self.count == sum(self.counts)
-        if shuffle and whole:
-            files = files.shuffle(needed, seed=seed, reshuffle_each_iteration=True)
-        records = files.interleave(
-            tf.data.TFRecordDataset, cycle_length=min(needed, INTERLEAVED_SHARDS) if shuffle
-            and whole else 1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if not whole:
-            records = records.take(self.count)
-        if shuffle:
-            records = records.shuffle(min(self.count, SHUFFLE_IMAGES), seed=seed,
-                                      reshuffle_each_iteration=True)
-        # Known, so that Keras knows an epoch's steps (a split cut short by a limit ended
-        # validation early, with a warning, where the size was unknown).
-        return records.apply(tf.data.experimental.assert_cardinality(self.count))
-
     def limited(self, limit):
         """These shards' first ``limit`` images (all for ``None``)."""
         return dataclasses.replace(self, count=min(self.count, limit or self.count))
 
-    def _shards_needed(self):
-        return int(np.searchsorted(np.cumsum(self.counts), self.count) + 1) if self.count \
-            else 1
+    def part(self, workers, index):
+        """The images worker ``index`` of ``workers`` reads, every worker as many, from shards
+        of its own.
+
+        When the split is whole and its shards divide among the workers, each worker takes as
+        many whole shards (which the plan makes equal to an image): the shards of the workers
+        are disjoint, and a worker with an image more than the others leaves a different one
+        out every shuffled epoch. Otherwise each worker takes the next ``count // workers``
+        images in order: a shard at the border of two workers' images is read by both, each
+        its own images of it.
+
+        Examples:
+            >>> split = Shards(("a", "b", "c", "d"), (5, 5, 4, 4), (8, 8, 1), 18)
+            >>> [(part.files, part.count) for part in (split.part(2, 0), split.part(2, 1))]
+            [(('a', 'b'), 8), (('c', 'd'), 8)]
+            >>> split.part(3, 1)
+            Shards(files=('b', 'c'), counts=(5, 4), image_shape=(8, 8, 1), count=6, skip=1, any_of=False)
+        """
+        each = self.count // workers
+        if not each:
+            raise TfaeError(f"a split of {self.count} image(s) cannot be shared by {workers} "
+                            "workers")
+        if not self.skip and self.count == sum(self.counts) and len(self.files) % workers == 0:
+            per_worker = len(self.files) // workers
+            mine = slice(index * per_worker, (index + 1) * per_worker)
+            each = min(sum(self.counts[worker * per_worker:(worker + 1) * per_worker])
+                       for worker in range(workers))
+            return dataclasses.replace(self, files=self.files[mine], counts=self.counts[mine],
+                                       count=each, any_of=True)
+        start = self.skip + index * each
+        ends = np.cumsum(self.counts)
+        first = int(np.searchsorted(ends, start, side="right"))
+        last = int(np.searchsorted(ends, start + each, side="left")) + 1
+        return dataclasses.replace(
+            self, files=self.files[first:last], counts=self.counts[first:last],
+            skip=start - (int(ends[first - 1]) if first else 0), count=each, any_of=False)
+
+    def _segments(self):
+        """``(file, skip, take)`` of each shard read."""
+        segments, skip, left = [], self.skip, self.count
+        for file, count in zip(self.files, self.counts):
+            take = count - skip if self.any_of else min(count - skip, left)
+            if take <= 0:
+                break
+            segments.append((file, skip, take))
+            skip, left = 0, left - take
+        return segments
+
+    def _records(self, shuffle, seed):
+        segments = self._segments()
+        if not segments:
+            return tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
+        files, skips, takes = (list(column) for column in zip(*segments))
+        parts = tf.data.Dataset.from_tensor_slices(
+            (files, tf.constant(skips, tf.int64), tf.constant(takes, tf.int64)))
+        if shuffle:
+            parts = parts.shuffle(len(segments), seed=seed, reshuffle_each_iteration=True)
+        records = parts.interleave(
+            lambda file, skip, take: tf.data.TFRecordDataset(file).skip(skip).take(take),
+            cycle_length=min(len(segments), INTERLEAVED_SHARDS) if shuffle else 1,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if shuffle:
+            records = records.shuffle(min(self.count, SHUFFLE_IMAGES), seed=seed,
+                                      reshuffle_each_iteration=True)
+        if self.any_of:
+            records = records.take(self.count)
+        # Known, so that Keras knows an epoch's steps (a split cut short by a limit ended
+        # validation early, with a warning, where the size was unknown).
+        return records.apply(tf.data.experimental.assert_cardinality(self.count))
 
     def _parsed(self, record):
         example = tf.io.parse_single_example(record, _FEATURES)
@@ -392,10 +445,11 @@ def _new_plan(out, root, listings, class_names, listing_key, settings, shape, sh
             "train" if test_count is not None else "all")
         taken = [int(row) for row in rows[name]]
         count = max(1, math.ceil(len(taken) / per_shard))
+        # Shards of a split equal to an image, so that workers given as many shards read as
+        # many images (Shards.part).
         splits[name] = {"listing": listing, "images": len(taken), "shards": [
-            {"file": f"{name}-{number:05d}-of-{count:05d}.tfrecord",
-             "rows": taken[number * per_shard:(number + 1) * per_shard]}
-            for number in range(count)]}
+            {"file": f"{name}-{number:05d}-of-{count:05d}.tfrecord", "rows": chunk.tolist()}
+            for number, chunk in enumerate(np.array_split(np.array(taken, int), count))]}
     plan = {"format": FORMAT, "name": root.name, "listing": listing_key, "settings": settings,
             "shard_bytes": shard_bytes, "image_shape": list(shape),
             "class_names": list(class_names), "splits": splits}
