@@ -290,7 +290,8 @@ def _data_options(help=MEASURED_DATA_HELP):
               help="Write the metrics to this JSON file instead.")
 @click.option("--probe-limit", type=click.IntRange(min=0),
               help="Fit the probes and baselines on a seeded sample of N training images (0: "
-              "all; default: all, or 20,000 of a folder streamed from shards).")
+              "all; default: all, or 20,000 of a folder streamed from shards, whose codes are "
+              "also scored on N test images).")
 @_output_options
 @_clear_errors
 def evaluate(path, as_json, out_file, probe_limit, quiet, verbose, **data_settings):

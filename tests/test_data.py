@@ -94,6 +94,29 @@ def test_limit_caps_every_split(mnist):
     assert mnist.image_shape == (28, 28, 1) and mnist.num_classes == 10
 
 
+def test_a_tfds_data_set_past_the_memory_budget_streams_from_tfds_files():
+    streamed = data.load("mnist", limit=300, memory_budget=1e-9)
+    assert all(isinstance(getattr(streamed, split), catalog.TfdsSplit)
+               for split in ("train", "validation", "test"))
+
+    def images(split, **options):
+        return np.concatenate([inputs.numpy() for inputs, _ in data.pipeline(split, 64,
+                                                                             **options)])
+
+    held = data.load("mnist", limit=300)
+    assert streamed.source == held.source and streamed.image_shape == held.image_shape
+    for split in ("train", "validation", "test"):  # the same images, in the same order
+        np.testing.assert_array_equal(images(getattr(streamed, split)),
+                                      images(getattr(held, split)))
+    shuffled = data.pipeline(streamed.train, 64, shuffle=True, seed=1)
+    first, second = (np.concatenate([inputs.numpy() for inputs, _ in shuffled]) for _ in "12")
+    in_order = images(held.train)
+    assert not np.array_equal(first, in_order) and not np.array_equal(first, second)
+    assert sorted(map(bytes, first.reshape(300, -1))) == sorted(map(bytes,  # once an epoch
+                                                                    in_order.reshape(300, -1)))
+    np.testing.assert_array_equal(first, images(streamed.train, shuffle=True, seed=1))
+
+
 def test_pipeline_gives_float_images_in_unit_range(mnist):
     inputs, targets, labels = next(iter(data.pipeline(mnist.test, 100, with_labels=True)))
     assert inputs.shape == (100, 28, 28, 1) and inputs.dtype.name == "float32"

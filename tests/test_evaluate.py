@@ -131,6 +131,47 @@ def test_a_streamed_split_fits_its_probes_on_a_sample(monkeypatch, tmp_path):
     assert Measuring(None, held).probe_images is held.train  # held in memory: every image
 
 
+def test_a_streamed_test_split_is_reconstructed_whole_and_its_codes_scored_on_a_sample(
+        monkeypatch, tmp_path):
+    from conftest import write_images
+    from tfae import measurements
+    from tfae.data import load
+    from tfae.evaluation import Endpoints
+    from tfae.families import build_model
+    from tfae.measurements import Measuring, get_measurement
+
+    write_images(tmp_path / "photos/a", 60)
+    write_images(tmp_path / "photos/b", 60, seed=1)
+    held = load(str(tmp_path / "photos"))
+    streamed = load(str(tmp_path / "photos"), memory_budget=1e-9,
+                    prepared_dir=str(tmp_path / "prepared"))
+    model = build_model("deep", (8, 8, 1), hidden=(16,), latent_dim=4)
+    endpoints = Endpoints(encode=model.encoder, reconstruct=model, image_shape=(8, 8, 1),
+                          parameters=model.count_params(), training_seconds=None,
+                          decode=model.decoder)
+    monkeypatch.setattr(measurements, "STREAMED_PROBE_IMAGES", 5)
+    measured = {}
+    for name, splits in (("held", held), ("streamed", streamed)):
+        measuring = Measuring(endpoints, splits, batch_size=4)
+        measured[name] = {key: get_measurement(key).measure(measuring)
+                          for key in ("reconstruction", "denoising")}
+        measured[name]["scored"] = len(measuring.test.codes)
+        measured[name]["notes"] = measuring.notes
+    for key in ("reconstruction", "denoising"):  # every one of the 12 test images, either way
+        np.testing.assert_allclose(flat_numbers(measured["streamed"][key]),
+                                   flat_numbers(measured["held"][key]), rtol=1e-6)
+    assert measured["held"]["scored"] == 12 and measured["streamed"]["scored"] == 5
+    assert "a seeded sample of 5 of the 12 test images" in " ".join(measured["streamed"]["notes"])
+    assert measured["held"]["notes"] == []
+
+
+def flat_numbers(value):
+    """A measurement's numbers, nested dictionaries flattened in key order."""
+    if isinstance(value, dict):
+        return [number for key in sorted(value) for number in flat_numbers(value[key])]
+    return [value]
+
+
 def test_metrics_are_sensible(run_metrics):
     metrics = run_metrics
     assert metrics["test_images"] == 500 and metrics["training_seconds"] > 0

@@ -57,7 +57,8 @@ class DataConfig:
             by a fixed seed, for testing.
         limit: use the first ``limit`` images of each split only.
         memory_budget: decoded GB above which a folder is prepared into shards and streamed
-            (``tfae.data.shards``); ``None``: a quarter of the machine's memory.
+            (``tfae.data.shards``), and a tfds data set streamed from tfds' own files;
+            ``None``: a quarter of the machine's memory.
         prepared_dir: where such folders are prepared; ``None``: ``~/.cache/tfae/prepared``.
 
     Examples:
@@ -85,7 +86,8 @@ class DataConfig:
     limit: int | None = option(None, "Use the first N images of each split only.", minimum=1)
     memory_budget: float | None = option(
         None, "A folder whose decoded images pass this many GB is prepared once into shards on "
-        "disk and streamed (default: a quarter of this machine's memory).", above=0)
+        "disk and streamed, a tfds data set streamed from its own files (default: a quarter of "
+        "this machine's memory).", above=0)
     prepared_dir: str | None = option(None, "Where folders are prepared into shards (default: "
                                       "~/.cache/tfae/prepared).")
 

@@ -314,7 +314,8 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     metrics = {"dataset": splits.name, "data": splits.source, "limit": measured.settings["limit"],
                "settings": measured.settings, "train_images": int(splits.train.cardinality()),
                "probe_images": int(measuring.probe_images.cardinality()),
-               "test_images": len(measuring.test.targets),
+               "test_images": int(splits.test.cardinality()),
+               "scored_test_images": int(measuring.test_images.cardinality()),
                "parameters": endpoints.parameters, "training_seconds": endpoints.training_seconds}
     for measurement in measurements():
         if measurement.colour and not measuring.colour:

@@ -218,6 +218,33 @@ def psnr(reference, images):
     return float(np.mean(10 * np.log10(1.0 / errors)))
 
 
+def batch_errors(inputs, targets, reconstructions):
+    """A batch's sums, in float64: the reconstructions' squared errors and binary cross-entropies
+    (clipped as Keras clips them) over every pixel, and its images' PSNRs (``psnr``) of the
+    reconstructions and of the inputs, all against the targets.
+
+    Examples:
+        >>> sums = batch_errors(np.zeros((1, 4)), np.zeros((1, 4)), np.full((1, 4), 0.1))
+        >>> round(float(sums["squared_error"]), 4), round(float(sums["input_psnr"]))
+        (0.04, 100)
+    """
+    inputs, targets, reconstructions = (tf.cast(tensor, tf.float64)
+                                        for tensor in (inputs, targets, reconstructions))
+    axes = list(range(1, len(targets.shape)))
+    squared = tf.square(reconstructions - targets)
+    clipped = tf.clip_by_value(reconstructions, 1e-7, 1 - 1e-7)
+
+    def image_psnrs(images):
+        errors = tf.maximum(tf.reduce_mean(tf.square(images - targets), axis=axes), 1e-10)
+        return tf.reduce_sum(10 * tf.math.log(1.0 / errors) / tf.math.log(tf.constant(10.0,
+                                                                                     tf.float64)))
+
+    return {"squared_error": tf.reduce_sum(squared),
+            "cross_entropy": -tf.reduce_sum(targets * tf.math.log(clipped)
+                                            + (1 - targets) * tf.math.log(1 - clipped)),
+            "psnr": image_psnrs(reconstructions), "input_psnr": image_psnrs(inputs)}
+
+
 def fit_probes(train_codes, train_labels, test_labels, progress=None, of="codes"):
     """The linear and kNN probes fitted on the labelled training codes, or ``None`` and why not.
 

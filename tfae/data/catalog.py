@@ -15,6 +15,7 @@ Examples:
 """
 
 import contextlib
+import dataclasses
 import math
 import os
 import gzip
@@ -38,7 +39,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfae.data.records import Records, chosen_parts, numbered_ids
-from tfae.data.splits import Splits, conform, fingerprint, validation_start
+from tfae.data.shards import SHUFFLE_IMAGES, budget_bytes
+from tfae.data.splits import Splits, Streamed, conform, fingerprint, validation_start
 from tfae.errors import TfaeError
 
 LOG = logging.getLogger("tfae")  # the command line shows its info lines unless --quiet
@@ -253,11 +255,48 @@ def claims(dataset):
     return True
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class TfdsSplit(Streamed):
+    """A split of a tfds data set read from tfds' own files as it is used (a ``Streamed``
+    split): for data sets whose decoded images pass the memory budget.
+
+    Attributes:
+        builder: the prepared tfds builder.
+        split: tfds' split, such as ``train[:54000]``.
+        count: its number of images.
+        label: the ``ClassLabel`` feature, or ``None``.
+        shaping: ``(image_size, channels, resize)`` for ``conform``.
+
+    Examples:
+        >>> split = load("mnist", limit=100, memory_budget=1e-9).test
+        >>> split.split, split.count
+        ('test[:100]', 100)
+    """
+
+    builder: object
+    split: str
+    count: int
+    label: object
+    shaping: tuple
+
+    def dataset(self, shuffle=False, seed=0):
+        """The images in tfds' order, or with ``shuffle`` in a new seeded order every epoch:
+        tfds' files in a shuffled order, through a buffer of ``SHUFFLE_IMAGES``."""
+        images = _decoded(self.builder, self.split, self.label, *self.shaping, shuffle=shuffle,
+                          seed=seed)
+        if shuffle:
+            images = images.shuffle(min(self.count, SHUFFLE_IMAGES), seed=seed,
+                                    reshuffle_each_iteration=True)
+        return images.apply(tf.data.experimental.assert_cardinality(self.count))
+
+
 def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None,
-         resize="stretch", limit=None, validation_fraction=None, **_):
+         resize="stretch", limit=None, validation_fraction=None, memory_budget=None, **_):
     """Loads a tfds image data set's train, validation and test splits.
 
-    The validation split is the end of tfds' ``train`` split, so the two never overlap.
+    The validation split is the end of tfds' ``train`` split, so the two never overlap. Splits
+    whose decoded images pass ``memory_budget`` GB (``tfae.data.shards.budget_bytes``) are
+    ``TfdsSplit``s, streamed from tfds' files: tfds keeps a data set in shards already.
 
     Args:
         name: a tfds image data set, such as ``mnist``, ``fashion_mnist`` or ``kmnist``.
@@ -267,6 +306,7 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
             (``tfae.data.splits.conform``).
         limit: if given, keep only the first ``limit`` images of each split.
         validation_fraction: the share of tfds' ``train`` split held out for validation.
+        memory_budget: decoded GB above which the splits are streamed.
 
     Returns:
         A ``Splits``.
@@ -293,9 +333,15 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
         return _decoded(builder, tfds_split, label, image_size, channels, resize)
 
     stored = pathlib.Path(builder.data_dir) / DECODED_FOLDER
+    shape = (*(image_size or image_shape[:2]), channels or image_shape[2])
+    taken = (train_size, validation_size, test_size)
+    if sum(taken) * math.prod(shape) > budget_bytes(memory_budget):
+        datasets = {split: TfdsSplit(builder, tfds_split, count, label,
+                                     (image_size, channels, resize))
+                    for (split, tfds_split), count in zip(split_names.items(), taken)}
     # Even a --limit run decodes the whole of a small data set once (docs/performance.md), so that
     # every later run, and each trial of a search, reads it instead.
-    if _keeps_decoded(image_shape, image_size, channels, sizes):
+    elif _keeps_decoded(image_shape, image_size, channels, sizes):
         arrays = {split: stored_split(stored, split, splits[split].num_examples, lambda split=split:
                                       _as_arrays(decoded(split))) for split in ("train", "test")}
         bounds = {"train": ("train", 0, train_size), "test": ("test", 0, test_size),
@@ -376,14 +422,17 @@ def _image_builder(name, data_dir, manual_dir, image_size):
     return builder, image_shape, label if isinstance(label, tfds.features.ClassLabel) else None
 
 
-def _decoded(builder, tfds_split, label, image_size=None, channels=None, resize="stretch"):
+def _decoded(builder, tfds_split, label, image_size=None, channels=None, resize="stretch",
+             shuffle=False, seed=0):
     """tfds' ``tfds_split`` as ``(image, label)``, shaped (``conform``); labels -1 without a
-    ``label`` feature."""
+    ``label`` feature; with ``shuffle`` its files in a seeded order, new every epoch."""
     def example(record):
         image = conform(record["image"], image_size, channels, resize)
         return image, record["label"] if label else tf.constant(-1, tf.int64)
 
-    return builder.as_dataset(split=tfds_split, shuffle_files=False).map(
+    read_config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=True)
+    return builder.as_dataset(split=tfds_split, shuffle_files=shuffle,
+                              read_config=read_config).map(
         example, num_parallel_calls=tf.data.AUTOTUNE)
 
 

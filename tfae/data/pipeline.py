@@ -1,8 +1,8 @@
 """``pipeline``: a split of ``Splits`` as batches for training and evaluation, all ``tf.data`` ops.
 
-It holds the split in memory as tensors (or streams a prepared one, ``tfae.data.shards``),
-batches, shuffles (seeded), converts to float32 in [0, 1], corrupts (``tfae.corruptions``) and
-prefetches.
+It holds the split in memory as tensors (or streams one too large to hold,
+``tfae.data.splits.Streamed``), batches, shuffles (seeded), converts to float32 in [0, 1],
+corrupts (``tfae.corruptions``) and prefetches.
 
 Examples:
     >>> from tfae.data import load, pipeline
@@ -19,6 +19,7 @@ import pathlib
 import tensorflow as tf
 
 from tfae.data.shards import Shards
+from tfae.data.splits import Streamed
 from tfae.distribute import is_multi_worker
 from tfae.errors import TfaeError
 
@@ -35,7 +36,7 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
 
     Args:
         dataset: an unbatched split of ``(image, label)``, uint8 images or float ones in [0, 1],
-            or ``tfae.data.shards.Shards``.
+            or a ``tfae.data.splits.Streamed`` one, read as it is used.
         batch_size: images per batch.
         shuffle: reshuffle each epoch, seeded by ``seed``.
         seed: seeds the shuffle and the corruption.
@@ -53,7 +54,7 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     if batch_size < 1:
         raise TfaeError(f"--batch-size must be positive, got {batch_size}")
     options = tf.data.Options()
-    if isinstance(dataset, Shards):  # a prepared folder, streamed
+    if isinstance(dataset, Streamed):  # a prepared folder or a large tfds data set
         dataset = dataset.batches(batch_size, shuffle=shuffle, seed=seed)
     else:
         dataset = _held_batches(dataset, batch_size, shuffle, seed)

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from tfae.data.image_files import decoded_files, folder_fingerprint, listed, quiet
 from tfae.data.image_files import records as folder_records
-from tfae.data.splits import Splits, fingerprint, split_rows
+from tfae.data.splits import Splits, Streamed, fingerprint, split_rows
 from tfae.errors import TfaeError
 from tfae.files import read_json, write_json
 
@@ -60,13 +60,10 @@ _FEATURES = {"image": tf.io.FixedLenFeature([], tf.string),
 
 
 @dataclasses.dataclass(frozen=True)
-class Shards:
+class Shards(Streamed):
     """One prepared split: its shard files, read in order as an unbatched ``tf.data.Dataset`` of
-    ``(uint8 image, int64 label)``, or shuffled by ``dataset(shuffle=True)``.
-
-    It stands in for a split's ``tf.data.Dataset`` in ``Splits``: ``cardinality()`` is its
-    number of images, and any other dataset method (``take``, ``shard``, ``element_spec``)
-    applies to ``dataset()``.
+    ``(uint8 image, int64 label)``, or shuffled by ``dataset(shuffle=True)``; a ``Streamed``
+    split.
 
     Attributes:
         files: the shard files, in order.
@@ -90,10 +87,6 @@ class Shards:
     count: int
     skip: int = 0
     any_of: bool = False
-
-    def cardinality(self):
-        """The number of images, as ``tf.data.Dataset.cardinality`` gives it."""
-        return tf.constant(self.count, tf.int64)
 
     def dataset(self, shuffle=False, seed=0):
         """The images in order, or with ``shuffle`` in a new seeded order every epoch: shards
@@ -191,14 +184,6 @@ class Shards:
         examples = tf.io.parse_example(records, _FEATURES)
         pixels = tf.io.decode_raw(examples["image"], tf.uint8)
         return tf.reshape(pixels, [-1, *self.image_shape]), examples["label"]
-
-    def __iter__(self):
-        return iter(self.dataset())
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.dataset(), name)
 
 
 def claims(dataset):

@@ -63,6 +63,40 @@ class Splits:
         return self.num_classes > 0
 
 
+class Streamed:
+    """A split read from its files as it is used, never held whole: a prepared folder's
+    (``tfae.data.shards.Shards``) or a tfds data set's past the memory budget
+    (``tfae.data.catalog.TfdsSplit``). ``tfae.data.pipeline`` streams it.
+
+    A subclass has ``count``, its number of images, and ``dataset(shuffle, seed)``, the images
+    in order or shuffled anew every epoch; it may read faster ``batches``. It stands in for a
+    split's ``tf.data.Dataset``: ``cardinality()`` is ``count``, and any other dataset method
+    (``take``, ``shard``, ``element_spec``) applies to ``dataset()``.
+
+    Examples:
+        >>> from tfae.data import load
+        >>> streamed = load("mnist", limit=64, memory_budget=1e-9).train
+        >>> isinstance(streamed, Streamed), int(streamed.cardinality())
+        (True, 64)
+    """
+
+    def cardinality(self):
+        """The number of images, as ``tf.data.Dataset.cardinality`` gives it."""
+        return tf.constant(self.count, tf.int64)
+
+    def batches(self, batch_size, shuffle=False, seed=0):
+        """``dataset(shuffle, seed)`` in batches of ``(images, labels)``."""
+        return self.dataset(shuffle, seed).batch(batch_size)
+
+    def __iter__(self):
+        return iter(self.dataset())
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.dataset(), name)
+
+
 def fingerprint(*parts):
     """A short hex digest of byte strings or numpy arrays (their dtype, shape and contents, hashed
     where they lie, not copied), for telling data sets apart.

@@ -20,6 +20,7 @@ Examples:
 
 import dataclasses
 import functools
+import math
 
 from tfae.registry import Registry
 
@@ -63,7 +64,8 @@ class Measurement:
 class Collected:
     """A split run through the model: its (corrupted) inputs, clean targets, codes,
     reconstructions of the inputs (``None`` where not asked for), and labels, as read-only numpy
-    arrays (tensors where ``Measuring.collect`` was asked for them).
+    arrays (tensors where ``Measuring.collect`` was asked for them); and ``errors``, the
+    reconstructions' errors summed over every image (``Errors``).
 
     Examples:
         >>> noisy = measuring.collect(measuring.splits.test, "gaussian:0.5")  # doctest: +SKIP
@@ -76,6 +78,42 @@ class Collected:
     codes: object
     reconstructions: object
     labels: object
+    errors: object = None
+
+
+@dataclasses.dataclass
+class Errors:
+    """Sums over the images of a split, batch by batch, so that a split too large to hold is
+    measured whole: squared errors and binary cross-entropies of the reconstructions over every
+    pixel, and every image's PSNR of its reconstruction and of its (corrupted) input.
+
+    Examples:
+        >>> errors = Errors(images=2, pixels=8, squared_error=0.08, cross_entropy=1.6,
+        ...                 psnr=40.0, input_psnr=30.0)
+        >>> errors.mean("squared_error"), errors.mean("psnr")
+        (0.01, 20.0)
+    """
+
+    images: int = 0
+    pixels: int = 0
+    squared_error: float = 0.0
+    cross_entropy: float = 0.0
+    psnr: float = 0.0
+    input_psnr: float = 0.0
+
+    def mean(self, name):
+        """``name``'s mean: over pixels for the errors, over images for the PSNRs."""
+        per_pixel = name in ("squared_error", "cross_entropy")
+        return getattr(self, name) / (self.pixels if per_pixel else self.images)
+
+    def add(self, inputs, targets, reconstructions):
+        """Adds a batch's sums (tensors of images in [0, 1])."""
+        from tfae.probes import batch_errors
+
+        for name, value in batch_errors(inputs, targets, reconstructions).items():
+            setattr(self, name, getattr(self, name) + float(value))
+        self.images += int(targets.shape[0])
+        self.pixels += math.prod(targets.shape)
 
 
 class Measuring:
@@ -88,7 +126,7 @@ class Measuring:
         progress: a ``tfae.progress.Progress`` that shows each part as a stage (default: none).
         probe_limit: fit the probes and baselines on a seeded sample of this many training
             images; ``None``: every image of a split held in memory, ``STREAMED_PROBE_IMAGES``
-            of a streamed one (``tfae.data.shards``); 0: every image.
+            of a streamed one (``tfae.data.splits.Streamed``); 0: every image.
 
     Attributes:
         notes: sentences for ``metrics.json``'s ``notes`` (why a measurement was left out).
@@ -125,30 +163,36 @@ class Measuring:
                         fresh_corruption=False)
 
     def collect(self, split, corruption=None, reconstruct=True, images=True, name=None,
-                tensors=False):
+                tensors=False, keep=True):
         """``split`` (corrupted by the spec ``corruption``) run through the model: ``Collected``,
         with the reconstructions only if ``reconstruct`` and the images only if ``images``, as
         read-only numpy arrays or, with ``tensors``, as tensors; a stage of ``progress``
-        named ``name`` (default: after the corruption)."""
+        named ``name`` (default: after the corruption). With ``reconstruct`` its ``errors``
+        are summed over every image; without ``keep`` they are all it holds (one batch in memory
+        at a time)."""
         import numpy as np
         import tensorflow as tf
 
         name = name or f"{corruption or 'clean'} test images through the model"
         count = int(split.cardinality())
         parts = {"inputs": [], "targets": [], "codes": [], "reconstructions": [], "labels": []}
+        errors = Errors() if reconstruct else None
         with self.progress.stage(name, total=-(-count // self.batch_size), unit="batch") as tick:
             for noisy, clean, labels in self.batches(split, corruption):
                 codes = self.endpoints.encode(noisy)
-                parts["codes"].append(codes)
-                parts["labels"].append(labels)
-                if images:  # without corruption the inputs are the targets: one array serves both
+                if reconstruct:  # from the codes when the model can: one pass, not two
+                    reconstructions = (self.endpoints.decode(codes) if self.endpoints.decode
+                                       else self.endpoints.reconstruct(noisy))
+                    errors.add(noisy, clean, reconstructions)
+                if keep:
+                    parts["codes"].append(codes)
+                    parts["labels"].append(labels)
+                    if reconstruct:
+                        parts["reconstructions"].append(reconstructions)
+                if keep and images:  # uncorrupted, the inputs are the targets: one array serves
                     parts["inputs"].append(noisy)
                     if corruption is not None:
                         parts["targets"].append(clean)
-                if reconstruct:  # from the codes when the model can: one pass, not two
-                    parts["reconstructions"].append(
-                        self.endpoints.decode(codes) if self.endpoints.decode
-                        else self.endpoints.reconstruct(noisy))
                 tick()
         # Kept as tensors and joined by TensorFlow, they become numpy arrays without a copy (a
         # numpy array turned into a tensor is copied twice over).
@@ -159,31 +203,59 @@ class Measuring:
                       for key, value in joined.items()}
         if joined["targets"] is None:
             joined["targets"] = joined["inputs"]
-        return Collected(**joined)
+        return Collected(**joined, errors=errors)
+
+    def errors(self, corruption=None, name=None):
+        """``Errors`` of the whole test split's reconstructions (corrupted by the spec
+        ``corruption``): those of ``test`` when it holds the whole split, else streamed."""
+        if corruption is None and self.test_images is self.splits.test:
+            return self.test.errors
+        return self.collect(self.splits.test, corruption, name=name, keep=False).errors
+
+    def sample(self, split, limit, of, used):
+        """``split``, or a seeded sample of ``limit`` of its images held as tensors (read once:
+        every measurement sees the same images), said in the notes: ``used`` (what was measured
+        on it) a sample of the ``of`` images."""
+        import tensorflow as tf
+
+        from tfae.data.splits import Streamed
+
+        count = int(split.cardinality())
+        if not limit or limit >= count:
+            return split
+        with self.progress.stage(f"{of} images: a seeded sample of {limit:,}"):
+            shuffled = (split.dataset(shuffle=True, seed=SEED) if isinstance(split, Streamed)
+                        else split.shuffle(count, seed=SEED))
+            images, labels = shuffled.take(limit).batch(limit).get_single_element()
+        self.notes.append(f"{used} a seeded sample of {limit:,} of the {count:,} {of} images")
+        return tf.data.Dataset.from_tensor_slices((images, labels))
 
     @functools.cached_property
     def probe_images(self):
         """The training images the probes and baselines are fitted on: the training split, or
-        a seeded sample of ``probe_limit`` of them, held as tensors (read once, so the codes and
-        the pixels are of the same images)."""
-        import tensorflow as tf
+        a seeded sample of ``probe_limit`` of them (``sample``)."""
+        from tfae.data.splits import Streamed
 
-        from tfae.data.shards import Shards
-
-        split = self.splits.train
-        count = int(split.cardinality())
         limit = self.probe_limit
-        if limit is None and isinstance(split, Shards):
+        if limit is None and isinstance(self.splits.train, Streamed):
             limit = STREAMED_PROBE_IMAGES
-        if not limit or limit >= count:
-            return split
-        with self.progress.stage(f"training images: a seeded sample of {limit:,}"):
-            shuffled = (split.dataset(shuffle=True, seed=SEED) if isinstance(split, Shards)
-                        else split.shuffle(count, seed=SEED))
-            images, labels = shuffled.take(limit).batch(limit).get_single_element()
-        self.notes.append(f"the probes and baselines were fitted on a seeded sample of {limit:,} "
-                          f"of the {count:,} training images")
-        return tf.data.Dataset.from_tensor_slices((images, labels))
+        return self.sample(self.splits.train, limit, "training",
+                           "the probes and baselines were fitted on")
+
+    @functools.cached_property
+    def test_images(self):
+        """The test images the probes, baselines and other measures of codes are scored on:
+        the test split, or of a streamed one (``tfae.data.splits.Streamed``) a seeded sample of
+        ``probe_limit`` (default ``STREAMED_PROBE_IMAGES``). Reconstruction and denoising
+        (``errors``) cover the whole split either way."""
+        from tfae.data.splits import Streamed
+
+        if not isinstance(self.splits.test, Streamed):
+            return self.splits.test
+        return self.sample(self.splits.test, STREAMED_PROBE_IMAGES if self.probe_limit is None
+                           else self.probe_limit, "test", "the probes, baselines, occlusion, "
+                           "Jacobian and manifold measures were scored on (reconstruction and "
+                           "denoising on every test image)")
 
     @functools.cached_property
     def train(self):
@@ -194,8 +266,8 @@ class Measuring:
 
     @functools.cached_property
     def test(self):
-        """The test split through the model."""
-        return self.collect(self.splits.test, name="test images: encoding and reconstructing")
+        """The test images (``test_images``) through the model."""
+        return self.collect(self.test_images, name="test images: encoding and reconstructing")
 
     @functools.cached_property
     def probe_accuracies(self):

@@ -11,12 +11,8 @@ from tfae.measurements import Measurement, register_measurement
 
 
 def _measure(measuring):
-    from tfae.probes import psnr
-
-    grey = measuring.collect(measuring.splits.test, "grayscale",
-                             name="colorization: reconstructing grayscale images")
-    return {"grayscale_psnr": psnr(grey.targets, grey.inputs),
-            "colorized_psnr": psnr(grey.targets, grey.reconstructions)}
+    errors = measuring.errors("grayscale", name="colorization: reconstructing grayscale images")
+    return {"grayscale_psnr": errors.mean("input_psnr"), "colorized_psnr": errors.mean("psnr")}
 
 
 def _rows(value):

@@ -17,14 +17,11 @@ REPORTED = "gaussian:0.5"  # the noise of the report's column and goals
 
 
 def _measure(measuring):
-    from tfae.probes import psnr
-
     value = {}
     for spec in SPECS:
-        noisy = measuring.collect(measuring.splits.test, spec,
-                                  name=f"denoising {spec}: reconstructing")
-        value[spec] = {"noisy_psnr": psnr(noisy.targets, noisy.inputs),
-                       "reconstruction_psnr": psnr(noisy.targets, noisy.reconstructions)}
+        errors = measuring.errors(spec, name=f"denoising {spec}: reconstructing")
+        value[spec] = {"noisy_psnr": errors.mean("input_psnr"),
+                       "reconstruction_psnr": errors.mean("psnr")}
     return value
 
 

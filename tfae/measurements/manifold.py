@@ -103,7 +103,7 @@ def _measure(measuring):
     _, pixel_classifier = measuring.baselines
     if not pixel_classifier:
         return None
-    starts = measuring.collect(measuring.splits.test.take(STARTS), NOISE,
+    starts = measuring.collect(measuring.test_images.take(STARTS), NOISE,
                                name=f"manifold convergence: {NOISE} starts")
     with measuring.progress.stage("manifold convergence: iterating", total=STEPS,
                                   unit="step") as tick:

@@ -50,7 +50,7 @@ def _measure(measuring):
 
     value, probe = {}, measuring.linear_probe
     for size in sizes(measuring.splits.image_shape):
-        occluded = measuring.collect(measuring.splits.test, f"occlusion:{size}",
+        occluded = measuring.collect(measuring.test_images, f"occlusion:{size}",
                                      name=f"occlusion {patch_key(size)}: reconstructing")
         patch = _patch_mask(measuring, size)
         error = (occluded.reconstructions - occluded.targets) * patch
@@ -70,7 +70,7 @@ def _patch_mask(measuring, size):
     from tfae.data import pipeline
 
     # Float ones, which the pipeline leaves as they are (uint8 ones would become 1/255).
-    blank = measuring.splits.test.map(lambda image, label: (tf.ones(tf.shape(image), tf.float32),
+    blank = measuring.test_images.map(lambda image, label: (tf.ones(tf.shape(image), tf.float32),
                                                             label))
     masks = [1.0 - inputs.numpy() for inputs, _ in pipeline(
         blank, measuring.batch_size, seed=SEED, fresh_corruption=False,
