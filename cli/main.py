@@ -274,8 +274,10 @@ MEASURED_DATA_HELP = {
 
 def _data_options(help=MEASURED_DATA_HELP):
     """The data options (``DataConfig``'s fields) of the commands that read data, with the help
-    texts of ``help`` where given; measuring commands take ``--limit 0`` for every image."""
-    options = [_click_option(spec, help.get(spec.name)) for spec in specs(DataConfig)]
+    texts of ``help`` where given; measuring commands take ``--limit 0`` for every image, and
+    measure every class (no ``--classes``: a run trained on some is told from the others)."""
+    options = [_click_option(spec, help.get(spec.name)) for spec in specs(DataConfig)
+               if not (help is MEASURED_DATA_HELP and spec.name == "classes")]
     if help is MEASURED_DATA_HELP:
         for option in options:
             if option.name == "limit":

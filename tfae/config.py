@@ -60,6 +60,8 @@ class DataConfig:
             (``tfae.data.shards``), and a tfds data set streamed from tfds' own files;
             ``None``: a quarter of the machine's memory.
         prepared_dir: where such folders are prepared; ``None``: ``~/.cache/tfae/prepared``.
+        classes: class names or indices, comma-separated, that training and validation keep
+            (``tfae.data.classes``); ``None`` for every class.
 
     Examples:
         >>> DataConfig(dataset="photos/", image_size=[64, 64]).resolved().image_size
@@ -90,6 +92,9 @@ class DataConfig:
         "this machine's memory).", above=0)
     prepared_dir: str | None = option(None, "Where folders are prepared into shards (default: "
                                       "~/.cache/tfae/prepared).")
+    classes: str | None = option(
+        None, "Train and validate on these classes only, such as 3 or 3,5 or cat,dog (names or "
+        "indices): the normal images of an anomaly detector. The test split keeps every class.")
 
     def check(self):
         """Rules across fields (``tfae.options.checked`` calls it)."""
@@ -99,6 +104,9 @@ class DataConfig:
         if self.image_size is not None and len(self.image_size) != 2:
             raise TfaeError("{image_size} must be two sizes, HEIGHT,WIDTH, got %s"
                             % ",".join(map(str, self.image_size)), options=["image_size"])
+        if self.classes is not None and not all(part.strip() for part in self.classes.split(",")):
+            raise TfaeError("{classes} must name classes, such as 3 or 3,5 or cat,dog, got %r"
+                            % self.classes, options=["classes"])
         if not self.test_fraction < 1:
             raise TfaeError("{test_fraction} must be below 1, got %g" % self.test_fraction,
                             options=["test_fraction"])

@@ -231,6 +231,9 @@ def own_data_settings(path, endpoints, dataset=None):
             own.update(image_size=(height, width), channels=channels)
         return own
     own = dict(endpoints.data_settings)
+    # A run trained on some classes (--classes) is measured on every class: its probes tell
+    # classes apart, and its anomaly scores tell the other classes from its own.
+    own.pop("classes", None)
     if source.get("kind") == "arrays" and dataset is None:
         raise TfaeError(f"{path} was trained on arrays given in Python; give the data "
                         "({dataset})", options=["dataset"])

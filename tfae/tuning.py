@@ -32,6 +32,7 @@ import keras_tuner
 
 from tfae.config import resolve
 from tfae.data import load_config
+from tfae.data.classes import class_indices
 from tfae.data.pipeline import first_images
 from tfae.errors import TfaeError
 from tfae.exports import export_saved_model
@@ -177,10 +178,14 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=
     corruption = resolve(config.fit).corruption
     if corruption is not None:
         corruption.check_fits(splits.image_shape)
-    if config.objective == "probe" and splits.num_classes < 2:
+    trained_classes = (len(class_indices(splits, config.fit.classes)) if config.fit.classes
+                       else splits.num_classes)
+    if config.objective == "probe" and trained_classes < 2:
         raise TfaeError("{objective} probe needs labels of two classes or more, and %s has %s"
-                        % (splits.name, "one" if splits.num_classes else "none"),
-                        options=["objective"])
+                        % (splits.name + (" {classes} %s" % config.fit.classes
+                                          if config.fit.classes else ""),
+                           "one" if trained_classes else "none"),
+                        options=["objective", "classes"])
     folder.check_claimable(config)
     # The processes of a parallel search share the folder; a search of one process holds it,
     # so a second identical command is refused instead of running every trial again.

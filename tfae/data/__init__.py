@@ -10,6 +10,8 @@ source in ``SOURCES`` that claims it:
 - ``tfae.data.catalog``: a tensorflow-datasets name; MNIST ships with tfae, others download or
   build from their original files in ``manual_dir``.
 
+``classes`` (``tfae.data.classes``) then keeps some classes of training and validation.
+
 A source is a module with ``claims(dataset) -> bool``, ``load(dataset, **settings) -> Splits``
 (settings as in ``tfae.config.DataConfig``) and ``records(dataset, split, **settings) ->
 Records``, every image with its name (``tfae.data.records``, for ``load_records``); a new source
@@ -30,6 +32,7 @@ Examples:
 from tfae.config import DataConfig
 from tfae.data import arrays, catalog, folder, shards
 from tfae.data.arrays import as_splits
+from tfae.data.classes import keep_classes
 from tfae.data.pipeline import pipeline, worker_pipeline
 from tfae.data.records import Records
 from tfae.data.splits import Splits
@@ -73,8 +76,9 @@ def load_config(config):
         'mnist'
     """
     settings = DataConfig.resolved(config).data_fields()
-    dataset = settings.pop("dataset")
-    return _source(dataset, settings).load(dataset, **settings)
+    dataset, classes = settings.pop("dataset"), settings.pop("classes")
+    splits = _source(dataset, settings).load(dataset, **settings)
+    return splits if classes is None else keep_classes(splits, classes)
 
 
 def load_records(dataset="mnist", split="all", limit=None, **settings):
