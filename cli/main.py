@@ -20,6 +20,7 @@ import time
 
 import click
 
+from tfae.anomaly import NEIGHBOURS, SCORES
 from tfae.config import SPLITS, TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError, op_error_message
@@ -422,6 +423,50 @@ def encode(path, out, quiet, verbose, **settings):
 def reconstruct(path, out, quiet, verbose, **settings):
     """The reconstructions of a data set's images by a run folder or SavedModel export."""
     _applied("reconstruct", "reconstructions")(path, out, quiet, verbose, **settings)
+
+
+@tfae.command(cls=_DerivedCommand, derive=_applied_data_options)
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="A .csv or .parquet file of one row per image: id, label and class, score, "
+              "flagged, reconstruction_error, code_distance (replaced once the new one is "
+              "whole). Without it, the summary only.")
+@click.option("--score", "score_kind", type=click.Choice(SCORES), default="reconstruction",
+              show_default=True, help="The reconstruction's mean squared error, the mean "
+              f"distance of the code to the {NEIGHBOURS} nearest training codes, or both, each "
+              "over its median on the validation images.")
+@click.option("--contamination", type=float, default=0.05, show_default=True,
+              help="Share of the run's own validation images the threshold flags, in (0, 0.5).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_output_options
+@_clear_errors
+def score(path, out, score_kind, contamination, as_json, quiet, verbose, **settings):
+    """Anomaly scores: how unlike a run's training images each image of a data set is.
+
+    The run (trained on normal images, such as with --classes) is calibrated on first use on its
+    own training and validation images; an image scoring above the threshold is flagged. By
+    default the run's own data, every class.
+    """
+    import dataclasses
+    import json
+
+    with Progress(enabled=not (quiet or as_json)).stage("starting TensorFlow"):
+        start_tensorflow(verbose)
+    from tfae import apply
+
+    scored = apply.score(path, out, score=score_kind, contamination=contamination,
+                         verbose=not (quiet or as_json), **settings)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(scored), indent=2))
+        return
+    if scored.skipped:
+        click.echo(f"warning: skipped {len(scored.skipped):,} files that do not decode", err=True)
+    click.echo(f"flagged {scored.flagged:,} of {scored.images:,} {scored.dataset} images: "
+               f"{scored.score} score above {scored.threshold:.6g}, which "
+               f"{scored.contamination:.0%} of the run's validation images pass"
+               + (f"; rows in {scored.written_to}" if scored.written_to else ""))
+    for image_id, value in scored.most_anomalous:
+        click.echo(f"  {value:.6g}  {image_id}")
 
 
 PREPARED_SETTINGS = ("image_size", "channels", "resize", "test_fraction", "prepared_dir")

@@ -1,4 +1,5 @@
-"""Codes and reconstructions of every image of a data set: ``tfae encode`` and ``tfae reconstruct``.
+"""Codes, reconstructions and anomaly scores of every image of a data set: ``tfae encode``,
+``tfae reconstruct`` and ``tfae score``.
 
 A run folder or an export is applied to the images of a folder, an ``.npz`` file or a tfds data
 set (``tfae.data.load_records``), read, shaped to the size and channels the model takes (with the
@@ -10,6 +11,9 @@ in a tfds data set) and label, written beside its code or reconstruction:
   (columns ``id``, then ``label`` and ``class`` for labelled data, then ``code_0``, ...);
 - reconstructions to a folder of PNG files named as the originals (``cat/1.jpg`` ->
   ``cat/1.png``), or to ``.npz`` (``reconstructions`` as float32 in [0, 1], ``ids``, ...).
+- anomaly scores (``tfae.anomaly``, a run folder only) to ``.csv`` or ``.parquet`` (``id``,
+  ``label``, ``class``, ``score``, ``flagged``, ``reconstruction_error``, ``code_distance``),
+  with a summary: how many are flagged and the highest scores.
 
 Every output is written under a temporary name and renamed when whole, so a failed or killed run
 never leaves half of one, nor replaces what was there; a folder is only written where there is
@@ -34,6 +38,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
+from tfae.anomaly import SCORES, calibrate, check_contamination, image_scores, scored_run
 from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
@@ -43,6 +48,8 @@ from tfae.progress import Progress
 from tfae.startup import native_stderr_hidden
 
 CODE_FORMATS = (".npz", ".csv", ".parquet")
+SCORE_FORMATS = (".csv", ".parquet")
+SHOWN_ANOMALIES = 10  # the highest scores a summary names
 # What reconstruct's --out is not: a name ending so is a mistake, not a folder to make.
 NOT_FOLDERS = (".png", ".jpg", ".jpeg", ".csv", ".parquet", ".npy", ".json")
 BATCH_SIZE = 256
@@ -128,13 +135,119 @@ def reconstruct(path, out, dataset=None, split="all", limit=None, batch_size=BAT
                   verbose, settings)
 
 
+@dataclasses.dataclass
+class Scored:
+    """What ``score`` did.
+
+    Attributes:
+        images: how many images were scored.
+        flagged: how many of them score above the threshold.
+        threshold: the score above which an image is flagged.
+        score: which score (``tfae.anomaly.SCORES``).
+        contamination: the share of the run's validation images above the threshold.
+        most_anomalous: ``(id, score)`` of the ``SHOWN_ANOMALIES`` highest scores, highest first.
+        skipped: the ids of files that did not decode, left out.
+        written_to: the table written, or ``None``.
+        dataset: the data set's name.
+
+    Examples:
+        >>> scored = score("runs/digit-3", "scores.csv", dataset="new/")  # doctest: +SKIP
+        >>> scored.flagged, scored.most_anomalous[0]  # doctest: +SKIP
+        (12, ('scratched/7.png', 0.0841))
+    """
+
+    images: int
+    flagged: int
+    threshold: float
+    score: str
+    contamination: float
+    most_anomalous: tuple
+    skipped: tuple
+    written_to: str | None
+    dataset: str
+
+
+def score(path, out=None, dataset=None, split="all", limit=None, score="reconstruction",
+          contamination=0.05, batch_size=BATCH_SIZE, verbose=True, **settings):
+    """Scores how unlike the run's training images each image of ``dataset`` is
+    (``tfae.anomaly``), and flags those above the threshold.
+
+    Args:
+        path: a run folder (calibrated on its first use, ``tfae.anomaly.calibrate``).
+        out: a ``.csv`` or ``.parquet`` file of one row per image: ``id``, ``label`` and
+            ``class`` for labelled data, ``score``, ``flagged``, ``reconstruction_error`` and
+            ``code_distance``; ``None`` for the summary only.
+        score: ``reconstruction``, ``codes`` or ``combined``.
+        contamination: the share of normal (validation) images the threshold flags, in
+            (0, 0.5).
+        The others are ``encode``'s.
+
+    Returns:
+        ``Scored``.
+
+    Raises:
+        TfaeError: for an export, an ``out`` of another kind, a bad ``score`` or
+            ``contamination``, or data the model cannot take.
+
+    Examples:
+        >>> score("runs/digit-3", "scores.csv", dataset="mnist", split="test").flagged  # doctest: +SKIP
+        8123
+    """
+    if score not in SCORES:
+        raise TfaeError("{score} must be one of %s, got %r" % (", ".join(SCORES), score),
+                        options=["score"])
+    check_contamination(contamination)
+    out = None if out is None else pathlib.Path(out)
+    if out is not None and out.suffix.lower() not in SCORE_FORMATS:
+        raise TfaeError(f"{{out}} must end in {', '.join(SCORE_FORMATS)}, got {out}",
+                        options=["out"])
+    _check_output(out, batch_size)
+    scored_run(path)
+    progress = Progress(enabled=bool(verbose))
+    endpoints, records = _opened(path, dataset, split, limit, settings, progress)
+    calibration = calibrate(path, endpoints, progress)
+    threshold = calibration.threshold(score, contamination)
+
+    def scores(images):
+        reconstruction, codes = image_scores(endpoints, images, calibration.reference_codes)
+        values = calibration.combined(reconstruction, codes, score)
+        return {"score": values, "flagged": values > threshold,
+                "reconstruction_error": reconstruction, "code_distance": codes}
+
+    writer = _ScoreCollector(None if out is None else _TableWriter(out, records.class_names))
+    with _written(writer):
+        seen = _through(scores, records, writer, batch_size, progress, "scoring")
+    values = np.concatenate(writer.scores)
+    highest = np.argsort(-values, kind="stable")[:SHOWN_ANOMALIES]
+    return Scored(seen, int((values > threshold).sum()), threshold, score, contamination,
+                  tuple((writer.ids[index], float(values[index])) for index in highest),
+                  _skipped(records, writer, seen), None if out is None else str(out),
+                  records.name)
+
+
 def _apply(path, out, what, endpoint, dataset, split, limit, batch_size, verbose, settings):
-    if not out.parent.is_dir():
+    _check_output(out, batch_size)
+    progress = Progress(enabled=bool(verbose))
+    endpoints, records = _opened(path, dataset, split, limit, settings, progress)
+    writer = _writer(out, what, records)
+    with _written(writer):
+        seen = _through(getattr(endpoints, endpoint), records, writer, batch_size, progress,
+                        f"{endpoint.rstrip('e')}ing")
+    return Applied(seen, _skipped(records, writer, seen), str(out), records.name,
+                   tuple(writer.shape))
+
+
+def _check_output(out, batch_size):
+    if out is not None and not out.parent.is_dir():
         raise TfaeError(f"{{out}}: folder {out.parent} does not exist", options=["out"])
     if batch_size < 1:
         raise TfaeError(f"{{batch_size}} must be positive, got {batch_size}",
                         options=["batch_size"])
-    progress = Progress(enabled=bool(verbose))
+
+
+def _opened(path, dataset, split, limit, settings, progress):
+    """``(endpoints, records)``: the model at ``path`` and the images to apply it to, shaped to
+    the size and channels it takes."""
     with progress.stage(f"opening {path}"):
         endpoints = open_endpoints(path)
     height, width, channels = endpoints.image_shape
@@ -147,27 +260,57 @@ def _apply(path, out, what, endpoint, dataset, split, limit, batch_size, verbose
     with progress.stage("reading the data"):
         records = load_records(split=split, limit=limit, image_size=(height, width),
                                channels=channels, **chosen)
-    model = getattr(endpoints, endpoint)
+    return endpoints, records
+
+
+def _through(function, records, writer, batch_size, progress, doing):
+    """Runs ``records``' images through ``function`` a batch at a time into ``writer``; returns
+    how many there were."""
     batches = records.dataset.batch(batch_size).map(
         lambda ids, images, labels: (ids, unit_floats(images), labels),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    writer = _writer(out, what, records)
     seen = 0
     quiet = not logging.getLogger("tfae").isEnabledFor(logging.INFO)
-    with _written(writer), progress.stage(f"{endpoint.rstrip('e')}ing {len(records):,} images",
-                                          total=len(records), unit="image") as tick:
+    with progress.stage(f"{doing} {len(records):,} images", total=len(records),
+                        unit="image") as tick:
         # libjpeg warns of harmless flaws from C, past Python; --quiet hides them.
         with native_stderr_hidden(quiet):
             for ids, images, labels in batches:
-                outputs = np.asarray(model(images))
+                outputs = function(images)
                 writer.add([image_id.decode() for image_id in ids.numpy()], labels.numpy(),
-                           outputs)
-                seen += len(outputs)
-                tick(len(outputs))
+                           outputs if isinstance(outputs, dict) else np.asarray(outputs))
+                seen += len(ids)
+                tick(len(ids))
         if not seen:
             raise TfaeError(f"none of the {len(records):,} images of {records.name} decode")
-    skipped = tuple(sorted(set(records.ids) - set(writer.ids))) if seen < len(records) else ()
-    return Applied(seen, skipped, str(out), records.name, tuple(writer.shape))
+    return seen
+
+
+def _skipped(records, writer, seen):
+    return tuple(sorted(set(records.ids) - set(writer.ids))) if seen < len(records) else ()
+
+
+class _ScoreCollector:
+    """Keeps every image's id and score for the summary, and writes the rows to ``table``,
+    if any."""
+
+    def __init__(self, table):
+        self.table, self.path = table, None if table is None else table.path
+        self.ids, self.scores = [], []
+
+    def add(self, ids, labels, outputs):
+        if self.table is not None:
+            self.table.add(ids, labels, outputs)
+        self.ids += ids
+        self.scores.append(outputs["score"])
+
+    def commit(self):
+        if self.table is not None:
+            self.table.commit()
+
+    def discard(self):
+        if self.table is not None:
+            self.table.discard()
 
 
 def _writer(out, what, records):
@@ -182,7 +325,8 @@ def _writer(out, what, records):
 def _written(writer):
     """Commits ``writer``'s temporary output when the block ends well, else removes it; a full
     disk or a read-only folder is one error naming the output."""
-    _remove_stale(writer.path)
+    if writer.path is not None:
+        _remove_stale(writer.path)
     try:
         yield
         writer.commit()
@@ -269,12 +413,17 @@ class _TableWriter:
             columns["label"] = pa.array(labels, pa.int64())
             columns["class"] = pa.array(np.where(labels >= 0, names[np.maximum(labels, 0)], None),
                                         pa.string())
-        outputs = np.asarray(outputs, np.float32)
-        columns.update({f"code_{index}": pa.array(outputs[:, index])
-                        for index in range(outputs.shape[1])})
+        if isinstance(outputs, dict):  # named columns, such as scores
+            columns.update({name: pa.array(values) for name, values in outputs.items()})
+            shape = (len(outputs),)
+        else:
+            outputs = np.asarray(outputs, np.float32)
+            columns.update({f"code_{index}": pa.array(outputs[:, index])
+                            for index in range(outputs.shape[1])})
+            shape = outputs.shape[1:]
         table = pa.table(columns)
         if self.file is None:
-            self.file, self.shape = self._open(table.schema), outputs.shape[1:]
+            self.file, self.shape = self._open(table.schema), shape
         self.file.write_table(table)
         self.ids += ids
 

@@ -1,0 +1,230 @@
+"""Anomaly scores: how unlike the images a run was trained on (its normal ones) an image is.
+
+Two scores per image, and their combination:
+
+- ``reconstruction``: the mean squared error of its reconstruction, per pixel (in [0, 1]);
+- ``codes``: the mean distance of its code to the ``NEIGHBOURS`` nearest codes of the run's
+  training images (a seeded sample of ``REFERENCE_CODES``), as batched matrix products;
+- ``combined``: the mean of the two, each divided by its median over the validation images.
+
+A run is calibrated once (``calibrate``; kept in the run folder as ``anomaly.npz`` until the
+model changes): the reference codes, and both scores of every validation image, which are normal
+images the model never trained on. The threshold that flags an image is the ``1 -
+contamination`` quantile of the validation scores: ``contamination`` is the share of normal
+images one accepts to see flagged.
+
+Examples:
+    >>> calibration = calibrate("runs/digit-3")  # doctest: +SKIP
+    >>> calibration.threshold("reconstruction", contamination=0.05)  # doctest: +SKIP
+    0.0213
+"""
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+
+from tfae.errors import TfaeError
+from tfae.files import file_identity
+
+SCORES = ("reconstruction", "codes", "combined")
+NEIGHBOURS = 5
+REFERENCE_CODES = 10_000
+CALIBRATION_FILE = "anomaly.npz"
+BATCH_SIZE = 256
+
+
+def check_contamination(contamination):
+    """Refuses a ``contamination`` outside (0, 0.5).
+
+    Examples:
+        >>> check_contamination(0.5)
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: contamination must be between 0 and 0.5 (the share of normal images flagged), got 0.5
+    """
+    if not 0 < contamination < 0.5:
+        raise TfaeError("{contamination} must be between 0 and 0.5 (the share of normal images "
+                        "flagged), got %g" % contamination, options=["contamination"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """What scoring needs beside the model.
+
+    Attributes:
+        reference_codes: ``(n, code size)`` float32 codes of training images.
+        validation_reconstruction, validation_codes: both scores of every validation image.
+        model: the ``tfae.files.file_identity`` of the model file it was made for.
+
+    Examples:
+        >>> calibration = Calibration(np.zeros((6, 2), np.float32), np.arange(100) / 100,
+        ...                           np.ones(100), ())
+        >>> round(calibration.threshold("reconstruction", 0.1), 3)
+        0.891
+    """
+
+    reference_codes: np.ndarray
+    validation_reconstruction: np.ndarray
+    validation_codes: np.ndarray
+    model: tuple
+
+    def threshold(self, score, contamination):
+        """The score above which an image is flagged: the ``1 - contamination`` quantile of
+        the validation images' ``score``."""
+        check_contamination(contamination)
+        return float(np.quantile(self.combined(self.validation_reconstruction,
+                                               self.validation_codes, score), 1 - contamination))
+
+    def combined(self, reconstruction, codes, score):
+        """The ``score`` (one of ``SCORES``) from the two per-image scores."""
+        if score == "reconstruction":
+            return np.asarray(reconstruction)
+        if score == "codes":
+            return np.asarray(codes)
+        if score != "combined":
+            raise TfaeError("{score} must be one of %s, got %r" % (", ".join(SCORES), score),
+                            options=["score"])
+        # A floor: codes that collapsed to one point have a median distance of 0.
+        return (np.asarray(reconstruction) / max(np.median(self.validation_reconstruction), 1e-12)
+                + np.asarray(codes) / max(np.median(self.validation_codes), 1e-12)) / 2
+
+    def save(self, path):
+        """Writes the calibration to ``path`` (``.npz``) through a temporary file and a rename."""
+        path = pathlib.Path(path)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez(temporary, reference_codes=self.reference_codes,
+                     validation_reconstruction=self.validation_reconstruction,
+                     validation_codes=self.validation_codes, model=np.array(self.model, np.int64))
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise TfaeError(f"cannot write {path}: {error.strerror or error}") from None
+
+    @classmethod
+    def load(cls, path):
+        """The calibration saved at ``path``, or ``None`` if there is none that reads."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return cls(saved["reference_codes"], saved["validation_reconstruction"],
+                           saved["validation_codes"], tuple(int(part) for part in saved["model"]))
+        except (OSError, KeyError, ValueError):
+            return None
+
+
+def image_scores(endpoints, images, reference_codes):
+    """``(reconstruction, codes)`` scores of a batch of float images, as numpy arrays.
+
+    Examples:
+        >>> from tfae.evaluation import open_endpoints
+        >>> endpoints = open_endpoints("runs/digit-3")  # doctest: +SKIP
+        >>> image_scores(endpoints, images, calibration.reference_codes)  # doctest: +SKIP
+    """
+    import tensorflow as tf  # here: the command line imports SCORES before TensorFlow starts
+
+    images = tf.convert_to_tensor(images, tf.float32)
+    reconstructions = tf.cast(endpoints.reconstruct(images), tf.float32)
+    errors = tf.reduce_mean(tf.reshape(tf.square(reconstructions - images),
+                                       (tf.shape(images)[0], -1)), axis=1)
+    codes = tf.reshape(tf.cast(endpoints.encode(images), tf.float32), (tf.shape(images)[0], -1))
+    return errors.numpy(), nearest_distances(codes, reference_codes).numpy()
+
+
+def nearest_distances(codes, reference_codes, neighbours=NEIGHBOURS):
+    """The mean Euclidean distance of each code to its ``neighbours`` nearest reference codes.
+
+    Examples:
+        >>> reference = np.array([[0.0, 0.0], [3.0, 4.0]], np.float32)
+        >>> nearest_distances(np.array([[0.0, 0.0]], np.float32), reference, 1).numpy()
+        array([0.], dtype=float32)
+        >>> nearest_distances(np.array([[0.0, 0.0]], np.float32), reference, 2).numpy()
+        array([2.5], dtype=float32)
+    """
+    import tensorflow as tf
+
+    codes = tf.convert_to_tensor(codes, tf.float32)
+    reference = tf.convert_to_tensor(reference_codes, tf.float32)
+    squared = (tf.reduce_sum(tf.square(codes), 1, keepdims=True)
+               - 2 * tf.matmul(codes, reference, transpose_b=True)
+               + tf.reduce_sum(tf.square(reference), 1)[tf.newaxis])
+    nearest, _ = tf.math.top_k(-squared, k=min(neighbours, int(reference.shape[0])))
+    return tf.reduce_mean(tf.sqrt(tf.maximum(-nearest, 0.0)), axis=1)
+
+
+def scored_run(path):
+    """The ``tfae.runs.RunFolder`` at ``path``, which anomaly scores need.
+
+    Raises:
+        TfaeError: for anything else, such as an export (which does not yet carry the
+            calibration: it knows neither its training nor its validation images).
+
+    Examples:
+        >>> scored_run("saved_models/deep")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: saved_models/deep is not a run folder: ...
+    """
+    from tfae.runs import RunFolder
+
+    if not RunFolder.holds_run(path):
+        raise TfaeError(f"{path} is not a run folder: anomaly scores are calibrated on the "
+                        "training and validation images of a run, which exports do not carry "
+                        "yet; score the run folder the export was made from")
+    return RunFolder(path)
+
+
+def calibrate(path, endpoints=None, progress=None):
+    """The ``Calibration`` of the run folder at ``path``: read from its ``anomaly.npz`` if that
+    was made for its model, else made from the run's own data (its ``--classes`` too) and kept.
+
+    Raises:
+        TfaeError: for an export, which does not know the images it was trained on.
+
+    Examples:
+        >>> calibrate("runs/digit-3").reference_codes.shape  # doctest: +SKIP
+        (5421, 32)
+    """
+    from tfae.config import DataConfig
+    from tfae.data import load_config, pipeline
+    from tfae.evaluation import open_endpoints
+    from tfae.progress import Progress
+
+    folder = scored_run(path)
+    model = file_identity(folder.model_path)
+    saved = Calibration.load(folder.path / CALIBRATION_FILE)
+    if saved is not None and saved.model == model:
+        return saved
+    progress = progress or Progress(enabled=False)
+    endpoints = endpoints or open_endpoints(path)
+    settings = {name: value for name, value in endpoints.data_settings.items()
+                if name in DataConfig().data_fields()}
+    if (endpoints.data_source or {}).get("kind") in ("folder", "npz"):
+        settings["dataset"] = endpoints.data_source["dataset"]
+    with progress.stage("reading the run's data"):
+        splits = load_config(DataConfig(**settings))
+    references = []
+    taken = min(REFERENCE_CODES, int(splits.train.cardinality()))
+    with progress.stage(f"encoding {taken:,} training images", total=taken,
+                        unit="image") as tick:
+        for images, _ in pipeline(splits.train, BATCH_SIZE, shuffle=True, seed=0):
+            codes = endpoints.encode(images)
+            references.append(np.reshape(np.asarray(codes, np.float32), (len(images), -1)))
+            tick(len(images))
+            if sum(map(len, references)) >= taken:
+                break
+    reference_codes = np.concatenate(references)[:taken]
+    reconstruction, codes = [], []
+    count = int(splits.validation.cardinality())
+    with progress.stage(f"scoring {count:,} validation images", total=count,
+                        unit="image") as tick:
+        for images, _ in pipeline(splits.validation, BATCH_SIZE):
+            errors, distances = image_scores(endpoints, images, reference_codes)
+            reconstruction.append(errors)
+            codes.append(distances)
+            tick(len(images))
+    calibration = Calibration(reference_codes, np.concatenate(reconstruction),
+                              np.concatenate(codes), model)
+    calibration.save(folder.path / CALIBRATION_FILE)
+    return calibration
