@@ -251,18 +251,39 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, j
         click.echo(f"exported: {run.export_path}")
 
 
+def _score_options(command):
+    """``--score`` and ``--contamination``: which anomaly score, and which threshold flags."""
+    command = click.option(
+        "--contamination", type=float,
+        help="Share of the run's own validation images the threshold flags, in (0, 0.5) "
+        "[default: 0.05; an export's own].")(command)
+    return click.option(
+        "--score", "score_kind", type=click.Choice(SCORES),
+        help="The reconstruction's mean squared error, the mean distance of the code to the "
+        f"{NEIGHBOURS} nearest training codes, or both, each over its median on the validation "
+        "images [default: reconstruction; an export's own].")(command)
+
+
 @tfae.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="SavedModel folder, TF Serving layout (default: saved_models/<model>).")
+@_score_options
 @_output_options
 @_clear_errors
-def export(run_dir, export_dir, quiet, verbose):
-    """Export a finished run's model as a new SavedModel version."""
+def export(run_dir, export_dir, score_kind, contamination, quiet, verbose):
+    """Export a finished run's model as a new SavedModel version.
+
+    Its score signature gives the anomaly score --score, flagging above the threshold of
+    --contamination (fit's own export: reconstruction, 0.05).
+    """
     start_tensorflow(verbose)
     from tfae.exports import export as export_run
 
-    click.echo(f"exported: {export_run(run_dir, export_dir)}")
+    exported = export_run(run_dir, export_dir, score=score_kind or "reconstruction",
+                          contamination=0.05 if contamination is None else contamination,
+                          progress=Progress(enabled=not quiet))
+    click.echo(f"exported: {exported}")
 
 
 MEASURED_DATA_HELP = {
@@ -431,21 +452,17 @@ def reconstruct(path, out, quiet, verbose, **settings):
               help="A .csv or .parquet file of one row per image: id, label and class, score, "
               "flagged, reconstruction_error, code_distance (replaced once the new one is "
               "whole). Without it, the summary only.")
-@click.option("--score", "score_kind", type=click.Choice(SCORES), default="reconstruction",
-              show_default=True, help="The reconstruction's mean squared error, the mean "
-              f"distance of the code to the {NEIGHBOURS} nearest training codes, or both, each "
-              "over its median on the validation images.")
-@click.option("--contamination", type=float, default=0.05, show_default=True,
-              help="Share of the run's own validation images the threshold flags, in (0, 0.5).")
+@_score_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_output_options
 @_clear_errors
 def score(path, out, score_kind, contamination, as_json, quiet, verbose, **settings):
     """Anomaly scores: how unlike a run's training images each image of a data set is.
 
-    The run (trained on normal images, such as with --classes) is calibrated on first use on its
-    own training and validation images; an image scoring above the threshold is flagged. By
-    default the run's own data, every class.
+    A run (trained on normal images, such as with --classes) is calibrated on first use on its
+    own training and validation images; an image scoring above the threshold is flagged. An
+    export scores with its score signature, as it was exported. By default the run's own data,
+    every class.
     """
     import dataclasses
     import json

@@ -104,8 +104,80 @@ def test_bad_score_settings_are_one_line(tmp_path, arguments, message):
     assert result.stderr.strip().splitlines()[-1] == message
 
 
-def test_an_export_is_refused_with_what_to_score_instead(export_dir, tmp_path):
+def test_an_export_without_a_score_signature_is_refused_with_how_to_remake_it(export_dir,
+                                                                               tmp_path):
     result = run_tfae("score", export_dir, cwd=tmp_path, check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "is not a run folder" in result.stderr
-    assert "score the run folder the export was made from" in result.stderr
+    assert "has no score signature" in result.stderr
+    assert "export its run again (tfae export RUN_DIR)" in result.stderr
+
+
+def test_an_exports_score_signature_scores_and_flags_as_the_library_does(tmp_path):
+    import tensorflow as tf
+
+    from tfae.anomaly import image_scores
+    from tfae.exports import export_saved_model
+    from tfae.families import build_model
+
+    model = build_model("deep", (28, 28, 1), hidden=(16,), latent_dim=4)
+    rng = np.random.default_rng(0)
+    calibration = Calibration(rng.normal(size=(50, 4)).astype(np.float32),
+                              rng.exponential(0.1, 300), rng.exponential(1.0, 300), ())
+    version = export_saved_model(model, tmp_path / "deep", calibration=calibration,
+                                 score="combined", contamination=0.2)
+    images = rng.random((6, 28, 28, 1)).astype(np.float32)
+    served = tf.saved_model.load(str(version)).signatures["score"](images=tf.constant(images))
+    reconstruction, codes = image_scores(model.encoder, model, images,
+                                         calibration.reference_codes)
+    expected = calibration.combined(reconstruction, codes, "combined")
+    np.testing.assert_allclose(served["scores"].numpy(), expected, rtol=1e-4)
+    threshold = calibration.threshold("combined", 0.2)
+    np.testing.assert_array_equal(served["flagged"].numpy(), expected > threshold)
+    np.testing.assert_allclose(served["error_maps"].numpy(),
+                               np.square(model(images).numpy() - images), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_tfae_serve_gives_an_exports_scores_over_rest_and_grpc(ones_run):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from tfae.data.pipeline import first_images
+    from tfae.data import load
+    from tfae.serving import Server, ServerSettings
+    from test_serve import _call
+
+    run_tfae("export", "ones", "--export-dir", "exported", "--score", "combined", "--quiet",
+             cwd=ones_run)
+    run_tfae("score", "ones", "--split", "test", "--limit", "8", "--score", "combined",
+             "--out", "eight.csv", "--quiet", cwd=ones_run)
+    rows = read_rows(ones_run / "eight.csv")
+    images = first_images(load("mnist", limit=8).test)[1]
+    exported = json.loads(run_tfae("score", "exported", "--split", "test", "--limit", "8",
+                                   "--json", cwd=ones_run).stdout)
+    assert exported["score"] == "combined" and exported["contamination"] == 0.05
+    assert exported["flagged"] == sum(row["flagged"] == "true" for row in rows)
+    other = run_tfae("score", "exported", "--score", "codes", cwd=ones_run, check=False)
+    assert other.returncode != 0 and "scores combined at contamination 0.05" in other.stderr
+    settings = ServerSettings(str(ones_run / "exported"), "ones", port=0, grpc_port=0)
+    with Server(settings) as server:
+        status, answer = _call(server.rest_url + ":predict",
+                               {"signature_name": "score", "instances": images.tolist()})
+        assert status == 200
+        predictions = answer["predictions"]
+        np.testing.assert_allclose([row["scores"] for row in predictions],
+                                   [float(row["score"]) for row in rows], rtol=1e-3)
+        assert [row["flagged"] for row in predictions] == [row["flagged"] == "true"
+                                                           for row in rows]
+        assert np.array(predictions[0]["error_maps"]).shape == (28, 28, 1)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = "ones", "score"
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+        request.output_filter.append("flagged")
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                request, timeout=30)
+        assert set(response.outputs) == {"flagged"}
+        assert tf.make_ndarray(response.outputs["flagged"]).tolist() == [
+            row["flagged"] == "true" for row in rows]

@@ -74,21 +74,22 @@ class Calibration:
         """The score above which an image is flagged: the ``1 - contamination`` quantile of
         the validation images' ``score``."""
         check_contamination(contamination)
-        return float(np.quantile(self.combined(self.validation_reconstruction,
-                                               self.validation_codes, score), 1 - contamination))
+        return float(np.quantile(self.combined(np.asarray(self.validation_reconstruction),
+                                               np.asarray(self.validation_codes), score),
+                                 1 - contamination))
 
     def combined(self, reconstruction, codes, score):
         """The ``score`` (one of ``SCORES``) from the two per-image scores."""
-        if score == "reconstruction":
-            return np.asarray(reconstruction)
+        if score == "reconstruction":  # numpy arrays or tensors (an export's score signature)
+            return reconstruction
         if score == "codes":
-            return np.asarray(codes)
+            return codes
         if score != "combined":
             raise TfaeError("{score} must be one of %s, got %r" % (", ".join(SCORES), score),
                             options=["score"])
         # A floor: codes that collapsed to one point have a median distance of 0.
-        return (np.asarray(reconstruction) / max(np.median(self.validation_reconstruction), 1e-12)
-                + np.asarray(codes) / max(np.median(self.validation_codes), 1e-12)) / 2
+        return (reconstruction / float(max(np.median(self.validation_reconstruction), 1e-12))
+                + codes / float(max(np.median(self.validation_codes), 1e-12))) / 2
 
     def save(self, path):
         """Writes the calibration to ``path`` (``.npz``) through a temporary file and a rename."""
@@ -114,21 +115,22 @@ class Calibration:
             return None
 
 
-def image_scores(endpoints, images, reference_codes):
-    """``(reconstruction, codes)`` scores of a batch of float images, as numpy arrays.
+def image_scores(encode, reconstruct, images, reference_codes):
+    """``(reconstruction, codes)`` scores of a batch of float images, as numpy arrays, under a
+    model's ``encode`` and ``reconstruct`` (a Keras model's encoder and itself, or an export's
+    ``tfae.evaluation.Endpoints``).
 
     Examples:
-        >>> from tfae.evaluation import open_endpoints
-        >>> endpoints = open_endpoints("runs/digit-3")  # doctest: +SKIP
-        >>> image_scores(endpoints, images, calibration.reference_codes)  # doctest: +SKIP
+        >>> model = load_model("runs/digit-3/model.keras")  # doctest: +SKIP
+        >>> image_scores(model.encoder, model, images, calibration.reference_codes)  # doctest: +SKIP
     """
     import tensorflow as tf  # here: the command line imports SCORES before TensorFlow starts
 
     images = tf.convert_to_tensor(images, tf.float32)
-    reconstructions = tf.cast(endpoints.reconstruct(images), tf.float32)
+    reconstructions = tf.cast(reconstruct(images), tf.float32)
     errors = tf.reduce_mean(tf.reshape(tf.square(reconstructions - images),
                                        (tf.shape(images)[0], -1)), axis=1)
-    codes = tf.reshape(tf.cast(endpoints.encode(images), tf.float32), (tf.shape(images)[0], -1))
+    codes = tf.reshape(tf.cast(encode(images), tf.float32), (tf.shape(images)[0], -1))
     return errors.numpy(), nearest_distances(codes, reference_codes).numpy()
 
 
@@ -157,27 +159,31 @@ def scored_run(path):
     """The ``tfae.runs.RunFolder`` at ``path``, which anomaly scores need.
 
     Raises:
-        TfaeError: for anything else, such as an export (which does not yet carry the
-            calibration: it knows neither its training nor its validation images).
+        TfaeError: for anything else, such as an export (which knows neither its training nor
+            its validation images: it carries its calibration in its ``score`` signature).
 
     Examples:
         >>> scored_run("saved_models/deep")  # doctest: +SKIP
         Traceback (most recent call last):
         ...
-        tfae.errors.TfaeError: saved_models/deep is not a run folder: ...
+        tfae.errors.TfaeError: saved_models/deep is not a run folder: anomaly scores are ...
     """
     from tfae.runs import RunFolder
 
     if not RunFolder.holds_run(path):
         raise TfaeError(f"{path} is not a run folder: anomaly scores are calibrated on the "
-                        "training and validation images of a run, which exports do not carry "
-                        "yet; score the run folder the export was made from")
+                        "training and validation images of a run")
     return RunFolder(path)
 
 
-def calibrate(path, endpoints=None, progress=None):
+def calibrate(path, progress=None, model=None, splits=None):
     """The ``Calibration`` of the run folder at ``path``: read from its ``anomaly.npz`` if that
     was made for its model, else made from the run's own data (its ``--classes`` too) and kept.
+
+    Args:
+        path: a run folder.
+        progress: a ``tfae.progress.Progress`` to show the stages on.
+        model, splits: the run's model and data, when the caller has them already.
 
     Raises:
         TfaeError: for an export, which does not know the images it was trained on.
@@ -188,28 +194,28 @@ def calibrate(path, endpoints=None, progress=None):
     """
     from tfae.config import DataConfig
     from tfae.data import load_config, pipeline
-    from tfae.evaluation import open_endpoints
     from tfae.progress import Progress
 
     folder = scored_run(path)
-    model = file_identity(folder.model_path)
+    identity = file_identity(folder.model_path)
     saved = Calibration.load(folder.path / CALIBRATION_FILE)
-    if saved is not None and saved.model == model:
+    if saved is not None and saved.model == identity:
         return saved
     progress = progress or Progress(enabled=False)
-    endpoints = endpoints or open_endpoints(path)
-    settings = {name: value for name, value in endpoints.data_settings.items()
-                if name in DataConfig().data_fields()}
-    if (endpoints.data_source or {}).get("kind") in ("folder", "npz"):
-        settings["dataset"] = endpoints.data_source["dataset"]
-    with progress.stage("reading the run's data"):
-        splits = load_config(DataConfig(**settings))
+    model = model or folder.load_model()
+    if splits is None:
+        config, source = folder.config(), folder.info().get("data") or {}
+        settings = {name: config[name] for name in DataConfig().data_fields() if name in config}
+        if source.get("kind") in ("folder", "npz"):  # by its absolute path: any working folder
+            settings["dataset"] = source["dataset"]
+        with progress.stage("reading the run's data"):
+            splits = load_config(DataConfig(**settings))
     references = []
     taken = min(REFERENCE_CODES, int(splits.train.cardinality()))
     with progress.stage(f"encoding {taken:,} training images", total=taken,
                         unit="image") as tick:
         for images, _ in pipeline(splits.train, BATCH_SIZE, shuffle=True, seed=0):
-            codes = endpoints.encode(images)
+            codes = model.encoder(images, training=False)
             references.append(np.reshape(np.asarray(codes, np.float32), (len(images), -1)))
             tick(len(images))
             if sum(map(len, references)) >= taken:
@@ -220,11 +226,11 @@ def calibrate(path, endpoints=None, progress=None):
     with progress.stage(f"scoring {count:,} validation images", total=count,
                         unit="image") as tick:
         for images, _ in pipeline(splits.validation, BATCH_SIZE):
-            errors, distances = image_scores(endpoints, images, reference_codes)
+            errors, distances = image_scores(model.encoder, model, images, reference_codes)
             reconstruction.append(errors)
             codes.append(distances)
             tick(len(images))
     calibration = Calibration(reference_codes, np.concatenate(reconstruction),
-                              np.concatenate(codes), model)
+                              np.concatenate(codes), identity)
     calibration.save(folder.path / CALIBRATION_FILE)
     return calibration

@@ -38,13 +38,14 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from tfae.anomaly import SCORES, calibrate, check_contamination, image_scores, scored_run
+from tfae.anomaly import SCORES, calibrate, check_contamination, image_scores
 from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
 from tfae.evaluation import open_endpoints, own_data_settings
 from tfae.files import process_exists
 from tfae.progress import Progress
+from tfae.runs import RunFolder
 from tfae.startup import native_stderr_hidden
 
 CODE_FORMATS = (".npz", ".csv", ".parquet")
@@ -167,53 +168,57 @@ class Scored:
     dataset: str
 
 
-def score(path, out=None, dataset=None, split="all", limit=None, score="reconstruction",
-          contamination=0.05, batch_size=BATCH_SIZE, verbose=True, **settings):
+def score(path, out=None, dataset=None, split="all", limit=None, score=None,
+          contamination=None, batch_size=BATCH_SIZE, verbose=True, **settings):
     """Scores how unlike the run's training images each image of ``dataset`` is
     (``tfae.anomaly``), and flags those above the threshold.
 
     Args:
-        path: a run folder (calibrated on its first use, ``tfae.anomaly.calibrate``).
+        path: a run folder (calibrated on its first use, ``tfae.anomaly.calibrate``), or an
+            export with a ``score`` signature (``tfae.exports``), which scores as it was made to.
         out: a ``.csv`` or ``.parquet`` file of one row per image: ``id``, ``label`` and
             ``class`` for labelled data, ``score``, ``flagged``, ``reconstruction_error`` and
-            ``code_distance``; ``None`` for the summary only.
-        score: ``reconstruction``, ``codes`` or ``combined``.
+            (a run's) ``code_distance``; ``None`` for the summary only.
+        score: ``reconstruction`` (a run's default), ``codes`` or ``combined``.
         contamination: the share of normal (validation) images the threshold flags, in
-            (0, 0.5).
+            (0, 0.5); a run's default 0.05.
         The others are ``encode``'s.
 
     Returns:
         ``Scored``.
 
     Raises:
-        TfaeError: for an export, an ``out`` of another kind, a bad ``score`` or
-            ``contamination``, or data the model cannot take.
+        TfaeError: for an export without a ``score`` signature or asked for other settings, an
+            ``out`` of another kind, a bad ``score`` or ``contamination``, or data the model
+            cannot take.
 
     Examples:
         >>> score("runs/digit-3", "scores.csv", dataset="mnist", split="test").flagged  # doctest: +SKIP
         8123
     """
-    if score not in SCORES:
+    if score is not None and score not in SCORES:
         raise TfaeError("{score} must be one of %s, got %r" % (", ".join(SCORES), score),
                         options=["score"])
-    check_contamination(contamination)
+    if contamination is not None:
+        check_contamination(contamination)
     out = None if out is None else pathlib.Path(out)
     if out is not None and out.suffix.lower() not in SCORE_FORMATS:
         raise TfaeError(f"{{out}} must end in {', '.join(SCORE_FORMATS)}, got {out}",
                         options=["out"])
     _check_output(out, batch_size)
-    scored_run(path)
     progress = Progress(enabled=bool(verbose))
     endpoints, records = _opened(path, dataset, split, limit, settings, progress)
-    calibration = calibrate(path, endpoints, progress)
-    threshold = calibration.threshold(score, contamination)
-
-    def scores(images):
-        reconstruction, codes = image_scores(endpoints, images, calibration.reference_codes)
-        values = calibration.combined(reconstruction, codes, score)
-        return {"score": values, "flagged": values > threshold,
-                "reconstruction_error": reconstruction, "code_distance": codes}
-
+    if endpoints.score is not None:
+        scores, threshold, score, contamination = _export_scores(path, endpoints, score,
+                                                                 contamination)
+    elif RunFolder.holds_run(path):
+        scores, threshold, score, contamination = _run_scores(
+            path, endpoints, score or "reconstruction",
+            0.05 if contamination is None else contamination, progress)
+    else:
+        raise TfaeError(f"export {path} has no score signature: it was made before tfae scored "
+                        "anomalies; export its run again (tfae export RUN_DIR), or score the "
+                        "run folder")
     writer = _ScoreCollector(None if out is None else _TableWriter(out, records.class_names))
     with _written(writer):
         seen = _through(scores, records, writer, batch_size, progress, "scoring")
@@ -223,6 +228,42 @@ def score(path, out=None, dataset=None, split="all", limit=None, score="reconstr
                   tuple((writer.ids[index], float(values[index])) for index in highest),
                   _skipped(records, writer, seen), None if out is None else str(out),
                   records.name)
+
+
+def _run_scores(path, endpoints, score, contamination, progress):
+    """``(scores function, threshold, score, contamination)`` of a run folder, calibrated."""
+    calibration = calibrate(path, progress)
+    threshold = calibration.threshold(score, contamination)
+
+    def scores(images):
+        reconstruction, codes = image_scores(endpoints.encode, endpoints.reconstruct, images,
+                                             calibration.reference_codes)
+        values = calibration.combined(reconstruction, codes, score)
+        return {"score": values, "flagged": values > threshold,
+                "reconstruction_error": reconstruction, "code_distance": codes}
+
+    return scores, threshold, score, contamination
+
+
+def _export_scores(path, endpoints, score, contamination):
+    """``(scores function, threshold, score, contamination)`` of an export's ``score``
+    signature, which scores as the export was made to: other settings need its run."""
+    anomaly = endpoints.anomaly
+    asked = {"score": score, "contamination": contamination}
+    for name, value in asked.items():
+        if value is not None and value != anomaly[name]:
+            raise TfaeError("{%s} %s: export %s scores %s at contamination %g; score its run "
+                            "folder for other settings, or export it with them" % (
+                                name, value, path, anomaly["score"], anomaly["contamination"]),
+                            options=[name])
+
+    def scores(images):
+        outputs = endpoints.score(images)
+        return {"score": outputs["scores"].numpy(), "flagged": outputs["flagged"].numpy(),
+                "reconstruction_error": tf.reduce_mean(
+                    outputs["error_maps"], axis=(1, 2, 3)).numpy()}
+
+    return scores, anomaly["threshold"], anomaly["score"], anomaly["contamination"]
 
 
 def _apply(path, out, what, endpoint, dataset, split, limit, batch_size, verbose, settings):

@@ -47,8 +47,8 @@ import tensorflow as tf
 from tfae.config import DataConfig
 from tfae.data import as_splits, load_config
 from tfae.errors import TfaeError
-from tfae.exports import versions
-from tfae.files import file_identity, write_json
+from tfae.exports import ANOMALY_FILE, REFERENCE_CODES_LAYER, SCORE_SIGNATURE, versions
+from tfae.files import file_identity, read_json, write_json
 from tfae.measurements import Measuring, measurements
 from tfae.models.contractive import contractive_penalty
 from tfae.progress import Progress
@@ -70,6 +70,10 @@ class Endpoints:
         jacobian_squared_norm: images -> ||J_f(x)||_F^2 without the full Jacobian where the
             model allows it, or ``None`` for an export.
         decode: codes -> reconstructions, or ``None`` for an export.
+        score: images -> ``scores``, ``flagged``, ``error_maps``: an export's ``score``
+            signature, or ``None`` (a run is scored by ``tfae.anomaly``).
+        anomaly: the settings of an export's ``score`` signature (``score``,
+            ``contamination``, ``threshold``), or ``None``.
 
     Examples:
         >>> endpoints = open_endpoints("runs/deep")  # doctest: +SKIP
@@ -86,6 +90,8 @@ class Endpoints:
     data_source: dict | None = None
     jacobian_squared_norm: callable = None
     decode: callable = None
+    score: callable = None
+    anomaly: dict | None = None
 
 
 def open_endpoints(path):
@@ -123,13 +129,19 @@ def open_endpoints(path):
         raise TfaeError(f"export {path} lacks the signature(s) {', '.join(sorted(missing))}")
     # The lambdas hold `served` itself: its signatures alone do not keep its variables alive.
     image_shape = tuple(served.signatures["encode"].structured_input_signature[1]["images"].shape[1:])
+    scores = SCORE_SIGNATURE in served.signatures and (path / ANOMALY_FILE).is_file()
     return Endpoints(
         encode=lambda images: served.signatures["encode"](images=images)["codes"],
         reconstruct=lambda images: served.signatures["serving_default"](
             images=images)["reconstructions"],
         image_shape=image_shape,
-        parameters=int(sum(np.prod(variable.shape) for variable in served.variables)),
-        training_seconds=None)
+        # The model's weights: not the reference codes its score signature keeps.
+        parameters=int(sum(np.prod(variable.shape) for variable in served.variables
+                           if not variable.name.startswith(REFERENCE_CODES_LAYER))),
+        training_seconds=None,
+        score=(lambda images: served.signatures[SCORE_SIGNATURE](images=images)) if scores
+        else None,
+        anomaly=read_json(path / ANOMALY_FILE) if scores else None)
 
 
 # The settings that make the measured images what they are (data_dir and manual_dir only say

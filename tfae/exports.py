@@ -12,6 +12,12 @@ and answers seven signatures:
   model's channels;
 - ``decode`` (``codes`` -> ``images``).
 
+An export of a run folder also answers ``score`` (``images`` -> ``scores``, ``flagged`` and
+``error_maps``, the per-pixel squared errors): the run's anomaly scores (``tfae.anomaly``), its
+reference codes saved as weights and its threshold and medians as constants, so TF Serving
+flags images as ``tfae score`` does; its settings and threshold are in the version's
+``anomaly.json``, which ``tfae score`` reads.
+
 The bytes and pixels signatures do inside the model what the run did to its images, as Keras'
 examples put ``Resizing`` and ``Rescaling`` inside a model: decode, convert the channels, resize to
 the model's size as the run resized (``stretch``, ``crop`` or ``pad``) and scale to [0, 1]; so a
@@ -38,14 +44,18 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from tfae.anomaly import calibrate, check_contamination, nearest_distances
 from tfae.data.pipeline import unit_floats
 from tfae.data.splits import conform, decode
 from tfae.errors import TfaeError
-from tfae.files import process_exists
+from tfae.files import process_exists, write_json
 from tfae.runs import RunFolder
 
 SIGNATURES = ("serving_default", "encode", "reconstruct_bytes", "encode_bytes",
               "reconstruct_pixels", "encode_pixels", "decode")
+SCORE_SIGNATURE = "score"  # beside SIGNATURES in an export made with a run's calibration
+ANOMALY_FILE = "anomaly.json"  # in such a version folder: its score, contamination, threshold
+REFERENCE_CODES_LAYER = "anomaly_reference_codes"  # its variables: not the model's parameters
 
 
 def versions(export_dir):
@@ -77,7 +87,8 @@ def next_version(export_dir):
 STAGING_MARK = ".tfae-staging"
 
 
-def export_saved_model(model, export_dir, resize="stretch"):
+def export_saved_model(model, export_dir, resize="stretch", calibration=None,
+                       score="reconstruction", contamination=0.05):
     """Writes ``model`` as the next version of the SavedModel folder ``export_dir``.
 
     Args:
@@ -85,6 +96,8 @@ def export_saved_model(model, export_dir, resize="stretch"):
         export_dir: the model's folder in TF Serving's layout; versions are its subfolders.
         resize: how the bytes and pixels signatures fit images of another aspect ratio to the
             model's size: the run's ``resize`` (``tfae.data.splits.conform``).
+        calibration: the run's ``tfae.anomaly.Calibration``, for a ``score`` signature.
+        score, contamination: which anomaly score it gives, and which threshold flags.
 
     Returns:
         The ``pathlib.Path`` of the new version folder.
@@ -103,7 +116,14 @@ def export_saved_model(model, export_dir, resize="stretch"):
     except OSError as error:
         raise TfaeError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
     try:
-        _archive(model, resize).write_out(str(staging), verbose=False)
+        archive = _archive(model, resize)
+        if calibration is not None:
+            _add_score(archive, model, calibration, score, contamination)
+        archive.write_out(str(staging), verbose=False)
+        if calibration is not None:
+            write_json(staging / ANOMALY_FILE, {
+                "score": score, "contamination": contamination,
+                "threshold": calibration.threshold(score, contamination)})
         (staging / STAGING_MARK).unlink()  # not part of the version
         version = next_version(export_dir)
         while True:
@@ -168,12 +188,46 @@ def _archive(model, resize):
     return archive
 
 
-def export(run_dir, export_dir=None):
-    """Exports the model of a finished run folder and records the export in its ``run.json``.
+class _ReferenceCodes(keras.layers.Layer):
+    """A run's reference codes (``tfae.anomaly.Calibration``) as a weight of the export: saved
+    in its variables, not as a constant in its graph."""
+
+    def __init__(self, reference_codes):
+        super().__init__(trainable=False, name=REFERENCE_CODES_LAYER)
+        self.codes = self.add_weight(shape=reference_codes.shape, initializer="zeros",
+                                     trainable=False, name="codes")
+        self.codes.assign(reference_codes)
+        self.built = True  # no inputs to build from: the weight is made here
+
+
+def _add_score(archive, model, calibration, score, contamination):
+    """The ``score`` signature: images -> ``scores``, ``flagged``, ``error_maps``."""
+    threshold = calibration.threshold(score, contamination)
+    reference = _ReferenceCodes(calibration.reference_codes)
+    archive.track(reference)
+
+    def scored(images):
+        count = tf.shape(images)[0]
+        error_maps = tf.square(model(images, training=False) - images)
+        errors = tf.reduce_mean(tf.reshape(error_maps, (count, -1)), axis=1)
+        codes = tf.reshape(model.encoder(images, training=False), (count, -1))
+        scores = calibration.combined(errors, nearest_distances(codes, reference.codes), score)
+        return {"scores": scores, "flagged": scores > threshold, "error_maps": error_maps}
+
+    archive.add_endpoint(SCORE_SIGNATURE, scored, input_signature=[
+        tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")])
+
+
+def export(run_dir, export_dir=None, score="reconstruction", contamination=0.05, progress=None):
+    """Exports the model of a finished run folder, with its anomaly ``score`` signature
+    (calibrated, ``tfae.anomaly.calibrate``), and records the export in its ``run.json``.
 
     Args:
         run_dir: a folder written by ``tfae.fit``.
         export_dir: where versions go; default ``saved_models/<model>``.
+        score, contamination: the anomaly score the export gives and its threshold's share of
+            validation images flagged (``tfae.anomaly``).
+        progress: a ``tfae.progress.Progress`` to show the calibration's stages on.
 
     Returns:
         The ``pathlib.Path`` of the new version folder.
@@ -182,11 +236,14 @@ def export(run_dir, export_dir=None):
         >>> export("runs/deep")  # doctest: +SKIP
         PosixPath('saved_models/deep/2')
     """
+    check_contamination(contamination)  # before the calibration's minutes, not after
     folder = RunFolder(run_dir)
     model = folder.load_model()
     config = folder.config()
+    calibration = calibrate(run_dir, progress=progress)
     version_dir = export_saved_model(
         model, export_dir or pathlib.Path("saved_models") / config["model"],
-        resize=config.get("resize") or "stretch")
+        resize=config.get("resize") or "stretch", calibration=calibration, score=score,
+        contamination=contamination)
     folder.write_info({"export": str(version_dir)})
     return version_dir

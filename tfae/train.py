@@ -30,6 +30,7 @@ import time
 import keras
 import tensorflow as tf
 
+from tfae.anomaly import calibrate
 from tfae.config import LOSSES, resolve
 from tfae.data import as_splits, load_config, pipeline, worker_pipeline
 from tfae.distribute import is_chief, is_multi_worker, make_strategy
@@ -198,7 +199,8 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
         if export:
             export_path = export_saved_model(
                 model, export_dir or pathlib.Path("saved_models") / config.model,
-                resize=config.resize)
+                resize=config.resize,
+                calibration=calibrate(folder.path, model=model, splits=splits))
             folder.write_info({"export": str(export_path)})
     return Run(folder.path, model, history, export_path)
 

@@ -164,7 +164,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise ServingError("INVALID_ARGUMENT",
                                f"input keys {sorted(request.inputs)} do not match the signature's "
                                f"['{batcher.input_name}']")
-        unknown = set(request.output_filter) - {batcher.output_name}
+        unknown = set(request.output_filter) - set(batcher.output_names)
         if unknown:
             raise ServingError("INVALID_ARGUMENT", f"output tensor alias not found in signature: "
                                                    f"{sorted(unknown)[0]}")
@@ -175,7 +175,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.name = self.repository.name
         response.model_spec.version.value = version
         response.model_spec.signature_name = signature_name
-        response.outputs[batcher.output_name].CopyFrom(tf.make_tensor_proto(output))
+        outputs = output if isinstance(output, dict) else {batcher.output_names[0]: output}
+        for name, value in outputs.items():
+            if not request.output_filter or name in request.output_filter:
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         return response
 
     async def _metadata(self, request):

@@ -152,6 +152,8 @@ async def _predict(repository, spec, parsed):
             raise HTTPException(400, f"Input '{name}' must be a rectangular array of numbers, "
                                      f"shaped {shape_text(batcher.input_shape)}")
     output = await batcher(check_input(array, name, batcher.input_shape, batcher.input_dtype))
+    if row_format and isinstance(output, dict):  # as TF Serving: an object of outputs per row
+        output = [dict(zip(output, row)) for row in zip(*output.values())]
     return {"predictions": output} if row_format else {"outputs": output}
 
 

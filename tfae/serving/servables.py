@@ -141,6 +141,7 @@ def shape_text(shape):
 
 class Batcher:
     """Calls a one-input signature, running the requests that queue up meanwhile as one batch.
+    A signature of one output gives an array; of several (``score``), a dict of arrays by name.
 
     Awaiting callers queue their arrays; one task at a time takes the queue (up to ``max_rows``
     rows of the same shape), calls the signature once on their concatenation in a thread, and
@@ -160,13 +161,14 @@ class Batcher:
         (self.input_name, spec), = signature.structured_input_signature[1].items()
         self.input_shape = tuple(spec.shape)
         self.input_dtype = spec.dtype.name  # float32, uint8 or string
-        (self.output_name,) = signature.structured_outputs
+        self.output_names = tuple(signature.structured_outputs)
         self._max_rows = max_rows
         self._queue = []
         self._draining = None
 
     async def __call__(self, array):
-        """The signature's only output for ``array`` (as ``check_input`` gives it), as numpy.
+        """The signature's output for ``array`` (as ``check_input`` gives it), as numpy: one
+        array, or a dict of them for a signature of several outputs.
 
         A request of more than ``max_rows`` rows is run ``max_rows`` at a time, each part queued
         only when the one before it is done, so requests that arrive meanwhile run between its
@@ -174,7 +176,11 @@ class Batcher:
         """
         parts = [await self._run(array[start:start + self._max_rows])
                  for start in range(0, max(len(array), 1), self._max_rows)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if len(parts) == 1:
+            return parts[0]
+        if isinstance(parts[0], dict):
+            return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        return np.concatenate(parts)
 
     async def _run(self, array):
         future = asyncio.get_running_loop().create_future()
@@ -217,7 +223,9 @@ class Batcher:
         start = 0
         for array, future in taken:
             if not future.done():
-                future.set_result(output[start:start + len(array)])
+                rows = slice(start, start + len(array))
+                future.set_result({name: value[rows] for name, value in output.items()}
+                                  if isinstance(output, dict) else output[rows])
             start += len(array)
 
     @staticmethod
@@ -250,7 +258,9 @@ class Batcher:
             raise ServingError("INVALID_ARGUMENT", op_error_message(failure)) from None
         except tf.errors.OpError as failure:
             raise ServingError("INTERNAL", op_error_message(failure)) from None
-        return outputs[self.output_name].numpy()
+        if len(self.output_names) == 1:
+            return outputs[self.output_names[0]].numpy()
+        return {name: outputs[name].numpy() for name in self.output_names}
 
 
 class Repository:
