@@ -78,6 +78,16 @@ def test_a_run_trained_on_ones_scores_the_other_digits_higher(ones_run):
 
 
 @pytest.mark.slow
+def test_evaluate_reports_how_well_each_score_tells_the_other_digits_apart(ones_run):
+    metrics = json.loads(run_tfae("evaluate", "ones", "--limit", "2000", "--json", "--quiet",
+                                  cwd=ones_run).stdout)["anomaly"]
+    for score in ("reconstruction", "codes", "combined"):
+        assert metrics[score]["auroc"] > 0.95 and metrics[score]["auprc"] > 0.95
+        assert metrics[score]["f1"] > 0.85
+        assert metrics[score]["flagged_normal"] < 0.2 < 0.8 < metrics[score]["flagged_anomalous"]
+
+
+@pytest.mark.slow
 def test_score_summarises_as_json_and_calibrates_a_run_once(ones_run):
     calibration = ones_run / "ones" / "anomaly.npz"
     summary = json.loads(run_tfae("score", "ones", "--split", "test", "--limit", "200",
@@ -181,3 +191,14 @@ def test_tfae_serve_gives_an_exports_scores_over_rest_and_grpc(ones_run):
         assert set(response.outputs) == {"flagged"}
         assert tf.make_ndarray(response.outputs["flagged"]).tolist() == [
             row["flagged"] == "true" for row in rows]
+
+
+@pytest.mark.slow
+def test_plot_anomalies_draws_the_worst_and_best_reconstructed_test_images(ones_run):
+    import matplotlib.image
+
+    result = run_tfae("plot", "ones", "--kind", "anomalies", "--quiet", cwd=ones_run)
+    path = ones_run / "ones" / "figures" / "anomalies.png"
+    assert result.stdout.strip() == "wrote ones/figures/anomalies.png"
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert width > 2 * height > 0  # four rows of ten images

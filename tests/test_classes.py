@@ -75,6 +75,10 @@ def test_fit_records_its_classes_and_evaluate_measures_every_class(tmp_path):
     metrics = json.loads(run_tfae("evaluate", "run", "--json", "--quiet", cwd=tmp_path).stdout)
     assert metrics["train_images"] == 600  # every class's, not class 4's alone
     assert metrics["probe"]["linear"] > 0.5  # ten classes told apart
+    anomaly = metrics["anomaly"]  # the other classes told from class 4, by each score
+    assert anomaly["normal_classes"] == "4" and 0 < anomaly["anomalous_test_images"] < 600
+    assert set(anomaly["reconstruction"]) == {"auroc", "auprc", "f1", "flagged_normal",
+                                              "flagged_anomalous"}
 
 
 def test_bad_classes_on_the_command_line_are_one_line(tmp_path):

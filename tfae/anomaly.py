@@ -193,7 +193,7 @@ def calibrate(path, progress=None, model=None, splits=None):
         (5421, 32)
     """
     from tfae.config import DataConfig
-    from tfae.data import load_config, pipeline
+    from tfae.data import load_config
     from tfae.progress import Progress
 
     folder = scored_run(path)
@@ -210,12 +210,41 @@ def calibrate(path, progress=None, model=None, splits=None):
             settings["dataset"] = source["dataset"]
         with progress.stage("reading the run's data"):
             splits = load_config(DataConfig(**settings))
+    calibration = calibration_of(lambda images: model.encoder(images, training=False), model,
+                                 splits, progress, identity)
+    calibration.save(folder.path / CALIBRATION_FILE)
+    return calibration
+
+
+def calibration_of(encode, reconstruct, splits, progress=None, model=()):
+    """The ``Calibration`` of a model's ``encode`` and ``reconstruct`` on the normal images of
+    ``splits``: a seeded sample of ``REFERENCE_CODES`` training codes, and both scores of every
+    validation image.
+
+    Args:
+        encode, reconstruct: images -> codes, images -> reconstructions.
+        splits: ``tfae.data.Splits`` whose training and validation images are normal.
+        progress: a ``tfae.progress.Progress`` to show the stages on.
+        model: what ``Calibration.model`` records.
+
+    Examples:
+        >>> from tfae.data import load
+        >>> from tfae.families import build_model
+        >>> model = build_model("deep", (28, 28, 1), hidden=(8,), latent_dim=2)
+        >>> calibration = calibration_of(model.encoder, model, load("mnist", limit=64))
+        >>> calibration.reference_codes.shape, calibration.validation_codes.shape
+        ((64, 2), (64,))
+    """
+    from tfae.data import pipeline
+    from tfae.progress import Progress
+
+    progress = progress or Progress(enabled=False)
     references = []
     taken = min(REFERENCE_CODES, int(splits.train.cardinality()))
     with progress.stage(f"encoding {taken:,} training images", total=taken,
                         unit="image") as tick:
         for images, _ in pipeline(splits.train, BATCH_SIZE, shuffle=True, seed=0):
-            codes = model.encoder(images, training=False)
+            codes = encode(images)
             references.append(np.reshape(np.asarray(codes, np.float32), (len(images), -1)))
             tick(len(images))
             if sum(map(len, references)) >= taken:
@@ -226,11 +255,9 @@ def calibrate(path, progress=None, model=None, splits=None):
     with progress.stage(f"scoring {count:,} validation images", total=count,
                         unit="image") as tick:
         for images, _ in pipeline(splits.validation, BATCH_SIZE):
-            errors, distances = image_scores(model.encoder, model, images, reference_codes)
+            errors, distances = image_scores(encode, reconstruct, images, reference_codes)
             reconstruction.append(errors)
             codes.append(distances)
             tick(len(images))
-    calibration = Calibration(reference_codes, np.concatenate(reconstruction),
-                              np.concatenate(codes), identity)
-    calibration.save(folder.path / CALIBRATION_FILE)
-    return calibration
+    return Calibration(reference_codes, np.concatenate(reconstruction), np.concatenate(codes),
+                       tuple(model))

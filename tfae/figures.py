@@ -2,7 +2,7 @@
 export, drawn by ``tfae.plots``.
 
 Kinds: ``tsne``, ``reconstructions``, ``denoising``, ``occlusion``, ``colorization`` (colour
-images), ``manifold``, ``history``. ``register_figure`` adds a kind of one's own: a
+images), ``manifold``, ``anomalies``, ``history``. ``register_figure`` adds a kind of one's own: a
 ``FigureKind`` whose ``draw(figure)`` gets a ``Figure`` (the model's endpoints, the data, where
 to write) and returns the PNG's path. This module imports TensorFlow only to draw, so that
 ``tfae plot --help`` lists the kinds at once.
@@ -26,6 +26,7 @@ from tfae.registry import Registry
 
 TSNE_IMAGES = 5000
 SHOWN_IMAGES = 10
+ANOMALY_IMAGES = 2000  # test images ranked by their reconstruction error
 MANIFOLD_STARTS = 6  # noisy test images, and 2 random ones, in the manifold figure
 
 
@@ -270,6 +271,22 @@ def _manifold(figure):
         f"{MANIFOLD_STARTS} noisy (gaussian 0.5) and 2 random images")
 
 
+def _anomalies(figure):
+    from tfae import plots
+
+    with figure.progress.stage(f"scoring {ANOMALY_IMAGES:,} test images"):
+        images, _, _ = figure.first(figure.splits.test, ANOMALY_IMAGES)
+        error_maps = np.square(figure.reconstruct(images) - images).mean(axis=-1, keepdims=True)
+        order = np.argsort(-error_maps.reshape(len(images), -1).mean(axis=1), kind="stable")
+    most, least = order[:SHOWN_IMAGES], order[::-1][:SHOWN_IMAGES]
+    brightest = max(float(error_maps[np.concatenate([most, least])].max()), 1e-12)
+    return plots.plot_rows(
+        [("most\nanomalous", images[most]), ("its error", error_maps[most] / brightest),
+         ("least\nanomalous", images[least]), ("its error", error_maps[least] / brightest)],
+        figure.path, f"{figure.name}: the most and least anomalous of {len(images):,} test "
+        "images (reconstruction error)")
+
+
 def _history(figure):
     from tfae import plots
 
@@ -288,6 +305,8 @@ for _kind in (
                    colour=True),
         FigureKind("manifold", _manifold, "iterating the autoencoder from noisy and random "
                    "images"),
+        FigureKind("anomalies", _anomalies, "the test images reconstructed worst and best, "
+                   "beside their error maps"),
         FigureKind("history", _history, "the training history", needs_model=False),
 ):
     register_figure(_kind)
