@@ -164,7 +164,8 @@ class NearestNeighbours:
         # Votes minus a fraction of the class index: equal votes go to the smallest label.
         order = tf.range(classes, dtype=tf.float32) / (classes + 1)
 
-        @tf.function
+        # Eager: a few large ops a chunk. A tf.function made anew every call was traced anew,
+        # and TensorFlow warned of it past --quiet in a report of several families.
         def nearest_labels(chunk):
             # -||a - b||^2 but for the test code's own norm, the same for all its candidates
             closeness = tf.matmul(2 * chunk, self._codes, transpose_b=True) - self._squared_norms
