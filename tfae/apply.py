@@ -182,7 +182,7 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
         score: ``reconstruction`` (a run's default), ``codes`` or ``combined``.
         contamination: the share of normal (validation) images the threshold flags, in
             (0, 0.5); a run's default 0.05.
-        The others are ``encode``'s.
+        dataset, split, limit, batch_size, verbose, settings: as ``encode`` takes them.
 
     Returns:
         ``Scored``.
