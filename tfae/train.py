@@ -200,7 +200,10 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
             export_path = export_saved_model(
                 model, export_dir or pathlib.Path("saved_models") / config.model,
                 resize=config.resize,
-                calibration=calibrate(folder.path, model=model, splits=splits))
+                # Not under a multi-worker strategy: the chief's model calls would wait on
+                # collectives of workers that have finished; `tfae export` adds it afterwards.
+                calibration=None if is_multi_worker(strategy)
+                else calibrate(folder.path, model=model, splits=splits))
             folder.write_info({"export": str(export_path)})
     return Run(folder.path, model, history, export_path)
 
