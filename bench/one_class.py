@@ -28,7 +28,7 @@ from sklearn.svm import OneClassSVM
 
 from fit_throughput import machine, publish
 import tfae
-from tfae.anomaly import SCORES, calibration_of, image_scores
+from tfae.anomaly import SCORES, calibration_of, split_scores
 from tfae.config import FitConfig
 from tfae.data import load, pipeline
 
@@ -48,12 +48,8 @@ def family_aurocs(model, splits, normal_splits, anomalous):
     """The AUROC of each of ``model``'s anomaly scores on the test split."""
     encode = lambda images: model.encoder(images, training=False)  # noqa: E731
     calibration = calibration_of(encode, model, normal_splits)
-    reconstruction, codes = [], []
-    for images, _ in pipeline(splits.test, 1024):
-        errors, distances = image_scores(encode, model, images, calibration.reference_codes)
-        reconstruction.append(errors)
-        codes.append(distances)
-    reconstruction, codes = np.concatenate(reconstruction), np.concatenate(codes)
+    reconstruction, codes, _ = split_scores(encode, model, splits.test,
+                                            calibration.reference_codes, 1024)
     return {score: roc_auc_score(anomalous, calibration.combined(reconstruction, codes, score))
             for score in SCORES}
 

@@ -49,6 +49,20 @@ def check_contamination(contamination):
                         "flagged), got %g" % contamination, options=["contamination"])
 
 
+def check_score(score):
+    """Refuses a ``score`` not in ``SCORES``.
+
+    Examples:
+        >>> check_score("elbo")
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: score must be one of reconstruction, codes, combined, got 'elbo'
+    """
+    if score not in SCORES:
+        raise TfaeError("{score} must be one of %s, got %r" % (", ".join(SCORES), score),
+                        options=["score"])
+
+
 @dataclasses.dataclass(frozen=True)
 class Calibration:
     """What scoring needs beside the model.
@@ -84,9 +98,7 @@ class Calibration:
             return reconstruction
         if score == "codes":
             return codes
-        if score != "combined":
-            raise TfaeError("{score} must be one of %s, got %r" % (", ".join(SCORES), score),
-                            options=["score"])
+        check_score(score)
         # A floor: codes that collapsed to one point have a median distance of 0.
         return (reconstruction / float(max(np.median(self.validation_reconstruction), 1e-12))
                 + codes / float(max(np.median(self.validation_codes), 1e-12))) / 2
@@ -250,14 +262,35 @@ def calibration_of(encode, reconstruct, splits, progress=None, model=()):
             if sum(map(len, references)) >= taken:
                 break
     reference_codes = np.concatenate(references)[:taken]
-    reconstruction, codes = [], []
     count = int(splits.validation.cardinality())
     with progress.stage(f"scoring {count:,} validation images", total=count,
                         unit="image") as tick:
-        for images, _ in pipeline(splits.validation, BATCH_SIZE):
-            errors, distances = image_scores(encode, reconstruct, images, reference_codes)
-            reconstruction.append(errors)
-            codes.append(distances)
-            tick(len(images))
-    return Calibration(reference_codes, np.concatenate(reconstruction), np.concatenate(codes),
-                       tuple(model))
+        reconstruction, codes, _ = split_scores(encode, reconstruct, splits.validation,
+                                                reference_codes, tick=tick)
+    return Calibration(reference_codes, reconstruction, codes, tuple(model))
+
+
+def split_scores(encode, reconstruct, split, reference_codes, batch_size=BATCH_SIZE,
+                 tick=None):
+    """``(reconstruction, codes, labels)``: ``image_scores`` of every image of ``split``, a
+    batch at a time, and their labels, as numpy arrays; ``tick(images)`` after each batch.
+
+    Examples:
+        >>> from tfae.data import load
+        >>> from tfae.families import build_model
+        >>> model = build_model("deep", (28, 28, 1), hidden=(8,), latent_dim=2)
+        >>> scores = split_scores(model.encoder, model, load("mnist", limit=10).test,
+        ...                       np.zeros((3, 2), np.float32))
+        >>> [part.shape for part in scores]
+        [(10,), (10,), (10,)]
+    """
+    from tfae.data import pipeline
+
+    parts = ([], [], [])
+    for images, _, labels in pipeline(split, batch_size, with_labels=True):
+        for part, value in zip(parts, (*image_scores(encode, reconstruct, images,
+                                                     reference_codes), labels.numpy())):
+            part.append(value)
+        if tick:
+            tick(len(labels))
+    return tuple(np.concatenate(part) for part in parts)

@@ -38,7 +38,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from tfae.anomaly import SCORES, calibrate, check_contamination, image_scores
+from tfae.anomaly import calibrate, check_contamination, check_score, image_scores
 from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
@@ -196,9 +196,8 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
         >>> score("runs/digit-3", "scores.csv", dataset="mnist", split="test").flagged  # doctest: +SKIP
         8123
     """
-    if score is not None and score not in SCORES:
-        raise TfaeError("{score} must be one of %s, got %r" % (", ".join(SCORES), score),
-                        options=["score"])
+    if score is not None:
+        check_score(score)
     if contamination is not None:
         check_contamination(contamination)
     out = None if out is None else pathlib.Path(out)

@@ -15,7 +15,7 @@ Examples:
 
 import numpy as np
 
-from tfae.anomaly import SCORES, calibration_of, image_scores
+from tfae.anomaly import SCORES, calibration_of, split_scores
 from tfae.measurements import Measurement, register_measurement
 
 CONTAMINATION = 0.05
@@ -26,7 +26,6 @@ def _measure(measuring):
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
     from tfae.data.classes import class_indices, keep_classes
-    from tfae.data.pipeline import pipeline
     from tfae.errors import TfaeError
 
     classes = (measuring.endpoints.data_settings or {}).get("classes")
@@ -40,22 +39,15 @@ def _measure(measuring):
         measuring.notes.append(f"anomaly: not measured: {error}")
         return None
     test = measuring.test_images
-    reconstruction, codes, labels = [], [], []
     with measuring.progress.stage("anomaly scores", total=int(test.cardinality()),
                                   unit="image") as tick:
-        for images, _, batch_labels in pipeline(test, measuring.batch_size, with_labels=True):
-            errors, distances = image_scores(measuring.endpoints.encode,
-                                             measuring.endpoints.reconstruct, images,
-                                             calibration.reference_codes)
-            reconstruction.append(errors)
-            codes.append(distances)
-            labels.append(batch_labels.numpy())
-            tick(len(errors))
-    anomalous = ~np.isin(np.concatenate(labels), normal)
+        reconstruction, codes, labels = split_scores(
+            measuring.endpoints.encode, measuring.endpoints.reconstruct, test,
+            calibration.reference_codes, measuring.batch_size, tick)
+    anomalous = ~np.isin(labels, normal)
     if anomalous.all() or not anomalous.any():
         measuring.notes.append("anomaly: not measured: the test images are all of one kind")
         return None
-    reconstruction, codes = np.concatenate(reconstruction), np.concatenate(codes)
     value = {"normal_classes": classes, "contamination": CONTAMINATION,
              "anomalous_test_images": int(anomalous.sum())}
     for score in SCORES:
