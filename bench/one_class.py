@@ -32,7 +32,7 @@ from tfae.anomaly import SCORES, calibration_of, split_scores
 from tfae.config import FitConfig
 from tfae.data import load, pipeline
 
-SECTION = "## One-class anomaly detection"
+SECTION = "## One-class anomaly detection on {dataset}"
 
 
 def arrays(split):
@@ -102,7 +102,7 @@ def main():
                 rows.setdefault(f"*{name}*", {})[normal] = value
             seconds[normal] = time.perf_counter() - start
             print(f"class {normal}: {seconds[normal]:.0f} s", file=sys.stderr, flush=True)
-    lines = [SECTION, "",
+    lines = [SECTION.format(dataset=arguments.dataset), "",
              f"`python bench/one_class.py --dataset {arguments.dataset} --models "
              f"{arguments.models}{f' --epochs {arguments.epochs}' if arguments.epochs else ''}` "
              f"on {time.strftime('%Y-%m-%d')}, {machine()}: each class of {arguments.dataset} "

@@ -342,13 +342,18 @@ def test_fashion_mnist_builds_offline_from_debians_files_beside_mnist(tmp_path):
     digits = data.load("mnist", data_dir=str(tmp_path), limit=50)
     # What a build killed with -9 leaves: its extraction folder and tfds' incomplete one.
     version = tfds.builder("fashion_mnist", data_dir=str(tmp_path)).version
-    leftovers = [tmp_path / ".tfae-extract-killed",
+    leftovers = [tmp_path / ".tfae-extract-fashion_mnist-killed",
                  tmp_path / f"fashion_mnist/incomplete.ABC123_{version}"]
-    for leftover in leftovers:
+    # Another data set's extraction, in use by a process preparing it under its own lock.
+    busy = tmp_path / ".tfae-extract-cifar10-busy"
+    for leftover in [*leftovers, busy]:
         (leftover / "part").mkdir(parents=True)
     splits = data.load("fashion_mnist", data_dir=str(tmp_path), manual_dir=str(FASHION_FILES),
                        limit=50)
     assert not any(leftover.exists() for leftover in leftovers)
+    assert (busy / "part").is_dir()
+    busy.joinpath("part").rmdir()
+    busy.rmdir()
     assert splits.image_shape == (28, 28, 1) and splits.num_classes == 10
     assert splits.class_names[0] == "T-shirt/top" and _sizes(splits) == [50, 50, 50]
     clothes, digit_images = _all(splits.train)[0], _all(digits.train)[0]

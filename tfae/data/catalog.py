@@ -136,9 +136,11 @@ def prepared_builder(name, data_dir=None, manual_dir=None):
 
 def _prepare(name, builder, manual_dir):
     # A preparation killed before its end leaves its extraction folder and tfds' incomplete.*
-    # folder behind; the caller holds the folder's preparation lock, so they are no one's now.
+    # folder behind; the caller holds this data set's preparation lock, so its own are no one's
+    # now. Another data set's may be in use: it is prepared under a lock of its own.
     version_dir = pathlib.Path(builder.data_dir)
-    for leftover in [*version_dir.parents[1].glob(".tfae-extract-*"),
+    prefix = f".tfae-extract-{name}-"
+    for leftover in [*version_dir.parents[1].glob(f"{prefix}*"),
                      *version_dir.parent.glob(f"incomplete.*_{version_dir.name}")]:
         shutil.rmtree(leftover, ignore_errors=True)
     LOG.info(f"preparing tfds data set {name!r} in {builder.data_dir} (once per data folder)")
@@ -146,7 +148,7 @@ def _prepare(name, builder, manual_dir):
     # tfds extracts a manual file to downloads/extracted/GZIP.<file name> and reuses whatever is
     # there: MNIST's and Fashion-MNIST's files share their names, so the second data set built in
     # a folder got the first one's images. Each preparation extracts into a folder of its own.
-    extracted = tempfile.TemporaryDirectory(prefix=".tfae-extract-",
+    extracted = tempfile.TemporaryDirectory(prefix=prefix,
                                             dir=pathlib.Path(builder.data_dir).parents[1])
     try:
         # tfds prints its own lines on stdout, which is for a command's results.
