@@ -18,6 +18,9 @@ import pytest
 TFDS_DATA_DIR = pathlib.Path(
     os.environ.get("TFAE_TEST_TFDS_DIR", pathlib.Path(tempfile.gettempdir()) / "tfae-tests-tfds"))
 os.environ["TFDS_DATA_DIR"] = str(TFDS_DATA_DIR)  # before tfds is imported, which reads it once
+# Baselines measured once in the session are read by its later tests and subprocesses, not by
+# a user's own tfae nor the next session (tfae.probes.baselines).
+os.environ.setdefault("TFAE_CACHE_DIR", tempfile.mkdtemp(prefix="tfae-tests-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,24 @@ def test_probes_separate_separable_codes_perfectly():
     assert knn_probe(codes, labels).score(test_codes, test_labels) == 1.0
 
 
+def test_linear_probe_is_scikit_learns_logistic_regression_on_standardised_codes():
+    # Overlapping classes and correlated, unevenly scaled codes: the solution is the
+    # regularised one, which the whitened coordinates and the written-out gradient must reach.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    codes, labels = _clusters(40, spread=8.0)
+    codes = codes @ RNG.normal(size=(8, 8)) * np.geomspace(0.01, 100, 8)
+    probe = linear_probe(codes, labels)
+    direct = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-8, max_iter=5000))
+    direct.fit(codes, labels)
+    logits = codes @ probe.weights + probe.bias
+    ours = np.exp(logits - logits.max(axis=1, keepdims=True))
+    ours /= ours.sum(axis=1, keepdims=True)
+    assert probe.converged and np.abs(ours - direct.predict_proba(codes)).max() < 2e-3
+
+
 def test_probes_on_shuffled_labels_are_near_chance():
     codes, labels = _clusters(100, spread=0.1)
     shuffled = RNG.permutation(labels)

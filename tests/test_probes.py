@@ -81,14 +81,40 @@ def test_convergence_counts_what_iterating_keeps_and_where_it_ends(digits):
     assert by_step[1:] == [everything_to_one["label_kept"]] * 20
 
 
-def test_baselines_of_the_same_splits_are_measured_once(digits, monkeypatch):
+def test_baselines_of_the_same_images_are_measured_once_and_kept_on_disk(digits, monkeypatch,
+                                                                          tmp_path):
     import tfae.probes
 
+    monkeypatch.setenv("TFAE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tfae.probes, "_MEASURED", {})
     train_images, train_labels, test_images, test_labels = digits
-    first = baselines(train_images, train_labels, test_images, test_labels, 8, key="digits")
+    first = baselines(train_images, train_labels, test_images, test_labels, 8)
+    fit_probes = tfae.probes.fit_probes
     monkeypatch.setattr(tfae.probes, "fit_probes", None)  # a second fit would fail
-    again = baselines(train_images, train_labels, test_images, test_labels, 8, key="digits")
+    again = baselines(train_images, train_labels, test_images, test_labels, 8)
     assert again[0] == first[0] and again[1] is first[1]
+    # Another process: read from the cache folder, the pixel classifier whole.
+    monkeypatch.setattr(tfae.probes, "_MEASURED", {})
+    stored = baselines(train_images, train_labels, test_images, test_labels, 8)
+    assert stored[0] == first[0]
+    assert np.array_equal(stored[1].predict(test_images), first[1].predict(test_images))
+    # Other images, other labels or another PCA size are measured anew.
+    monkeypatch.setattr(tfae.probes, "fit_probes", fit_probes)
+    measured = []
+    monkeypatch.setattr(tfae.probes, "fit_probes",
+                        lambda *arguments: measured.append(arguments[-1]) or fit_probes(*arguments))
+    baselines(train_images, train_labels, test_images, test_labels, 9)
+    assert measured == ["PCA-9 codes"]
+    baselines(train_images, (train_labels + 1) % 10, test_images, test_labels, 9)
+    assert measured[1:] == ["raw pixels", "PCA-9 codes"]
+    # A damaged cached file is measured again and written anew; no temporary file is left.
+    monkeypatch.setattr(tfae.probes, "_MEASURED", {})
+    digest = tfae.probes.images_digest(train_images.reshape(300, -1), train_labels,
+                                       test_images.reshape(200, -1), test_labels)
+    (tmp_path / "baselines" / digest / "pixels.npz").write_bytes(b"not an archive")
+    assert baselines(train_images, train_labels, test_images, test_labels, 8)[0] == first[0]
+    assert measured[3:] == ["raw pixels"]
+    assert not list(tmp_path.rglob("*.tmp*"))
 
 
 def test_pca_as_wide_as_the_pixels_is_their_rotation_and_scores_as_they_do():

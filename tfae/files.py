@@ -40,6 +40,17 @@ def write_text(path, text):
         raise TfaeError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+def cache_folder(part):
+    """The folder where tfae keeps ``part`` of what it can always measure again:
+    ``$TFAE_CACHE_DIR/part``, by default ``~/.cache/tfae/part``.
+
+    Examples:
+        >>> cache_folder("baselines").name
+        'baselines'
+    """
+    return pathlib.Path(os.environ.get("TFAE_CACHE_DIR") or "~/.cache/tfae").expanduser() / part
+
+
 def file_identity(path):
     """Which file ``path`` is now, ``None`` if none: its inode, size and modification time, which
     change when it is replaced or rewritten.

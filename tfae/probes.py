@@ -33,11 +33,17 @@ Examples:
     (['pca', 'pixels'], 5)
 """
 
+import hashlib
+import json
+import os
+import zipfile
+
 import numpy as np
 import scipy.optimize
 import tensorflow as tf
 from sklearn.decomposition import PCA
 
+from tfae.files import cache_folder
 from tfae.progress import Progress
 
 # L-BFGS iterations at most, scikit-learn's default; whitened, MNIST's codes converge in 13 to
@@ -46,6 +52,7 @@ LINEAR_ITERATIONS = 100
 # scikit-learn's tolerance on the gradient; on the value, what float32 sums can still tell apart.
 GRADIENT_TOLERANCE, VALUE_TOLERANCE = 1e-4, 1e-7
 KEPT_VARIANCE = 1e-6  # whitening leaves out directions of less variance, relative to the largest
+NEIGHBOURS = 5  # the kNN probe's k
 DISTANCES_PER_CHUNK = 2 ** 25  # test x training distances held at once (128 MB)
 
 
@@ -74,21 +81,23 @@ class LinearProbe:
         # Moments, the standardised codes' covariance and the logits are computed from the codes
         # themselves (standardising is folded into the weights): no copy of a wide training split.
         count = len(targets)
-        mean = tf.reduce_mean(codes, axis=0)
-        second_moments = tf.matmul(codes, codes, transpose_a=True) / count
-        variance = tf.maximum(tf.linalg.diag_part(second_moments) - mean ** 2, 0)
-        scale = tf.where(variance > 0, tf.sqrt(variance), 1.0)
-        covariance = ((second_moments - mean[:, None] * mean[None, :])
-                      / (scale[:, None] * scale[None, :]))
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance.numpy().astype(np.float64))
+        rows = np.asarray(codes)  # a view of the tensor, for numpy's matrix products
+        mean = np.mean(rows, axis=0, dtype=np.float64)
+        # by numpy's BLAS: TensorFlow's product of a tall matrix's transpose took 2.4x as long
+        second_moments = (rows.T @ rows).astype(np.float64) / count
+        variance = np.maximum(np.diag(second_moments) - mean ** 2, 0)
+        scale = np.where(variance > 0, np.sqrt(variance), 1.0)
+        covariance = (second_moments - np.outer(mean, mean)) / np.outer(scale, scale)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         kept = eigenvalues > max(eigenvalues.max(), 0) * KEPT_VARIANCE
         # W = P Λ^-1/2 V in standardised units; divided by the scale, in the codes' own.
-        whitening = tf.constant(eigenvectors[:, kept] / np.sqrt(eigenvalues[kept]), tf.float32)
-        unscaled = whitening / scale[:, None]
+        unscaled = tf.constant(eigenvectors[:, kept] / np.sqrt(eigenvalues[kept])
+                               / scale[:, None], tf.float32)
         penalty = tf.constant(1 / eigenvalues[kept], tf.float32)[:, None]
         shape = (int(kept.sum()), len(self.classes))
         strength = 1 / (2 * self.inverse_regularisation * count)
-        targets = tf.constant(targets)
+        mean = tf.constant(mean, tf.float32)
+        one_hot = tf.one_hot(targets, shape[1])
 
         def linear_map(parameters):
             """The whitened weights, and the weights and bias on the codes as they are."""
@@ -97,15 +106,22 @@ class LinearProbe:
             return whitened_weights, weights, parameters[-shape[1]:] - tf.linalg.matvec(
                 weights, mean, transpose_a=True)
 
+        # The gradient written out rather than taken by a GradientTape, whose gradient of
+        # `codes @ weights` is TensorFlow's slow product of the codes' transpose (0.6 s of
+        # every 0.8 s step on 2,048-number codes): by the logits' error G, it is codes' G.
         @tf.function
         def loss_and_gradient(parameters):
-            with tf.GradientTape() as tape:
-                tape.watch(parameters)
-                whitened_weights, weights, bias = linear_map(parameters)
-                loss = (tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    targets, codes @ weights + bias))
+            whitened_weights, weights, bias = linear_map(parameters)
+            logits = codes @ weights + bias
+            loss = (tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(one_hot, logits))
                     + strength * tf.reduce_sum(penalty * whitened_weights ** 2))
-            return loss, tape.gradient(loss, parameters)
+            error = (tf.nn.softmax(logits) - one_hot) / count
+            error_sums = tf.reduce_sum(error, axis=0)
+            weights_gradient = (tf.transpose(tf.matmul(error, codes, transpose_a=True))
+                                - mean[:, None] * error_sums[None, :])
+            whitened_gradient = (tf.matmul(unscaled, weights_gradient, transpose_a=True)
+                                 + 2 * strength * penalty * whitened_weights)
+            return loss, tf.concat([tf.reshape(whitened_gradient, [-1]), error_sums], axis=0)
 
         def objective(parameters):
             loss, gradient = loss_and_gradient(tf.constant(parameters, tf.float32))
@@ -140,16 +156,17 @@ class NearestNeighbours:
         array([0, 1])
     """
 
-    def __init__(self, neighbours=5):
+    def __init__(self, neighbours=NEIGHBOURS):
         self.neighbours = neighbours
 
     def fit(self, codes, labels):
         """Keeps the training codes (an array or tensor, as a tensor) and their labels."""
         self.classes, targets = np.unique(labels, return_inverse=True)
         self._codes = _matrix(codes)
-        # by numpy, on a view of the tensor: TensorFlow would square a copy of all the codes
-        rows = np.asarray(self._codes)
-        self._squared_norms = tf.constant(np.einsum("ij,ij->i", rows, rows))
+        # By numpy, on a view of the tensor: TensorFlow would square a copy of all the codes,
+        # and its product with their transpose takes twice as long as numpy's BLAS.
+        self._rows = np.asarray(self._codes)
+        self._squared_norms = np.einsum("ij,ij->i", self._rows, self._rows)
         self._targets = tf.constant(targets)
         return self
 
@@ -164,18 +181,17 @@ class NearestNeighbours:
         # Votes minus a fraction of the class index: equal votes go to the smallest label.
         order = tf.range(classes, dtype=tf.float32) / (classes + 1)
 
-        # Eager: a few large ops a chunk. A tf.function made anew every call was traced anew,
-        # and TensorFlow warned of it past --quiet in a report of several families.
         def nearest_labels(chunk):
             # -||a - b||^2 but for the test code's own norm, the same for all its candidates
-            closeness = tf.matmul(2 * chunk, self._codes, transpose_b=True) - self._squared_norms
+            closeness = (2 * chunk) @ self._rows.T
+            closeness -= self._squared_norms
             _, nearest = tf.math.top_k(closeness, neighbours)
             votes = tf.reduce_sum(tf.one_hot(tf.gather(self._targets, nearest), classes), axis=1)
             return tf.argmax(votes - order, axis=1)
 
         found = [np.zeros(0, np.int64)]
         for chunk in np.array_split(codes, self.chunks(len(codes))):
-            found.append(nearest_labels(tf.constant(chunk)).numpy())
+            found.append(nearest_labels(chunk).numpy())
             if tick:
                 tick()
         return self.classes[np.concatenate(found)]
@@ -196,7 +212,7 @@ def linear_probe(train_codes, train_labels, tick=None):
     return LinearProbe().fit(train_codes, train_labels, tick)
 
 
-def knn_probe(train_codes, train_labels, neighbours=5):
+def knn_probe(train_codes, train_labels, neighbours=NEIGHBOURS):
     """A fitted ``NearestNeighbours`` classifier.
 
     Examples:
@@ -293,18 +309,23 @@ def score(probe, codes, labels, progress=None, of="codes"):
         return probe.score(codes, labels, tick)
 
 
-# Baselines already measured in this process, by the caller's key for its splits: a report
-# evaluates every family on the same images, and the pixel probes are its slowest part.
+# Baselines measured before, by the digest of the images and labels they were measured on: kept
+# in the process (a report evaluates every family on the same images) and in the cache folder
+# (every later evaluation on the same images), as the pixel probes are an evaluation's slowest
+# part. Part of the digest: raise it when the probes or PCA measure differently.
+BASELINES_VERSION = 1
 _MEASURED = {}
 
 
-def baselines(train_images, train_labels, test_images, test_labels, code_size, key=None,
-              progress=None):
+def baselines(train_images, train_labels, test_images, test_labels, code_size, progress=None,
+              cache=True):
     """The raw pixels and PCA with ``code_size`` components (capped at the pixel count), on the
     same splits: probes for both, reconstruction PSNR for PCA.
 
-    ``key``, when given, names the splits (say, their data's fingerprint and sizes): measurements
-    of the same key are reused within the process. ``progress`` shows each part as a stage.
+    With ``cache``, baselines measured before on the same images and labels (by their digest,
+    ``images_digest``) are read instead, from this process or from
+    ``tfae.files.cache_folder("baselines")``, and new ones are kept there. ``progress`` shows
+    each part as a stage.
 
     Returns:
         ``(rows, pixel_classifier)``: ``{"pixels": {"linear", "knn"}, "pca": {"components",
@@ -314,7 +335,8 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, k
 
     Examples:
         >>> images, labels = np.random.default_rng(1).random((60, 3, 3)), np.arange(60) % 2
-        >>> rows, classifier = baselines(images[:40], labels[:40], images[40:], labels[40:], 2)
+        >>> rows, classifier = baselines(images[:40], labels[:40], images[40:], labels[40:], 2,
+        ...                              cache=False)
         >>> 0 <= rows["pixels"]["linear"] <= 1 and rows["pca"]["psnr"] > 0
         True
     """
@@ -322,15 +344,16 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, k
     train = _matrix(train_images)
     test = np.asarray(test_images, np.float32).reshape(len(test_images), -1)
     components = int(min(code_size, train.shape[1], len(train)))
-    if key is None or (key, "pixels") not in _MEASURED:
+    digest = cache and images_digest(train, train_labels, test, test_labels)
+    pixels = digest and _recalled(digest, "pixels", progress)
+    if not pixels:
         pixel_probes, _ = fit_probes(train, train_labels, test_labels, progress, "raw pixels")
         pixels = (_scores(pixel_probes, test, test_labels, progress, "raw pixels"),
                   pixel_probes and pixel_probes["linear"])
-        if key is not None:
-            _MEASURED[key, "pixels"] = pixels
-    else:
-        pixels = _MEASURED[key, "pixels"]
-    if key is None or (key, components) not in _MEASURED:
+        if digest:
+            _keep(digest, "pixels", pixels)
+    pca_row = digest and _recalled(digest, f"pca-{components}", progress)
+    if not pca_row:
         with progress.stage(f"PCA-{components}: fitting"):
             pca = PCA(components, random_state=0).fit(np.asarray(train))
             # PCA's transform, computed by TensorFlow: its codes go to the probes as a tensor.
@@ -344,11 +367,80 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, k
         pca_row = {"components": components, "psnr": psnr(test, reconstructions),
                    "mse": float(np.mean((test - reconstructions) ** 2)),
                    **_scores(pca_probes, test_codes, test_labels, progress, name)}
-        if key is not None:
-            _MEASURED[key, components] = pca_row
-    else:
-        pca_row = _MEASURED[key, components]
+        if digest:
+            _keep(digest, f"pca-{components}", pca_row)
     return {"pixels": pixels[0], "pca": pca_row}, pixels[1]
+
+
+def images_digest(*arrays):
+    """A digest of arrays' contents, shapes and types, and of how baselines are measured
+    (``BASELINES_VERSION`` and the probes' settings): equal only for the same measurement.
+
+    Examples:
+        >>> images_digest(np.zeros(3)) == images_digest(np.zeros(3)) != images_digest(np.ones(3))
+        True
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((BASELINES_VERSION, LINEAR_ITERATIONS, GRADIENT_TOLERANCE,
+                        VALUE_TOLERANCE, KEPT_VARIANCE, NEIGHBOURS)).encode())
+    for array in arrays:
+        array = np.ascontiguousarray(array)  # a tensor's own memory: no copy
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def _recalled(digest, part, progress):
+    """A part of the baselines measured before on the images of ``digest``, or ``None``. A
+    cached file that cannot be read is measured again (and written anew)."""
+    if (digest, part) not in _MEASURED:
+        path = cache_folder("baselines") / digest / f"{part}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                _MEASURED[digest, part] = _from_arrays(dict(stored))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+    named = "raw pixels" if part == "pixels" else part.replace("pca", "PCA")
+    with progress.stage(f"{named}: measured before on the same images"):
+        return _MEASURED[digest, part]
+
+
+def _keep(digest, part, value):
+    """Keeps a part of the baselines in the process and in the cache folder (written beside and
+    renamed, so a reader never sees half a file); a cache that cannot be written is passed by."""
+    _MEASURED[digest, part] = value
+    folder = cache_folder("baselines") / digest
+    temporary = folder / f".{part}.{os.getpid()}.tmp.npz"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(temporary, **_as_arrays(value))
+        os.replace(temporary, folder / f"{part}.npz")
+    except OSError:
+        temporary.unlink(missing_ok=True)
+
+
+def _as_arrays(value):
+    """A pixels part ``(rows, classifier)`` or a PCA row as arrays for ``np.savez``."""
+    if isinstance(value, dict):
+        return {"row": np.array(json.dumps(value))}
+    rows, classifier = value
+    arrays = {"row": np.array(json.dumps(rows))}
+    if classifier is not None:
+        arrays.update(weights=classifier.weights, bias=classifier.bias,
+                      classes=classifier.classes)
+    return arrays
+
+
+def _from_arrays(stored):
+    row = json.loads(str(stored["row"]))
+    if "components" in row:
+        return row
+    classifier = None
+    if "weights" in stored:
+        classifier = LinearProbe()
+        classifier.weights, classifier.bias = stored["weights"], stored["bias"]
+        classifier.classes = stored["classes"]
+    return row, classifier
 
 
 def _scores(probes, codes, labels, progress, of):
