@@ -197,11 +197,15 @@ def test_a_second_process_waits_for_the_first(photos, tmp_path):
         second = subprocess.Popen(
             [sys.executable, "-m", "tfae_cli.main", "prepare", str(photos), "--out", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(8)
+        # Until it says it waits (however long TensorFlow takes to start on a busy machine).
+        said = ""
+        while "waiting for another process" not in said and second.poll() is None:
+            said += second.stderr.readline()
+        assert f"waiting for another process preparing {photos}" in said
+        time.sleep(2)
         assert second.poll() is None and not list(out.glob("*.tfrecord"))
     output, errors = second.communicate(timeout=120)
     assert second.returncode == 0, errors
-    assert f"waiting for another process preparing {photos}" in errors
     assert "prepared 60 images" in output
 
 
