@@ -114,6 +114,9 @@ def test_search_exports_the_best_and_its_config_retrains(tmp_path):
     images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
     outputs = serve_without_tfae(tmp_path / "exported/1", images, tmp_path)
     assert np.asarray(outputs["codes"]).shape == (3, config["model_options"]["latent_dim"])
+    assert "score" in outputs["signatures"]  # calibrated on the search's images, as fit's is
+    scored = run_tfae("score", "exported", "--limit", "50", "--json", cwd=tmp_path)
+    assert json.loads(scored.stdout)["images"] == 50
 
     again = run_tfae("tune", "--model", "deep", "--tuner", "random", "--max-trials", "2",
                      "--epochs", "1", "--limit", "1000", "--out", "search",

@@ -201,10 +201,10 @@ def tune(config, tune_dir, export=True, export_dir=None, verbose=1, distributed=
         tuner.search(epochs=config.fit.epochs, verbose=verbose)
         if role == "worker":
             return None
-        return _finish(tuner, config, folder, export, export_dir)
+        return _finish(tuner, config, folder, export, export_dir, splits)
 
 
-def _finish(tuner, config, folder, export, export_dir):
+def _finish(tuner, config, folder, export, export_dir, splits):
     """Records the best trials of a finished search and exports the winner."""
     trials = tuner.oracle.get_best_trials(5)
     if not trials:
@@ -213,17 +213,23 @@ def _finish(tuner, config, folder, export, export_dir):
     folder.write_best(best)
     export_path = _export_best(tuner, best[0], folder,
                                export_dir or pathlib.Path("saved_models") / config.fit.model,
-                               config.fit.resize) if export else None
+                               config.fit.resize, splits) if export else None
     return TuneResult(folder.path, best, folder.config_path, export_path)
 
 
-def _export_best(tuner, winner, folder, export_dir, resize):
-    """Exports the winner, unless a rerun of the finished search finds it exported already."""
+def _export_best(tuner, winner, folder, export_dir, resize, splits):
+    """Exports the winner, unless a rerun of the finished search finds it exported already,
+    with a ``score`` signature calibrated on the search's own (normal) images, as fit's
+    export is."""
+    from tfae.anomaly import calibration_of
+
     exported = folder.exported(winner["trial"])
     if exported is not None:
         return exported
     # get_best_models restores each trial's best-epoch checkpoint, not its last epoch.
-    export_path = export_saved_model(tuner.get_best_models(1)[0], export_dir, resize=resize)
+    model = tuner.get_best_models(1)[0]
+    export_path = export_saved_model(model, export_dir, resize=resize,
+                                     calibration=calibration_of(model.encoder, model, splits))
     folder.record_export(winner["trial"], export_path)
     return export_path
 
