@@ -20,13 +20,11 @@ Examples:
 """
 
 import dataclasses
-import os
-import pathlib
 
 import numpy as np
 
 from tfae.errors import TfaeError
-from tfae.files import file_identity
+from tfae.files import file_identity, write_npz
 
 SCORES = ("reconstruction", "codes", "combined")
 NEIGHBOURS = 5
@@ -105,16 +103,9 @@ class Calibration:
 
     def save(self, path):
         """Writes the calibration to ``path`` (``.npz``) through a temporary file and a rename."""
-        path = pathlib.Path(path)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(temporary, reference_codes=self.reference_codes,
-                     validation_reconstruction=self.validation_reconstruction,
-                     validation_codes=self.validation_codes, model=np.array(self.model, np.int64))
-            os.replace(temporary, path)
-        except OSError as error:
-            temporary.unlink(missing_ok=True)
-            raise TfaeError(f"cannot write {path}: {error.strerror or error}") from None
+        write_npz(path, reference_codes=self.reference_codes,
+                  validation_reconstruction=self.validation_reconstruction,
+                  validation_codes=self.validation_codes, model=np.array(self.model, np.int64))
 
     @classmethod
     def load(cls, path):

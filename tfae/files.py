@@ -40,6 +40,29 @@ def write_text(path, text):
         raise TfaeError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+def write_npz(path, **arrays):
+    """Writes ``arrays`` as an ``.npz`` archive to ``path``, atomically (``write_text``'s way: a
+    temporary file beside it, named after this process, and a rename).
+
+    Raises:
+        TfaeError: naming ``path`` and why it cannot be written; the old file is left as it was.
+
+    Examples:
+        >>> write_npz("runs/deep/anomaly.npz", codes=np.zeros((2, 3)))  # doctest: +SKIP
+    """
+    import numpy as np
+
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise TfaeError(f"cannot write {path}: {error.strerror or error}") from None
+
+
 def cache_folder(part):
     """The folder where tfae keeps ``part`` of what it can always measure again:
     ``$TFAE_CACHE_DIR/part``, by default ``~/.cache/tfae/part``.

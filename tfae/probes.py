@@ -35,7 +35,6 @@ Examples:
 
 import hashlib
 import json
-import os
 import zipfile
 
 import numpy as np
@@ -43,7 +42,8 @@ import scipy.optimize
 import tensorflow as tf
 from sklearn.decomposition import PCA
 
-from tfae.files import cache_folder
+from tfae.errors import TfaeError
+from tfae.files import cache_folder, write_npz
 from tfae.progress import Progress
 
 # L-BFGS iterations at most, scikit-learn's default; whitened, MNIST's codes converge in 13 to
@@ -394,10 +394,10 @@ def _recalled(digest, part, progress):
     """A part of the baselines measured before on the images of ``digest``, or ``None``. A
     cached file that cannot be read is measured again (and written anew)."""
     if (digest, part) not in _MEASURED:
-        path = cache_folder("baselines") / digest / f"{part}.npz"
         try:
-            with np.load(path, allow_pickle=False) as stored:
-                _MEASURED[digest, part] = _from_arrays(dict(stored))
+            with np.load(cache_folder("baselines") / digest / f"{part}.npz",
+                         allow_pickle=False) as stored:
+                _MEASURED[digest, part] = _from_arrays(part, stored)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
     named = "raw pixels" if part == "pixels" else part.replace("pca", "PCA")
@@ -406,34 +406,26 @@ def _recalled(digest, part, progress):
 
 
 def _keep(digest, part, value):
-    """Keeps a part of the baselines in the process and in the cache folder (written beside and
-    renamed, so a reader never sees half a file); a cache that cannot be written is passed by."""
+    """Keeps a part of the baselines in the process and in the cache folder (``write_npz``: a
+    reader never sees half a file); a cache that cannot be written is passed by."""
     _MEASURED[digest, part] = value
     folder = cache_folder("baselines") / digest
-    temporary = folder / f".{part}.{os.getpid()}.tmp.npz"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez(temporary, **_as_arrays(value))
-        os.replace(temporary, folder / f"{part}.npz")
-    except OSError:
-        temporary.unlink(missing_ok=True)
-
-
-def _as_arrays(value):
-    """A pixels part ``(rows, classifier)`` or a PCA row as arrays for ``np.savez``."""
-    if isinstance(value, dict):
-        return {"row": np.array(json.dumps(value))}
-    rows, classifier = value
+    rows, classifier = value if part == "pixels" else (value, None)
     arrays = {"row": np.array(json.dumps(rows))}
     if classifier is not None:
         arrays.update(weights=classifier.weights, bias=classifier.bias,
                       classes=classifier.classes)
-    return arrays
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_npz(folder / f"{part}.npz", **arrays)
+    except (OSError, TfaeError):
+        pass
 
 
-def _from_arrays(stored):
+def _from_arrays(part, stored):
+    """A part as ``_keep`` wrote it: a PCA row, or the pixels' ``(rows, classifier)``."""
     row = json.loads(str(stored["row"]))
-    if "components" in row:
+    if part != "pixels":
         return row
     classifier = None
     if "weights" in stored:
