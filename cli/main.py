@@ -486,6 +486,29 @@ def score(path, out, score_kind, contamination, as_json, quiet, verbose, **setti
         click.echo(f"  {value:.6g}  {image_id}")
 
 
+@tfae.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("-n", "--count", default=64, show_default=True, type=click.IntRange(min=1),
+              help="How many images.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the codes drawn: the same seed gives the same images.")
+@click.option("--out", required=True, type=click.Path(),
+              help="A new (or empty) folder for PNG files (sample-0000.png, ...), or an .npz "
+              "file.")
+@_output_options
+@_clear_errors
+def sample(path, count, seed, out, quiet, verbose):
+    """New images: codes drawn from the prior of a variational autoencoder (--model vae), run
+    folder or export, decoded."""
+    with Progress(enabled=not quiet).stage("starting TensorFlow"):
+        start_tensorflow(verbose)
+    from tfae import apply
+
+    sampled = apply.sample(path, out, count=count, seed=seed, verbose=not quiet)
+    click.echo(f"wrote {sampled.images:,} samples ({'x'.join(map(str, sampled.shape))}, HxWxC) "
+               f"to {sampled.written_to}")
+
+
 PREPARED_SETTINGS = ("image_size", "channels", "resize", "test_fraction", "prepared_dir")
 
 

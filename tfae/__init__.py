@@ -80,7 +80,7 @@ def __dir__():
 
 # The modules defining the Keras classes a saved tfae model names (``tfae>Autoencoder``): Keras
 # imports the modules of its own packages only when it loads a model.
-_KERAS_CLASS_MODULES = ("tfae.models.base", "tfae.models.contractive")
+_KERAS_CLASS_MODULES = ("tfae.models.base", "tfae.models.contractive", "tfae.models.variational")
 
 
 def _register_keras_classes(keras_module):

@@ -1,5 +1,6 @@
 """Codes, reconstructions and anomaly scores of every image of a data set: ``tfae encode``,
-``tfae reconstruct`` and ``tfae score``.
+``tfae reconstruct`` and ``tfae score``; and new images drawn from a model's prior, ``tfae
+sample``.
 
 A run folder or an export is applied to the images of a folder, an ``.npz`` file or a tfds data
 set (``tfae.data.load_records``), read, shaped to the size and channels the model takes (with the
@@ -11,6 +12,8 @@ in a tfds data set) and label, written beside its code or reconstruction:
   (columns ``id``, then ``label`` and ``class`` for labelled data, then ``code_0``, ...);
 - reconstructions to a folder of PNG files named as the originals (``cat/1.jpg`` ->
   ``cat/1.png``), or to ``.npz`` (``reconstructions`` as float32 in [0, 1], ``ids``, ...).
+- samples (``sample``, a variational autoencoder's run or export) as reconstructions are, named
+  ``sample-0000.png`` and on;
 - anomaly scores (``tfae.anomaly``, a run folder only) to ``.csv`` or ``.parquet`` (``id``,
   ``label``, ``class``, ``score``, ``flagged``, ``reconstruction_error``, ``code_distance``),
   with a summary: how many are flagged and the highest scores.
@@ -44,6 +47,7 @@ from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
 from tfae.evaluation import open_endpoints, own_data_settings
 from tfae.files import process_exists
+from tfae.models.variational import prior_codes
 from tfae.progress import Progress
 from tfae.runs import RunFolder
 from tfae.startup import native_stderr_hidden
@@ -125,15 +129,46 @@ def reconstruct(path, out, dataset=None, split="all", limit=None, batch_size=BAT
         >>> reconstruct("runs/photos", "photos-out/").images  # doctest: +SKIP
         412
     """
-    out = pathlib.Path(out)
-    if out.suffix.lower() in NOT_FOLDERS:
-        raise TfaeError(f"{{out}} must be a folder (for PNG files) or an .npz file, got {out}",
-                        options=["out"])
-    if out.suffix.lower() != ".npz" and out.is_dir() and any(out.iterdir()):
-        raise TfaeError(f"{out} already holds files; give {{out}} a new or empty folder",
-                        options=["out"])
+    out = _checked_image_output(out)
     return _apply(path, out, "reconstructions", "reconstruct", dataset, split, limit, batch_size,
                   verbose, settings)
+
+
+def sample(path, out, count=64, seed=0, batch_size=BATCH_SIZE, verbose=True):
+    """Writes ``count`` images decoded from codes drawn from the prior of the variational
+    autoencoder at ``path`` (a run folder or an export with a ``sample`` signature), seeded, to
+    ``out``: a new (or empty) folder of PNG files or an ``.npz`` file (``samples``).
+
+    Raises:
+        TfaeError: for a model with no prior (any family but ``vae``), a ``count`` below 1 or an
+            ``out`` of another kind.
+
+    Examples:
+        >>> sample("runs/vae", "samples/", count=16).shape  # doctest: +SKIP
+        (28, 28, 1)
+    """
+    out = _checked_image_output(out)
+    if count < 1:
+        raise TfaeError(f"{{count}} must be at least 1, got {count}", options=["count"])
+    _check_output(out, batch_size)
+    progress = Progress(enabled=bool(verbose))
+    with progress.stage(f"opening {path}"):
+        endpoints = open_endpoints(path)
+    if endpoints.sample is None:
+        raise TfaeError(f"{path} has no prior to sample from: only a variational autoencoder "
+                        "(--model vae) has one")
+    ids = [f"sample-{index:04d}" for index in range(count)]
+    writer = _writer(out, "samples", ids, ())
+    with _written(writer), progress.stage(f"sampling {count:,} images", total=count,
+                                          unit="image") as tick:
+        # Every code drawn at once, then decoded a batch at a time: the same images for any batch.
+        codes = prior_codes(count, endpoints.latent_dim, seed)
+        for start in range(0, count, batch_size):
+            batch = ids[start:start + batch_size]
+            writer.add(batch, np.full(len(batch), -1),
+                       np.asarray(endpoints.sample(codes[start:start + batch_size])))
+            tick(len(batch))
+    return Applied(count, (), str(out), "prior", tuple(writer.shape))
 
 
 @dataclasses.dataclass
@@ -269,12 +304,24 @@ def _apply(path, out, what, endpoint, dataset, split, limit, batch_size, verbose
     _check_output(out, batch_size)
     progress = Progress(enabled=bool(verbose))
     endpoints, records = _opened(path, dataset, split, limit, settings, progress)
-    writer = _writer(out, what, records)
+    writer = _writer(out, what, records.ids, records.class_names)
     with _written(writer):
         seen = _through(getattr(endpoints, endpoint), records, writer, batch_size, progress,
                         f"{endpoint.rstrip('e')}ing")
     return Applied(seen, _skipped(records, writer, seen), str(out), records.name,
                    tuple(writer.shape))
+
+
+def _checked_image_output(out):
+    """``out`` as a path, if it names an ``.npz`` file or a new or empty folder for images."""
+    out = pathlib.Path(out)
+    if out.suffix.lower() in NOT_FOLDERS:
+        raise TfaeError(f"{{out}} must be a folder (for PNG files) or an .npz file, got {out}",
+                        options=["out"])
+    if out.suffix.lower() != ".npz" and out.is_dir() and any(out.iterdir()):
+        raise TfaeError(f"{out} already holds files; give {{out}} a new or empty folder",
+                        options=["out"])
+    return out
 
 
 def _check_output(out, batch_size):
@@ -353,12 +400,12 @@ class _ScoreCollector:
             self.table.discard()
 
 
-def _writer(out, what, records):
+def _writer(out, what, ids, class_names):
     if out.suffix.lower() == ".npz":
-        return _NpzWriter(out, what, records.class_names)
+        return _NpzWriter(out, what, class_names)
     if out.suffix.lower() in (".csv", ".parquet"):
-        return _TableWriter(out, records.class_names)
-    return _PngFolderWriter(out, records.ids)
+        return _TableWriter(out, class_names)
+    return _PngFolderWriter(out, ids)
 
 
 @contextlib.contextmanager

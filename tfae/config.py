@@ -33,6 +33,7 @@ SPLITS = ("all", "train", "test")  # the images tfae encode and reconstruct take
 TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = ("val_loss", "probe")
 DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise
+DEFAULT_LOSS = "mse"  # likewise
 TRIAL_EPOCHS = 10  # per trial of a search that does not say
 
 
@@ -144,7 +145,8 @@ class FitConfig(DataConfig):
             images come from (``DataConfig``).
         epochs: epochs to train; ``None`` for the family's default (10 unless it says).
         batch_size, learning_rate: the usual; Adam is the optimizer.
-        loss: ``mse`` or ``bce`` (binary cross-entropy).
+        loss: ``mse`` or ``bce`` (binary cross-entropy); ``None`` for the family's default
+            (``mse`` unless it says).
         noise: a corruption spec (``gaussian:0.5``) that makes a denoising autoencoder;
             ``None`` for the family's default, ``"none"`` for clean inputs.
         seed: seeds weights, shuffling and corruption.
@@ -163,8 +165,9 @@ class FitConfig(DataConfig):
     batch_size: int = option(256, "Images per batch and replica; the global batch is this "
                              "times the replicas of --strategy.", minimum=1)
     learning_rate: float = option(1e-3, "Adam's learning rate.", above=0)
-    loss: str = option("mse", "Reconstruction loss: mse, or bce (binary cross-entropy).",
-                       choices=tuple(LOSSES))
+    loss: str | None = option(None, "Reconstruction loss: mse, or bce (binary cross-entropy) "
+                              "(default: the family's, mse unless it says).",
+                              choices=tuple(LOSSES))
     noise: str | None = option(None, noise_help())
     seed: int = option(0, "Seed for weights, shuffling and noise.")
     early_stopping: int | None = option(
@@ -279,7 +282,7 @@ def resolve(config):
     config = FitConfig.from_dict(config.to_dict())  # each field checked against its declaration
     family = get_family(config.model)
     options = family.checked_options(config.model_options)
-    fields = {"epochs": DEFAULT_EPOCHS, **family.fit_defaults,
+    fields = {"epochs": DEFAULT_EPOCHS, "loss": DEFAULT_LOSS, **family.fit_defaults,
               **{key: value for key, value in config.to_dict().items() if value is not None},
               "model_options": dataclasses.asdict(options)}
     if family.trains_in_epochs is not None and not family.trains_in_epochs(options):

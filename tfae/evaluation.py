@@ -47,7 +47,8 @@ import tensorflow as tf
 from tfae.config import DataConfig
 from tfae.data import as_splits, load_config
 from tfae.errors import TfaeError
-from tfae.exports import ANOMALY_FILE, REFERENCE_CODES_LAYER, SCORE_SIGNATURE, versions
+from tfae.exports import (ANOMALY_FILE, REFERENCE_CODES_LAYER, SAMPLE_SIGNATURE, SCORE_SIGNATURE,
+                          versions)
 from tfae.files import file_identity, read_json, write_json
 from tfae.measurements import Measuring, measurements
 from tfae.models.contractive import contractive_penalty
@@ -74,6 +75,10 @@ class Endpoints:
             signature, or ``None`` (a run is scored by ``tfae.anomaly``).
         anomaly: the settings of an export's ``score`` signature (``score``,
             ``contamination``, ``threshold``), or ``None``.
+        sample: ``noise -> images``, codes drawn from the model's prior
+            (``tfae.models.variational.prior_codes``) decoded, or ``None`` for a model without
+            a prior.
+        latent_dim: the size of a code.
 
     Examples:
         >>> endpoints = open_endpoints("runs/deep")  # doctest: +SKIP
@@ -92,6 +97,8 @@ class Endpoints:
     decode: callable = None
     score: callable = None
     anomaly: dict | None = None
+    sample: callable = None
+    latent_dim: int | None = None
 
 
 def open_endpoints(path):
@@ -117,7 +124,10 @@ def open_endpoints(path):
             data_source=info.get("data"),
             jacobian_squared_norm=functools.partial(contractive_penalty, model.encoder,
                                                     method="exact"),
-            decode=lambda codes: model.decoder(codes, training=False))
+            decode=lambda codes: model.decoder(codes, training=False),
+            sample=(lambda noise: model.decoder(noise, training=False))
+            if hasattr(model, "posterior") else None,
+            latent_dim=model.latent_dim)
     found = [] if (path / "saved_model.pb").is_file() else versions(path)
     if found:  # a folder of versions: the highest, as TF Serving serves
         path = path / str(found[-1])
@@ -141,7 +151,10 @@ def open_endpoints(path):
         training_seconds=None,
         score=(lambda images: served.signatures[SCORE_SIGNATURE](images=images)) if scores
         else None,
-        anomaly=read_json(path / ANOMALY_FILE) if scores else None)
+        anomaly=read_json(path / ANOMALY_FILE) if scores else None,
+        sample=(lambda noise: served.signatures[SAMPLE_SIGNATURE](noise=noise)["images"])
+        if SAMPLE_SIGNATURE in served.signatures else None,
+        latent_dim=served.signatures["encode"].structured_outputs["codes"].shape[-1])
 
 
 # The settings that make the measured images what they are (data_dir and manual_dir only say

@@ -10,7 +10,9 @@ and answers seven signatures:
   tensor) of any size and colour;
 - ``reconstruct_pixels`` and ``encode_pixels``: ``pixels``, uint8 images of any size with the
   model's channels;
-- ``decode`` (``codes`` -> ``images``).
+- ``decode`` (``codes`` -> ``images``);
+- for a variational autoencoder (``vae``), ``sample`` (``noise`` -> ``images``): images decoded
+  from codes drawn from its prior, N(0, I), by the client (``tfae sample`` draws them seeded).
 
 An export of a run folder also answers ``score`` (``images`` -> ``scores``, ``flagged`` and
 ``error_maps``, the per-pixel squared errors): the run's anomaly scores (``tfae.anomaly``), its
@@ -54,6 +56,7 @@ from tfae.runs import RunFolder
 SIGNATURES = ("serving_default", "encode", "reconstruct_bytes", "encode_bytes",
               "reconstruct_pixels", "encode_pixels", "decode")
 SCORE_SIGNATURE = "score"  # beside SIGNATURES in an export made with a run's calibration
+SAMPLE_SIGNATURE = "sample"  # beside SIGNATURES in an export of a model with a prior (vae)
 ANOMALY_FILE = "anomaly.json"  # in such a version folder: its score, contamination, threshold
 REFERENCE_CODES_LAYER = "anomaly_reference_codes"  # its variables: not the model's parameters
 
@@ -185,6 +188,10 @@ def _archive(model, resize):
     archive.add_endpoint(
         "decode", lambda codes: {"images": model.decoder(codes, training=False)},
         input_signature=[code_spec])
+    if hasattr(model, "posterior"):  # a prior to sample from
+        archive.add_endpoint(
+            SAMPLE_SIGNATURE, lambda noise: {"images": model.decoder(noise, training=False)},
+            input_signature=[tf.TensorSpec((None, model.latent_dim), tf.float32, name="noise")])
     return archive
 
 

@@ -2,7 +2,7 @@
 export, drawn by ``tfae.plots``.
 
 Kinds: ``tsne``, ``reconstructions``, ``denoising``, ``occlusion``, ``colorization`` (colour
-images), ``manifold``, ``anomalies``, ``history``. ``register_figure`` adds a kind of one's own: a
+images), ``manifold``, ``anomalies``, ``sample`` (a variational autoencoder's), ``history``. ``register_figure`` adds a kind of one's own: a
 ``FigureKind`` whose ``draw(figure)`` gets a ``Figure`` (the model's endpoints, the data, where
 to write) and returns the PNG's path. This module imports TensorFlow only to draw, so that
 ``tfae plot --help`` lists the kinds at once.
@@ -28,6 +28,8 @@ TSNE_IMAGES = 5000
 SHOWN_IMAGES = 10
 ANOMALY_IMAGES = 2000  # test images ranked by their reconstruction error
 MANIFOLD_STARTS = 6  # noisy test images, and 2 random ones, in the manifold figure
+SAMPLES = 64
+TRAVERSAL_STEPS = 15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +41,7 @@ class FigureKind:
         draw: ``draw(figure) -> path``, given a ``Figure``.
         summary: one line on what it shows.
         needs_model: it draws the model's outputs (``history`` draws the run's history only).
+        needs_data: it draws the model's outputs on images (``sample`` draws from noise).
         colour: it needs colour images (``report`` leaves it out for grey ones).
 
     Examples:
@@ -54,6 +57,7 @@ class FigureKind:
     draw: callable
     summary: str
     needs_model: bool = True
+    needs_data: bool = True
     colour: bool = False
 
 
@@ -171,7 +175,12 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
     out = pathlib.Path(out_dir) if out_dir else folder.figures_dir
     figure = Figure(folder.path.resolve().name, out / f"{kind}.png", folder,
                     progress=Progress(enabled=bool(verbose)))
-    if chosen.needs_model:
+    if chosen.needs_model and not chosen.needs_data:
+        from tfae.evaluation import open_endpoints
+
+        with figure.progress.stage(f"opening {path}"):
+            figure.endpoints = open_endpoints(path)
+    elif chosen.needs_model:
         from tfae.evaluation import open_model_and_data
 
         figure.endpoints, measured = open_model_and_data(
@@ -287,6 +296,23 @@ def _anomalies(figure):
         "images (reconstruction error)")
 
 
+def _sample(figure):
+    from tfae import plots
+    from tfae.models.variational import prior_codes, traversal_codes
+
+    endpoints = figure.endpoints
+    if endpoints.sample is None:
+        raise TfaeError(f"--kind sample needs a model with a prior to sample from (--model vae); "
+                        f"{figure.name} has none")
+    samples = np.asarray(endpoints.sample(prior_codes(SAMPLES, endpoints.latent_dim)))
+    traversal, values = None, None
+    if endpoints.latent_dim == 2:
+        codes, values = traversal_codes(TRAVERSAL_STEPS)
+        traversal = np.asarray(endpoints.sample(codes))
+    return plots.plot_samples(samples, figure.path, f"{figure.name}: new images", traversal,
+                              values)
+
+
 def _history(figure):
     from tfae import plots
 
@@ -307,6 +333,8 @@ for _kind in (
                    "images"),
         FigureKind("anomalies", _anomalies, "the test images reconstructed worst and best, "
                    "beside their error maps"),
+        FigureKind("sample", _sample, "images decoded from codes drawn from the prior, and the "
+                   "2-number code's plane (vae)", needs_data=False),
         FigureKind("history", _history, "the training history", needs_model=False),
 ):
     register_figure(_kind)

@@ -60,6 +60,52 @@ TSNE_ITERATIONS = (250, 500)  # early exaggeration, then the rest: openTSNE's an
 TSNE_TICK = 50
 
 
+def tiled(images, columns):
+    """``images`` laid out in rows of ``columns``, as one image (empty places black).
+
+    Examples:
+        >>> tiled(np.ones((5, 2, 3, 1)), columns=2).shape
+        (6, 6, 1)
+    """
+    count, height, width, channels = images.shape
+    rows = -(-count // columns)
+    canvas = np.zeros((rows * height, columns * width, channels), np.float32)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        canvas[row * height:(row + 1) * height, column * width:(column + 1) * width] = image
+    return canvas
+
+
+def plot_samples(samples, path, title, traversal=None, values=None):
+    """A grid of ``samples``, and beside it, for a 2-number code, the ``traversal``: the images of
+    a square grid of codes (``tfae.models.variational.traversal_codes``) at ``values``.
+
+    Examples:
+        >>> plot_samples(np.random.rand(64, 28, 28, 1), "/tmp/samples.png", "vae")
+        PosixPath('/tmp/samples.png')
+    """
+    panels = 1 if traversal is None else 2
+    figure = Figure(figsize=(5.5 * panels, 6), layout="constrained")
+    grid = figure.subplots(1, panels, squeeze=False)[0]
+    columns = int(np.ceil(np.sqrt(len(samples))))
+    _show_image(grid[0], tiled(samples, columns))
+    grid[0].set_title(f"{len(samples)} samples from the prior")
+    if traversal is not None:
+        steps = len(values)
+        height, width = traversal.shape[1:3]
+        _show_image(grid[1], tiled(traversal, steps))
+        ticks = [f"{value:.1f}" for value in values]
+        shown = range(0, steps, max(1, steps // 5))
+        grid[1].set_xticks([width * (step + 0.5) for step in shown], [ticks[step] for step in shown])
+        grid[1].set_yticks([height * (step + 0.5) for step in shown],
+                           [ticks[steps - 1 - step] for step in shown])
+        grid[1].set_xlabel("code number 0")
+        grid[1].set_ylabel("code number 1")
+        grid[1].set_title("the code's plane, decoded")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
 def tsne_embedding(codes, seed=0, tick=None):
     """The 2-D t-SNE embedding of ``codes``, seeded: openTSNE's Barnes-Hut t-SNE (the field's
     maintained implementation, about 1.6x scikit-learn's on 5,000 codes) of their projection on

@@ -63,6 +63,20 @@ class Autoencoder(keras.Model):
     def test_step(self, data):
         return reducible_logs(super().test_step(data))
 
+    def tracked(self, losses):
+        """For a subclass whose ``metrics`` are its own loss trackers: each updated with its
+        value of ``losses`` (in the same order), and the logs ``train_step`` returns.
+
+        Examples:
+            >>> from tfae.families import build_model
+            >>> model = build_model("vae", (8, 8, 1), hidden=(4,), latent_dim=2)
+            >>> sorted(model.tracked([3.0, 2.0, 1.0]))
+            ['kl', 'loss', 'reconstruction']
+        """
+        for tracker, value in zip(self.metrics, losses):
+            tracker.update_state(value)
+        return reducible_logs({tracker.name: tracker.result() for tracker in self.metrics})
+
     def call(self, images, training=None):
         return self.decoder(self.encoder(images, training=training), training=training)
 

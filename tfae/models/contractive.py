@@ -27,7 +27,6 @@ import functools
 import keras
 import tensorflow as tf
 
-from tfae.distribute import reducible_logs
 from tfae.errors import TfaeError
 from tfae.models.base import Autoencoder
 from tfae.options import PENALTIES
@@ -208,11 +207,6 @@ class ContractiveAutoencoder(Autoencoder):
             self.encoder, inputs, self.penalty, self.projections, codes=codes))
         return reconstruction + self.penalty_weight * penalty, reconstruction, penalty
 
-    def _report(self, losses):
-        for tracker, value in zip(self.metrics, losses):
-            tracker.update_state(value)
-        return reducible_logs({tracker.name: tracker.result() for tracker in self.metrics})
-
     def train_step(self, data):
         inputs, targets = data
         with tf.GradientTape() as tape:
@@ -220,11 +214,11 @@ class ContractiveAutoencoder(Autoencoder):
             replica_share = losses[0] / tf.distribute.get_strategy().num_replicas_in_sync
         gradients = tape.gradient(replica_share, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        return self._report(losses)
+        return self.tracked(losses)
 
     def test_step(self, data):
         inputs, targets = data
-        return self._report(self._loss_terms(inputs, targets, training=False))
+        return self.tracked(self._loss_terms(inputs, targets, training=False))
 
     def get_config(self):
         return {**super().get_config(), "penalty_weight": self.penalty_weight,
