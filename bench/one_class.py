@@ -28,7 +28,7 @@ from sklearn.svm import OneClassSVM
 
 from fit_throughput import machine, publish
 import tfae
-from tfae.anomaly import SCORES, calibration_of, split_scores
+from tfae.anomaly import calibration_of, elbo_score, split_scores
 from tfae.config import FitConfig
 from tfae.data import load, pipeline
 
@@ -47,11 +47,12 @@ def arrays(split):
 def family_aurocs(model, splits, normal_splits, anomalous):
     """The AUROC of each of ``model``'s anomaly scores on the test split."""
     encode = lambda images: model.encoder(images, training=False)  # noqa: E731
-    calibration = calibration_of(encode, model, normal_splits)
-    reconstruction, codes, _ = split_scores(encode, model, splits.test,
-                                            calibration.reference_codes, 1024)
-    return {score: roc_auc_score(anomalous, calibration.combined(reconstruction, codes, score))
-            for score in SCORES}
+    negative_elbo = elbo_score(model)
+    calibration = calibration_of(encode, model, normal_splits, negative_elbo=negative_elbo)
+    parts, _ = split_scores(encode, model, splits.test, calibration.reference_codes, 1024,
+                            negative_elbo=negative_elbo)
+    return {score: roc_auc_score(anomalous, calibration.combined(parts, score))
+            for score in calibration.scores()}
 
 
 def baseline_aurocs(train, test, anomalous, code_sizes):

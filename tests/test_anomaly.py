@@ -23,24 +23,35 @@ def test_nearest_distances_are_the_mean_of_the_k_smallest_euclidean_distances():
 
 def test_the_threshold_flags_the_contamination_share_of_validation_scores():
     validation = np.random.default_rng(1).exponential(size=1000)
-    calibration = Calibration(np.zeros((3, 2), np.float32), validation, validation * 2, ())
-    for score in ("reconstruction", "codes", "combined"):
+    parts = {"reconstruction": validation, "codes": validation * 2, "elbo": validation + 90}
+    calibration = Calibration(np.zeros((3, 2), np.float32), parts, ())
+    assert calibration.scores() == ["reconstruction", "codes", "combined", "elbo"]
+    for score in calibration.scores():
         threshold = calibration.threshold(score, 0.1)
-        flagged = calibration.combined(validation, validation * 2, score) > threshold
+        flagged = calibration.combined(parts, score) > threshold
         assert flagged.mean() == pytest.approx(0.1, abs=0.002)
     with pytest.raises(TfaeError, match="contamination must be between 0 and 0.5"):
         calibration.threshold("codes", 0.5)
     with pytest.raises(TfaeError, match="score must be one of"):
-        calibration.combined(validation, validation, "elbo")
+        calibration.combined(parts, "likelihood")
+    # Without a posterior there is no ELBO to score with.
+    plain = Calibration(np.zeros((3, 2), np.float32), {"reconstruction": validation,
+                                                       "codes": validation}, ())
+    assert "elbo" not in plain.scores()
+    with pytest.raises(TfaeError, match="score elbo needs a variational autoencoder"):
+        plain.threshold("elbo", 0.1)
 
 
 def test_a_calibration_reads_back_as_it_was_saved(tmp_path):
-    calibration = Calibration(np.ones((4, 3), np.float32), np.arange(5.0), np.arange(5.0) + 1,
-                              (7, 8, 9))
-    calibration.save(tmp_path / "anomaly.npz")
-    read = Calibration.load(tmp_path / "anomaly.npz")
-    np.testing.assert_array_equal(read.reference_codes, calibration.reference_codes)
-    assert read.model == (7, 8, 9)
+    for parts in (("reconstruction", "codes"), ("reconstruction", "codes", "elbo")):
+        validation = {part: np.arange(5.0) + index for index, part in enumerate(parts)}
+        calibration = Calibration(np.ones((4, 3), np.float32), validation, (7, 8, 9))
+        calibration.save(tmp_path / "anomaly.npz")
+        read = Calibration.load(tmp_path / "anomaly.npz")
+        np.testing.assert_array_equal(read.reference_codes, calibration.reference_codes)
+        assert read.model == (7, 8, 9) and sorted(read.validation) == sorted(parts)
+        for part in parts:
+            np.testing.assert_array_equal(read.validation[part], validation[part])
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     assert Calibration.load(tmp_path / "broken.npz") is None
 
@@ -122,26 +133,29 @@ def test_an_export_without_a_score_signature_is_refused_with_how_to_remake_it(ex
     assert "export its run again (tfae export RUN_DIR)" in result.stderr
 
 
-def test_an_exports_score_signature_scores_and_flags_as_the_library_does(tmp_path):
+@pytest.mark.parametrize("family, score", [("deep", "combined"), ("vae", "elbo")])
+def test_an_exports_score_signature_scores_and_flags_as_the_library_does(tmp_path, family,
+                                                                         score):
     import tensorflow as tf
 
-    from tfae.anomaly import image_scores
+    from tfae.anomaly import elbo_score, image_scores
     from tfae.exports import export_saved_model
     from tfae.families import build_model
 
-    model = build_model("deep", (28, 28, 1), hidden=(16,), latent_dim=4)
+    model = build_model(family, (28, 28, 1), hidden=(16,), latent_dim=4)
     rng = np.random.default_rng(0)
-    calibration = Calibration(rng.normal(size=(50, 4)).astype(np.float32),
-                              rng.exponential(0.1, 300), rng.exponential(1.0, 300), ())
-    version = export_saved_model(model, tmp_path / "deep", calibration=calibration,
-                                 score="combined", contamination=0.2)
+    calibration = Calibration(rng.normal(size=(50, 4)).astype(np.float32), {
+        "reconstruction": rng.exponential(0.1, 300), "codes": rng.exponential(1.0, 300),
+        "elbo": rng.normal(550, 5, 300)}, ())
+    version = export_saved_model(model, tmp_path / family, calibration=calibration,
+                                 score=score, contamination=0.2)
     images = rng.random((6, 28, 28, 1)).astype(np.float32)
     served = tf.saved_model.load(str(version)).signatures["score"](images=tf.constant(images))
-    reconstruction, codes = image_scores(model.encoder, model, images,
-                                         calibration.reference_codes)
-    expected = calibration.combined(reconstruction, codes, "combined")
+    expected = calibration.combined(image_scores(model.encoder, model, images,
+                                                 calibration.reference_codes,
+                                                 elbo_score(model)), score)
     np.testing.assert_allclose(served["scores"].numpy(), expected, rtol=1e-4)
-    threshold = calibration.threshold("combined", 0.2)
+    threshold = calibration.threshold(score, 0.2)
     np.testing.assert_array_equal(served["flagged"].numpy(), expected > threshold)
     np.testing.assert_allclose(served["error_maps"].numpy(),
                                np.square(model(images).numpy() - images), atol=1e-6)

@@ -41,7 +41,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from tfae.anomaly import calibrate, check_contamination, check_score, image_scores
+from tfae.anomaly import calibrate, check_contamination, check_score, elbo_score, image_scores
 from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
@@ -213,8 +213,10 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
             export with a ``score`` signature (``tfae.exports``), which scores as it was made to.
         out: a ``.csv`` or ``.parquet`` file of one row per image: ``id``, ``label`` and
             ``class`` for labelled data, ``score``, ``flagged``, ``reconstruction_error`` and
-            (a run's) ``code_distance``; ``None`` for the summary only.
-        score: ``reconstruction`` (a run's default), ``codes`` or ``combined``.
+            (a run's) ``code_distance`` and (a variational one's) ``negative_elbo``; ``None``
+            for the summary only.
+        score: ``reconstruction`` (a run's default), ``codes``, ``combined`` or (a variational
+            autoencoder's) ``elbo``.
         contamination: the share of normal (validation) images the threshold flags, in
             (0, 0.5); a run's default 0.05.
         dataset, split, limit, batch_size, verbose, settings: as ``encode`` takes them.
@@ -268,13 +270,17 @@ def _run_scores(path, endpoints, score, contamination, progress):
     """``(scores function, threshold, score, contamination)`` of a run folder, calibrated."""
     calibration = calibrate(path, progress)
     threshold = calibration.threshold(score, contamination)
+    negative_elbo = elbo_score(endpoints.variational)
 
     def scores(images):
-        reconstruction, codes = image_scores(endpoints.encode, endpoints.reconstruct, images,
-                                             calibration.reference_codes)
-        values = calibration.combined(reconstruction, codes, score)
-        return {"score": values, "flagged": values > threshold,
-                "reconstruction_error": reconstruction, "code_distance": codes}
+        parts = image_scores(endpoints.encode, endpoints.reconstruct, images,
+                             calibration.reference_codes, negative_elbo)
+        values = calibration.combined(parts, score)
+        row = {"score": values, "flagged": values > threshold,
+               "reconstruction_error": parts["reconstruction"], "code_distance": parts["codes"]}
+        if "elbo" in parts:
+            row["negative_elbo"] = parts["elbo"]
+        return row
 
     return scores, threshold, score, contamination
 

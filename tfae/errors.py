@@ -30,7 +30,7 @@ class TfaeError(ValueError):
         ...     get_family("nope")
         ... except TfaeError as error:
         ...     print(error)
-        unknown model 'nope'; choose one of shallow, deep, contractive, denoising, conv, deep-conv, randomized
+        unknown model 'nope'; choose one of shallow, deep, contractive, denoising, conv, deep-conv, randomized, vae
     """
 
     def __init__(self, message, options=()):

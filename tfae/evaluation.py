@@ -79,6 +79,8 @@ class Endpoints:
             (``tfae.models.variational.prior_codes``) decoded, or ``None`` for a model without
             a prior.
         latent_dim: the size of a code.
+        variational: a run's ``VariationalAutoencoder``, for its likelihood; ``None`` for
+            other models and for exports.
 
     Examples:
         >>> endpoints = open_endpoints("runs/deep")  # doctest: +SKIP
@@ -99,6 +101,7 @@ class Endpoints:
     anomaly: dict | None = None
     sample: callable = None
     latent_dim: int | None = None
+    variational: object = None
 
 
 def open_endpoints(path):
@@ -127,7 +130,8 @@ def open_endpoints(path):
             decode=lambda codes: model.decoder(codes, training=False),
             sample=(lambda noise: model.decoder(noise, training=False))
             if hasattr(model, "posterior") else None,
-            latent_dim=model.latent_dim)
+            latent_dim=model.latent_dim,
+            variational=model if hasattr(model, "posterior") else None)
     found = [] if (path / "saved_model.pb").is_file() else versions(path)
     if found:  # a folder of versions: the highest, as TF Serving serves
         path = path / str(found[-1])

@@ -46,7 +46,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tfae.anomaly import calibrate, check_contamination, nearest_distances
+from tfae.anomaly import calibrate, check_contamination, elbo_score, nearest_distances
 from tfae.data.pipeline import unit_floats
 from tfae.data.splits import conform, decode
 from tfae.errors import TfaeError
@@ -209,7 +209,7 @@ class _ReferenceCodes(keras.layers.Layer):
 
 def _add_score(archive, model, calibration, score, contamination):
     """The ``score`` signature: images -> ``scores``, ``flagged``, ``error_maps``."""
-    threshold = calibration.threshold(score, contamination)
+    threshold = calibration.threshold(score, contamination)  # refuses elbo without a posterior
     reference = _ReferenceCodes(calibration.reference_codes)
     archive.track(reference)
 
@@ -218,7 +218,10 @@ def _add_score(archive, model, calibration, score, contamination):
         error_maps = tf.square(model(images, training=False) - images)
         errors = tf.reduce_mean(tf.reshape(error_maps, (count, -1)), axis=1)
         codes = tf.reshape(model.encoder(images, training=False), (count, -1))
-        scores = calibration.combined(errors, nearest_distances(codes, reference.codes), score)
+        parts = {"reconstruction": errors, "codes": nearest_distances(codes, reference.codes)}
+        if score == "elbo":
+            parts["elbo"] = elbo_score(model)(images)
+        scores = calibration.combined(parts, score)
         return {"scores": scores, "flagged": scores > threshold, "error_maps": error_maps}
 
     archive.add_endpoint(SCORE_SIGNATURE, scored, input_signature=[

@@ -14,7 +14,7 @@ Examples:
     >>> register_measurement(Measurement("mean_code", "the codes' mean",
     ...                                  lambda measuring: 0.0, lambda value: []))
     >>> measurement_names()[-5:]
-    ['colorization', 'jacobian_norm', 'manifold', 'anomaly', 'mean_code']
+    ['jacobian_norm', 'manifold', 'anomaly', 'likelihood', 'mean_code']
     >>> unregister_measurement("mean_code")
 """
 
@@ -27,7 +27,7 @@ from tfae.registry import Registry
 # The built-in measurements, in the order of the summary and the report's columns; each is the
 # module of its name, which is its key in metrics.json.
 BUILT_IN = ("reconstruction", "probe", "baselines", "denoising", "occlusion", "colorization",
-            "jacobian_norm", "manifold", "anomaly")
+            "jacobian_norm", "manifold", "anomaly", "likelihood")
 SEED = 1234  # one corruption for every model, so their numbers compare
 # The probes and baselines of a streamed split (a prepared folder, too large to hold) are fitted on
 # a seeded sample of this many training images.

@@ -15,7 +15,7 @@ Examples:
 
 import numpy as np
 
-from tfae.anomaly import SCORES, calibration_of, split_scores
+from tfae.anomaly import SCORES, calibration_of, elbo_score, split_scores
 from tfae.measurements import Measurement, register_measurement
 
 CONTAMINATION = 0.05
@@ -33,25 +33,27 @@ def _measure(measuring):
         return None
     try:
         normal = class_indices(measuring.splits, classes)
+        negative_elbo = elbo_score(measuring.endpoints.variational)
         calibration = calibration_of(measuring.endpoints.encode, measuring.endpoints.reconstruct,
-                                     keep_classes(measuring.splits, classes), measuring.progress)
+                                     keep_classes(measuring.splits, classes), measuring.progress,
+                                     negative_elbo=negative_elbo)
     except TfaeError as error:  # other data, without the run's classes
         measuring.notes.append(f"anomaly: not measured: {error}")
         return None
     test = measuring.test_images
     with measuring.progress.stage("anomaly scores", total=int(test.cardinality()),
                                   unit="image") as tick:
-        reconstruction, codes, labels = split_scores(
+        parts, labels = split_scores(
             measuring.endpoints.encode, measuring.endpoints.reconstruct, test,
-            calibration.reference_codes, measuring.batch_size, tick)
+            calibration.reference_codes, measuring.batch_size, tick, negative_elbo)
     anomalous = ~np.isin(labels, normal)
     if anomalous.all() or not anomalous.any():
         measuring.notes.append("anomaly: not measured: the test images are all of one kind")
         return None
     value = {"normal_classes": classes, "contamination": CONTAMINATION,
              "anomalous_test_images": int(anomalous.sum())}
-    for score in SCORES:
-        scores = calibration.combined(reconstruction, codes, score)
+    for score in calibration.scores():
+        scores = calibration.combined(parts, score)
         flagged = scores > calibration.threshold(score, CONTAMINATION)
         value[score] = {"auroc": float(roc_auc_score(anomalous, scores)),
                         "auprc": float(average_precision_score(anomalous, scores)),
