@@ -187,6 +187,12 @@ def main():
                                           {"x": train_x, "y": train_y, "x_test": test_x,
                                            "y_test": test_y})
     classes = traversal_classes(plane_model, train_x, train_y)
+    figure = None
+    if args.write:
+        from tfae.figures import draw
+
+        figure = draw(args.work / "latent-2", "sample",
+                      out_dir=args.write.parent / "figures" / "vae", verbose=0)
     npz = args.work / "samples.npz"
     npz.unlink(missing_ok=True)
     sampled = sampling_seconds(args.work / "latent-2", npz)
@@ -231,6 +237,8 @@ def main():
         + ", ".join(f"{digit}: {count}" for digit, count in classes.items()) + ". "
         + ("Every class appears (goal met)." if not missing else
            f"Missing: {', '.join(map(str, missing))} (goal **missed**)."), "",
+        *([f"![64 samples and the decoded plane](figures/vae/{figure.name})", ""]
+          if figure else []),
         "### Sampling", "",
         f"1,000 images from the latent-2 run into an `.npz` (`tfae.apply.sample`, opening the "
         f"run included, after start-up): {sampled:.2f} s (goal < 2 s: "

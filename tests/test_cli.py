@@ -13,9 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tfae_cli.main import tfae
-from conftest import run_tfae, serve_without_tfae
-from tfae.exports import SAMPLE_SIGNATURE, SCORE_SIGNATURE, SIGNATURES
-from tfae.families import family_names
+from conftest import run_tfae
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -47,22 +45,6 @@ def test_fit_writes_a_complete_run_folder(finished_run):
     assert "exported: saved_models/shallow/1" in result.stdout
     # Written to a pipe, Keras' progress is a plain line an epoch: no colour codes, no redraws.
     assert "Epoch 2/2" in result.stdout and not {"\x1b", "\x08", "\r"} & set(result.stdout)
-
-
-@pytest.mark.parametrize("family", family_names())
-def test_every_family_fits_exports_and_serves_without_tfae(family, tmp_path):
-    run_tfae("fit", "--model", family, "--limit", "2000", "--epochs", "1", "--out", "run",
-             "--quiet", cwd=tmp_path)
-    config = json.loads((tmp_path / "run/config.json").read_text())
-    assert config["model"] == family
-    if family == "denoising":
-        assert config["noise"] == "gaussian:0.5"
-    images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
-    served = serve_without_tfae(tmp_path / f"saved_models/{family}/1", images, tmp_path)
-    prior = (SAMPLE_SIGNATURE,) if family == "vae" else ()
-    assert served["signatures"] == sorted((*SIGNATURES, SCORE_SIGNATURE, *prior))  # fit's own
-    assert np.array(served["reconstructions"]).shape == (3, 28, 28, 1)
-    assert np.isfinite(served["codes"]).all()
 
 
 def test_export_command_adds_a_version(finished_run):

@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from tfae_cli.main import tfae
-from conftest import serve_without_tfae, write_images
+from conftest import run_tfae, serve_without_tfae, write_images
 from tfae.config import FitConfig
 from tfae.errors import TfaeError
 from tfae.evaluation import evaluate
+from tfae.exports import SAMPLE_SIGNATURE, SCORE_SIGNATURE, SIGNATURES
 from tfae.families import family_names
 from tfae.serving import Server, ServerSettings
 from tfae.train import fit
@@ -99,13 +100,24 @@ def test_a_single_class_leaves_the_probes_out_with_a_note(tmp_path):
 
 
 @pytest.mark.parametrize("family", family_names())
-def test_every_family_trains_and_exports_colour_images_of_an_odd_size(family, tmp_path):
-    images, labels = _shapes(40, (30, 30, 3))
-    run = fit(FitConfig(model=family, epochs=1, batch_size=16), tmp_path / "run",
-              export_dir=tmp_path / "export", verbose=0, data=(images, labels))
-    assert run.model.decoder.output_shape == (None, 30, 30, 3)
-    served = serve_without_tfae(run.export_path, (images[:2] / 255).astype(np.float32), tmp_path)
-    assert np.array(served["reconstructions"]).shape == (2, 30, 30, 3)
+def test_every_family_fits_an_odd_sized_colour_folder_exports_and_serves_without_tfae(
+        family, tmp_path):
+    """Every family from the command line, on a folder of 30x30 colour images (a size the
+    convolution blocks cannot halve), into fit's own export, served where tfae cannot load."""
+    _write_classes(tmp_path / "shapes", 40, (30, 30, 3))
+    run_tfae("fit", "--model", family, "--dataset", "shapes", "--epochs", "1", "--batch-size",
+             "16", "--out", "run", "--quiet", cwd=tmp_path)
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    assert config["model"] == family
+    if family == "denoising":
+        assert config["noise"] == "gaussian:0.5"
+    images, _ = _shapes(3, (30, 30, 3))
+    served = serve_without_tfae(tmp_path / f"saved_models/{family}/1",
+                                (images / 255).astype(np.float32), tmp_path)
+    prior = (SAMPLE_SIGNATURE,) if family == "vae" else ()
+    assert served["signatures"] == sorted((*SIGNATURES, SCORE_SIGNATURE, *prior))
+    assert np.array(served["reconstructions"]).shape == (3, 30, 30, 3)
+    assert np.isfinite(served["codes"]).all()
 
 
 def test_a_large_odd_colour_image_keeps_its_size_through_the_conv_families(tmp_path):

@@ -187,3 +187,21 @@ def test_a_vae_trained_on_ones_gives_the_other_digits_a_higher_elbo_score(tmp_pa
     anomalous = [row["label"] != "1" for row in rows]
     assert roc_auc_score(anomalous, [float(row["score"]) for row in rows]) > 0.95
     assert all(row["score"] == row["negative_elbo"] for row in rows)
+
+
+def test_the_sample_figure_adds_the_codes_plane_for_a_two_number_code(tmp_path):
+    from PIL import Image
+
+    from tfae.figures import draw
+
+    widths = {}
+    for latent_dim in (2, 3):
+        model = build_model("vae", (12, 12, 1), hidden=(8,), latent_dim=latent_dim)
+        version = export_saved_model(model, tmp_path / f"vae-{latent_dim}")
+        path = draw(version, "sample", out_dir=tmp_path / f"figures-{latent_dim}", verbose=0)
+        widths[latent_dim] = Image.open(path).size[0]
+    assert widths[2] == 2 * widths[3]  # the samples' panel, and the plane's beside it
+    plain = export_saved_model(build_model("deep", (12, 12, 1), hidden=(8,), latent_dim=2),
+                               tmp_path / "deep")
+    with pytest.raises(TfaeError, match="--kind sample needs a model with a prior"):
+        draw(plain, "sample", out_dir=tmp_path / "plain", verbose=0)

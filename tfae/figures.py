@@ -42,6 +42,7 @@ class FigureKind:
         summary: one line on what it shows.
         needs_model: it draws the model's outputs (``history`` draws the run's history only).
         needs_data: it draws the model's outputs on images (``sample`` draws from noise).
+        needs_prior: it draws from the model's prior (``tfae.families.Family.has_prior``).
         colour: it needs colour images (``report`` leaves it out for grey ones).
 
     Examples:
@@ -58,6 +59,7 @@ class FigureKind:
     summary: str
     needs_model: bool = True
     needs_data: bool = True
+    needs_prior: bool = False
     colour: bool = False
 
 
@@ -166,31 +168,51 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
         >>> draw("runs/deep", "tsne", limit=5000)  # doctest: +SKIP
         PosixPath('runs/deep/figures/tsne.png')
     """
+    return draw_kinds(path, [kind], out_dir, dataset, data_dir, limit, verbose,
+                      **settings)[kind]
+
+
+def draw_kinds(path, kinds, out_dir=None, dataset=None, data_dir=None, limit=None, verbose=1,
+               **settings):
+    """Draws each figure of ``kinds`` as ``draw`` does, opening the model and its data once for
+    them all; returns ``{kind: PNG path}``.
+
+    Examples:
+        >>> draw_kinds("runs/deep", ["tsne", "history"])  # doctest: +SKIP
+        {'tsne': PosixPath('runs/deep/figures/tsne.png'), 'history': ...}
+    """
     from tfae.runs import RunFolder
 
-    if kind not in FIGURES:
-        raise TfaeError(f"--kind must be one of {', '.join(FIGURES.names())}, got {kind!r}")
-    chosen = FIGURES.get(kind)
+    for kind in kinds:
+        if kind not in FIGURES:
+            raise TfaeError(f"--kind must be one of {', '.join(FIGURES.names())}, got {kind!r}")
+    chosen = [FIGURES.get(kind) for kind in kinds]
     folder = RunFolder(path)
     out = pathlib.Path(out_dir) if out_dir else folder.figures_dir
-    figure = Figure(folder.path.resolve().name, out / f"{kind}.png", folder,
-                    progress=Progress(enabled=bool(verbose)))
-    if chosen.needs_model and not chosen.needs_data:
-        from tfae.evaluation import open_endpoints
-
-        with figure.progress.stage(f"opening {path}"):
-            figure.endpoints = open_endpoints(path)
-    elif chosen.needs_model:
+    progress = Progress(enabled=bool(verbose))
+    endpoints, splits = None, None
+    if any(kind.needs_model and kind.needs_data for kind in chosen):
         from tfae.evaluation import open_model_and_data
 
-        figure.endpoints, measured = open_model_and_data(
-            path, figure.progress, dataset, limit, data_dir=data_dir, **settings)
-        figure.splits = measured.splits
-        if chosen.colour and figure.splits.image_shape[-1] != 3:
-            raise TfaeError(f"--kind {kind} needs colour images; {figure.splits.name} has "
-                            f"{figure.splits.image_shape[-1]} channel(s)")
-    with figure.progress.stage(f"drawing {kind}: {chosen.summary}"):
-        return chosen.draw(figure)
+        endpoints, measured = open_model_and_data(
+            path, progress, dataset, limit, data_dir=data_dir, **settings)
+        splits = measured.splits
+    elif any(kind.needs_model for kind in chosen):
+        from tfae.evaluation import open_endpoints
+
+        with progress.stage(f"opening {path}"):
+            endpoints = open_endpoints(path)
+    drawn = {}
+    for kind in chosen:
+        if kind.colour and splits.image_shape[-1] != 3:
+            raise TfaeError(f"--kind {kind.name} needs colour images; {splits.name} has "
+                            f"{splits.image_shape[-1]} channel(s)")
+        figure = Figure(folder.path.resolve().name, out / f"{kind.name}.png", folder,
+                        endpoints if kind.needs_model else None,
+                        splits if kind.needs_data else None, progress)
+        with progress.stage(f"drawing {kind.name}: {kind.summary}"):
+            drawn[kind.name] = kind.draw(figure)
+    return drawn
 
 
 def _tsne(figure):
@@ -334,7 +356,7 @@ for _kind in (
         FigureKind("anomalies", _anomalies, "the test images reconstructed worst and best, "
                    "beside their error maps"),
         FigureKind("sample", _sample, "images decoded from codes drawn from the prior, and the "
-                   "2-number code's plane (vae)", needs_data=False),
+                   "2-number code's plane (vae)", needs_data=False, needs_prior=True),
         FigureKind("history", _history, "the training history", needs_model=False),
 ):
     register_figure(_kind)

@@ -30,7 +30,7 @@ from tfae.config import DataConfig, FitConfig, resolve
 from tfae.evaluation import evaluate
 from tfae.errors import TfaeError
 from tfae.families import family_names, get_family
-from tfae.figures import draw, figure_kinds
+from tfae.figures import draw_kinds, figure_kinds
 from tfae.measurements import measurements, percent
 from tfae.measurements.baselines import label as baseline_label
 from tfae.files import read_json, write_text
@@ -119,16 +119,15 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
         metrics = folder.metrics() if _newer(folder.metrics_path, model_time) else {}
         if metrics.get("limit") != limit or "baselines" not in metrics:
             metrics = evaluate(folder.path, limit=limit, verbose=verbose)
-        figures = {}
         colour = "colorization" in metrics
-        for kind in figure_kinds():
-            if kind.colour and not colour:  # grey images
-                continue
-            figure = out / "figures" / name / f"{kind.name}.png"
-            # The metrics are now at least as new as the model: a figure newer than both stands.
-            if not _newer(figure, folder.metrics_path.stat().st_mtime):
-                draw(folder.path, kind.name, figure.parent, limit=limit, verbose=verbose)
-            figures[kind.name] = figure
+        kinds = [kind.name for kind in figure_kinds()
+                 if (colour or not kind.colour) and (spec.family.has_prior or not kind.needs_prior)]
+        figures = {kind: out / "figures" / name / f"{kind}.png" for kind in kinds}
+        # The metrics are now at least as new as the model: a figure newer than both stands.
+        stale = [kind for kind, figure in figures.items()
+                 if not _newer(figure, folder.metrics_path.stat().st_mtime)]
+        if stale:  # drawn together: the model and its data opened once
+            draw_kinds(folder.path, stale, out / "figures" / name, limit=limit, verbose=verbose)
         rows.append(Row(name, {**folder.info(), "config": folder.config()}, metrics, figures))
         # Written after every row, so an interrupted report shows what it has finished.
         write_text(page, _page(rows, command, page.parent, data.dataset, shape,

@@ -77,6 +77,7 @@ class Family:
             ``{"latent_dim": size}``.
         trains_in_epochs: ``trains_in_epochs(options) -> bool``, whether ``epochs`` means
             anything to a run with these options (not to a closed-form solver); ``None``: always.
+        has_prior: its models have a prior to sample new images from (``tfae sample``).
 
     Examples:
         >>> family = get_family("deep")
@@ -95,6 +96,7 @@ class Family:
     takes_noise: bool = True
     code_options: callable = None
     trains_in_epochs: callable = None
+    has_prior: bool = False
 
     @property
     def defaults(self):

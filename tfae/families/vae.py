@@ -85,4 +85,4 @@ def search_space(hp):
 register(Family(
     "vae", "a Gaussian posterior per image, trained on the ELBO: codes to sample new images from",
     VaeOptions, build, fit_defaults={"noise": "none", "loss": "bce", "epochs": 20},
-    execution=XLA_EXECUTION, search_space=search_space))
+    execution=XLA_EXECUTION, search_space=search_space, has_prior=True))
