@@ -635,3 +635,25 @@ def test_serve_command_with_two_workers_answers_both_protocols_and_stops_both(ex
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert not any(pathlib.Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_a_vae_export_serves_new_images_from_noise_over_both_protocols(tmp_path):
+    from tfae.exports import SAMPLE_SIGNATURE, export_saved_model
+    from tfae.families import build_model
+    from tfae.models.variational import prior_codes
+
+    model = build_model("vae", (28, 28, 1), hidden=(16,), latent_dim=3)
+    export_saved_model(model, tmp_path / "vae")
+    noise = prior_codes(4, 3, seed=5)
+    expected = model.sample(4, seed=5).numpy()
+    settings = ServerSettings(str(tmp_path / "vae"), "vae", port=0, grpc_port=0)
+    with Server(settings) as server:
+        status, answer = _call(server.rest_url + ":predict", {
+            "signature_name": SAMPLE_SIGNATURE, "inputs": noise.tolist()})
+        assert status == 200
+        np.testing.assert_allclose(answer["outputs"], expected, atol=1e-5)
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                _predict_request(SAMPLE_SIGNATURE, noise, name="vae", input_name="noise"),
+                timeout=60)
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["images"]), expected, atol=1e-5)
