@@ -34,6 +34,8 @@ TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = ("val_loss", "probe")
 DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise
 DEFAULT_LOSS = "mse"  # likewise
+# Keras' dtype policies a run may train under: variables stay float32 in every one.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TRIAL_EPOCHS = 10  # per trial of a search that does not say
 
 
@@ -151,6 +153,9 @@ class FitConfig(DataConfig):
             ``None`` for the family's default, ``"none"`` for clean inputs.
         seed: seeds weights, shuffling and corruption.
         early_stopping: stop after this many epochs without a better ``val_loss``.
+        precision: Keras' dtype policy, ``PRECISIONS``: ``mixed_float16`` (loss scaling
+            included) or ``mixed_bfloat16`` compute in 16 bits where a GPU or CPU does so
+            faster; codes, outputs, losses and penalties stay float32.
 
     Examples:
         >>> config = resolve(FitConfig(model="deep")).config
@@ -172,6 +177,9 @@ class FitConfig(DataConfig):
     seed: int = option(0, "Seed for weights, shuffling and noise.")
     early_stopping: int | None = option(
         None, "Stop after this many epochs without a better validation loss.", minimum=1)
+    precision: str = option("float32", "Keras' dtype policy: float32, or mixed_float16 / "
+                            "mixed_bfloat16 (16-bit compute, float32 weights, codes and "
+                            "outputs).", choices=PRECISIONS)
 
     def merged(self, overrides):
         """This config with ``overrides`` laid over it, checked: the rule by which the command
@@ -292,6 +300,10 @@ def resolve(config):
                 "it is solved once, in closed form")
         fields["epochs"] = 1  # one pass over the data makes the run
     config = dataclasses.replace(config, **fields)
+    if config.precision != "float32" and family.trainer is not None:
+        raise TfaeError("{precision} %s: model %r is trained by its own solver, in float32; "
+                        "leave {precision} out" % (config.precision, config.model),
+                        options=["precision"])
     corruption = parse_corruption(config.noise) if config.noise else None
     if corruption is not None and not family.takes_noise:
         raise TfaeError("{noise} does not apply to model %r" % config.model, options=["noise"])

@@ -160,7 +160,7 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
     with strategy.scope():
         # Built, and the folder checked, before the folder is made or locked: what is refused
         # leaves no trace.
-        model = spec.family.new_model(splits.image_shape, spec.options)
+        model = spec.family.new_model(splits.image_shape, spec.options, config.precision)
         folder.check_claimable(config, splits.source)
     batch_size = config.batch_size * strategy.num_replicas_in_sync  # the global batch
     with strategy.scope(), folder.in_use():

@@ -121,7 +121,8 @@ class FamilyHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         trial = self.config.trial(hp)
-        model = trial.family.new_model(self.splits.image_shape, trial.options)
+        model = trial.family.new_model(self.splits.image_shape, trial.options,
+                                       trial.config.precision)
         compile_model(model, trial.config, execution_options(trial.config.model),
                       steps=training_steps(self.splits, trial.config.batch_size,
                                            trial.config.epochs))

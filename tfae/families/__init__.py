@@ -120,9 +120,10 @@ class Family:
         """
         return checked(self.options, values, unknown=self._refuse)
 
-    def new_model(self, image_shape, options):
-        """``build(image_shape, options)``, a model too large for this machine's memory refused
-        in one line naming the weight that does not fit.
+    def new_model(self, image_shape, options, precision="float32"):
+        """``build(image_shape, options)`` under Keras' dtype policy ``precision``
+        (``tfae.config.PRECISIONS``), a model too large for this machine's memory refused in one
+        line naming the weight that does not fit.
 
         Examples:
             >>> family = get_family("deep")
@@ -133,8 +134,11 @@ class Family:
         """
         import tensorflow as tf
 
+        from tfae.models.base import dtype_policy
+
         try:
-            return self.build(tuple(image_shape), options)
+            with dtype_policy(precision):
+                return self.build(tuple(image_shape), options)
         except tf.errors.ResourceExhaustedError as error:
             shape = re.search(r"shape\[([\d,]+)\]", error.message)
             if not shape:

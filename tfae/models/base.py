@@ -16,9 +16,31 @@ Examples:
     (None, 2)
 """
 
+import contextlib
+
 import keras
 
 from tfae.distribute import reducible_logs
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy set to ``name`` (``float32``, ``mixed_float16``,
+    ``mixed_bfloat16``) while a model is built inside the block, and put back after: its layers
+    keep the policy they were built with, in their configs too, so a saved model loads with it.
+
+    Examples:
+        >>> with dtype_policy("mixed_bfloat16"):
+        ...     layer = keras.layers.Dense(2)
+        >>> layer.compute_dtype, layer.variable_dtype, keras.config.dtype_policy().name
+        ('bfloat16', 'float32', 'float32')
+    """
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 @keras.saving.register_keras_serializable(package="tfae")

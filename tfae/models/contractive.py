@@ -211,7 +211,9 @@ class ContractiveAutoencoder(Autoencoder):
         inputs, targets = data
         with tf.GradientTape() as tape:
             losses = self._loss_terms(inputs, targets, training=True)
-            replica_share = losses[0] / tf.distribute.get_strategy().num_replicas_in_sync
+            # scaled up under mixed_float16 (a LossScaleOptimizer), as Keras' own step does
+            replica_share = self.optimizer.scale_loss(
+                losses[0] / tf.distribute.get_strategy().num_replicas_in_sync)
         gradients = tape.gradient(replica_share, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self.tracked(losses)

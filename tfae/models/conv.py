@@ -44,7 +44,7 @@ def conv_encoder(image_shape, filters, latent_dim, activation):
                                 name=f"encoder_conv_{index}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"encoder_pool_{index}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    codes = keras.layers.Dense(latent_dim, name="codes")(x)
+    codes = keras.layers.Dense(latent_dim, dtype="float32", name="codes")(x)  # as dense_encoder's
     return keras.Model(images, codes, name="encoder")
 
 
@@ -69,7 +69,7 @@ def conv_decoder(image_shape, filters, latent_dim, activation):
                                      (extra_columns // 2, extra_columns - extra_columns // 2)),
                                     name="crop")(x)
     images = keras.layers.Conv2D(image_shape[2], 3, padding="same", activation="sigmoid",
-                                 name="images")(x)
+                                 dtype="float32", name="images")(x)
     return keras.Model(codes, images, name="decoder")
 
 

@@ -25,7 +25,10 @@ def dense_encoder(image_shape, hidden, latent_dim, activation, latent_activation
     x = keras.layers.Flatten(name="flatten")(images)
     for index, units in enumerate(hidden):
         x = keras.layers.Dense(units, activation=activation, name=f"encoder_dense_{index}")(x)
-    codes = keras.layers.Dense(latent_dim, activation=latent_activation, name="codes")(x)
+    # float32 under a mixed policy too (tfae.models.base.dtype_policy): codes, pixels and what
+    # is computed from them (losses, penalties, probes) keep full precision.
+    codes = keras.layers.Dense(latent_dim, activation=latent_activation, dtype="float32",
+                               name="codes")(x)
     return keras.Model(images, codes, name="encoder")
 
 
@@ -40,8 +43,9 @@ def dense_decoder(image_shape, hidden, latent_dim, activation):
     x = codes
     for index, units in reversed(list(enumerate(hidden))):
         x = keras.layers.Dense(units, activation=activation, name=f"decoder_dense_{index}")(x)
-    x = keras.layers.Dense(math.prod(image_shape), activation="sigmoid", name="pixels")(x)
-    images = keras.layers.Reshape(image_shape, name="images")(x)
+    x = keras.layers.Dense(math.prod(image_shape), activation="sigmoid", dtype="float32",
+                           name="pixels")(x)
+    images = keras.layers.Reshape(image_shape, dtype="float32", name="images")(x)
     return keras.Model(codes, images, name="decoder")
 
 

@@ -48,7 +48,8 @@ def with_log_variance(encoder):
         [(None, 3), (None, 3)]
     """
     codes = encoder.get_layer("codes")
-    log_variance = keras.layers.Dense(codes.units, name="log_variance")(codes.input)
+    log_variance = keras.layers.Dense(codes.units, dtype="float32", name="log_variance")(
+        codes.input)
     return keras.Model(encoder.input, [encoder.output, log_variance], name="posterior")
 
 
@@ -212,8 +213,10 @@ class VariationalAutoencoder(Autoencoder):
     def train_step(self, data):
         with tf.GradientTape() as tape:
             losses = self._mean_losses(data, training=True)
-            # Gradients are summed over replicas: each contributes its share of the mean.
-            replica_share = losses[0] / tf.distribute.get_strategy().num_replicas_in_sync
+            # Gradients are summed over replicas: each contributes its share of the mean;
+            # scaled up under mixed_float16 (a LossScaleOptimizer), as Keras' own step does.
+            replica_share = self.optimizer.scale_loss(
+                losses[0] / tf.distribute.get_strategy().num_replicas_in_sync)
         gradients = tape.gradient(replica_share, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self.tracked(losses)
