@@ -160,6 +160,8 @@ def torch_corruption(spec):
     """A family's default noise (``gaussian``, ``masking``, ``occlusion``) in PyTorch, or none."""
     import torch
 
+    from tfae.corruptions import parse_corruption
+
     if spec is None:
         return lambda images: images
     kind, value = spec.split(":")
@@ -168,10 +170,10 @@ def torch_corruption(spec):
     if kind == "masking":
         return lambda images: images * (torch.rand_like(images) >= float(value))
     if kind == "occlusion":
-        size = int(value)
-
         def occlude(images):  # a size x size black square per image, channels first
             batch, _, height, width = images.shape
+            # occlusion:50% is half the shorter side: the size tfae's corruption gives it
+            size = parse_corruption(spec).patch_size((height, width, images.shape[1]))
             top = torch.randint(0, height - size + 1, (batch, 1, 1, 1))
             left = torch.randint(0, width - size + 1, (batch, 1, 1, 1))
             rows = torch.arange(height).reshape(1, 1, -1, 1)

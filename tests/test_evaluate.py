@@ -51,7 +51,8 @@ def test_linear_probe_is_scikit_learns_logistic_regression_on_standardised_codes
     logits = codes @ probe.weights + probe.bias
     ours = np.exp(logits - logits.max(axis=1, keepdims=True))
     ours /= ours.sum(axis=1, keepdims=True)
-    assert probe.converged and np.abs(ours - direct.predict_proba(codes)).max() < 2e-3
+    # 0.002 here (float32 against float64 solvers); 0.12 with the penalty's gradient halved
+    assert probe.converged and np.abs(ours - direct.predict_proba(codes)).max() < 5e-3
 
 
 def test_probes_on_shuffled_labels_are_near_chance():
