@@ -167,3 +167,21 @@ def test_a_corruption_kind_of_ones_own_is_one_registration():
     finally:
         unregister_corruption("brighten")
     assert "brighten" not in corruption_kinds()
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_corruption_placed_on_a_device_gives_the_host_pipelines_batches(mnist, fresh):
+    """The GPU path, run with the CPU as its device: batches copied to the device and corrupted
+    there are the host pipeline's, bit for bit, and sit on that device."""
+    from tfae.data.pipeline import corruption_device, pipeline
+
+    corruption = parse_corruption("gaussian:0.5+occlusion:10")
+    host, placed = (list(pipeline(mnist.train, 128, shuffle=True, seed=3, corruption=corruption,
+                                  fresh_corruption=fresh, device=device))
+                    for device in (None, "/device:CPU:0"))
+    assert len(host) == len(placed) == 4
+    for (host_inputs, host_targets), (inputs, targets) in zip(host, placed):
+        np.testing.assert_array_equal(inputs, host_inputs)
+        np.testing.assert_array_equal(targets, host_targets)
+        assert inputs.device.endswith("CPU:0")
+    assert corruption_device() is None  # no GPU on this machine: the host corrupts

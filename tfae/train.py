@@ -33,6 +33,7 @@ import tensorflow as tf
 from tfae.anomaly import calibrate
 from tfae.config import LOSSES, resolve
 from tfae.data import as_splits, load_config, pipeline, worker_pipeline
+from tfae.data.pipeline import corruption_device
 from tfae.distribute import is_chief, is_multi_worker, make_strategy
 from tfae.errors import TfaeError
 from tfae.exports import export_saved_model
@@ -295,10 +296,11 @@ def training_batches(splits, spec, batch_size=None, distributed=False):
     """
     batch_size = batch_size or spec.config.batch_size
     make = worker_pipeline if distributed else pipeline
+    device = corruption_device()  # the GPU of a one-device run; else the host
     train = make(splits.train, batch_size, shuffle=True, seed=spec.config.seed,
-                 corruption=spec.corruption)
+                 corruption=spec.corruption, device=device)
     validation = make(splits.validation, batch_size, seed=spec.config.seed + 1,
-                      corruption=spec.corruption, fresh_corruption=False)
+                      corruption=spec.corruption, fresh_corruption=False, device=device)
     return train, validation
 
 

@@ -27,7 +27,7 @@ LOG = logging.getLogger("tfae")
 
 
 def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
-             fresh_corruption=True, with_labels=False):
+             fresh_corruption=True, with_labels=False, device=None):
     """Makes training or evaluation batches from a split of ``load``.
 
     Yields ``(inputs, targets)`` with float32 images in [0, 1]: the inputs corrupted by
@@ -43,6 +43,10 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
         corruption: a ``tfae.corruptions.Corruption`` (or any ``fn(images, seed)``).
         fresh_corruption: draw new corruption every epoch (training); ``False`` repeats the same
             corruption every epoch, so that validation losses are comparable.
+        device: where the batches are converted and corrupted (``corruption_device``): they are
+            copied there first (``tf.data.experimental.copy_to_device``) and the map runs
+            under it, so on a GPU the noise is made on the GPU; ``None``: on the host, where a
+            ``tf.data`` map runs. The same seeded batches either way.
 
     Examples:
         >>> from tfae.corruptions import parse_corruption
@@ -68,11 +72,16 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
             # training sets, so an evaluation corrupts the same way in any process.
             seeds = tf.data.Dataset.counter().map(
                 lambda index: tf.stack([tf.constant(seed, tf.int64), index]))
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda batch, batch_seed: _corrupted_batch(batch, batch_seed, corruption),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = tf.data.Dataset.zip(dataset, seeds)
+        if device is not None:
+            dataset = dataset.apply(tf.data.experimental.copy_to_device(device))
+        with tf.device(device):  # None: where tf.data places it, the host
+            dataset = dataset.map(
+                lambda batch, batch_seed: _corrupted_batch(batch, batch_seed, corruption),
+                num_parallel_calls=tf.data.AUTOTUNE)
     if not with_labels:
-        dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
+        with tf.device(device if corruption is not None else None):
+            dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
     # Under a multi-worker strategy each worker takes its part of every batch, the same seeded
     # batches on every worker; a prepared folder's shards are divided by ``worker_pipeline``
     # instead, which Keras does not shard again.
@@ -80,7 +89,25 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     # tf.data's autotuner left both cores idle for seconds at the start of some epochs (TF 2.21,
     # measured in docs/performance.md); gathers and elementwise noise need no tuning.
     options.autotune.enabled = False
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    with tf.device(device if corruption is not None else None):
+        return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def corruption_device(strategy=None):
+    """Where a run's batches are corrupted (``pipeline``'s ``device``): the GPU when one is
+    visible and the run trains on that one device (the default strategy); ``None``, the host,
+    otherwise: with no GPU, and under ``mirrored`` or ``multi-worker``, whose strategies copy
+    each replica's share of a batch to its own device themselves.
+
+    Examples:
+        >>> corruption_device() is None  # no GPU here
+        True
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if not gpus or strategy.num_replicas_in_sync != 1 or is_multi_worker(strategy):
+        return None
+    return gpus[0].name
 
 
 def worker_pipeline(dataset, batch_size, **options):
