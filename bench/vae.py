@@ -66,11 +66,13 @@ def fit_tfae(work, name, options, epochs, data, learning_rate=1e-3, batch_size=2
     from tfae.train import fit
 
     folder = RunFolder(work / name)
-    if not folder.model_path.exists():  # else kept from an earlier run of this bench
-        fit(FitConfig(model="vae", epochs=epochs, batch_size=batch_size,
-                      learning_rate=learning_rate, model_options=options),
-            folder.path, export=False, verbose=2, data=data)
-    return folder.load_model(), folder.info()["training_seconds"]
+    if folder.model_path.exists():  # kept from an earlier run of this bench
+        model = folder.load_model()
+    else:
+        model = fit(FitConfig(model="vae", epochs=epochs, batch_size=batch_size,
+                              learning_rate=learning_rate, model_options=options),
+                    folder.path, export=False, verbose=2, data=data).model
+    return model, folder.info()["training_seconds"]
 
 
 def traversal_classes(model, train_x, train_y):

@@ -116,6 +116,7 @@ def open_endpoints(path):
     if RunFolder.holds_run(path):
         folder = RunFolder(path)
         model = folder.load_model()
+        variational = model if hasattr(model, "posterior") else None  # has a prior
         info = folder.info()
         config = folder.config() if folder.config_path.exists() else {}
         settings = {name: config[name] for name in DataConfig().data_fields() if name in config}
@@ -128,10 +129,8 @@ def open_endpoints(path):
             jacobian_squared_norm=functools.partial(contractive_penalty, model.encoder,
                                                     method="exact"),
             decode=lambda codes: model.decoder(codes, training=False),
-            sample=(lambda noise: model.decoder(noise, training=False))
-            if hasattr(model, "posterior") else None,
-            latent_dim=model.latent_dim,
-            variational=model if hasattr(model, "posterior") else None)
+            sample=(lambda noise: model.decoder(noise, training=False)) if variational else None,
+            latent_dim=model.latent_dim, variational=variational)
     found = [] if (path / "saved_model.pb").is_file() else versions(path)
     if found:  # a folder of versions: the highest, as TF Serving serves
         path = path / str(found[-1])

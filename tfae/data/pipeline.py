@@ -63,6 +63,7 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     else:
         dataset = _held_batches(dataset, batch_size, shuffle, seed)
     if corruption is None:
+        device = None  # nothing to corrupt: the conversion stays where tf.data runs it
         dataset = dataset.map(_clean_batch, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         if fresh_corruption:
@@ -75,13 +76,6 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
         dataset = tf.data.Dataset.zip(dataset, seeds)
         if device is not None:
             dataset = dataset.apply(tf.data.experimental.copy_to_device(device))
-        with tf.device(device):  # None: where tf.data places it, the host
-            dataset = dataset.map(
-                lambda batch, batch_seed: _corrupted_batch(batch, batch_seed, corruption),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    if not with_labels:
-        with tf.device(device if corruption is not None else None):
-            dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
     # Under a multi-worker strategy each worker takes its part of every batch, the same seeded
     # batches on every worker; a prepared folder's shards are divided by ``worker_pipeline``
     # instead, which Keras does not shard again.
@@ -89,7 +83,13 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     # tf.data's autotuner left both cores idle for seconds at the start of some epochs (TF 2.21,
     # measured in docs/performance.md); gathers and elementwise noise need no tuning.
     options.autotune.enabled = False
-    with tf.device(device if corruption is not None else None):
+    with tf.device(device):  # None: where tf.data places it, the host
+        if corruption is not None:
+            dataset = dataset.map(
+                lambda batch, batch_seed: _corrupted_batch(batch, batch_seed, corruption),
+                num_parallel_calls=tf.data.AUTOTUNE)
+        if not with_labels:
+            dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
         return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

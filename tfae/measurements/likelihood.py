@@ -22,32 +22,30 @@ IMPORTANCE_BATCH = 50
 
 
 def _measure(measuring):
-    import numpy as np
-
     model = measuring.endpoints.variational
     if model is None:
         return None
-    split = measuring.splits.test
-    count = int(split.cardinality())
-    elbos, first = [], []
-    with measuring.progress.stage("negative ELBO of the test images", total=count,
-                                  unit="image") as tick:
-        for index, (images, _, _) in enumerate(measuring.batches(split)):
-            elbos.append(model.negative_elbo(images, seed=SEED + index).numpy())
-            if sum(map(len, first)) < IMAGES:
-                first.append(images[:IMAGES - sum(map(len, first))])
-            tick(len(images))
-    first = np.concatenate(first)
-    nll = []
-    with measuring.progress.stage(f"likelihood by {SAMPLES} importance samples",
-                                  total=len(first), unit="image") as tick:
-        for start in range(0, len(first), IMPORTANCE_BATCH):
-            batch = first[start:start + IMPORTANCE_BATCH]
-            nll.append(model.negative_log_likelihood(batch, SAMPLES, seed=SEED + start).numpy())
-            tick(len(batch))
-    return {"negative_elbo": float(np.mean(np.concatenate(elbos))),
-            "negative_log_likelihood": float(np.mean(np.concatenate(nll))),
-            "importance_samples": SAMPLES, "images": len(first), "likelihood": model.likelihood}
+    images = measuring.test.targets  # the test images the other measurements read, held once
+    elbo = _mean_over(lambda batch, seed: model.negative_elbo(batch, seed=seed), images,
+                      measuring.batch_size, measuring.progress, "negative ELBO of the test images")
+    nll = _mean_over(lambda batch, seed: model.negative_log_likelihood(batch, SAMPLES, seed=seed),
+                     images[:IMAGES], IMPORTANCE_BATCH, measuring.progress,
+                     f"likelihood by {SAMPLES} importance samples")
+    return {"negative_elbo": elbo, "negative_log_likelihood": nll, "importance_samples": SAMPLES,
+            "images": len(images[:IMAGES]), "likelihood": model.likelihood}
+
+
+def _mean_over(per_image, images, batch_size, progress, stage):
+    """The mean of ``per_image(batch, seed)`` over ``images``, a batch at a time, each batch with
+    a seed of its own, shown as a stage of ``progress``."""
+    import numpy as np
+
+    values = []
+    with progress.stage(stage, total=len(images), unit="image") as tick:
+        for start in range(0, len(images), batch_size):
+            values.append(np.asarray(per_image(images[start:start + batch_size], SEED + start)))
+            tick(len(values[-1]))
+    return float(np.mean(np.concatenate(values)))
 
 
 register_measurement(Measurement(

@@ -2,7 +2,8 @@
 
 ``Autoencoder`` reconstructs with ``decoder(encoder(images))`` and exposes both halves, also on a
 model loaded back from a ``.keras`` file. Families build their encoder and decoder with the
-functional API and hand them to it (or to a subclass with its own ``train_step``).
+functional API and hand them to it, or to an ``OwnLossAutoencoder`` whose steps minimise a loss
+of its own (the contractive and variational ones).
 
 Examples:
     >>> import keras
@@ -19,6 +20,7 @@ Examples:
 import contextlib
 
 import keras
+import tensorflow as tf
 
 from tfae.distribute import reducible_logs
 
@@ -85,20 +87,6 @@ class Autoencoder(keras.Model):
     def test_step(self, data):
         return reducible_logs(super().test_step(data))
 
-    def tracked(self, losses):
-        """For a subclass whose ``metrics`` are its own loss trackers: each updated with its
-        value of ``losses`` (in the same order), and the logs ``train_step`` returns.
-
-        Examples:
-            >>> from tfae.families import build_model
-            >>> model = build_model("vae", (8, 8, 1), hidden=(4,), latent_dim=2)
-            >>> sorted(model.tracked([3.0, 2.0, 1.0]))
-            ['kl', 'loss', 'reconstruction']
-        """
-        for tracker, value in zip(self.metrics, losses):
-            tracker.update_state(value)
-        return reducible_logs({tracker.name: tracker.result() for tracker in self.metrics})
-
     def call(self, images, training=None):
         return self.decoder(self.encoder(images, training=training), training=training)
 
@@ -121,7 +109,41 @@ class Autoencoder(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
-        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
-        return cls(encoder, decoder, **config)
+        # The parts (encoder, decoder, a posterior) are serialised Keras objects; the rest plain.
+        return cls(**{key: keras.saving.deserialize_keras_object(value)
+                      if isinstance(value, dict) and "class_name" in value else value
+                      for key, value in config.items()})
+
+
+class OwnLossAutoencoder(Autoencoder):
+    """An ``Autoencoder`` whose steps minimise a loss of its own and log it with its terms.
+
+    A subclass makes its loss trackers in ``build`` (a built model takes no new state), lists
+    them in ``metrics``, the total first, and defines ``mean_losses(data, training)``: the
+    batch's means in the same order.
+
+    Examples:
+        >>> from tfae.families import build_model
+        >>> model = build_model("vae", (8, 8, 1), hidden=(4,), latent_dim=2)
+        >>> isinstance(model, OwnLossAutoencoder), [tracker.name for tracker in model.metrics]
+        (True, ['loss', 'reconstruction', 'kl'])
+    """
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            losses = self.mean_losses(data, training=True)
+            # Gradients are summed over replicas: each contributes its share of the mean,
+            # scaled up under mixed_float16 (a LossScaleOptimizer) as Keras' own step does.
+            replica_share = self.optimizer.scale_loss(
+                losses[0] / tf.distribute.get_strategy().num_replicas_in_sync)
+        gradients = tape.gradient(replica_share, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._logged(losses)
+
+    def test_step(self, data):
+        return self._logged(self.mean_losses(data, training=False))
+
+    def _logged(self, losses):
+        for tracker, value in zip(self.metrics, losses):
+            tracker.update_state(value)
+        return reducible_logs({tracker.name: tracker.result() for tracker in self.metrics})

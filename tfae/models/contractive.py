@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from tfae.errors import TfaeError
-from tfae.models.base import Autoencoder
+from tfae.models.base import OwnLossAutoencoder
 from tfae.options import PENALTIES
 
 # f'(z) written with the activation's output h, as in Rifai et al., so that the codes of the
@@ -143,7 +143,7 @@ def _weights_penalty(encoder):
 
 
 @keras.saving.register_keras_serializable(package="tfae")
-class ContractiveAutoencoder(Autoencoder):
+class ContractiveAutoencoder(OwnLossAutoencoder):
     """An ``Autoencoder`` whose ``train_step`` adds the contractive penalty.
 
     Tracks ``loss`` (the total), ``reconstruction`` and ``penalty`` in training and validation.
@@ -195,7 +195,9 @@ class ContractiveAutoencoder(Autoencoder):
         return not (self.penalty == "jacobian" or (
             self.penalty == "exact" and single_dense_layer(self.encoder) is None))
 
-    def _loss_terms(self, inputs, targets, training):
+    def mean_losses(self, data, training):
+        """The batch's mean loss, reconstruction and penalty (``OwnLossAutoencoder``)."""
+        inputs, targets = data
         codes = self.encoder(inputs, training=training)
         reconstructions = self.decoder(codes, training=training)
         # Under a tf.distribute strategy Keras divides the compiled loss by the replicas, so
@@ -206,21 +208,6 @@ class ContractiveAutoencoder(Autoencoder):
         penalty = tf.reduce_mean(contractive_penalty(
             self.encoder, inputs, self.penalty, self.projections, codes=codes))
         return reconstruction + self.penalty_weight * penalty, reconstruction, penalty
-
-    def train_step(self, data):
-        inputs, targets = data
-        with tf.GradientTape() as tape:
-            losses = self._loss_terms(inputs, targets, training=True)
-            # scaled up under mixed_float16 (a LossScaleOptimizer), as Keras' own step does
-            replica_share = self.optimizer.scale_loss(
-                losses[0] / tf.distribute.get_strategy().num_replicas_in_sync)
-        gradients = tape.gradient(replica_share, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self.tracked(losses)
-
-    def test_step(self, data):
-        inputs, targets = data
-        return self.tracked(self._loss_terms(inputs, targets, training=False))
 
     def get_config(self):
         return {**super().get_config(), "penalty_weight": self.penalty_weight,

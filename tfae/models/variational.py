@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfae.errors import TfaeError
-from tfae.models.base import Autoencoder
+from tfae.models.base import OwnLossAutoencoder
 
 # The run's loss (``tfae.config.LOSSES``, as ``compile`` gets it) read as the decoder's likelihood.
 LIKELIHOOD_OF_LOSS = {"binary_crossentropy": "bce", "bce": "bce", "mse": "mse"}
@@ -111,7 +111,7 @@ def negative_log_likelihood(images, reconstructions, likelihood="bce"):
 
 
 @keras.saving.register_keras_serializable(package="tfae")
-class VariationalAutoencoder(Autoencoder):
+class VariationalAutoencoder(OwnLossAutoencoder):
     """An ``Autoencoder`` with a Gaussian posterior, trained on the (beta-weighted) ELBO; the
     compiled loss names the decoder's likelihood (``likelihood``), which ``train_step`` computes.
 
@@ -204,25 +204,12 @@ class VariationalAutoencoder(Autoencoder):
         return (negative_log_likelihood(targets, reconstructions, self.likelihood),
                 kl_divergence(mean, log_variance))
 
-    def _mean_losses(self, data, training):
+    def mean_losses(self, data, training):
+        """The batch's mean loss, reconstruction and KL term (``OwnLossAutoencoder``)."""
         inputs, targets = data
         reconstruction, kl = (tf.reduce_mean(term) for term in
                               self.loss_terms(inputs, targets, training=training))
         return reconstruction + self.beta * kl, reconstruction, kl
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            losses = self._mean_losses(data, training=True)
-            # Gradients are summed over replicas: each contributes its share of the mean;
-            # scaled up under mixed_float16 (a LossScaleOptimizer), as Keras' own step does.
-            replica_share = self.optimizer.scale_loss(
-                losses[0] / tf.distribute.get_strategy().num_replicas_in_sync)
-        gradients = tape.gradient(replica_share, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self.tracked(losses)
-
-    def test_step(self, data):
-        return self.tracked(self._mean_losses(data, training=False))
 
     def negative_elbo(self, images, seed=0):
         """The negative ELBO of each image (``beta`` aside: reconstruction + KL), in nats, from
@@ -281,9 +268,3 @@ class VariationalAutoencoder(Autoencoder):
         return {**config, "posterior": keras.saving.serialize_keras_object(self.posterior),
                 "beta": self.beta}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        posterior = keras.saving.deserialize_keras_object(config.pop("posterior"))
-        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
-        return cls(posterior, decoder, **config)
