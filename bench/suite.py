@@ -54,10 +54,10 @@ TUNED = [(name, {}, KERAS_DEFAULTS) for name in KERAS_FAMILIES if get_family(nam
     ("deep", {"batch_size": 1024}, {})]
 
 
-def matmul_ceiling(size, repeats):
-    """The best float32 GFLOP/s of ``size`` x ``size`` matrix products in TensorFlow."""
-    a = tf.random.uniform((size, size))
-    b = tf.random.uniform((size, size))
+def matmul_ceiling(size, repeats, dtype="float32"):
+    """The best GFLOP/s of ``size`` x ``size`` matrix products of ``dtype`` in TensorFlow."""
+    a = tf.random.uniform((size, size), dtype=dtype)
+    b = tf.random.uniform((size, size), dtype=dtype)
     product = tf.function(lambda: tf.matmul(a, b))
     product().numpy()  # trace and warm up
     best = float("inf")
@@ -108,10 +108,11 @@ def plain_keras_seconds(model, train, validation, epochs, batch_size, **executio
     return timer.seconds
 
 
-def tfae_seconds(family, epochs, batch_size, limit, **execution):
+def tfae_seconds(family, epochs, batch_size, limit, precision="float32", **execution):
     """Epoch seconds of ``tfae.fit`` with the family's defaults, in a throwaway run folder."""
     with tempfile.TemporaryDirectory() as folder:
-        config = tfae.FitConfig(model=family, epochs=epochs, batch_size=batch_size, limit=limit)
+        config = tfae.FitConfig(model=family, epochs=epochs, batch_size=batch_size, limit=limit,
+                                precision=precision)
         run = tfae.fit(config, pathlib.Path(folder) / "run", export=False, verbose=0, **execution)
     return run.history["seconds"]
 

@@ -1,3 +1,7 @@
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -185,3 +189,92 @@ def test_corruption_placed_on_a_device_gives_the_host_pipelines_batches(mnist, f
         np.testing.assert_array_equal(targets, host_targets)
         assert inputs.device.endswith("CPU:0")
     assert corruption_device() is None  # no GPU on this machine: the host corrupts
+    assert placed[0][0].shape == host[0][0].shape and int(pipeline(
+        mnist.train, 128, corruption=corruption, device="/device:CPU:0").cardinality()) == 4
+
+
+def test_tf_data_maps_only_on_the_host_but_its_experimental_map_on_a_gpu():
+    """Why ``map_on_device`` takes ``map_on_gpu`` for a GPU: TensorFlow's kernel registry (its
+    GPU kernels are in the pip build, GPU or not) has ``map`` on the CPU only."""
+    from tensorflow.python.framework.kernels import get_registered_kernels_for_op
+
+    def devices(op):
+        return {kernel.device_type for kernel in get_registered_kernels_for_op(op).kernel}
+
+    assert devices("MapDataset") == devices("ParallelMapDatasetV2") == {"CPU"}
+    assert devices("ExperimentalMapDataset") == {"GPU"}
+    assert "GPU" in devices("StatelessRandomNormalV2") and "GPU" in devices("PrefetchDataset")
+
+
+def test_a_gpu_pipeline_maps_its_corruption_in_a_gpu_map_after_the_copy():
+    """The GPU path as built (a graph: this machine has no GPU to run it): copied to the GPU,
+    then the corruption's function in the map whose kernel is the GPU's, labels dropped inside it
+    (a host map after the copy would bring the batch back), and nothing maps on the host after."""
+    from tfae.data.pipeline import CORRUPTION_SCOPE, _corrupted_batch, map_on_device
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.zeros((8, 4, 4, 1), tf.uint8)
+        batches = tf.data.Dataset.from_tensor_slices((images, tf.zeros(8, tf.int64))).batch(4)
+        batches = tf.data.Dataset.zip(batches, tf.data.Dataset.random(seed=0).batch(2))
+        corruption = parse_corruption("gaussian:0.5")
+        map_on_device(batches, lambda batch, seed: _corrupted_batch(batch, seed, corruption)[:2],
+                      "/device:GPU:0")
+    ops = {op.type: op for op in graph.get_operations()}
+    assert "GeneratorDataset" in ops  # copy_to_device's
+    gpu_map = ops["ExperimentalMapDataset"]
+    assert gpu_map.device.endswith("device:GPU:0")
+    assert "MapDataset" not in ops and "ParallelMapDatasetV2" not in ops
+    function = graph._get_function(gpu_map.get_attr("f").name).cached_definition
+    names = [node.name for node in function.node_def]
+    assert any(name.startswith(f"{CORRUPTION_SCOPE}/stateless_random_normal") for name in names)
+    assert len(function.signature.output_arg) == 2  # inputs and targets: no labels
+
+
+MIRRORED_ON_TWO_CPUS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfae.corruptions import parse_corruption
+from tfae.data import load
+from tfae.data.pipeline import pipeline, worker_pipeline
+splits = load("mnist", limit=int(sys.argv[1]))
+corruption = parse_corruption("gaussian:0.5+occlusion:10")
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    batches = list(worker_pipeline(splits.train, 64, shuffle=True, seed=3, corruption=corruption))
+train = splits.train.take(int(splits.train.cardinality()) // 2 * 2)
+equal, devices = [], []
+for replica in range(2):
+    expected = list(pipeline(train.shard(2, replica), 32, shuffle=True, seed=3 + 1_000_003 * replica,
+                             corruption=corruption))
+    got = [[strategy.experimental_local_results(part)[replica] for part in batch] for batch in batches]
+    equal.append(len(got) == len(expected) and all(
+        np.array_equal(a, b) for pair, pair2 in zip(got, expected) for a, b in zip(pair, pair2)))
+    devices.append(sorted({part.device.rsplit("device:", 1)[1] for batch in got for part in batch}))
+import tfae
+run = tfae.fit(tfae.FitConfig(model="deep", model_options={"hidden": [64], "latent_dim": 8}, epochs=2,
+                              limit=int(sys.argv[1]), batch_size=32),
+               sys.argv[2], export=False, verbose=0, strategy=strategy)
+print(json.dumps({"batches": len(batches), "equal": equal, "devices": devices,
+                  "losses": run.history["loss"], "validation": run.history["val_loss"]}))
+"""
+
+
+def test_mirrored_corrupts_each_replicas_share_on_its_own_device(tmp_path):
+    """``mirrored`` on two logical CPUs, as it would on two GPUs: each replica's batches are
+    its own pipeline's over its half of the images (one left out of 301), corrupted with its
+    own seed on its device; ``tfae.fit`` trains through them."""
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_ON_TWO_CPUS)
+    result = subprocess.run([sys.executable, str(script), "301", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ran out of data" not in result.stderr  # Keras knows each epoch's length
+    measured = json.loads(result.stdout.splitlines()[-1])
+    losses, validation = measured.pop("losses"), measured.pop("validation")
+    assert measured == {"batches": 5, "equal": [True, True], "devices": [["CPU:0"], ["CPU:1"]]}
+    # A deep (occluded inputs) fit trains through these pipelines, two replicas a step.
+    assert len(losses) == len(validation) == 2 and losses[1] < losses[0]

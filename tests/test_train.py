@@ -52,13 +52,13 @@ def test_steps_per_execution_below_one_is_refused():
         execution_options("shallow", steps_per_execution=0)
 
 
-def test_multi_worker_trains_under_keras_defaults_and_refuses_what_fails_there():
-    assert execution_options("deep", multi_worker=True) == {"jit_compile": False,
-                                                            "steps_per_execution": 1}
-    assert execution_options("deep", False, 1, multi_worker=True)["jit_compile"] is False
+def test_several_replicas_train_under_keras_defaults_and_refuse_what_fails_there():
+    assert execution_options("deep", replicated=True) == {"jit_compile": False,
+                                                          "steps_per_execution": 1}
+    assert execution_options("deep", False, 1, replicated=True)["jit_compile"] is False
     for given in ({"jit_compile": True}, {"steps_per_execution": 2}):
-        with pytest.raises(TfaeError, match="fail under strategy multi-worker"):
-            execution_options("deep", multi_worker=True, **given)
+        with pytest.raises(TfaeError, match="fail with several replicas .strategy multi-worker"):
+            execution_options("deep", replicated=True, **given)
 
 
 def test_fit_calls_the_users_callbacks_with_the_runs_metrics(tmp_path):

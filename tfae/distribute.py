@@ -26,12 +26,17 @@ STRATEGIES = ("default", "mirrored", "multi-worker")  # the names of --strategy
 def make_strategy(name):
     """The ``tf.distribute`` strategy called ``name``; create it before any other TensorFlow work.
 
+    A ``tf.distribute.Strategy`` is returned as it is: Python callers can choose the devices
+    (``tf.distribute.MirroredStrategy(["/gpu:0", "/gpu:2"])``).
+
     Examples:
         >>> make_strategy("default").num_replicas_in_sync
         1
     """
     import tensorflow as tf
 
+    if isinstance(name, tf.distribute.Strategy):
+        return name
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -79,6 +84,18 @@ def is_multi_worker(strategy):
     import tensorflow as tf
 
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def replicated(strategy):
+    """Whether ``strategy`` trains several replicas: ``multi-worker``, or ``mirrored`` on more
+    than one device.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> replicated(tf.distribute.get_strategy())
+        False
+    """
+    return is_multi_worker(strategy) or strategy.num_replicas_in_sync > 1
 
 
 def worker_shard(strategy):

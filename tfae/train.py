@@ -34,7 +34,7 @@ from tfae.anomaly import calibrate
 from tfae.config import LOSSES, resolve
 from tfae.data import as_splits, load_config, pipeline, worker_pipeline
 from tfae.data.pipeline import corruption_device
-from tfae.distribute import is_chief, is_multi_worker, make_strategy
+from tfae.distribute import is_chief, is_multi_worker, make_strategy, replicated
 from tfae.errors import TfaeError
 from tfae.exports import export_saved_model
 from tfae.families import XLA_WHERE_IT_PAYS, get_family
@@ -76,7 +76,8 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
         export: write a SavedModel when training ends.
         export_dir: where versions go; default ``saved_models/<model>``.
         verbose: Keras' progress output (0 silent, 1 progress bar, 2 a line per epoch).
-        strategy: ``default``, ``mirrored`` or ``multi-worker`` (see ``tfae.distribute``).
+        strategy: ``default``, ``mirrored`` or ``multi-worker`` (see ``tfae.distribute``), or
+            a ``tf.distribute.Strategy``.
             ``config.batch_size`` is per replica: the global batch is that times the replicas.
             Only the chief writes ``run_dir`` and the export; other workers train in a
             temporary copy of ``run_dir`` (so they resume from the same checkpoint, which
@@ -101,7 +102,7 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
     strategy = make_strategy(strategy)  # first: multi-worker must precede other TF work
     spec = resolve(config)
     execution = execution_options(config.model, jit_compile, steps_per_execution,
-                                  multi_worker=is_multi_worker(strategy))
+                                  replicated=replicated(strategy))
     folder = RunFolder(run_dir)
     if not is_chief(strategy):
         with tempfile.TemporaryDirectory(prefix="tfae-worker-") as work_dir:
@@ -112,35 +113,38 @@ def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="defa
     return _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbacks, data)
 
 
-def execution_options(model, jit_compile=None, steps_per_execution=None, multi_worker=False):
+def execution_options(model, jit_compile=None, steps_per_execution=None, replicated=False):
     """``Model.compile``'s ``jit_compile`` and ``steps_per_execution`` for family ``model``.
 
     A value given wins; ``None`` takes the family's ``execution`` (XLA and 16 batches per call
     for the dense families, which train faster so on CPU), else Keras' own choice: XLA only
     with a GPU, one batch per call. Neither changes what is trained, so neither is saved in the
-    run's config (XLA may round floats differently). Under ``MultiWorkerMirroredStrategy``
-    (``multi_worker``) TensorFlow 2.21 fails with either (XLA crashes the process, several
-    batches per call leave a placeholder unfed), so there the family's choice is dropped.
+    run's config (XLA may round floats differently). With several replicas (``replicated``:
+    ``multi-worker``, or ``mirrored`` on more than one device) TensorFlow 2.21 fails with
+    either (XLA finds the variables on another device or aborts the process; several batches
+    per call leave a placeholder unfed: tests/test_corruptions.py, tests/test_distribute.py),
+    so there the family's choice is dropped.
 
     Raises:
         TfaeError: ``steps_per_execution`` below 1, or XLA or several batches per call asked
-            for under ``multi_worker``.
+            for under ``replicated``.
 
     Examples:
         >>> execution_options("deep")
         {'jit_compile': 'where it pays', 'steps_per_execution': 16}
         >>> execution_options("conv", steps_per_execution=4)
         {'jit_compile': 'auto', 'steps_per_execution': 4}
-        >>> execution_options("deep", multi_worker=True)
+        >>> execution_options("deep", replicated=True)
         {'jit_compile': False, 'steps_per_execution': 1}
     """
     if steps_per_execution is not None and steps_per_execution < 1:
         raise TfaeError("{steps_per_execution} must be >= 1, not %d" % steps_per_execution,
                         options=["steps_per_execution"])
-    if multi_worker:
+    if replicated:
         if jit_compile or (steps_per_execution or 1) > 1:
-            raise TfaeError("{jit_compile} and {steps_per_execution} above 1 fail under "
-                            "{strategy} multi-worker (TensorFlow 2.21); leave them out",
+            raise TfaeError("{jit_compile} and {steps_per_execution} above 1 fail with several "
+                            "replicas ({strategy} multi-worker, or mirrored on several devices; "
+                            "TensorFlow 2.21); leave them out",
                             options=["jit_compile", "steps_per_execution", "strategy"])
         return {"jit_compile": False, "steps_per_execution": 1}
     given = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}

@@ -17,6 +17,8 @@ import logging
 import pathlib
 
 import tensorflow as tf
+# tf.data's one map with a GPU kernel; not in the public API (see ``map_on_device``).
+from tensorflow.python.data.experimental.ops.prefetching_ops import map_on_gpu
 
 from tfae.data.shards import Shards
 from tfae.data.splits import Streamed
@@ -24,6 +26,7 @@ from tfae.distribute import is_multi_worker
 from tfae.errors import TfaeError
 
 LOG = logging.getLogger("tfae")
+CORRUPTION_SCOPE = "tfae_corruption"  # names the conversion and corruption ops of a batch
 
 
 def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
@@ -44,9 +47,9 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
         fresh_corruption: draw new corruption every epoch (training); ``False`` repeats the same
             corruption every epoch, so that validation losses are comparable.
         device: where the batches are converted and corrupted (``corruption_device``): they are
-            copied there first (``tf.data.experimental.copy_to_device``) and the map runs
-            under it, so on a GPU the noise is made on the GPU; ``None``: on the host, where a
-            ``tf.data`` map runs. The same seeded batches either way.
+            copied there first and mapped by ``map_on_device``, so on a GPU the noise is made
+            on the GPU; ``None``: on the host, where a ``tf.data`` map runs. The same seeded
+            batches either way.
 
     Examples:
         >>> from tfae.corruptions import parse_corruption
@@ -65,6 +68,8 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     if corruption is None:
         device = None  # nothing to corrupt: the conversion stays where tf.data runs it
         dataset = dataset.map(_clean_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        if not with_labels:
+            dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
     else:
         if fresh_corruption:
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -74,8 +79,15 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
             seeds = tf.data.Dataset.counter().map(
                 lambda index: tf.stack([tf.constant(seed, tf.int64), index]))
         dataset = tf.data.Dataset.zip(dataset, seeds)
-        if device is not None:
-            dataset = dataset.apply(tf.data.experimental.copy_to_device(device))
+
+        def corrupt(batch, batch_seed):
+            inputs, images, labels = _corrupted_batch(batch, batch_seed, corruption)
+            return (inputs, images, labels) if with_labels else (inputs, images)
+
+        if device is None:
+            dataset = dataset.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            dataset = map_on_device(dataset, corrupt, device)
     # Under a multi-worker strategy each worker takes its part of every batch, the same seeded
     # batches on every worker; a prepared folder's shards are divided by ``worker_pipeline``
     # instead, which Keras does not shard again.
@@ -84,20 +96,42 @@ def pipeline(dataset, batch_size, *, shuffle=False, seed=0, corruption=None,
     # measured in docs/performance.md); gathers and elementwise noise need no tuning.
     options.autotune.enabled = False
     with tf.device(device):  # None: where tf.data places it, the host
-        if corruption is not None:
-            dataset = dataset.map(
-                lambda batch, batch_seed: _corrupted_batch(batch, batch_seed, corruption),
-                num_parallel_calls=tf.data.AUTOTUNE)
-        if not with_labels:
-            dataset = dataset.map(lambda inputs, targets, labels: (inputs, targets))
         return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def map_on_device(dataset, function, device):
+    """``dataset.map(function)`` with ``function`` run on ``device``: the elements are copied
+    there first (``tf.data.experimental.copy_to_device``).
+
+    tf.data's ``map`` has kernels for the CPU only (``MapDataset``, ``ParallelMapDatasetV2``),
+    so under ``tf.device`` of a GPU it still runs its function on the host. After a copy to a
+    GPU, TensorFlow's ``map_on_gpu`` (``ExperimentalMapDataset``, whose only kernel is the GPU's)
+    runs it there, as ``copy_to_device``'s module documents; tests/test_corruptions.py checks
+    both registrations. To a CPU device, tf.data's own ``map``: the same elements.
+
+    The copy forgets how many elements there are, which Keras reads for its progress bar and
+    epoch length, so it is asserted again after.
+
+    Examples:
+        >>> doubled = map_on_device(tf.data.Dataset.range(3), lambda x: 2 * x, "/device:CPU:0")
+        >>> [int(x) for x in doubled]
+        [0, 2, 4]
+    """
+    count = tf.get_static_value(dataset.cardinality())  # None where a graph only knows later
+    dataset = dataset.apply(tf.data.experimental.copy_to_device(device))
+    if count is not None and count >= 0:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    with tf.device(device):
+        if tf.DeviceSpec.from_string(device).device_type == "GPU":
+            return dataset.apply(map_on_gpu(function))
+        return dataset.map(function)
 
 
 def corruption_device(strategy=None):
     """Where a run's batches are corrupted (``pipeline``'s ``device``): the GPU when one is
     visible and the run trains on that one device (the default strategy); ``None``, the host,
-    otherwise: with no GPU, and under ``mirrored`` or ``multi-worker``, whose strategies copy
-    each replica's share of a batch to its own device themselves.
+    otherwise: with no GPU, and under ``mirrored`` or ``multi-worker``, whose batches
+    ``worker_pipeline`` places (``mirrored`` corrupts each replica's share on its own device).
 
     Examples:
         >>> corruption_device() is None  # no GPU here
@@ -105,7 +139,7 @@ def corruption_device(strategy=None):
     """
     strategy = strategy or tf.distribute.get_strategy()
     gpus = tf.config.list_logical_devices("GPU")
-    if not gpus or strategy.num_replicas_in_sync != 1 or is_multi_worker(strategy):
+    if not gpus or isinstance(strategy, tf.distribute.MirroredStrategy) or is_multi_worker(strategy):
         return None
     return gpus[0].name
 
@@ -126,6 +160,9 @@ def worker_pipeline(dataset, batch_size, **options):
         TensorShape([32, 28, 28, 1])
     """
     strategy = tf.distribute.get_strategy()
+    if (isinstance(strategy, tf.distribute.MirroredStrategy) and options.get("corruption")
+            and not isinstance(dataset, Streamed)):
+        return _replica_pipelines(strategy, dataset, batch_size, **options)
     if not (isinstance(dataset, Shards) and is_multi_worker(strategy)):
         return pipeline(dataset, batch_size, **options)
 
@@ -141,6 +178,37 @@ def worker_pipeline(dataset, batch_size, **options):
                         **{**options, "seed": seed})
 
     return strategy.distribute_datasets_from_function(per_worker)
+
+
+def _replica_pipelines(strategy, dataset, batch_size, **options):
+    """A ``mirrored`` run's batches, corrupted on each replica's own device: a ``tf.data`` map
+    runs on the host, and a strategy that splits host-made batches copies them after, so
+    instead every replica gets a pipeline of its own (``InputReplicationMode.PER_REPLICA``)
+    over its share of the images, copied to its device and corrupted there (``pipeline``'s
+    ``device``), with a seed of its own.
+
+    The shares are equal (the last ``len % replicas`` images are left out), so every replica
+    has as many batches: one running out first would stop the others mid-epoch.
+    """
+    devices = strategy.extended.worker_devices
+    replicas = len(devices)
+    size = int(dataset.cardinality()) // replicas * replicas
+    if size == 0:
+        raise TfaeError(f"{int(dataset.cardinality())} image(s) cannot be shared between "
+                        f"{replicas} replicas")
+    held = dataset.take(size)
+
+    def per_replica(context):
+        index = context.input_pipeline_id
+        seed = options.get("seed", 0) + 1_000_003 * index
+        return pipeline(held.shard(replicas, index), context.get_per_replica_batch_size(batch_size),
+                        **{**options, "seed": seed, "device": devices[index]})
+
+    # The pipelines are made on the host; each copies its batches to its replica's device, so
+    # the strategy must not fetch them there again.
+    return strategy.distribute_datasets_from_function(per_replica, tf.distribute.InputOptions(
+        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
+        experimental_place_dataset_on_device=False, experimental_fetch_to_device=False))
 
 
 def _held_batches(dataset, batch_size, shuffle, seed):
@@ -193,5 +261,7 @@ def _clean_batch(images, labels):
 
 def _corrupted_batch(batch, batch_seed, corruption):
     images, labels = batch
-    images = unit_floats(images)
-    return corruption(images, tf.cast(batch_seed, tf.int32)), images, labels
+    # The scope names these ops in TensorFlow's placement log, which bench/device_check.py reads.
+    with tf.name_scope(CORRUPTION_SCOPE):
+        images = unit_floats(images)
+        return corruption(images, tf.cast(batch_seed, tf.int32)), images, labels
