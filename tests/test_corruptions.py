@@ -206,18 +206,23 @@ def test_tf_data_maps_only_on_the_host_but_its_experimental_map_on_a_gpu():
     assert "GPU" in devices("StatelessRandomNormalV2") and "GPU" in devices("PrefetchDataset")
 
 
-def test_a_gpu_pipeline_maps_its_corruption_in_a_gpu_map_after_the_copy():
+@pytest.mark.parametrize("spec", ["gaussian:0.5", "salt-pepper:0.2", "masking:0.3",
+                                  "occlusion:50%", "grayscale", "gaussian:0.5+occlusion:10"])
+def test_a_gpu_pipeline_maps_its_corruption_in_a_gpu_map_after_the_copy(spec):
     """The GPU path as built (a graph: this machine has no GPU to run it): copied to the GPU,
     then the corruption's function in the map whose kernel is the GPU's, labels dropped inside it
-    (a host map after the copy would bring the batch back), and nothing maps on the host after."""
+    (a host map after the copy would bring the batch back), nothing mapped on the host after, and
+    every op of the function one with a GPU kernel, so none falls back to the CPU."""
+    from tensorflow.python.framework.kernels import get_registered_kernels_for_op
+
     from tfae.data.pipeline import CORRUPTION_SCOPE, _corrupted_batch, map_on_device
 
+    corruption = parse_corruption(spec)
     graph = tf.Graph()
     with graph.as_default():
-        images = tf.zeros((8, 4, 4, 1), tf.uint8)
+        images = tf.zeros((8, 12, 12, 3), tf.uint8)
         batches = tf.data.Dataset.from_tensor_slices((images, tf.zeros(8, tf.int64))).batch(4)
         batches = tf.data.Dataset.zip(batches, tf.data.Dataset.random(seed=0).batch(2))
-        corruption = parse_corruption("gaussian:0.5")
         map_on_device(batches, lambda batch, seed: _corrupted_batch(batch, seed, corruption)[:2],
                       "/device:GPU:0")
     ops = {op.type: op for op in graph.get_operations()}
@@ -226,9 +231,12 @@ def test_a_gpu_pipeline_maps_its_corruption_in_a_gpu_map_after_the_copy():
     assert gpu_map.device.endswith("device:GPU:0")
     assert "MapDataset" not in ops and "ParallelMapDatasetV2" not in ops
     function = graph._get_function(gpu_map.get_attr("f").name).cached_definition
-    names = [node.name for node in function.node_def]
-    assert any(name.startswith(f"{CORRUPTION_SCOPE}/stateless_random_normal") for name in names)
     assert len(function.signature.output_arg) == 2  # inputs and targets: no labels
+    assert any(node.name.startswith(f"{CORRUPTION_SCOPE}/") for node in function.node_def)
+    host_only = {node.op for node in function.node_def} - {
+        op for op in {node.op for node in function.node_def}
+        if "GPU" in {kernel.device_type for kernel in get_registered_kernels_for_op(op).kernel}}
+    assert not host_only
 
 
 MIRRORED_ON_TWO_CPUS = """

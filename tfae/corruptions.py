@@ -81,7 +81,10 @@ def grayscale(images):
     """
     import tensorflow as tf
 
-    return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images))
+    grey = tf.image.rgb_to_grayscale(images)
+    # Not tf.image.grayscale_to_rgb: its shape Assert has no GPU kernel, and would bring each
+    # batch's check back to the host in a pipeline that corrupts on the GPU.
+    return tf.concat([grey, grey, grey], axis=-1)
 
 
 def occlude(images, size, seed=None, position=None):
