@@ -63,8 +63,8 @@ class Measurement:
 @dataclasses.dataclass
 class Collected:
     """A split run through the model: its (corrupted) inputs, clean targets, codes,
-    reconstructions of the inputs (``None`` where not asked for), and labels, as read-only numpy
-    arrays (tensors where ``Measuring.collect`` was asked for them); and ``errors``, the
+    reconstructions of the inputs (``None`` where not asked for), and labels, as numpy arrays
+    (measurements only read them); and ``errors``, the
     reconstructions' errors summed over every image (``Errors``).
 
     Examples:
@@ -163,19 +163,16 @@ class Measuring:
                         fresh_corruption=False)
 
     def collect(self, split, corruption=None, reconstruct=True, images=True, name=None,
-                tensors=False, keep=True):
+                keep=True):
         """``split`` (corrupted by the spec ``corruption``) run through the model: ``Collected``,
         with the reconstructions only if ``reconstruct`` and the images only if ``images``, as
-        read-only numpy arrays or, with ``tensors``, as tensors; a stage of ``progress``
-        named ``name`` (default: after the corruption). With ``reconstruct`` its ``errors``
-        are summed over every image; without ``keep`` they are all it holds (one batch in memory
-        at a time)."""
-        import numpy as np
-        import tensorflow as tf
-
+        numpy arrays; a stage of ``progress`` named ``name`` (default: after the
+        corruption). With ``reconstruct`` its ``errors`` are summed over every image; without
+        ``keep`` they are all it holds (one batch in memory at a time)."""
         name = name or f"{corruption or 'clean'} test images through the model"
         count = int(split.cardinality())
-        parts = {"inputs": [], "targets": [], "codes": [], "reconstructions": [], "labels": []}
+        parts = {key: _Rows(count) for key in
+                 ("inputs", "targets", "codes", "reconstructions", "labels")}
         errors = Errors() if reconstruct else None
         with self.progress.stage(name, total=-(-count // self.batch_size), unit="batch") as tick:
             for noisy, clean, labels in self.batches(split, corruption):
@@ -185,22 +182,16 @@ class Measuring:
                                        else self.endpoints.reconstruct(noisy))
                     errors.add(noisy, clean, reconstructions)
                 if keep:
-                    parts["codes"].append(codes)
-                    parts["labels"].append(labels)
+                    parts["codes"].add(codes)
+                    parts["labels"].add(labels)
                     if reconstruct:
-                        parts["reconstructions"].append(reconstructions)
+                        parts["reconstructions"].add(reconstructions)
                 if keep and images:  # uncorrupted, the inputs are the targets: one array serves
-                    parts["inputs"].append(noisy)
+                    parts["inputs"].add(noisy)
                     if corruption is not None:
-                        parts["targets"].append(clean)
+                        parts["targets"].add(clean)
                 tick()
-        # Kept as tensors and joined by TensorFlow, they become numpy arrays without a copy (a
-        # numpy array turned into a tensor is copied twice over).
-        joined = {key: tf.concat(batches, axis=0) if batches else None
-                  for key, batches in parts.items()}
-        if not tensors:
-            joined = {key: None if value is None else np.asarray(value)
-                      for key, value in joined.items()}
+        joined = {key: rows.array() for key, rows in parts.items()}
         if joined["targets"] is None:
             joined["targets"] = joined["inputs"]
         return Collected(**joined, errors=errors)
@@ -259,9 +250,9 @@ class Measuring:
 
     @functools.cached_property
     def train(self):
-        """The probes' training images' codes and labels as tensors, the probes' form (no
-        measurement reconstructs them; ``baselines`` reads their pixels)."""
-        return self.collect(self.probe_images, reconstruct=False, images=False, tensors=True,
+        """The probes' training images' codes and labels (no measurement reconstructs them;
+        ``baselines`` reads their pixels)."""
+        return self.collect(self.probe_images, reconstruct=False, images=False,
                             name="training images: encoding")
 
     @functools.cached_property
@@ -314,6 +305,32 @@ class Measuring:
                          self.test.codes.shape[1], progress=self.progress)
         _let_go()
         return rows
+
+
+class _Rows:
+    """A split's batches written into one numpy array made at the first batch, so that the
+    largest arrays of an evaluation (a training split's wide codes) are never held twice: a list
+    of batches joined at the end is, in TensorFlow's allocator, which keeps what it held. The
+    array is aligned for TensorFlow to share (``tfae.probes.aligned_empty``): the probes' matrix
+    products run on it in place."""
+
+    def __init__(self, count):
+        self.count, self.filled, self.rows = count, 0, None
+
+    def add(self, batch):
+        import numpy as np
+
+        from tfae.probes import aligned_empty
+
+        batch = np.asarray(batch)
+        if self.rows is None:
+            self.rows = aligned_empty((self.count, *batch.shape[1:]), batch.dtype)
+        self.rows[self.filled:self.filled + len(batch)] = batch
+        self.filled += len(batch)
+
+    def array(self):
+        """The rows added; ``None`` if none were."""
+        return None if self.rows is None else self.rows[:self.filled]
 
 
 def _let_go():
