@@ -20,8 +20,6 @@ Examples:
 import asyncio
 import base64
 import binascii
-import math
-import os
 import re
 
 import numpy as np
@@ -66,7 +64,7 @@ def create_app(repository, max_body_bytes):
         if request.method == "POST":
             if what != ":predict":
                 raise HTTPException(405, "only :predict takes POST")
-            parsed = _Parsed(await _read(request, max_body_bytes))
+            parsed = _parse(await _read(request, max_body_bytes))
             return _json(await _predict(repository, spec, parsed))
         if what == ":predict":
             raise HTTPException(405, "predict needs POST")
@@ -112,127 +110,19 @@ async def _read(request, limit):
     return b"".join(chunks)
 
 
-class _Parsed:
-    """A request body: its JSON, whether it may hold booleans, and its ``instances`` or
-    ``inputs`` array of numbers read by ``_numbers`` (``None`` if it was not)."""
-
-    def __init__(self, raw, numbers=True):
-        self.raw, self.array = raw, None
-        fast = _numbers(raw) if numbers else None
-        if fast is not None:
-            self.body, self.array = fast
-        else:
-            try:
-                self.body = orjson.loads(raw)
-            except (orjson.JSONDecodeError, RecursionError) as error:
-                raise HTTPException(400, f"JSON Parse error: {error}") from None
-        if not isinstance(self.body, dict):
-            raise HTTPException(400, "JSON Value is not an object")
-        # orjson reads true and false as numbers would be; a boolean among numbers is refused.
-        self.may_hold_booleans = b"true" in raw or b"false" in raw
-
-
-# A batch of images as JSON is tens of thousands of numbers, each in a list of its own for a
-# one-channel image: orjson made 50,176 Python lists and numbers of a batch of 64 MNIST images in
-# 9 ms and numpy an array of them in 5 more, most of a REST request's time (docs/performance.md).
-# ``_numbers`` reads such an array into numpy directly instead, with vectorised checks.
-_ARRAY_KEY = re.compile(rb'"(instances|inputs)"\s*:\s*\[')
-_NUMERIC = re.compile(rb"[\[\],0-9.eE+\-\s]*")
-_SENTINEL = "tfae-numbers-" + base64.b32encode(os.urandom(10)).decode()  # no request holds it
-# Each byte's kind: a digit, one of "[],.eE+-", or white space (the span holds nothing else).
-_DIGIT, _OPEN, _CLOSE, _COMMA, _POINT, _EXPONENT, _PLUS, _MINUS, _SPACE = range(9)
-_KIND = np.full(256, _DIGIT, np.int8)
-for _byte, _kind in ((b"[", _OPEN), (b"]", _CLOSE), (b",", _COMMA), (b".", _POINT),
-                     (b"e", _EXPONENT), (b"E", _EXPONENT), (b"+", _PLUS), (b"-", _MINUS),
-                     (b" ", _SPACE), (b"\t", _SPACE), (b"\r", _SPACE), (b"\n", _SPACE)):
-    _KIND[ord(_byte)] = _kind
-# Neighbours (white space taken out) that JSON's lists of numbers never hold: an empty list or
-# number (numpy would read an empty one as -1), and numbers JSON does not write (+1, .5, 1., 1e).
-_NOT_JSON = np.zeros((9, 9), bool)
-for _before, _after in ((_OPEN, _COMMA), (_OPEN, _CLOSE), (_COMMA, _COMMA), (_COMMA, _CLOSE),
-                        (_OPEN, _PLUS), (_COMMA, _PLUS), (_OPEN, _POINT), (_COMMA, _POINT),
-                        (_POINT, _COMMA), (_POINT, _CLOSE), (_MINUS, _POINT), (_POINT, _EXPONENT),
-                        (_EXPONENT, _COMMA), (_EXPONENT, _CLOSE), (_OPEN, _EXPONENT),
-                        (_COMMA, _EXPONENT)):
-    _NOT_JSON[_before, _after] = True
-_BRACKETS_AS_SPACES = bytes.maketrans(b"[]", b"  ")
-_MOST_DIMENSIONS = 32  # numpy's limit is 64; deeper ones go to orjson, which refuses them
-
-
-def _numbers(raw):
-    """``(body, array)`` when the body's ``instances`` or ``inputs`` is a rectangular array of
-    numbers: the array by numpy, float64, and the rest of the body by orjson with that value
-    replaced by a marker; ``None`` for anything else, which ``_Parsed`` reads whole.
-
-    Examples:
-        >>> body, array = _numbers(b'{"signature_name": "encode", "instances": [[1, 2], [3, 4.5]]}')
-        >>> body["signature_name"], array.shape, array[1, 1]
-        ('encode', (2, 2), np.float64(4.5))
-        >>> _numbers(b'{"instances": [[1, 2], [3]]}') is None  # not rectangular: orjson's
-        True
-    """
-    match = _ARRAY_KEY.search(raw)
-    if match is None:
-        return None
-    start = match.end() - 1
-    numeric = raw[start:_NUMERIC.match(raw, start).end()]
-    kinds = _KIND[np.frombuffer(numeric, np.uint8)]
-    depth = np.cumsum((kinds == _OPEN).astype(np.int32) - (kinds == _CLOSE))
-    closed = np.flatnonzero(depth == 0)
-    if not len(closed) or depth[:closed[0]].max() > _MOST_DIMENSIONS:
-        return None
-    span, kinds = numeric[:closed[0] + 1], kinds[:closed[0] + 1]
-    kinds = kinds[kinds != _SPACE]
-    if _NOT_JSON[kinds[:-1], kinds[1:]].any():
-        return None
-    structure = (kinds == _OPEN) | (kinds == _CLOSE) | (kinds == _COMMA)
-    skeleton = np.frombuffer(span.translate(None, b" \t\r\n"), np.uint8)[structure].tobytes()
-    shape = _shape(skeleton)
-    if _skeleton(shape) != skeleton:
-        return None
+def _parse(raw):
     try:
-        values = np.fromstring(span.translate(_BRACKETS_AS_SPACES).decode(), sep=",")
-    except ValueError:  # a malformed number
-        return None
-    if values.size != math.prod(shape):
-        return None
-    try:
-        body = orjson.loads(raw[:start] + orjson.dumps(_SENTINEL) + raw[start + len(span):])
-    except (orjson.JSONDecodeError, RecursionError):
-        return None
-    if not (isinstance(body, dict) and body.get(match[1].decode()) == _SENTINEL):
-        return None  # the key was inside a string, not the body's own
-    return body, values.reshape(shape)
-
-
-def _shape(skeleton):
-    """The shape of a rectangular array from its first element at each depth, read from its
-    brackets and commas (an empty list, which has the skeleton of a one-element one, is left
-    out before)."""
-    structure = np.frombuffer(skeleton, np.uint8)
-    depth = np.cumsum((structure == ord("[")).astype(np.int64) - (structure == ord("]")))
-    shape, position = [], 0
-    while position < len(skeleton) and skeleton[position] == ord("["):
-        level = depth[position]
-        inside = depth[position:] >= level
-        end = position + int(np.argmin(inside)) if not inside.all() else len(skeleton)
-        commas = np.count_nonzero((structure[position:end] == ord(","))
-                                  & (depth[position:end] == level))
-        shape.append(int(commas) + 1)
-        position += 1
-    return tuple(shape)
-
-
-def _skeleton(shape):
-    """The brackets and commas of a rectangular array of ``shape``."""
-    text = b"[" + b"," * (shape[-1] - 1) + b"]"
-    for size in reversed(shape[:-1]):
-        text = b"[" + b",".join([text] * size) + b"]"
-    return text
+        body = orjson.loads(raw)
+    except (orjson.JSONDecodeError, RecursionError) as error:
+        raise HTTPException(400, f"JSON Parse error: {error}") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "JSON Value is not an object")
+    # orjson reads true and false as numbers would be; a boolean among numbers is refused below.
+    return body, b"true" in raw or b"false" in raw
 
 
 async def _predict(repository, spec, parsed):
-    body = parsed.body
+    body, may_hold_booleans = parsed
     signature_name = body.get("signature_name", "serving_default")
     if not isinstance(signature_name, str):
         raise HTTPException(400, "'signature_name' must be a string")
@@ -242,9 +132,6 @@ async def _predict(repository, spec, parsed):
                                  "signature def")
     batcher = signatures[signature_name]
     name = batcher.input_name
-    if parsed.array is not None and batcher.input_dtype != "float32":
-        parsed = _Parsed(parsed.raw, numbers=False)  # whole numbers stay whole for uint8
-        body = parsed.body
     row_format = "instances" in body
     if row_format == ("inputs" in body):
         raise HTTPException(400, "Missing 'instances' or 'inputs' key (exactly one is needed)")
@@ -253,9 +140,7 @@ async def _predict(repository, spec, parsed):
         values = [_named(value, name) if _names_inputs(value) else value for value in values]
     elif _names_inputs(values):
         values = _named(values, name)
-    if parsed.array is not None and values == _SENTINEL:
-        array = parsed.array
-    elif batcher.input_dtype == "string":
+    if batcher.input_dtype == "string":
         array = _files(values, name)
     else:
         try:
@@ -263,7 +148,7 @@ async def _predict(repository, spec, parsed):
         except (TypeError, ValueError, RecursionError):
             array = None
         if array is None or array.dtype.kind not in "iuf" or (
-                parsed.may_hold_booleans and _holds_boolean(values)):
+                may_hold_booleans and _holds_boolean(values)):
             raise HTTPException(400, f"Input '{name}' must be a rectangular array of numbers, "
                                      f"shaped {shape_text(batcher.input_shape)}")
     output = await batcher(check_input(array, name, batcher.input_shape, batcher.input_dtype))
