@@ -109,8 +109,11 @@ def map_on_device(dataset, function, device):
     runs it there, as ``copy_to_device``'s module documents; tests/test_corruptions.py checks
     both registrations. To a CPU device, tf.data's own ``map``: the same elements.
 
-    The copy forgets how many elements there are, which Keras reads for its progress bar and
-    epoch length, so it is asserted again after.
+    Every dataset op after the copy to a GPU must have a GPU kernel, or TensorFlow places it on
+    the host and the elements follow it back. The copy forgets how many elements there are,
+    which Keras reads for its progress bar and epoch length, and the op that asserts it again
+    has a CPU kernel only, so only a copy to a CPU has it: on a GPU, Keras learns an epoch's
+    length at the end of the first (and says once that the data ran out).
 
     Examples:
         >>> doubled = map_on_device(tf.data.Dataset.range(3), lambda x: 2 * x, "/device:CPU:0")
@@ -119,11 +122,12 @@ def map_on_device(dataset, function, device):
     """
     count = tf.get_static_value(dataset.cardinality())  # None where a graph only knows later
     dataset = dataset.apply(tf.data.experimental.copy_to_device(device))
-    if count is not None and count >= 0:
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
     with tf.device(device):
         if tf.DeviceSpec.from_string(device).device_type == "GPU":
             return dataset.apply(map_on_gpu(function))
+    if count is not None and count >= 0:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    with tf.device(device):
         return dataset.map(function)
 
 
