@@ -155,10 +155,10 @@ def timed_fit(family, args, precision, device):
     return _timed(seconds), peak_memory(device)
 
 
-def family_row(family, args, splits, device, peaks):
-    """One family's measurements (``main``'s rows)."""
-    train, validation = as_arrays(splits.train), as_arrays(splits.validation)
-    model = build_model(family, splits.image_shape)
+def family_row(family, args, train, validation, device, peaks):
+    """One family's measurements (``main``'s rows), ``train`` and ``validation`` the plain
+    script's arrays."""
+    model = build_model(family, train.shape[1:])
     # 3x the forward pass for a training step, 1x for validation; the ridge solves of a
     # layer-wise family are not that arithmetic, so it has no share.
     epoch_flops = forward_flops(model) * (3 * len(train) + len(validation))
@@ -260,7 +260,8 @@ def main():
              "mixed": matmul_ceiling(size, repeats, dtype=args.mixed.split("_")[1])}
     placements = corruption_placements(families, 512 if args.smoke else 2048, 64, args.strategy)
     splits = data.load("mnist", limit=args.limit)
-    rows = [family_row(family, args, splits, device, peaks) for family in families]
+    train, validation = as_arrays(splits.train), as_arrays(splits.validation)
+    rows = [family_row(family, args, train, validation, device, peaks) for family in families]
     result = {
         "command": "python bench/device_check.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "device": device,

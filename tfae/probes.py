@@ -1,8 +1,9 @@
 """Probes and baselines: how well codes separate classes, and what they are read against.
 
 A probe is a classifier fitted on training codes and scored on test codes, each the model its
-users fit with scikit-learn, computed with numpy's BLAS (and TensorFlow's top-k) on the codes as
-given, never a copy of them, so that a full MNIST evaluation takes seconds rather than minutes:
+users fit with scikit-learn, computed by numpy's BLAS and TensorFlow on the same memory (the
+codes as given, never a copy of them), so that a full MNIST evaluation takes seconds rather than
+minutes:
 
 - ``linear_probe``: multinomial logistic regression on standardised codes, scikit-learn's
   ``make_pipeline(StandardScaler(), LogisticRegression())`` model and objective (mean

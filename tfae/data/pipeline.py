@@ -122,13 +122,11 @@ def map_on_device(dataset, function, device):
     """
     count = tf.get_static_value(dataset.cardinality())  # None where a graph only knows later
     dataset = dataset.apply(tf.data.experimental.copy_to_device(device))
-    with tf.device(device):
-        if tf.DeviceSpec.from_string(device).device_type == "GPU":
-            return dataset.apply(map_on_gpu(function))
-    if count is not None and count >= 0:
+    on_gpu = tf.DeviceSpec.from_string(device).device_type == "GPU"
+    if not on_gpu and count is not None and count >= 0:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
     with tf.device(device):
-        return dataset.map(function)
+        return dataset.apply(map_on_gpu(function)) if on_gpu else dataset.map(function)
 
 
 def corruption_device(strategy=None):

@@ -320,10 +320,10 @@ class _Rows:
     def add(self, batch):
         import numpy as np
 
-        from tfae.probes import aligned_empty
-
         batch = np.asarray(batch)
         if self.rows is None:
+            from tfae.probes import aligned_empty
+
             self.rows = aligned_empty((self.count, *batch.shape[1:]), batch.dtype)
         self.rows[self.filled:self.filled + len(batch)] = batch
         self.filled += len(batch)
