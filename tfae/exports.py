@@ -215,9 +215,12 @@ def _add_score(archive, model, calibration, score, contamination):
 
     def scored(images):
         count = tf.shape(images)[0]
-        error_maps = tf.square(model(images, training=False) - images)
+        # The model is its decoder after its encoder: encoding once gives both the codes and,
+        # decoded, the reconstructions.
+        codes = model.encoder(images, training=False)
+        error_maps = tf.square(model.decoder(codes, training=False) - images)
         errors = tf.reduce_mean(tf.reshape(error_maps, (count, -1)), axis=1)
-        codes = tf.reshape(model.encoder(images, training=False), (count, -1))
+        codes = tf.reshape(codes, (count, -1))
         parts = {"reconstruction": errors, "codes": nearest_distances(codes, reference.codes)}
         if score == "elbo":
             parts["elbo"] = elbo_score(model)(images)
