@@ -166,6 +166,24 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("Error: --out search holds a search")
 
 
+def test_a_search_of_an_earlier_tfae_resumes_its_missing_settings_read_as_their_defaults(
+        tmp_path):
+    config = TuneConfig(FitConfig(model="deep")).resolved()
+    folder = SearchFolder(tmp_path / "search")
+    folder.claim(config)
+    saved = json.loads(folder.settings_path.read_text())
+    # An earlier tfae wrote no precision (it trained in float32 only): resuming is allowed...
+    saved.pop("precision")
+    folder.settings_path.write_text(json.dumps(saved))
+    folder.check_claimable(config)
+    folder.claim(config)
+    assert json.loads(folder.settings_path.read_text())["precision"] == "float32"
+    # ...but not with another one than that default.
+    mixed = TuneConfig(FitConfig(model="deep", precision="mixed_bfloat16")).resolved()
+    with pytest.raises(TfaeError, match=r"other settings \(.*precision"):
+        folder.check_claimable(mixed)
+
+
 @pytest.mark.parametrize("tuner", ["hyperband", "random", "bayesian"])
 def test_keras_tuner_files_are_replaced_whole_or_not_at_all(tuner, tmp_path, monkeypatch):
     import tfae.files

@@ -110,9 +110,10 @@ def check_reusable(folder, settings_path, settings, kind, ignore=(), defaults=No
         raise TfaeError(f"--out {folder} is not empty and holds no tfae {kind}; choose another --out")
 
 
-def claim_folder(folder, settings_path, settings, kind, ignore=()):
+def claim_folder(folder, settings_path, settings, kind, ignore=(), defaults=None):
     """Records ``settings`` at ``settings_path`` in a new or empty ``folder``, or in one that holds
-    a ``kind`` of the same settings (``check_settings``), so that it resumes.
+    a ``kind`` of the same settings (``check_settings``, with its ``ignore`` and ``defaults``),
+    so that it resumes.
 
     Raises:
         TfaeError: for a folder holding something else, or one that cannot be written.
@@ -122,7 +123,7 @@ def claim_folder(folder, settings_path, settings, kind, ignore=()):
         ...              {"model": "deep"}, "search")  # doctest: +SKIP
     """
     folder = pathlib.Path(folder)
-    check_reusable(folder, settings_path, settings, kind, ignore)
+    check_reusable(folder, settings_path, settings, kind, ignore, defaults)
     _record_settings(folder, settings_path, settings)
 
 
@@ -359,12 +360,15 @@ class SearchFolder(_Folder):
 
     def check_claimable(self, config):
         """Refuses this folder if it holds something else than a search of ``config``; reads
-        only."""
-        check_reusable(self.path, self.settings_path, config.to_dict(), "search")
+        only. A setting its ``tune.json`` lacks (an earlier tfae's search) counts as its
+        default."""
+        check_reusable(self.path, self.settings_path, config.to_dict(), "search",
+                       defaults=type(config)().to_dict())
 
     def claim(self, config):
         """Records ``config`` in a new folder, or checks it against the search already there."""
-        claim_folder(self.path, self.settings_path, config.to_dict(), "search")
+        claim_folder(self.path, self.settings_path, config.to_dict(), "search",
+                     defaults=type(config)().to_dict())
 
     def write_best(self, best):
         """Writes the best trials and the winner's config."""
