@@ -354,8 +354,10 @@ def evaluate(path, as_json, out_file, probe_limit, quiet, verbose, **data_settin
 
 def _plot_options():
     kinds = "; ".join(f"{kind.name}: {kind.summary}" for kind in figure_kinds())
-    return [click.Option(["--kind"], required=True, type=click.Choice(figure_names()),
-                         help=f"Which figure to draw ({kinds})."), *_data_options()]
+    return [click.Option(["--kind", "kinds"], required=True, multiple=True,
+                         type=click.Choice(figure_names()),
+                         help=f"Which figure to draw ({kinds}); repeat it for several, drawn "
+                              "with the model and its data opened once."), *_data_options()]
 
 
 @tfae.command(cls=_DerivedCommand, derive=_plot_options)
@@ -364,13 +366,16 @@ def _plot_options():
               help="Folder for the PNG (default: PATH/figures).")
 @_output_options
 @_clear_errors
-def plot(path, kind, out_dir, quiet, verbose, **data_settings):
-    """Draw a figure of a run folder or SavedModel export as a PNG."""
+def plot(path, kinds, out_dir, quiet, verbose, **data_settings):
+    """Draw figures of a run folder or SavedModel export as PNGs."""
     with Progress(enabled=not quiet).stage("starting TensorFlow"):
         start_tensorflow(verbose)
-    from tfae.figures import draw
+    from tfae.figures import draw_kinds
 
-    click.echo(f"wrote {draw(path, kind, out_dir, verbose=not quiet, **data_settings)}")
+    drawn = draw_kinds(path, list(dict.fromkeys(kinds)), out_dir, verbose=not quiet,
+                       **data_settings)
+    for png in drawn.values():
+        click.echo(f"wrote {png}")
 
 
 APPLIED_DATA_HELP = {

@@ -56,6 +56,17 @@ def test_plot_command_writes_where_told(run_dir, tmp_path):
     assert (tmp_path / "reconstructions.png").stat().st_size > 1000
 
 
+def test_plot_draws_every_kind_it_is_given_once(run_dir, tmp_path):
+    result = CliRunner().invoke(tfae_command, [
+        "plot", str(run_dir), "--kind", "history", "--kind", "reconstructions", "--kind",
+        "history", "--limit", "50", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"wrote {tmp_path / 'history.png'}",
+                                          f"wrote {tmp_path / 'reconstructions.png'}"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["history.png",
+                                                                "reconstructions.png"]
+
+
 def test_history_of_an_export_is_a_clear_error(tmp_path):
     with pytest.raises(TfaeError, match="history needs a run folder"):
         draw(tmp_path, "history")
