@@ -143,7 +143,8 @@ def main():
              "gRPC client sends the images as one tensor, as TF Serving's clients do. `encode`, "
              "which answers 10 numbers an image, is each protocol's ceiling for one client "
              f"sending {BATCH * 784:,} numbers a request; `score` answers 786 (the error map), "
-             "calls the model twice and measures distances to the reference codes.", ""]
+             "decodes the codes it encodes and measures their distances to the reference codes.",
+             ""]
     publish("\n".join(lines), arguments.write)
 
 
