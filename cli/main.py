@@ -372,9 +372,7 @@ def plot(path, kinds, out_dir, quiet, verbose, **data_settings):
         start_tensorflow(verbose)
     from tfae.figures import draw_kinds
 
-    drawn = draw_kinds(path, list(dict.fromkeys(kinds)), out_dir, verbose=not quiet,
-                       **data_settings)
-    for png in drawn.values():
+    for png in draw_kinds(path, kinds, out_dir, verbose=not quiet, **data_settings).values():
         click.echo(f"wrote {png}")
 
 

@@ -220,8 +220,8 @@ def _add_score(archive, model, calibration, score, contamination):
         codes = model.encoder(images, training=False)
         error_maps = tf.square(model.decoder(codes, training=False) - images)
         errors = tf.reduce_mean(tf.reshape(error_maps, (count, -1)), axis=1)
-        codes = tf.reshape(codes, (count, -1))
-        parts = {"reconstruction": errors, "codes": nearest_distances(codes, reference.codes)}
+        parts = {"reconstruction": errors,
+                 "codes": nearest_distances(tf.reshape(codes, (count, -1)), reference.codes)}
         if score == "elbo":
             parts["elbo"] = elbo_score(model)(images)
         scores = calibration.combined(parts, score)

@@ -174,8 +174,8 @@ def draw(path, kind, out_dir=None, dataset=None, data_dir=None, limit=None, verb
 
 def draw_kinds(path, kinds, out_dir=None, dataset=None, data_dir=None, limit=None, verbose=1,
                **settings):
-    """Draws each figure of ``kinds`` as ``draw`` does, opening the model and its data once for
-    them all; returns ``{kind: PNG path}``.
+    """Draws each figure of ``kinds`` (once, however often it is named) as ``draw`` does, opening
+    the model and its data once for them all; returns ``{kind: PNG path}``.
 
     Examples:
         >>> draw_kinds("runs/deep", ["tsne", "history"])  # doctest: +SKIP
@@ -186,7 +186,7 @@ def draw_kinds(path, kinds, out_dir=None, dataset=None, data_dir=None, limit=Non
     for kind in kinds:
         if kind not in FIGURES:
             raise TfaeError(f"--kind must be one of {', '.join(FIGURES.names())}, got {kind!r}")
-    chosen = [FIGURES.get(kind) for kind in kinds]
+    chosen = [FIGURES.get(kind) for kind in dict.fromkeys(kinds)]
     folder = RunFolder(path)
     out = pathlib.Path(out_dir) if out_dir else folder.figures_dir
     progress = Progress(enabled=bool(verbose))

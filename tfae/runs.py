@@ -110,23 +110,6 @@ def check_reusable(folder, settings_path, settings, kind, ignore=(), defaults=No
         raise TfaeError(f"--out {folder} is not empty and holds no tfae {kind}; choose another --out")
 
 
-def claim_folder(folder, settings_path, settings, kind, ignore=(), defaults=None):
-    """Records ``settings`` at ``settings_path`` in a new or empty ``folder``, or in one that holds
-    a ``kind`` of the same settings (``check_settings``, with its ``ignore`` and ``defaults``),
-    so that it resumes.
-
-    Raises:
-        TfaeError: for a folder holding something else, or one that cannot be written.
-
-    Examples:
-        >>> claim_folder(pathlib.Path("search"), pathlib.Path("search/tune.json"),
-        ...              {"model": "deep"}, "search")  # doctest: +SKIP
-    """
-    folder = pathlib.Path(folder)
-    check_reusable(folder, settings_path, settings, kind, ignore, defaults)
-    _record_settings(folder, settings_path, settings)
-
-
 def _record_settings(folder, settings_path, settings):
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -367,8 +350,8 @@ class SearchFolder(_Folder):
 
     def claim(self, config):
         """Records ``config`` in a new folder, or checks it against the search already there."""
-        claim_folder(self.path, self.settings_path, config.to_dict(), "search",
-                     defaults=type(config)().to_dict())
+        self.check_claimable(config)
+        _record_settings(self.path, self.settings_path, config.to_dict())
 
     def write_best(self, best):
         """Writes the best trials and the winner's config."""
