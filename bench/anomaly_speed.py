@@ -95,7 +95,8 @@ def main():
         work = pathlib.Path(work)
         run = tfae.fit(FitConfig(model="deep", classes="1", epochs=arguments.epochs,
                                  batch_size=128),
-                       work / "ones", export_dir=work / "exports" / "ones", verbose=0)
+                       work / "ones", export=True, export_dir=work / "exports" / "ones",
+                       verbose=0)
         seconds = {"score": [], "encode": []}
         for _ in range(arguments.rounds):
             start = time.perf_counter()

@@ -20,7 +20,7 @@ import time
 
 import click
 
-from tfae.anomaly import NEIGHBOURS, SCORES
+from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, NEIGHBOURS, SCORES
 from tfae.config import SPLITS, TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError, op_error_message
@@ -256,12 +256,12 @@ def _score_options(command):
     command = click.option(
         "--contamination", type=float,
         help="Share of the run's own validation images the threshold flags, in (0, 0.5) "
-        "[default: 0.05; an export's own].")(command)
+        f"[default: {DEFAULT_CONTAMINATION:g}; an export's own].")(command)
     return click.option(
         "--score", "score_kind", type=click.Choice(SCORES),
         help="The reconstruction's mean squared error, the mean distance of the code to the "
         f"{NEIGHBOURS} nearest training codes, or both, each over its median on the validation "
-        "images [default: reconstruction; an export's own].")(command)
+        f"images [default: {DEFAULT_SCORE}; an export's own].")(command)
 
 
 @tfae.command()
@@ -275,13 +275,14 @@ def export(run_dir, export_dir, score_kind, contamination, quiet, verbose):
     """Export a finished run's model as a new SavedModel version.
 
     Its score signature gives the anomaly score --score, flagging above the threshold of
-    --contamination (fit's own export: reconstruction, 0.05).
+    --contamination (fit's own export: the defaults).
     """
     start_tensorflow(verbose)
     from tfae.exports import export as export_run
 
-    exported = export_run(run_dir, export_dir, score=score_kind or "reconstruction",
-                          contamination=0.05 if contamination is None else contamination,
+    exported = export_run(run_dir, export_dir, score=score_kind or DEFAULT_SCORE,
+                          contamination=DEFAULT_CONTAMINATION if contamination is None
+                          else contamination,
                           progress=Progress(enabled=not quiet))
     click.echo(f"exported: {exported}")
 
@@ -394,8 +395,10 @@ def _applied_data_options():
             option.default = None  # the run's own
     return options + [
         click.Option(["--split"], type=click.Choice(SPLITS), default="all", show_default=True,
-                     help="Every image, or those of the train or test split only (a folder's "
-                     "train/ or test/ folder)."),
+                     help="Every image, or those of one split: the same seeded split fit and "
+                     "evaluate made (a folder's test/ folder, or the images held out by "
+                     "--test-fraction; validation the end of the training images; a run's "
+                     "--classes kept). Each row says its split."),
         click.Option(["--limit"], type=click.IntRange(min=1), help="Only the first N images."),
         click.Option(["--batch-size"], type=click.IntRange(min=1), default=256,
                      show_default=True, help="Images per batch through the model.")]
@@ -467,7 +470,6 @@ def score(path, out, score_kind, contamination, as_json, quiet, verbose, **setti
     export scores with its score signature, as it was exported. By default the run's own data,
     every class.
     """
-    import dataclasses
     import json
 
     with Progress(enabled=not (quiet or as_json)).stage("starting TensorFlow"):
@@ -477,7 +479,7 @@ def score(path, out, score_kind, contamination, as_json, quiet, verbose, **setti
     scored = apply.score(path, out, score=score_kind, contamination=contamination,
                          verbose=not (quiet or as_json), **settings)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(scored), indent=2))
+        click.echo(json.dumps(scored.summary(), indent=2))
         return
     if scored.skipped:
         click.echo(f"warning: skipped {len(scored.skipped):,} files that do not decode", err=True)

@@ -138,25 +138,30 @@ def test_an_exports_score_signature_scores_and_flags_as_the_library_does(tmp_pat
                                                                          score):
     import tensorflow as tf
 
-    from tfae.anomaly import elbo_score, image_scores
+    from tfae.anomaly import AnomalyDetector, score_parts
     from tfae.exports import export_saved_model
     from tfae.families import build_model
+    from tfae.opened import OpenedModel
 
     model = build_model(family, (28, 28, 1), hidden=(16,), latent_dim=4)
+    opened = OpenedModel.of_model(model)
     rng = np.random.default_rng(0)
     calibration = Calibration(rng.normal(size=(50, 4)).astype(np.float32), {
         "reconstruction": rng.exponential(0.1, 300), "codes": rng.exponential(1.0, 300),
         "elbo": rng.normal(550, 5, 300)}, ())
-    version = export_saved_model(model, tmp_path / family, calibration=calibration,
-                                 score=score, contamination=0.2)
+    detector = AnomalyDetector(score, 0.2).calibrated(opened, calibration)
+    version = export_saved_model(model, tmp_path / family, detector=detector)
     images = rng.random((6, 28, 28, 1)).astype(np.float32)
     served = tf.saved_model.load(str(version)).signatures["score"](images=tf.constant(images))
-    expected = calibration.combined(image_scores(model.encoder, model, images,
-                                                 calibration.reference_codes,
-                                                 elbo_score(model)), score)
+    parts, _ = score_parts(opened, images, calibration.reference_codes)
+    expected = calibration.combined({name: np.asarray(part) for name, part in parts.items()},
+                                    score)
     np.testing.assert_allclose(served["scores"].numpy(), expected, rtol=1e-4)
+    np.testing.assert_allclose(detector.decision_function(images), expected, rtol=1e-4)
     threshold = calibration.threshold(score, 0.2)
+    assert detector.threshold_ == threshold
     np.testing.assert_array_equal(served["flagged"].numpy(), expected > threshold)
+    np.testing.assert_array_equal(detector.predict(images), expected > threshold)
     np.testing.assert_allclose(served["error_maps"].numpy(),
                                np.square(model(images).numpy() - images), atol=1e-6)
 

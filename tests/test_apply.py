@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from tfae.apply import encode, reconstruct
 from tfae.data.splits import conform
 from tfae.errors import TfaeError
-from tfae.evaluation import open_endpoints
 from tfae.exports import export_saved_model
 from tfae.families import build_model
+from tfae.opened import open_model
 from tfae_cli.main import tfae
 
 
@@ -66,7 +66,7 @@ def test_encode_writes_every_image_of_a_folder_with_its_path_and_label(
     assert ids == ["cat/1.png", "cat/2.jpg", "dog/1.png", "dog/deeper/3.png", "loose.png"]
     assert class_names == ["cat", "dog"] and labels == [0, 0, 1, 1, -1]
     assert applied.images == 5 and applied.skipped == () and applied.shape == (4,)
-    endpoints = open_endpoints(small_export)
+    endpoints = open_model(small_export)
     np.testing.assert_allclose(codes, _expected(endpoints.encode, photos, ids), atol=1e-5)
 
 
@@ -76,11 +76,11 @@ def test_csv_and_parquet_hold_the_same_codes_as_npz(small_export, photos, tmp_pa
     with np.load(tmp_path / "codes.npz") as saved:
         codes = saved["codes"]
     table = pyarrow.parquet.read_table(tmp_path / "codes.parquet").to_pydict()
-    assert list(table)[:3] == ["id", "label", "class"]
+    assert list(table)[:4] == ["id", "split", "label", "class"]
     assert table["class"] == ["cat", "cat", "dog", "dog", None]
     np.testing.assert_array_equal(np.stack([table[f"code_{i}"] for i in range(4)], 1), codes)
     lines = (tmp_path / "codes.csv").read_text().splitlines()
-    assert lines[0].split(",")[:4] == ['"id"', '"label"', '"class"', '"code_0"']
+    assert lines[0].split(",")[:5] == ['"id"', '"split"', '"label"', '"class"', '"code_0"']
     row = lines[5].split(",")
     assert row[:3] == ['"loose.png"', "-1", ""]
     np.testing.assert_allclose([float(value) for value in row[3:]], codes[4], rtol=1e-6)
@@ -94,7 +94,7 @@ def test_reconstruct_writes_pngs_named_as_the_images(small_export, photos, tmp_p
     assert written == ["cat/1.jpg.png", "cat/1.png.png", "cat/2.png", "dog/1.png",
                        "dog/deeper/3.png", "loose.png"]
     assert applied.shape == (8, 8, 1)
-    expected = _expected(open_endpoints(small_export).reconstruct, photos, ["dog/1.png"])[0]
+    expected = _expected(open_model(small_export).reconstruct, photos, ["dog/1.png"])[0]
     png = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out/dog/1.png"))).numpy()
     np.testing.assert_array_equal(png, np.round(np.clip(expected, 0, 1) * 255).astype(np.uint8))
     reconstruct(small_export, tmp_path / "all.npz", dataset=photos, verbose=False)
@@ -147,14 +147,12 @@ def test_an_npz_file_encodes_x_then_x_test(small_export, tmp_path):
         assert saved["ids"].tolist() == [f"x/{i}" for i in range(5)] + [
             f"x_test/{i}" for i in range(3)]
         assert saved["labels"].tolist() == [0, 1, 0, 1, 0, 1, 0, 0]
-    with pytest.raises(TfaeError, match="has no test split"):
-        encode(small_export, tmp_path / "c.npz", dataset=photos_free_npz(tmp_path), split="test",
-               verbose=False)
-
-
-def photos_free_npz(folder):
-    np.savez(folder / "only-x.npz", x=np.zeros((4, 8, 8), np.uint8))
-    return folder / "only-x.npz"
+    # The test split is x_test's; of a file without one, the rows fit held out by its seed.
+    assert encode(small_export, dataset=tmp_path / "d.npz", split="test",
+                  verbose=False).ids.tolist() == [f"x_test/{i}" for i in range(3)]
+    np.savez(tmp_path / "only-x.npz", x=np.zeros((20, 8, 8), np.uint8))
+    held_out = encode(small_export, dataset=tmp_path / "only-x.npz", split="test", verbose=False)
+    assert held_out.ids.tolist() == ["x/04", "x/19"] and set(held_out.splits) == {"test"}
 
 
 @pytest.mark.parametrize("out, message", [
@@ -179,7 +177,7 @@ def test_reconstruct_never_writes_into_a_folder_that_holds_files(small_export, p
 
 def test_a_failure_midway_keeps_the_old_output_and_leaves_no_temporary_files(
         small_export, photos, tmp_path, monkeypatch):
-    from tfae import apply
+    from tfae import files
 
     out = tmp_path / "codes.parquet"
     out.write_bytes(b"the old codes")
@@ -191,8 +189,8 @@ def test_a_failure_midway_keeps_the_old_output_and_leaves_no_temporary_files(
             raise OSError(28, "No space left on device")
         return add(self, *args)
 
-    add = apply._TableWriter.add
-    monkeypatch.setattr(apply._TableWriter, "add", full_disk)
+    add = files.TableWriter.add
+    monkeypatch.setattr(files.TableWriter, "add", full_disk)
     with pytest.raises(TfaeError, match=f"cannot write {out}: No space left on device"):
         encode(small_export, out, dataset=photos, batch_size=2, verbose=False)
     assert out.read_bytes() == b"the old codes"
@@ -224,7 +222,7 @@ def test_a_run_encodes_its_own_folder_by_default(photos, tmp_path, monkeypatch):
     with np.load(tmp_path / "codes.npz") as saved:
         ids, codes = saved["ids"].tolist(), saved["codes"]
     assert len(ids) == 5
-    endpoints = open_endpoints(tmp_path / "run")
+    endpoints = open_model(tmp_path / "run")
     image = conform(tf.io.decode_image(tf.io.read_file(str(photos / "loose.png")), channels=1,
                                        expand_animations=False), (8, 8), resize="crop")
     expected = endpoints.encode(tf.cast(image[tf.newaxis], tf.float32) / 255.0).numpy()

@@ -75,7 +75,8 @@ def test_psnr_and_jacobian_norm_have_known_values():
 def small_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("evaluate")
     run = tfae.fit(tfae.FitConfig(model="shallow", model_options={"latent_dim": 16}, epochs=2,
-                                  limit=1000), work / "run", export_dir=work / "export", verbose=0)
+                                  limit=1000), work / "run", export=True,
+                   export_dir=work / "export", verbose=0)
     return work, run
 
 
@@ -103,7 +104,8 @@ def test_evaluate_on_an_export_equals_evaluate_on_its_run(small_run, run_metrics
 
 
 def test_evaluate_measures_with_the_runs_own_settings_and_writes_other_data_apart(small_run):
-    from tfae.evaluation import measured_data, open_endpoints
+    from tfae.evaluation import measured_data
+    from tfae.opened import open_model
 
     work, _ = small_run
     own = evaluate(work / "run", verbose=0)  # the run's --limit 1000, so its own metrics.json
@@ -115,7 +117,7 @@ def test_evaluate_measures_with_the_runs_own_settings_and_writes_other_data_apar
     assert json.loads((work / "elsewhere.json").read_text())["test_images"] == 300
     assert elsewhere["written_to"] == str(work / "elsewhere.json")
     assert (work / "run/metrics.json").read_bytes() == written
-    every = measured_data(work / "run", open_endpoints(work / "run"), limit=0)
+    every = measured_data(work / "run", open_model(work / "run"), limit=0)
     assert every.settings["limit"] is None and every.name == "mnist"
     assert int(every.splits.test.cardinality()) == 10000
 
@@ -155,9 +157,9 @@ def test_a_streamed_test_split_is_reconstructed_whole_and_its_codes_scored_on_a_
     from conftest import write_images
     from tfae import measurements
     from tfae.data import load
-    from tfae.evaluation import Endpoints
     from tfae.families import build_model
     from tfae.measurements import Measuring, get_measurement
+    from tfae.opened import OpenedModel
 
     write_images(tmp_path / "photos/a", 60)
     write_images(tmp_path / "photos/b", 60, seed=1)
@@ -165,13 +167,11 @@ def test_a_streamed_test_split_is_reconstructed_whole_and_its_codes_scored_on_a_
     streamed = load(str(tmp_path / "photos"), memory_budget=1e-9,
                     prepared_dir=str(tmp_path / "prepared"))
     model = build_model("deep", (8, 8, 1), hidden=(16,), latent_dim=4)
-    endpoints = Endpoints(encode=model.encoder, reconstruct=model, image_shape=(8, 8, 1),
-                          parameters=model.count_params(), training_seconds=None,
-                          decode=model.decoder)
+    opened = OpenedModel.of_model(model)
     monkeypatch.setattr(measurements, "STREAMED_PROBE_IMAGES", 5)
     measured = {}
     for name, splits in (("held", held), ("streamed", streamed)):
-        measuring = Measuring(endpoints, splits, batch_size=4)
+        measuring = Measuring(opened, splits, batch_size=4)
         measured[name] = {key: get_measurement(key).measure(measuring)
                           for key in ("reconstruction", "denoising")}
         measured[name]["scored"] = len(measuring.test.codes)

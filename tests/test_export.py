@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import serve_without_tfae
-from tfae.exports import SIGNATURES, export_saved_model, next_version
+from tfae.exports import SIGNATURES, export_saved_model
+from tfae.runs import ExportFolder
 from tfae.families import build_model
 
 IMAGES = np.random.default_rng(1).random((5, 28, 28, 1), dtype=np.float32)
@@ -61,7 +62,7 @@ def test_versions_count_up_and_never_overwrite(model, tmp_path):
     second = export_saved_model(model, tmp_path / "deep")
     assert (first.name, second.name) == ("1", "2")
     assert marker.read_bytes() == before
-    assert next_version(tmp_path / "deep") == 3
+    assert ExportFolder(tmp_path / "deep").next_version() == 3
     assert sorted(path.name for path in (tmp_path / "deep").iterdir()) == ["1", "2"]
 
 
@@ -99,8 +100,8 @@ def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_pa
     export_saved_model(model, tmp_path / "exports")
     written = exports._archive
 
-    def disk_full(model, resize):
-        archive = written(model, resize)
+    def disk_full(model, resize, detector):
+        archive = written(model, resize, detector)
 
         def write_out(path, verbose=False):
             (pathlib.Path(path) / "saved_model.pb").write_text("half")  # cut short

@@ -27,7 +27,7 @@ def test_a_mixed_run_computes_in_16_bits_and_keeps_float32_where_it_counts(
     labels = np.arange(len(IMAGES)) % 2
     run = fit(FitConfig(model=model, epochs=2, batch_size=16, precision=precision,
                         model_options=options), tmp_path / "run",
-              export_dir=tmp_path / "export", verbose=0, data=(IMAGES, labels))
+              export=True, export_dir=tmp_path / "export", verbose=0, data=(IMAGES, labels))
     hidden = [layer for layer in run.model.encoder.layers if layer.weights][0]
     assert hidden.compute_dtype == compute and hidden.variable_dtype == "float32"
     assert all(variable.dtype == "float32" for variable in run.model.weights)

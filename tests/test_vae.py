@@ -116,7 +116,7 @@ def test_vae_on_mnist_models_digits_better_than_independent_pixels_and_samples_t
     ``tfae sample`` from its run and from its export writes the same images."""
     run = fit(FitConfig(model="vae", epochs=8, limit=6000, batch_size=64,
                         model_options={"hidden": (256,), "latent_dim": 8}),
-              tmp_path / "run", export_dir=tmp_path / "export", verbose=0)
+              tmp_path / "run", export=True, export_dir=tmp_path / "export", verbose=0)
     history = run.history
     assert history["val_loss"][-1] < history["val_loss"][0]
     assert history["kl"][-1] > 1.0  # the codes carry information: the posterior did not collapse

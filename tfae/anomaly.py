@@ -10,24 +10,30 @@ Scores per image (``SCORES``):
   ``ELBO_DRAWS`` seeded draws of the code, a bound on the image's negative log-likelihood under
   the model.
 
-A run is calibrated once (``calibrate``; kept in the run folder as ``anomaly.npz`` until the
-model changes): the reference codes, and the scores of every validation image, which are normal
-images the model never trained on. The threshold that flags an image is the ``1 -
-contamination`` quantile of the validation scores: ``contamination`` is the share of normal
-images one accepts to see flagged.
+``AnomalyDetector`` is the one detector, in PyOD's shape: fitted (calibrated) on normal
+images, it gives ``decision_function(images)`` (higher is more anomalous), ``threshold_`` and
+``predict(images)`` (1 for flagged); every path that scores (``tfae score``, ``tfae.score``, an
+export's ``score`` signatures, evaluation, ``tfae plot``) calls it. Calibrating it keeps the
+reference codes and the scores of every validation image, which are normal images the model
+never trained on; the threshold is the ``1 - contamination`` quantile of the validation scores:
+``contamination`` is the share of normal images one accepts to see flagged. A run's calibration
+is kept in its folder (``calibrate``, ``anomaly.npz``) until the model changes.
 
 Examples:
-    >>> calibration = calibrate("runs/digit-3")  # doctest: +SKIP
-    >>> calibration.threshold("reconstruction", contamination=0.05)  # doctest: +SKIP
-    0.0213
+    >>> from tfae.opened import open_model
+    >>> detector = open_model("runs/digit-3").detector(contamination=0.05)  # doctest: +SKIP
+    >>> detector.threshold_, detector.predict(images)  # doctest: +SKIP
+    (0.0213, array([0, 1, 0]))
 """
 
 import dataclasses
+import zipfile
 
 import numpy as np
 
 from tfae.errors import TfaeError
 from tfae.files import file_identity, write_npz
+from tfae.runs import RunFolder
 
 SCORES = ("reconstruction", "codes", "combined", "elbo")
 # What a calibration keeps of each validation image, the scores the others are made of;
@@ -36,8 +42,9 @@ PARTS = ("reconstruction", "codes", "elbo")
 ELBO_DRAWS = 4
 NEIGHBOURS = 5
 REFERENCE_CODES = 10_000
-CALIBRATION_FILE = "anomaly.npz"
 BATCH_SIZE = 256
+DEFAULT_SCORE = "reconstruction"
+DEFAULT_CONTAMINATION = 0.05
 
 
 def check_contamination(contamination):
@@ -132,8 +139,8 @@ class Calibration:
                               if f"validation_{part}" in saved.files}
                 return cls(saved["reference_codes"], validation,
                            tuple(int(part) for part in saved["model"]))
-        except (OSError, KeyError, ValueError):
-            return None
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return None  # damaged or cut short: made again
 
 
 def elbo_score(model):
@@ -158,28 +165,144 @@ def elbo_score(model):
         [model.negative_elbo(images, seed=draw) for draw in range(ELBO_DRAWS)], axis=0)
 
 
-def image_scores(encode, reconstruct, images, reference_codes, negative_elbo=None):
-    """The ``PARTS`` of a batch of float images, as numpy arrays by name, under a model's
-    ``encode`` and ``reconstruct`` (a Keras model's encoder and itself, or an export's
-    ``tfae.evaluation.Endpoints``), and its ``negative_elbo`` (``elbo_score``) if it has one.
+class AnomalyDetector:
+    """How unlike a model's normal images an image is, in PyOD's ``BaseDetector`` shape.
+
+    Args:
+        score: one of ``SCORES``.
+        contamination: the share of normal (validation) images the threshold flags, in (0, 0.5).
+
+    Attributes (once fitted):
+        threshold_: the score above which an image is flagged.
+        decision_scores_: the validation images' scores.
+        calibration_: the ``Calibration`` (``None`` for an export's detector, whose calibration
+            is inside its ``score`` signature).
 
     Examples:
-        >>> model = load_model("runs/digit-3/model.keras")  # doctest: +SKIP
-        >>> sorted(image_scores(model.encoder, model, images, calibration.reference_codes))  # doctest: +SKIP
-        ['codes', 'reconstruction']
+        >>> from tfae.data import load
+        >>> from tfae.families import build_model
+        >>> from tfae.opened import OpenedModel
+        >>> model = OpenedModel.of_model(build_model("deep", (28, 28, 1), hidden=(8,), latent_dim=2))
+        >>> detector = AnomalyDetector(contamination=0.1).fit(model, load("mnist", limit=100))
+        >>> images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+        >>> scores = detector.decision_function(images)
+        >>> bool(np.all(detector.predict(images) == (scores > detector.threshold_)))
+        True
+        >>> round(float((detector.decision_scores_ > detector.threshold_).mean()), 2)
+        0.1
     """
-    import tensorflow as tf  # here: the command line imports SCORES before TensorFlow starts
+
+    def __init__(self, score=DEFAULT_SCORE, contamination=DEFAULT_CONTAMINATION):
+        check_score(score)
+        check_contamination(contamination)
+        self.score, self.contamination = score, contamination
+        self.model_ = self.calibration_ = self.threshold_ = self.decision_scores_ = None
+        self._signature = None
+
+    def __repr__(self):
+        return (f"AnomalyDetector(score={self.score!r}, contamination={self.contamination!r}, "
+                f"threshold_={self.threshold_!r})")
+
+    def fit(self, model, splits, progress=None):
+        """Calibrates on the normal images of ``splits``: a seeded sample of ``REFERENCE_CODES``
+        training codes and the scores of every validation image.
+
+        Args:
+            model: a ``tfae.opened.OpenedModel`` (``encode``, ``decode``, ``negative_elbo``).
+            splits: ``tfae.data.Splits`` whose training and validation images are normal.
+            progress: a ``tfae.progress.Progress`` to show the stages on.
+
+        Returns:
+            The detector itself.
+        """
+        return self.calibrated(model, calibration_of(model, splits, progress))
+
+    def calibrated(self, model, calibration):
+        """The detector fitted with a ``Calibration`` made before (``fit``'s, or a run's kept one).
+
+        Raises:
+            TfaeError: for the ``elbo`` score of a model without a posterior.
+        """
+        self.model_, self.calibration_ = model, calibration
+        self.decision_scores_ = np.asarray(calibration.combined(calibration.validation,
+                                                                self.score))
+        self.threshold_ = calibration.threshold(self.score, self.contamination)
+        return self
+
+    @classmethod
+    def exported(cls, signature, settings):
+        """The detector of an export: its ``score`` signature and its ``anomaly.json``."""
+        detector = cls(settings["score"], settings["contamination"])
+        detector.threshold_ = float(settings["threshold"])
+        detector._signature = signature
+        return detector
+
+    def outputs(self, images, reference_codes=None, every_part=True):
+        """Per image, as tensors: ``scores``, ``flagged``, ``error_maps`` (the per-pixel squared
+        errors), and the parts (``reconstruction``, ``codes`` and, for a model with a
+        posterior, ``elbo``; an export's detector gives ``reconstruction`` only). This is also
+        the body of an export's ``score`` signatures (``tfae.exports``), traced with
+        ``reference_codes`` a variable of the export and ``every_part`` off (the ELBO's draws
+        only when it is the score).
+
+        Raises:
+            TfaeError: for a detector not fitted.
+        """
+        import tensorflow as tf
+
+        if self._signature is not None:
+            outputs = dict(self._signature(tf.convert_to_tensor(images, tf.float32)))
+            outputs["reconstruction"] = tf.reduce_mean(outputs["error_maps"], axis=(1, 2, 3))
+            return outputs
+        if self.calibration_ is None:
+            raise TfaeError("the anomaly detector is not fitted: fit it on normal images first")
+        parts, error_maps = score_parts(
+            self.model_, images, self.calibration_.reference_codes if reference_codes is None
+            else reference_codes, every_part or self.score == "elbo")
+        scores = self.calibration_.combined(parts, self.score)
+        return {"scores": scores, "flagged": scores > self.threshold_, "error_maps": error_maps,
+                **parts}
+
+    def decision_function(self, images):
+        """Each image's anomaly score (higher: more unlike the normal images), as numpy."""
+        return np.asarray(self.outputs(images, every_part=False)["scores"])
+
+    def predict(self, images):
+        """1 for each image scoring above ``threshold_``, 0 for the others (PyOD's labels)."""
+        return (self.decision_function(images) > self.threshold_).astype(np.int64)
+
+    def scores_of(self, parts):
+        """The detector's score from parts computed before (``split_scores``)."""
+        return np.asarray(self.calibration_.combined(parts, self.score))
+
+
+def score_parts(model, images, reference_codes, with_elbo=True):
+    """``(parts, error maps)`` of a batch of float images under ``model`` (a
+    ``tfae.opened.OpenedModel``), as tensors: the ``PARTS`` by name (``elbo`` for a model with a
+    posterior, if ``with_elbo``) and the per-pixel squared errors of the reconstructions.
+
+    Examples:
+        >>> from tfae.families import build_model
+        >>> from tfae.opened import OpenedModel
+        >>> model = OpenedModel.of_model(build_model("deep", (8, 8, 1), hidden=(4,), latent_dim=2))
+        >>> parts, error_maps = score_parts(model, np.zeros((3, 8, 8, 1), np.float32),
+        ...                                 np.zeros((5, 2), np.float32))
+        >>> sorted(parts), tuple(error_maps.shape)
+        (['codes', 'reconstruction'], (3, 8, 8, 1))
+    """
+    import tensorflow as tf
 
     images = tf.convert_to_tensor(images, tf.float32)
-    reconstructions = tf.cast(reconstruct(images), tf.float32)
-    errors = tf.reduce_mean(tf.reshape(tf.square(reconstructions - images),
-                                       (tf.shape(images)[0], -1)), axis=1)
-    codes = tf.reshape(tf.cast(encode(images), tf.float32), (tf.shape(images)[0], -1))
-    parts = {"reconstruction": errors.numpy(),
-             "codes": nearest_distances(codes, reference_codes).numpy()}
-    if negative_elbo is not None:
-        parts["elbo"] = np.asarray(negative_elbo(images))
-    return parts
+    count = tf.shape(images)[0]
+    # The model is its decoder after its encoder: encoding once gives both the codes and,
+    # decoded, the reconstructions.
+    codes = tf.cast(model.encode(images), tf.float32)
+    error_maps = tf.square(tf.cast(model.decode(codes), tf.float32) - images)
+    parts = {"reconstruction": tf.reduce_mean(tf.reshape(error_maps, (count, -1)), axis=1),
+             "codes": nearest_distances(tf.reshape(codes, (count, -1)), reference_codes)}
+    if with_elbo and model.negative_elbo is not None:
+        parts["elbo"] = model.negative_elbo(images)
+    return parts, error_maps
 
 
 def nearest_distances(codes, reference_codes, neighbours=NEIGHBOURS):
@@ -203,54 +326,31 @@ def nearest_distances(codes, reference_codes, neighbours=NEIGHBOURS):
     return tf.reduce_mean(tf.sqrt(tf.maximum(-nearest, 0.0)), axis=1)
 
 
-def scored_run(path):
-    """The ``tfae.runs.RunFolder`` at ``path``, which anomaly scores need.
-
-    Raises:
-        TfaeError: for anything else, such as an export (which knows neither its training nor
-            its validation images: it carries its calibration in its ``score`` signature).
-
-    Examples:
-        >>> scored_run("saved_models/deep")  # doctest: +SKIP
-        Traceback (most recent call last):
-        ...
-        tfae.errors.TfaeError: saved_models/deep is not a run folder: anomaly scores are ...
-    """
-    from tfae.runs import RunFolder
-
-    if not RunFolder.holds_run(path):
-        raise TfaeError(f"{path} is not a run folder: anomaly scores are calibrated on the "
-                        "training and validation images of a run")
-    return RunFolder(path)
-
-
-def calibrate(path, progress=None, model=None, splits=None):
+def calibrate(path, model, progress=None, splits=None):
     """The ``Calibration`` of the run folder at ``path``: read from its ``anomaly.npz`` if that
-    was made for its model, else made from the run's own data (its ``--classes`` too) and kept.
+    was made for its model (and reads), else made from the run's own data (its ``--classes``
+    too) and kept.
 
     Args:
         path: a run folder.
+        model: its ``tfae.opened.OpenedModel``.
         progress: a ``tfae.progress.Progress`` to show the stages on.
-        model, splits: the run's model and data, when the caller has them already.
-
-    Raises:
-        TfaeError: for an export, which does not know the images it was trained on.
+        splits: the run's data, when the caller has it already.
 
     Examples:
-        >>> calibrate("runs/digit-3").reference_codes.shape  # doctest: +SKIP
+        >>> calibrate("runs/digit-3", open_model("runs/digit-3")).reference_codes.shape  # doctest: +SKIP
         (5421, 32)
     """
     from tfae.config import DataConfig
     from tfae.data import load_config
     from tfae.progress import Progress
 
-    folder = scored_run(path)
+    folder = RunFolder(path)
     identity = file_identity(folder.model_path)
-    saved = Calibration.load(folder.path / CALIBRATION_FILE)
+    saved = Calibration.load(folder.calibration_path)
     if saved is not None and saved.model == identity:
         return saved
     progress = progress or Progress(enabled=False)
-    model = model or folder.load_model()
     if splits is None:
         config, source = folder.config(), folder.info().get("data") or {}
         settings = {name: config[name] for name in DataConfig().data_fields() if name in config}
@@ -258,29 +358,27 @@ def calibrate(path, progress=None, model=None, splits=None):
             settings["dataset"] = source["dataset"]
         with progress.stage("reading the run's data"):
             splits = load_config(DataConfig(**settings))
-    calibration = calibration_of(lambda images: model.encoder(images, training=False), model,
-                                 splits, progress, identity, elbo_score(model))
-    calibration.save(folder.path / CALIBRATION_FILE)
+    calibration = calibration_of(model, splits, progress, identity)
+    calibration.save(folder.calibration_path)
     return calibration
 
 
-def calibration_of(encode, reconstruct, splits, progress=None, model=(), negative_elbo=None):
-    """The ``Calibration`` of a model's ``encode`` and ``reconstruct`` on the normal images of
-    ``splits``: a seeded sample of ``REFERENCE_CODES`` training codes, and the ``PARTS`` of every
-    validation image.
+def calibration_of(model, splits, progress=None, identity=()):
+    """The ``Calibration`` of a model on the normal images of ``splits``: a seeded sample of
+    ``REFERENCE_CODES`` training codes, and the ``PARTS`` of every validation image.
 
     Args:
-        encode, reconstruct: images -> codes, images -> reconstructions.
+        model: a ``tfae.opened.OpenedModel``.
         splits: ``tfae.data.Splits`` whose training and validation images are normal.
         progress: a ``tfae.progress.Progress`` to show the stages on.
-        model: what ``Calibration.model`` records.
-        negative_elbo: the model's ``elbo_score``, if it has one.
+        identity: what ``Calibration.model`` records.
 
     Examples:
         >>> from tfae.data import load
         >>> from tfae.families import build_model
-        >>> model = build_model("deep", (28, 28, 1), hidden=(8,), latent_dim=2)
-        >>> calibration = calibration_of(model.encoder, model, load("mnist", limit=64))
+        >>> from tfae.opened import OpenedModel
+        >>> model = OpenedModel.of_model(build_model("deep", (28, 28, 1), hidden=(8,), latent_dim=2))
+        >>> calibration = calibration_of(model, load("mnist", limit=64))
         >>> calibration.reference_codes.shape, calibration.validation["codes"].shape
         ((64, 2), (64,))
     """
@@ -293,7 +391,7 @@ def calibration_of(encode, reconstruct, splits, progress=None, model=(), negativ
     with progress.stage(f"encoding {taken:,} training images", total=taken,
                         unit="image") as tick:
         for images, _ in pipeline(splits.train, BATCH_SIZE, shuffle=True, seed=0):
-            codes = encode(images)
+            codes = model.encode(images)
             references.append(np.reshape(np.asarray(codes, np.float32), (len(images), -1)))
             tick(len(images))
             if sum(map(len, references)) >= taken:
@@ -302,21 +400,21 @@ def calibration_of(encode, reconstruct, splits, progress=None, model=(), negativ
     count = int(splits.validation.cardinality())
     with progress.stage(f"scoring {count:,} validation images", total=count,
                         unit="image") as tick:
-        validation, _ = split_scores(encode, reconstruct, splits.validation, reference_codes,
-                                     tick=tick, negative_elbo=negative_elbo)
-    return Calibration(reference_codes, validation, tuple(model))
+        validation, _ = split_scores(model, splits.validation, reference_codes, tick=tick)
+    return Calibration(reference_codes, validation, tuple(identity or ()))
 
 
-def split_scores(encode, reconstruct, split, reference_codes, batch_size=BATCH_SIZE,
-                 tick=None, negative_elbo=None):
-    """``(parts, labels)``: ``image_scores`` of every image of ``split``, a batch at a time, and
-    their labels, as numpy arrays; ``tick(images)`` after each batch.
+def split_scores(model, split, reference_codes, batch_size=BATCH_SIZE, tick=None):
+    """``(parts, labels)``: the ``PARTS`` of every image of ``split`` under ``model`` (a
+    ``tfae.opened.OpenedModel``), a batch at a time, and their labels, as numpy arrays;
+    ``tick(images)`` after each batch.
 
     Examples:
         >>> from tfae.data import load
         >>> from tfae.families import build_model
-        >>> model = build_model("deep", (28, 28, 1), hidden=(8,), latent_dim=2)
-        >>> parts, labels = split_scores(model.encoder, model, load("mnist", limit=10).test,
+        >>> from tfae.opened import OpenedModel
+        >>> model = OpenedModel.of_model(build_model("deep", (28, 28, 1), hidden=(8,), latent_dim=2))
+        >>> parts, labels = split_scores(model, load("mnist", limit=10).test,
         ...                              np.zeros((3, 2), np.float32))
         >>> {name: part.shape for name, part in parts.items()}, labels.shape
         ({'reconstruction': (10,), 'codes': (10,)}, (10,))
@@ -325,9 +423,8 @@ def split_scores(encode, reconstruct, split, reference_codes, batch_size=BATCH_S
 
     parts, labels = {}, []
     for images, _, batch_labels in pipeline(split, batch_size, with_labels=True):
-        for name, value in image_scores(encode, reconstruct, images, reference_codes,
-                                        negative_elbo).items():
-            parts.setdefault(name, []).append(value)
+        for name, value in score_parts(model, images, reference_codes)[0].items():
+            parts.setdefault(name, []).append(np.asarray(value))
         labels.append(batch_labels.numpy())
         if tick:
             tick(len(batch_labels))

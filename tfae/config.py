@@ -29,7 +29,7 @@ from tfae.options import checked, option
 
 LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}  # name -> Keras loss
 RESIZE_MODES = ("stretch", "crop", "pad")  # as Keras' image_dataset_from_directory offers
-SPLITS = ("all", "train", "test")  # the images tfae encode and reconstruct take
+SPLITS = ("all", "train", "validation", "test")  # the images encode, reconstruct, score take
 TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = ("val_loss", "probe")
 DEFAULT_EPOCHS = 10  # for a family whose fit_defaults do not say otherwise

@@ -34,130 +34,20 @@ Examples:
 """
 
 import dataclasses
-import functools
 import json
 import pathlib
 import re
 import sys
 import warnings
 
-import numpy as np
-import tensorflow as tf
-
 from tfae.config import DataConfig
 from tfae.data import as_splits, load_config
 from tfae.errors import TfaeError
-from tfae.exports import (ANOMALY_FILE, REFERENCE_CODES_LAYER, SAMPLE_SIGNATURE, SCORE_SIGNATURE,
-                          versions)
-from tfae.files import file_identity, read_json, write_json
+from tfae.files import file_identity, write_json
 from tfae.measurements import Measuring, measurements
-from tfae.models.contractive import contractive_penalty
+from tfae.opened import open_model, own_data_settings
 from tfae.progress import Progress
 from tfae.runs import RunFolder
-
-
-@dataclasses.dataclass
-class Endpoints:
-    """What evaluation needs from a model, whether a Keras run or a SavedModel export.
-
-    Attributes:
-        encode: images -> codes.
-        reconstruct: images -> reconstructions.
-        image_shape: the input image shape.
-        parameters: the number of weights.
-        training_seconds: from the run, or ``None`` for an export.
-        data_settings: the run's ``DataConfig`` fields, or ``None`` for an export.
-        data_source: where the run's data came from (``Splits.source``), if known.
-        jacobian_squared_norm: images -> ||J_f(x)||_F^2 without the full Jacobian where the
-            model allows it, or ``None`` for an export.
-        decode: codes -> reconstructions, or ``None`` for an export.
-        score: images -> ``scores``, ``flagged``, ``error_maps``: an export's ``score``
-            signature, or ``None`` (a run is scored by ``tfae.anomaly``).
-        anomaly: the settings of an export's ``score`` signature (``score``,
-            ``contamination``, ``threshold``), or ``None``.
-        sample: ``noise -> images``, codes drawn from the model's prior
-            (``tfae.models.variational.prior_codes``) decoded, or ``None`` for a model without
-            a prior.
-        latent_dim: the size of a code.
-        variational: a run's ``VariationalAutoencoder``, for its likelihood; ``None`` for
-            other models and for exports.
-
-    Examples:
-        >>> endpoints = open_endpoints("runs/deep")  # doctest: +SKIP
-        >>> endpoints.encode(images).shape, endpoints.parameters  # doctest: +SKIP
-        (TensorShape([8, 10]), 1028394)
-    """
-
-    encode: callable
-    reconstruct: callable
-    image_shape: tuple
-    parameters: int
-    training_seconds: float | None
-    data_settings: dict | None = None
-    data_source: dict | None = None
-    jacobian_squared_norm: callable = None
-    decode: callable = None
-    score: callable = None
-    anomaly: dict | None = None
-    sample: callable = None
-    latent_dim: int | None = None
-    variational: object = None
-
-
-def open_endpoints(path):
-    """Opens a run folder (``model.keras``) or a SavedModel (a version folder or its parent).
-
-    Examples:
-        >>> endpoints = open_endpoints("saved_models/deep")  # doctest: +SKIP
-        >>> endpoints.encode(images).shape  # doctest: +SKIP
-        TensorShape([8, 10])
-    """
-    path = pathlib.Path(path)
-    if RunFolder.holds_run(path):
-        folder = RunFolder(path)
-        model = folder.load_model()
-        variational = model if hasattr(model, "posterior") else None  # has a prior
-        info = folder.info()
-        config = folder.config() if folder.config_path.exists() else {}
-        settings = {name: config[name] for name in DataConfig().data_fields() if name in config}
-        return Endpoints(
-            encode=lambda images: model.encoder(images, training=False),
-            reconstruct=lambda images: model(images, training=False),
-            image_shape=model.image_shape, parameters=model.count_params(),
-            training_seconds=info.get("training_seconds"), data_settings=settings,
-            data_source=info.get("data"),
-            jacobian_squared_norm=functools.partial(contractive_penalty, model.encoder,
-                                                    method="exact"),
-            decode=lambda codes: model.decoder(codes, training=False),
-            sample=(lambda noise: model.decoder(noise, training=False)) if variational else None,
-            latent_dim=model.latent_dim, variational=variational)
-    found = [] if (path / "saved_model.pb").is_file() else versions(path)
-    if found:  # a folder of versions: the highest, as TF Serving serves
-        path = path / str(found[-1])
-    if not (path / "saved_model.pb").is_file():
-        raise TfaeError(f"{path} is neither a run folder (model.keras) nor a SavedModel export")
-    served = tf.saved_model.load(str(path))
-    missing = {"encode", "serving_default"} - set(served.signatures)
-    if missing:
-        raise TfaeError(f"export {path} lacks the signature(s) {', '.join(sorted(missing))}")
-    # The lambdas hold `served` itself: its signatures alone do not keep its variables alive.
-    image_shape = tuple(served.signatures["encode"].structured_input_signature[1]["images"].shape[1:])
-    scores = SCORE_SIGNATURE in served.signatures and (path / ANOMALY_FILE).is_file()
-    return Endpoints(
-        encode=lambda images: served.signatures["encode"](images=images)["codes"],
-        reconstruct=lambda images: served.signatures["serving_default"](
-            images=images)["reconstructions"],
-        image_shape=image_shape,
-        # The model's weights: not the reference codes its score signature keeps.
-        parameters=int(sum(np.prod(variable.shape) for variable in served.variables
-                           if not variable.name.startswith(REFERENCE_CODES_LAYER))),
-        training_seconds=None,
-        score=(lambda images: served.signatures[SCORE_SIGNATURE](images=images)) if scores
-        else None,
-        anomaly=read_json(path / ANOMALY_FILE) if scores else None,
-        sample=(lambda noise: served.signatures[SAMPLE_SIGNATURE](noise=noise)["images"])
-        if SAMPLE_SIGNATURE in served.signatures else None,
-        latent_dim=served.signatures["encode"].structured_outputs["codes"].shape[-1])
 
 
 # The settings that make the measured images what they are (data_dir and manual_dir only say
@@ -178,7 +68,7 @@ class MeasuredData:
             ``mnist-limit500`` (for ``metrics-<name>.json``).
 
     Examples:
-        >>> measured = measured_data("runs/deep", open_endpoints("runs/deep"), limit=500)  # doctest: +SKIP
+        >>> measured = measured_data("runs/deep", open_model("runs/deep"), limit=500)  # doctest: +SKIP
         >>> measured.name, measured.settings["limit"]  # doctest: +SKIP
         ('mnist-limit500', 500)
     """
@@ -189,7 +79,7 @@ class MeasuredData:
     name: str | None
 
 
-def measured_data(path, endpoints, dataset=None, limit=None, **settings):
+def measured_data(path, opened, dataset=None, limit=None, **settings):
     """The ``Splits`` to measure the model at ``path`` on, notes on them, and their name.
 
     By default a run is measured on its own data with its own settings, ``limit`` included (a
@@ -206,12 +96,15 @@ def measured_data(path, endpoints, dataset=None, limit=None, **settings):
             whose images are not the shape the model takes.
 
     Examples:
-        >>> measured = measured_data("runs/photos", open_endpoints("runs/photos"))  # doctest: +SKIP
+        >>> measured = measured_data("runs/photos", open_model("runs/photos"))  # doctest: +SKIP
         >>> measured.notes  # doctest: +SKIP
         ['photos has changed since runs/photos was trained (fingerprint 3f2a..., now 9c1e...)']
     """
-    source = endpoints.data_source or {}
-    own = own_data_settings(path, endpoints, dataset)
+    source = opened.data_source or {}
+    own = own_data_settings(path, opened, dataset)
+    # A run trained on some classes (--classes) is measured on every class: its probes tell
+    # classes apart, and its anomaly scores tell the other classes from its own.
+    own.pop("classes", None)
     given = {name: value for name, value in settings.items() if value is not None}
     if dataset is not None:
         given["dataset"] = dataset
@@ -230,44 +123,13 @@ def measured_data(path, endpoints, dataset=None, limit=None, **settings):
                      f"was trained (fingerprint {trained_on}, now "
                      f"{splits.source['fingerprint']})")
         print(f"warning: {notes[-1]}", file=sys.stderr)
-    if tuple(splits.image_shape) != tuple(endpoints.image_shape):
-        raise TfaeError(f"{path} takes images of shape {endpoints.image_shape}, but data set "
+    if tuple(splits.image_shape) != tuple(opened.image_shape):
+        raise TfaeError(f"{path} takes images of shape {opened.image_shape}, but data set "
                         f"{splits.name!r} has {splits.image_shape}")
     settings = {name: chosen.get(name) for name in IDENTITY}
     settings["dataset"] = splits.source.get("dataset", splits.name)
     return MeasuredData(splits, notes, settings,
                         _measured_name(splits.name, chosen, changed) if changed else None)
-
-
-def own_data_settings(path, endpoints, dataset=None):
-    """The ``DataConfig`` settings of the data the model at ``path`` was made for: a run's own
-    (its folder or ``.npz`` file by absolute path), or MNIST for an export; for an export given
-    other data (``dataset``), the image size and channels it takes.
-
-    Raises:
-        TfaeError: for a run trained on arrays given in Python, with no ``dataset``.
-
-    Examples:
-        >>> own_data_settings("saved_models/deep", open_endpoints("saved_models/deep"))  # doctest: +SKIP
-        {'dataset': 'mnist'}
-    """
-    source = endpoints.data_source or {}
-    if endpoints.data_settings is None:  # an export: of MNIST, or of images of its own shape
-        own = {"dataset": "mnist"}
-        if dataset is not None:
-            height, width, channels = endpoints.image_shape
-            own.update(image_size=(height, width), channels=channels)
-        return own
-    own = dict(endpoints.data_settings)
-    # A run trained on some classes (--classes) is measured on every class: its probes tell
-    # classes apart, and its anomaly scores tell the other classes from its own.
-    own.pop("classes", None)
-    if source.get("kind") == "arrays" and dataset is None:
-        raise TfaeError(f"{path} was trained on arrays given in Python; give the data "
-                        "({dataset})", options=["dataset"])
-    if source.get("kind") in ("folder", "npz"):  # its absolute path: any working folder
-        own["dataset"] = source["dataset"]
-    return own
 
 
 def _measured_name(name, chosen, changed):
@@ -283,17 +145,17 @@ def _measured_name(name, chosen, changed):
 
 
 def open_model_and_data(path, progress, dataset=None, limit=None, **settings):
-    """``(endpoints, measured)``: ``open_endpoints(path)`` and ``measured_data`` for it, each a
+    """``(opened, measured)``: ``tfae.opened.open_model(path)`` and ``measured_data`` for it, each a
     stage of ``progress`` (preparing a tfds data set the first time takes a while).
 
     Examples:
-        >>> endpoints, measured = open_model_and_data("runs/deep", Progress())  # doctest: +SKIP
+        >>> opened, measured = open_model_and_data("runs/deep", Progress())  # doctest: +SKIP
     """
     with progress.stage(f"opening {path}"):
-        endpoints = open_endpoints(path)
+        opened = open_model(path)
     with progress.stage("loading the data"):
-        measured = measured_data(path, endpoints, dataset, limit, **settings)
-    return endpoints, measured
+        measured = measured_data(path, opened, dataset, limit, **settings)
+    return opened, measured
 
 
 def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verbose=1, out=None,
@@ -330,7 +192,7 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
     progress = Progress(enabled=bool(verbose))
     folder = RunFolder(path)  # an export's folder keeps its metrics as a run's does
     measured_model = file_identity(folder.model_path)
-    endpoints, measured = open_model_and_data(path, progress, dataset, limit, data_dir=data_dir,
+    opened, measured = open_model_and_data(path, progress, dataset, limit, data_dir=data_dir,
                                               **settings)
     names = ([] if measured.name is None else [measured.name]) + (
         [] if probe_limit is None else [f"probes{probe_limit}"])
@@ -340,14 +202,14 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         destination = folder.path / f"metrics-{'-'.join(names)}.json" if names \
             else folder.metrics_path
     splits = measured.splits
-    measuring = Measuring(endpoints, splits, batch_size, progress, probe_limit)
+    measuring = Measuring(opened, splits, batch_size, progress, probe_limit)
     measuring.notes += measured.notes
     metrics = {"dataset": splits.name, "data": splits.source, "limit": measured.settings["limit"],
                "settings": measured.settings, "train_images": int(splits.train.cardinality()),
                "probe_images": int(measuring.probe_images.cardinality()),
                "test_images": int(splits.test.cardinality()),
                "scored_test_images": int(measuring.test_images.cardinality()),
-               "parameters": endpoints.parameters, "training_seconds": endpoints.training_seconds}
+               "parameters": opened.parameters, "training_seconds": opened.training_seconds}
     for measurement in measurements():
         if measurement.colour and not measuring.colour:
             continue

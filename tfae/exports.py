@@ -15,10 +15,12 @@ and answers seven signatures:
   from codes drawn from its prior, N(0, I), by the client (``tfae sample`` draws them seeded).
 
 An export of a run folder also answers ``score`` (``images`` -> ``scores``, ``flagged`` and
-``error_maps``, the per-pixel squared errors): the run's anomaly scores (``tfae.anomaly``), its
-reference codes saved as weights and its threshold and medians as constants, so TF Serving
-flags images as ``tfae score`` does; its settings and threshold are in the version's
-``anomaly.json``, which ``tfae score`` reads.
+``error_maps``, the per-pixel squared errors), ``score_bytes`` (``image_bytes``) and
+``score_pixels`` (``pixels``): the run's anomaly detector (``tfae.anomaly.AnomalyDetector``)
+traced, its reference codes saved as weights and its threshold and medians as constants, so TF
+Serving flags images as ``tfae score`` does, a JPEG as ``tfae score`` flags the file; its
+settings and threshold are in the version's ``anomaly.json`` (``tfae.runs.ExportFolder``),
+which ``tfae score`` reads.
 
 The bytes and pixels signatures do inside the model what the run did to its images, as Keras'
 examples put ``Resizing`` and ``Rescaling`` inside a model: decode, convert the channels, resize to
@@ -46,52 +48,21 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tfae.anomaly import calibrate, check_contamination, elbo_score, nearest_distances
+from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, check_contamination
 from tfae.data.pipeline import unit_floats
 from tfae.data.splits import conform, decode
 from tfae.errors import TfaeError
-from tfae.files import process_exists, write_json
-from tfae.runs import RunFolder
+from tfae.files import write_json
+from tfae.opened import REFERENCE_CODES_LAYER, SAMPLE_SIGNATURE, SCORE_SIGNATURE, OpenedModel
+from tfae.runs import ExportFolder, RunFolder
 
 SIGNATURES = ("serving_default", "encode", "reconstruct_bytes", "encode_bytes",
               "reconstruct_pixels", "encode_pixels", "decode")
-SCORE_SIGNATURE = "score"  # beside SIGNATURES in an export made with a run's calibration
-SAMPLE_SIGNATURE = "sample"  # beside SIGNATURES in an export of a model with a prior (vae)
-ANOMALY_FILE = "anomaly.json"  # in such a version folder: its score, contamination, threshold
-REFERENCE_CODES_LAYER = "anomaly_reference_codes"  # its variables: not the model's parameters
+# Beside SIGNATURES in an export made with an anomaly detector: images, image files, pixels.
+SCORE_SIGNATURES = (SCORE_SIGNATURE, "score_bytes", "score_pixels")
 
 
-def versions(export_dir):
-    """The version numbers of the SavedModels in ``export_dir``, ascending ([] for none).
-
-    Examples:
-        >>> versions("/nonexistent/folder")
-        []
-    """
-    export_dir = pathlib.Path(export_dir)
-    if not export_dir.is_dir():
-        return []
-    return sorted(int(child.name) for child in export_dir.iterdir()
-                  if child.name.isdigit() and (child / "saved_model.pb").is_file())
-
-
-def next_version(export_dir):
-    """The next free integer version in ``export_dir`` (1 for a new folder).
-
-    Examples:
-        >>> next_version("/nonexistent/folder")
-        1
-    """
-    return max(versions(export_dir), default=0) + 1
-
-
-# Inside a staging folder while tfae writes a version into it: only such folders are removed as
-# left by a killed export.
-STAGING_MARK = ".tfae-staging"
-
-
-def export_saved_model(model, export_dir, resize="stretch", calibration=None,
-                       score="reconstruction", contamination=0.05):
+def export_saved_model(model, export_dir, resize="stretch", detector=None):
     """Writes ``model`` as the next version of the SavedModel folder ``export_dir``.
 
     Args:
@@ -99,8 +70,8 @@ def export_saved_model(model, export_dir, resize="stretch", calibration=None,
         export_dir: the model's folder in TF Serving's layout; versions are its subfolders.
         resize: how the bytes and pixels signatures fit images of another aspect ratio to the
             model's size: the run's ``resize`` (``tfae.data.splits.conform``).
-        calibration: the run's ``tfae.anomaly.Calibration``, for a ``score`` signature.
-        score, contamination: which anomaly score it gives, and which threshold flags.
+        detector: the model's fitted ``tfae.anomaly.AnomalyDetector``, for the ``score``
+            signatures.
 
     Returns:
         The ``pathlib.Path`` of the new version folder.
@@ -109,26 +80,26 @@ def export_saved_model(model, export_dir, resize="stretch", calibration=None,
         >>> export_saved_model(model, "saved_models/deep")  # doctest: +SKIP
         PosixPath('saved_models/deep/1')
     """
-    export_dir = pathlib.Path(export_dir)
+    folder = ExportFolder(export_dir)
+    export_dir = folder.path
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(export_dir)
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=export_dir))
+        folder.remove_stale_staging()
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=f"{folder.STAGING_PREFIX}{os.getpid()}-",
+                                                dir=export_dir))
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the version from a serving user
-        (staging / STAGING_MARK).write_text(f"{os.getpid()}\n")
+        (staging / folder.STAGING_MARK).write_text(f"{os.getpid()}\n")
     except OSError as error:
         raise TfaeError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
     try:
-        archive = _archive(model, resize)
-        if calibration is not None:
-            _add_score(archive, model, calibration, score, contamination)
+        archive = _archive(model, resize, detector)
         archive.write_out(str(staging), verbose=False)
-        if calibration is not None:
-            write_json(staging / ANOMALY_FILE, {
-                "score": score, "contamination": contamination,
-                "threshold": calibration.threshold(score, contamination)})
-        (staging / STAGING_MARK).unlink()  # not part of the version
-        version = next_version(export_dir)
+        if detector is not None:
+            write_json(staging / folder.ANOMALY_FILE, {
+                "score": detector.score, "contamination": detector.contamination,
+                "threshold": detector.threshold_})
+        (staging / folder.STAGING_MARK).unlink()  # not part of the version
+        version = folder.next_version()
         while True:
             try:
                 # os.rename onto an existing non-empty folder fails, so a version written by a
@@ -147,17 +118,7 @@ def export_saved_model(model, export_dir, resize="stretch", calibration=None,
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _remove_stale_staging(export_dir):
-    """Removes the staging folders of exports killed before their rename: those tfae marked as
-    its own (``STAGING_MARK`` inside) whose process (named in the folder, ``.export-<pid>-...``)
-    is gone. A running export's folder stays, and so does any folder of the user's."""
-    for staging in export_dir.glob(".export-*"):
-        pid = staging.name.split("-")[1]
-        if (staging / STAGING_MARK).is_file() and pid.isdigit() and not process_exists(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _archive(model, resize):
+def _archive(model, resize, detector):
     height, width, channels = model.image_shape
     image_spec = tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")
     bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
@@ -192,6 +153,20 @@ def _archive(model, resize):
         archive.add_endpoint(
             SAMPLE_SIGNATURE, lambda noise: {"images": model.decoder(noise, training=False)},
             input_signature=[tf.TensorSpec((None, model.latent_dim), tf.float32, name="noise")])
+    if detector is not None:
+        reference = _ReferenceCodes(detector.calibration_.reference_codes)
+        archive.track(reference)
+
+        def scored(images):
+            outputs = detector.outputs(images, reference.codes, every_part=False)
+            return {name: outputs[name] for name in ("scores", "flagged", "error_maps")}
+
+        score, score_bytes, score_pixels = SCORE_SIGNATURES
+        archive.add_endpoint(score, scored, input_signature=[image_spec])
+        archive.add_endpoint(score_bytes, lambda image_bytes: scored(decoded(image_bytes)),
+                             input_signature=[bytes_spec])
+        archive.add_endpoint(score_pixels, lambda pixels: scored(prepared(pixels)),
+                             input_signature=[pixels_spec])
     return archive
 
 
@@ -207,31 +182,8 @@ class _ReferenceCodes(keras.layers.Layer):
         self.built = True  # no inputs to build from: the weight is made here
 
 
-def _add_score(archive, model, calibration, score, contamination):
-    """The ``score`` signature: images -> ``scores``, ``flagged``, ``error_maps``."""
-    threshold = calibration.threshold(score, contamination)  # refuses elbo without a posterior
-    reference = _ReferenceCodes(calibration.reference_codes)
-    archive.track(reference)
-
-    def scored(images):
-        count = tf.shape(images)[0]
-        # The model is its decoder after its encoder: encoding once gives both the codes and,
-        # decoded, the reconstructions.
-        codes = model.encoder(images, training=False)
-        error_maps = tf.square(model.decoder(codes, training=False) - images)
-        errors = tf.reduce_mean(tf.reshape(error_maps, (count, -1)), axis=1)
-        parts = {"reconstruction": errors,
-                 "codes": nearest_distances(tf.reshape(codes, (count, -1)), reference.codes)}
-        if score == "elbo":
-            parts["elbo"] = elbo_score(model)(images)
-        scores = calibration.combined(parts, score)
-        return {"scores": scores, "flagged": scores > threshold, "error_maps": error_maps}
-
-    archive.add_endpoint(SCORE_SIGNATURE, scored, input_signature=[
-        tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")])
-
-
-def export(run_dir, export_dir=None, score="reconstruction", contamination=0.05, progress=None):
+def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_CONTAMINATION,
+           progress=None):
     """Exports the model of a finished run folder, with its anomaly ``score`` signature
     (calibrated, ``tfae.anomaly.calibrate``), and records the export in its ``run.json``.
 
@@ -253,10 +205,10 @@ def export(run_dir, export_dir=None, score="reconstruction", contamination=0.05,
     folder = RunFolder(run_dir)
     model = folder.load_model()
     config = folder.config()
-    calibration = calibrate(run_dir, progress=progress)
+    opened = OpenedModel.of_model(model, folder.path, "run")
     version_dir = export_saved_model(
         model, export_dir or pathlib.Path("saved_models") / config["model"],
-        resize=config.get("resize") or "stretch", calibration=calibration, score=score,
-        contamination=contamination)
+        resize=config.get("resize") or "stretch",
+        detector=opened.detector(score, contamination, progress))
     folder.write_info({"export": str(version_dir)})
     return version_dir

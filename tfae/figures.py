@@ -3,7 +3,7 @@ export, drawn by ``tfae.plots``.
 
 Kinds: ``tsne``, ``reconstructions``, ``denoising``, ``occlusion``, ``colorization`` (colour
 images), ``manifold``, ``anomalies``, ``sample`` (a variational autoencoder's), ``history``. ``register_figure`` adds a kind of one's own: a
-``FigureKind`` whose ``draw(figure)`` gets a ``Figure`` (the model's endpoints, the data, where
+``FigureKind`` whose ``draw(figure)`` gets a ``Figure`` (the opened model, the data, where
 to write) and returns the PNG's path. This module imports TensorFlow only to draw, so that
 ``tfae plot --help`` lists the kinds at once.
 
@@ -26,7 +26,7 @@ from tfae.registry import Registry
 
 TSNE_IMAGES = 5000
 SHOWN_IMAGES = 10
-ANOMALY_IMAGES = 2000  # test images ranked by their reconstruction error
+ANOMALY_IMAGES = 2000  # test images ranked by the model's anomaly score
 MANIFOLD_STARTS = 6  # noisy test images, and 2 random ones, in the manifold figure
 SAMPLES = 64
 TRAVERSAL_STEPS = 15
@@ -66,26 +66,26 @@ class FigureKind:
 @dataclasses.dataclass
 class Figure:
     """What a kind draws from: the name shown in titles, where the PNG goes, and (for kinds that
-    need the model) its endpoints (``tfae.evaluation.Endpoints``) and data (``tfae.data.Splits``).
+    need the model) the opened model (``tfae.opened.OpenedModel``) and data (``tfae.data.Splits``).
 
     Attributes:
         name: the run's or export's folder name.
         path: the PNG's path.
         folder: the run's ``tfae.runs.RunFolder``.
-        endpoints, splits: the model and the data; ``None`` for a kind without ``needs_model``.
+        opened, splits: the model and the data; ``None`` for a kind without ``needs_model``.
         progress: a ``tfae.progress.Progress`` for a kind's slow parts.
 
     Examples:
         >>> def first_codes(figure):  # a kind's drawing function
         ...     images, _, labels = figure.first(figure.splits.test, 100)
-        ...     return plots.plot_tsne(figure.endpoints.encode(images)[:, :2], labels,
+        ...     return plots.plot_tsne(figure.opened.encode(images)[:, :2], labels,
         ...                            figure.path, figure.name)
     """
 
     name: str
     path: pathlib.Path
     folder: object
-    endpoints: object = None
+    opened: object = None
     splits: object = None
     progress: Progress = dataclasses.field(default_factory=lambda: Progress(enabled=False))
 
@@ -120,7 +120,7 @@ class Figure:
         return (blanked == 0).any(axis=-1, keepdims=True)
 
     def reconstruct(self, images):
-        return np.asarray(self.endpoints.reconstruct(images))
+        return np.asarray(self.opened.reconstruct(images))
 
 
 # The registry (``tfae.registry.Registry``): ``register_figure(FigureKind(...))`` adds a kind
@@ -190,25 +190,25 @@ def draw_kinds(path, kinds, out_dir=None, dataset=None, data_dir=None, limit=Non
     folder = RunFolder(path)
     out = pathlib.Path(out_dir) if out_dir else folder.figures_dir
     progress = Progress(enabled=bool(verbose))
-    endpoints, splits = None, None
+    opened, splits = None, None
     if any(kind.needs_model and kind.needs_data for kind in chosen):
         from tfae.evaluation import open_model_and_data
 
-        endpoints, measured = open_model_and_data(
+        opened, measured = open_model_and_data(
             path, progress, dataset, limit, data_dir=data_dir, **settings)
         splits = measured.splits
     elif any(kind.needs_model for kind in chosen):
-        from tfae.evaluation import open_endpoints
+        from tfae.opened import open_model
 
         with progress.stage(f"opening {path}"):
-            endpoints = open_endpoints(path)
+            opened = open_model(path)
     drawn = {}
     for kind in chosen:
         if kind.colour and splits.image_shape[-1] != 3:
             raise TfaeError(f"--kind {kind.name} needs colour images; {splits.name} has "
                             f"{splits.image_shape[-1]} channel(s)")
         figure = Figure(folder.path.resolve().name, out / f"{kind.name}.png", folder,
-                        endpoints if kind.needs_model else None,
+                        opened if kind.needs_model else None,
                         splits if kind.needs_data else None, progress)
         with progress.stage(f"drawing {kind.name}: {kind.summary}"):
             drawn[kind.name] = kind.draw(figure)
@@ -218,9 +218,9 @@ def draw_kinds(path, kinds, out_dir=None, dataset=None, data_dir=None, limit=Non
 def _tsne(figure):
     from tfae import plots
 
-    with figure.progress.stage(f"encoding {TSNE_IMAGES:,} test images"):
-        images, _, labels = figure.first(figure.splits.test, TSNE_IMAGES)
-        codes = np.asarray(figure.endpoints.encode(images))
+    images, _, labels = figure.first(figure.splits.test, TSNE_IMAGES)
+    with figure.progress.stage(f"encoding {len(images):,} test images"):
+        codes = np.asarray(figure.opened.encode(images))
     with figure.progress.stage(f"t-SNE of {len(codes):,} codes",
                                total=sum(plots.TSNE_ITERATIONS), unit="iteration") as tick:
         embedding = plots.tsne_embedding(codes, tick=lambda: tick(plots.TSNE_TICK))
@@ -295,7 +295,7 @@ def _manifold(figure):
     start = np.concatenate([noisy, np.random.default_rng(SEED).random((2, *noisy.shape[1:]),
                                                                       dtype=np.float32)])
     reference, _, _ = figure.first(figure.splits.train, None)
-    frames, distances = manifold_convergence(figure.endpoints.reconstruct, start, STEPS,
+    frames, distances = manifold_convergence(figure.opened.reconstruct, start, STEPS,
                                              reference)
     return plots.plot_manifold(
         frames, distances, figure.path, f"{figure.name}: manifold convergence from "
@@ -305,32 +305,35 @@ def _manifold(figure):
 def _anomalies(figure):
     from tfae import plots
 
-    with figure.progress.stage(f"scoring {ANOMALY_IMAGES:,} test images"):
-        images, _, _ = figure.first(figure.splits.test, ANOMALY_IMAGES)
-        error_maps = np.square(figure.reconstruct(images) - images).mean(axis=-1, keepdims=True)
-        order = np.argsort(-error_maps.reshape(len(images), -1).mean(axis=1), kind="stable")
+    detector = figure.opened.detector(progress=figure.progress)
+    images, _, _ = figure.first(figure.splits.test, ANOMALY_IMAGES)
+    with figure.progress.stage(f"scoring {len(images):,} test images"):
+        outputs = detector.outputs(images)
+        scores = np.asarray(outputs["scores"])
+        error_maps = np.asarray(outputs["error_maps"]).mean(axis=-1, keepdims=True)
+        order = np.argsort(-scores, kind="stable")
     most, least = order[:SHOWN_IMAGES], order[::-1][:SHOWN_IMAGES]
     brightest = max(float(error_maps[np.concatenate([most, least])].max()), 1e-12)
     return plots.plot_rows(
         [("most\nanomalous", images[most]), ("its error", error_maps[most] / brightest),
          ("least\nanomalous", images[least]), ("its error", error_maps[least] / brightest)],
         figure.path, f"{figure.name}: the most and least anomalous of {len(images):,} test "
-        "images (reconstruction error)")
+        f"images ({detector.score} score)")
 
 
 def _sample(figure):
     from tfae import plots
     from tfae.models.variational import prior_codes, traversal_codes
 
-    endpoints = figure.endpoints
-    if endpoints.sample is None:
+    opened = figure.opened
+    if opened.sample is None:
         raise TfaeError(f"--kind sample needs a model with a prior to sample from (--model vae); "
                         f"{figure.name} has none")
-    samples = np.asarray(endpoints.sample(prior_codes(SAMPLES, endpoints.latent_dim)))
+    samples = np.asarray(opened.sample(prior_codes(SAMPLES, opened.latent_dim)))
     traversal, values = None, None
-    if endpoints.latent_dim == 2:
+    if opened.latent_dim == 2:
         codes, values = traversal_codes(TRAVERSAL_STEPS)
-        traversal = np.asarray(endpoints.sample(codes))
+        traversal = np.asarray(opened.sample(codes))
     return plots.plot_samples(samples, figure.path, f"{figure.name}: new images", traversal,
                               values)
 
@@ -353,7 +356,7 @@ for _kind in (
                    colour=True),
         FigureKind("manifold", _manifold, "iterating the autoencoder from noisy and random "
                    "images"),
-        FigureKind("anomalies", _anomalies, "the test images reconstructed worst and best, "
+        FigureKind("anomalies", _anomalies, "the test images scored most and least anomalous, "
                    "beside their error maps"),
         FigureKind("sample", _sample, "images decoded from codes drawn from the prior, and the "
                    "2-number code's plane (vae)", needs_data=False, needs_prior=True),

@@ -1,4 +1,4 @@
-"""Run folders and search folders: the one place that knows their files.
+"""Run, search and export folders: the one place that knows their files.
 
 A run folder (``RunFolder``) holds everything needed to trace a result back to its command:
 
@@ -11,8 +11,12 @@ A run folder (``RunFolder``) holds everything needed to trace a result back to i
   Keras;
 - ``metrics.json`` and ``figures/``: what ``tfae evaluate`` and ``tfae plot`` wrote.
 
-A search folder (``SearchFolder``) holds a ``tfae tune`` search. Every JSON file is written to a
-temporary file beside it and renamed, so a crash never leaves half a file.
+A search folder (``SearchFolder``) holds a ``tfae tune`` search, and an export folder
+(``ExportFolder``) the SavedModel versions of a model in TF Serving's layout. Every JSON file is
+written to a temporary file beside it and renamed, so a crash never leaves half a file.
+
+This module imports neither TensorFlow nor tfds until a model is loaded, so that a server worker,
+which reads export folders, brings in nothing of training.
 
 Examples:
     >>> import tempfile
@@ -31,11 +35,10 @@ import pathlib
 import shutil
 import zipfile
 
-import keras
-import tensorflow as tf
-
 from tfae.errors import TfaeError, first_line
-from tfae.files import read_json, write_json
+from tfae.files import process_exists, read_json, write_json
+
+CALIBRATION_FILE = "anomaly.npz"  # a run's anomaly calibration (tfae.anomaly)
 
 
 def load_model(path):
@@ -47,6 +50,8 @@ def load_model(path):
     Examples:
         >>> model = load_model("runs/deep/model.keras")  # doctest: +SKIP
     """
+    import keras
+
     path = pathlib.Path(path)
     if not path.is_file():
         raise TfaeError(f"{path} does not exist")
@@ -182,7 +187,7 @@ class RunFolder(_Folder):
     FILES = {"config_path": "config.json", "history_csv": "history.csv",
              "history_path": "history.json", "checkpoint_dir": "checkpoint", "logs_dir": "logs",
              "model_path": "model.keras", "info_path": "run.json", "metrics_path": "metrics.json",
-             "figures_dir": "figures"}
+             "figures_dir": "figures", "calibration_path": CALIBRATION_FILE}
 
     @classmethod
     def holds_run(cls, path):
@@ -217,7 +222,6 @@ class RunFolder(_Folder):
     def metrics(self):
         """The saved ``metrics.json`` of ``tfae evaluate``."""
         return read_json(self.metrics_path)
-
 
     def check_claimable(self, config, source=None):
         """Refuses this folder if it cannot hold the run of ``config`` on the data of ``source``
@@ -307,6 +311,9 @@ class RunFolder(_Folder):
 
     def write_info(self, fields):
         """Updates ``run.json`` with ``fields`` and the versions of tfae, TensorFlow and Keras."""
+        import keras
+        import tensorflow as tf
+
         from tfae import __version__  # tfae/__init__ imports this module, so not at the top
 
         info = self.info()
@@ -369,3 +376,76 @@ class SearchFolder(_Folder):
     def record_export(self, trial, path):
         """Records that ``trial`` was exported to ``path``."""
         write_json(self.export_path, {"trial": trial, "path": str(path)})
+
+
+class ExportFolder:
+    """A model's SavedModel versions in TF Serving's layout, ``<folder>/<version>/``: which
+    versions there are, the next one's number, and the marks of a version being written.
+
+    A version folder holds ``saved_model.pb`` and ``variables/``, and, for an export of a run
+    with its anomaly calibration, ``ANOMALY_FILE`` (its score, contamination and threshold). A
+    version is written into a staging folder ``.export-<pid>-...`` holding ``STAGING_MARK`` and
+    renamed into place; only such marked folders of processes that are gone are ever removed.
+
+    Args:
+        path: the folder of versions, or one version folder (``version_dir`` is then itself).
+
+    Examples:
+        >>> folder = ExportFolder("/nonexistent/deep")
+        >>> folder.versions(), folder.next_version()
+        ([], 1)
+    """
+
+    GRAPH = "saved_model.pb"
+    ANOMALY_FILE = "anomaly.json"
+    STAGING_PREFIX = ".export-"
+    STAGING_MARK = ".tfae-staging"
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    def __repr__(self):
+        return f"ExportFolder({str(self.path)!r})"
+
+    @classmethod
+    def holds_version(cls, path):
+        """Whether ``path`` is one version folder (its ``saved_model.pb``)."""
+        return (pathlib.Path(path) / cls.GRAPH).is_file()
+
+    def versions(self):
+        """The version numbers in this folder, ascending ([] for none), read anew each time.
+        A version is a folder named by digits (at most 18: a 64-bit number) holding a graph."""
+        if not self.path.is_dir():
+            return []
+        return sorted(int(child.name) for child in self.path.iterdir()
+                      if child.name.isascii() and child.name.isdigit()
+                      and len(child.name) <= 18 and self.holds_version(child))
+
+    def next_version(self):
+        """The next free integer version (1 for a new folder)."""
+        return max(self.versions(), default=0) + 1
+
+    def version_dir(self):
+        """The version a client gets: this folder if it is one version, else its highest
+        version, as TF Serving serves.
+
+        Raises:
+            TfaeError: for a folder holding no version.
+        """
+        if self.holds_version(self.path):
+            return self.path
+        found = self.versions()
+        if not found:
+            raise TfaeError(f"{self.path} is neither a run folder (model.keras) nor a SavedModel "
+                            "export")
+        return self.path / str(found[-1])
+
+    def remove_stale_staging(self):
+        """Removes the staging folders of exports killed before their rename: those marked as
+        tfae's own (``STAGING_MARK`` inside) whose process, named in the folder's name, is gone.
+        A running export's folder stays, and so does any folder of the user's."""
+        for staging in self.path.glob(self.STAGING_PREFIX + "*"):
+            pid = staging.name[len(self.STAGING_PREFIX):].split("-")[0]
+            if (staging / self.STAGING_MARK).is_file() and pid.isdigit() \
+                    and not process_exists(int(pid)):
+                shutil.rmtree(staging, ignore_errors=True)

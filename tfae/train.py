@@ -30,7 +30,6 @@ import time
 import keras
 import tensorflow as tf
 
-from tfae.anomaly import calibrate
 from tfae.config import LOSSES, resolve
 from tfae.data import as_splits, load_config, pipeline, worker_pipeline
 from tfae.data.pipeline import corruption_device
@@ -38,6 +37,7 @@ from tfae.distribute import is_chief, is_multi_worker, make_strategy, replicated
 from tfae.errors import TfaeError
 from tfae.exports import export_saved_model
 from tfae.families import XLA_WHERE_IT_PAYS, get_family
+from tfae.opened import OpenedModel
 from tfae.runs import RunFolder
 
 # Training steps from which XLA's compilation repays itself for the dense families: it compiles
@@ -65,15 +65,17 @@ class Run:
     export_path: pathlib.Path | None
 
 
-def fit(config, run_dir, export=True, export_dir=None, verbose=1, strategy="default",
+def fit(config, run_dir, export=False, export_dir=None, verbose=1, strategy="default",
         jit_compile=None, steps_per_execution=None, callbacks=(), data=None):
-    """Trains ``config`` into ``run_dir``, resuming an interrupted run, and exports it.
+    """Trains ``config`` into ``run_dir``, resuming an interrupted run, and records it there
+    (``tfae.export`` exports a finished run; ``export`` here does it at once, as ``tfae fit``).
 
     Args:
         config: a ``tfae.config.FitConfig``.
         run_dir: the run folder; a folder holding another model's run, or a run begun on data
             that has changed since, is refused.
-        export: write a SavedModel when training ends.
+        export: also write a SavedModel when training ends (``tfae fit`` does, unless
+            ``--no-export``); a finished run whose export failed is then only exported.
         export_dir: where versions go; default ``saved_models/<model>``.
         verbose: Keras' progress output (0 silent, 1 progress bar, 2 a line per epoch).
         strategy: ``default``, ``mirrored`` or ``multi-worker`` (see ``tfae.distribute``), or
@@ -207,8 +209,8 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
                 resize=config.resize,
                 # Not under a multi-worker strategy: the chief's model calls would wait on
                 # collectives of workers that have finished; `tfae export` adds it afterwards.
-                calibration=None if is_multi_worker(strategy)
-                else calibrate(folder.path, model=model, splits=splits))
+                detector=None if is_multi_worker(strategy)
+                else OpenedModel.of_model(model, folder.path, "run").detector(splits=splits))
             folder.write_info({"export": str(export_path)})
     return Run(folder.path, model, history, export_path)
 

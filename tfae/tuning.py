@@ -222,7 +222,7 @@ def _export_best(tuner, winner, folder, export_dir, resize, splits):
     """Exports the winner, unless a rerun of the finished search finds it exported already,
     with a ``score`` signature calibrated on the search's own (normal) images, as fit's
     export is."""
-    from tfae.anomaly import calibration_of, elbo_score
+    from tfae.opened import OpenedModel
 
     exported = folder.exported(winner["trial"])
     if exported is not None:
@@ -230,8 +230,7 @@ def _export_best(tuner, winner, folder, export_dir, resize, splits):
     # get_best_models restores each trial's best-epoch checkpoint, not its last epoch.
     model = tuner.get_best_models(1)[0]
     export_path = export_saved_model(model, export_dir, resize=resize,
-                                     calibration=calibration_of(model.encoder, model, splits,
-                                                              negative_elbo=elbo_score(model)))
+                                     detector=OpenedModel.of_model(model).detector(splits=splits))
     folder.record_export(winner["trial"], export_path)
     return export_path
 

@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from tfae.data.records import Records, chosen_parts, numbered_ids
+from tfae.data.records import Records, chosen_rows, limited_rows, numbered_ids
 from tfae.data.splits import Splits, conform, fingerprint, make_splits
 from tfae.errors import TfaeError, first_line
 
@@ -58,35 +58,44 @@ def load(dataset, **settings):
 
 
 def records(dataset, *, split="all", image_size=None, channels=None, resize="stretch",
-            limit=None, **_):
+            limit=None, test_fraction=0.1, classes=None, **_):
     """The images of the ``.npz`` file ``dataset`` as ``tfae.data.records.Records``: ``x``'s
-    (``split`` ``train``), then ``x_test``'s (``test``); an image's id is its array and row,
-    ``x_test/0042``.
+    then ``x_test``'s, or those of one of ``load``'s splits; an image's id is its array and
+    row, ``x_test/0042``. ``classes`` keep only those classes' training and
+    validation images (a run trained with ``--classes``).
 
     Examples:
         >>> np.savez("/tmp/tfae-example.npz", x=np.zeros((10, 8, 8), np.uint8))
         >>> records("/tmp/tfae-example.npz", limit=2).ids
         ('x/0', 'x/1')
+        >>> records("/tmp/tfae-example.npz", split="test").ids  # held out by the fixed seed
+        ('x/4',)
     """
     path = pathlib.Path(dataset).expanduser()
     images, labels, test_images, test_labels, class_names = _checked(**_read(path),
                                                                      prefix=f"{path}: ")
-    parts = [("train", "x", images, labels)]
+    arrays = {"train": ("x", images, labels)}
     if test_images is not None:
-        parts.append(("test", "x_test", test_images, test_labels))
-    dataset, ids = None, ()
-    for _, name, array, labels in chosen_parts(parts, split, path):
-        if limit is not None and len(ids) >= limit:
-            break
-        taken = array[:None if limit is None else limit - len(ids)]
-        part_ids = numbered_ids(name, len(array))[:len(taken)]
-        part_labels = np.full(len(taken), -1, np.int64) if labels is None else labels[:len(taken)]
-        part = tf.data.Dataset.from_tensor_slices((list(part_ids), taken, part_labels))
-        dataset, ids = part if dataset is None else dataset.concatenate(part), ids + part_ids
+        arrays["test"] = ("x_test", test_images, test_labels)
+    chosen = chosen_rows([(part, len(array)) for part, (_, array, _) in arrays.items()], split,
+                         test_fraction=test_fraction, where=str(path), classes=classes, class_names=class_names,
+                         labels={part: np.full(len(array), -1) if part_labels is None
+                                 else part_labels
+                                 for part, (_, array, part_labels) in arrays.items()})
+    dataset, ids, names = None, (), ()
+    for part, rows, split_names in limited_rows(chosen, limit):
+        name, array, part_labels = arrays[part]
+        part_ids = numbered_ids(name, len(array))
+        taken_ids = tuple(part_ids[row] for row in rows)
+        part = tf.data.Dataset.from_tensor_slices((
+            list(taken_ids), array[rows],
+            np.full(len(rows), -1, np.int64) if part_labels is None else part_labels[rows]))
+        dataset = part if dataset is None else dataset.concatenate(part)
+        ids, names = ids + taken_ids, names + tuple(split_names)
     dataset = dataset.map(lambda image_id, image, label: (
         image_id, conform(image, image_size, channels, resize), label),
         num_parallel_calls=tf.data.AUTOTUNE)
-    return Records(path.stem, dataset, ids, class_names)
+    return Records(path.stem, dataset, ids, class_names, names)
 
 
 def _read(path):

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfae.data.records import Records, chosen_parts, numbered_ids
+from tfae.data.records import Records, chosen_rows, limited_rows, numbered_ids
 from tfae.data.shards import SHUFFLE_IMAGES, budget_bytes
 from tfae.data.splits import Splits, Streamed, conform, fingerprint, validation_start
 from tfae.errors import TfaeError
@@ -370,42 +370,59 @@ def load(name, *, data_dir=None, manual_dir=None, image_size=None, channels=None
 
 
 def records(name, *, data_dir=None, manual_dir=None, split="all", image_size=None,
-            channels=None, resize="stretch", limit=None, **_):
-    """The images of tfds' ``train`` and ``test`` splits of ``name`` (or of the one ``split``
-    names) as ``tfae.data.records.Records``, in tfds' order; an image's id is its split and
-    index, ``test/0042``.
+            channels=None, resize="stretch", limit=None, classes=None, **_):
+    """The images of tfds' ``train`` and ``test`` splits of ``name`` as
+    ``tfae.data.records.Records``, all of them or those of one of ``load``'s splits (validation
+    the end of tfds' ``train``), in tfds' order; an image's id is its tfds split and index,
+    ``test/0042``. ``classes`` keep only those classes' training and validation
+    images (a run trained with ``--classes``).
 
     Examples:
         >>> records("mnist", split="train", limit=2).ids
         ('train/00000', 'train/00001')
+        >>> records("mnist", split="validation", limit=1).ids
+        ('train/54000',)
     """
     builder, image_shape, label = _image_builder(name, data_dir, manual_dir, image_size)
     sizes = {part: info.num_examples for part, info in builder.info.splits.items()
              if part in ("train", "test")}
-    parts = chosen_parts(list(sizes.items()), split, f"data set {name!r}")
-    counts, left = {}, limit
-    for part, size in parts:
-        if left != 0:
-            counts[part] = size if left is None else min(size, left)
-            left = None if left is None else left - counts[part]
-    ids = tuple(image_id for part, count in counts.items()
-                for image_id in numbered_ids(part, sizes[part])[:count])
-    dataset, kept = None, _keeps_decoded(image_shape, None, None, sizes.values())
-    for part, count in counts.items():
-        if kept:  # read from the decoded copy load() keeps
-            images, labels = stored_split(
-                pathlib.Path(builder.data_dir) / DECODED_FOLDER, part, sizes[part],
-                lambda part=part: _as_arrays(_decoded(builder, part, label)))
-            images = tf.data.Dataset.from_tensor_slices((images[:count], labels[:count])).map(
-                lambda image, label: (conform(image, image_size, channels, resize), label),
-                num_parallel_calls=tf.data.AUTOTUNE)
-        else:
-            images = _decoded(builder, f"{part}[:{count}]", label, image_size, channels, resize)
-        named = tf.data.Dataset.zip(
-            tf.data.Dataset.from_tensor_slices(list(numbered_ids(part, sizes[part])[:count])),
-            images).map(lambda image_id, example: (image_id, *example))
+    kept_decoded = _keeps_decoded(image_shape, None, None, sizes.values())
+
+    def stored(part):  # the decoded copy load() keeps
+        return stored_split(pathlib.Path(builder.data_dir) / DECODED_FOLDER, part, sizes[part],
+                            lambda: _as_arrays(_decoded(builder, part, label)))
+
+    labels = None
+    if classes is not None:
+        labels = {part: stored(part)[1] if kept_decoded
+                  else _as_arrays(_decoded(builder, part, label))[1] for part in sizes}
+    chosen = chosen_rows(list(sizes.items()), split, where=f"data set {name!r}", labels=labels,
+                         classes=classes, class_names=label.names if label else ())
+    dataset, ids, names = None, (), ()
+    for part, rows, split_names in limited_rows(chosen, limit):
+        part_ids = numbered_ids(part, sizes[part])
+        if kept_decoded:
+            images, part_labels = stored(part)
+            images = tf.data.Dataset.from_tensor_slices((images[rows], part_labels[rows]))
+        else:  # read from tfds' files in order, from the first row taken to the last
+            first, last = int(rows.min()), int(rows.max()) + 1
+            images = _decoded(builder, f"{part}[{first}:{last}]", label)
+            if len(rows) < last - first:  # some classes only (kept): the others skipped
+                wanted = np.zeros(last - first, bool)
+                wanted[rows - first] = True
+                wanted = tf.constant(wanted)
+                images = images.enumerate().filter(
+                    lambda index, _: tf.gather(wanted, index)).map(lambda _, example: example)
+        images = images.map(lambda image, image_label: (
+            conform(image, image_size, channels, resize), image_label),
+            num_parallel_calls=tf.data.AUTOTUNE)
+        named = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(
+            [part_ids[row] for row in rows]), images).map(lambda image_id, example: (
+                image_id, *example))
         dataset = named if dataset is None else dataset.concatenate(named)
-    return Records(name, dataset, ids, tuple(label.names) if label else ())
+        ids += tuple(part_ids[row] for row in rows)
+        names += tuple(split_names)
+    return Records(name, dataset, ids, tuple(label.names) if label else (), names)
 
 
 def _image_builder(name, data_dir, manual_dir, image_size):

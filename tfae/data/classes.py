@@ -37,19 +37,37 @@ def class_indices(splits, classes):
     if not splits.labelled:
         raise TfaeError("{classes} needs labelled images, and %s has none (an image folder "
                         "gives labels by class subfolders)" % splits.name, options=["classes"])
-    names = splits.class_names or tuple(str(index) for index in range(splits.num_classes))
+    return named_indices(classes, splits.class_names or tuple(
+        str(index) for index in range(splits.num_classes)), splits.name)
+
+
+def named_indices(classes, class_names, where):
+    """The label indices of ``classes`` (names or indices, comma-separated) among
+    ``class_names``.
+
+    Raises:
+        TfaeError: for a class not among them, or every class.
+
+    Examples:
+        >>> named_indices("dog, 0", ("cat", "dog", "fox"), "pets")
+        (0, 1)
+    """
+    names = tuple(class_names)
+    if not names:
+        raise TfaeError("{classes} needs labelled images, and %s has none" % where,
+                        options=["classes"])
     indices = set()
     for name in (part.strip() for part in classes.split(",")):
         if name in names:
             indices.add(names.index(name))
-        elif name.isdigit() and int(name) < splits.num_classes:
+        elif name.isdigit() and int(name) < len(names):
             indices.add(int(name))
         else:
             raise TfaeError("{classes}: %s has no class %r (its classes: %s)" % (
-                splits.name, name, ", ".join(names)), options=["classes"])
-    if len(indices) == splits.num_classes:
+                where, name, ", ".join(names)), options=["classes"])
+    if len(indices) == len(names):
         raise TfaeError("{classes} names every class of %s: none would be left to tell apart "
-                        "from them" % splits.name, options=["classes"])
+                        "from them" % where, options=["classes"])
     return tuple(sorted(indices))
 
 

@@ -14,9 +14,10 @@ import logging
 import os
 import pathlib
 
+import numpy as np
 import tensorflow as tf
 
-from tfae.data.records import Records, chosen_parts
+from tfae.data.records import Records, chosen_rows, limited_rows
 from tfae.data.splits import conform, decode, joined_fingerprint, part_digest
 from tfae.errors import TfaeError, op_error_message
 
@@ -36,12 +37,14 @@ def quiet():
 
 
 def records(dataset, *, split="all", image_size=None, channels=None, resize="stretch",
-            limit=None, **_):
+            limit=None, test_fraction=0.1, classes=None, **_):
     """Every image file under the folder ``dataset`` as ``tfae.data.records.Records``, read and
     decoded as the records are; an image's id is its path in the folder, ``cat/1.jpg``.
 
-    ``split`` ``train`` or ``test`` takes the ``train/`` or ``test/`` folder's images; ``limit``
-    the first ``limit`` files in order. A file that does not decode is left out of the dataset.
+    ``split`` takes the images of one of ``load``'s splits (``tfae.data.records.chosen_rows``:
+    the ``test/`` folder's, or those held out by the fixed seed; ``classes`` keep
+    only those classes' training and validation images); ``limit`` the first ``limit`` files in
+    order. A file that does not decode is left out of the dataset.
 
     Examples:
         >>> records("my_photos", image_size=(64, 64), channels=3).ids[:2]  # doctest: +SKIP
@@ -49,9 +52,15 @@ def records(dataset, *, split="all", image_size=None, channels=None, resize="str
     """
     root = pathlib.Path(dataset).expanduser()
     listings, class_names = listed(root)
-    parts = chosen_parts(list(listings.items()), split, f"folder {root}")
-    listing = [entry for _, part in parts for entry in part][:limit]
     index = {name: number for number, name in enumerate(class_names)}
+    chosen = chosen_rows([(part, len(listing)) for part, listing in listings.items()], split,
+                         test_fraction=test_fraction, where=f"folder {root}", classes=classes, class_names=class_names,
+                         labels={part: np.array([index.get(label, -1) for _, label in listing])
+                                 for part, listing in listings.items()})
+    listing, names = [], ()
+    for part, rows, split_names in limited_rows(chosen, limit):
+        listing += [listings[part][row] for row in rows]
+        names += tuple(split_names)
     ids = tuple(path.relative_to(root).as_posix() for path, _ in listing)
 
     def decoded(image_id, path, label):
@@ -62,7 +71,7 @@ def records(dataset, *, split="all", image_size=None, channels=None, resize="str
         list(ids), [str(path) for path, _ in listing],
         tf.constant([index.get(label, -1) for _, label in listing], tf.int64)))
     dataset = dataset.map(decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return Records(root.name, dataset.ignore_errors(), ids, tuple(class_names))
+    return Records(root.name, dataset.ignore_errors(), ids, tuple(class_names), names)
 
 
 def listed(root):

@@ -2,7 +2,7 @@
 
 A measurement module declares everything about its measurement in one
 ``register_measurement(Measurement(...))`` call: the key it writes in ``metrics.json``, how it
-measures (from a ``Measuring``: the model's endpoints, the data, and what measurements share,
+measures (from a ``Measuring``: the opened model, the data, and what measurements share,
 such as the codes and the fitted probes, each computed once), the lines it adds to the printed
 summary and the columns it adds to a report's table. ``tfae.evaluation.evaluate`` is a loop over
 the registry, so a new measurement is one new module. The built-in ones are this package's
@@ -120,7 +120,7 @@ class Measuring:
     """What the measurements of one evaluation share, each part computed on first use.
 
     Args:
-        endpoints: the model (``tfae.evaluation.Endpoints``).
+        opened: the model (``tfae.opened.OpenedModel``).
         splits: the data (``tfae.data.Splits``).
         batch_size: images per batch through the model.
         progress: a ``tfae.progress.Progress`` that shows each part as a stage (default: none).
@@ -133,15 +133,15 @@ class Measuring:
 
     Examples:
         >>> splits = load("mnist", limit=500)  # doctest: +SKIP
-        >>> measuring = Measuring(open_endpoints("runs/deep"), splits)  # doctest: +SKIP
+        >>> measuring = Measuring(open_model("runs/deep"), splits)  # doctest: +SKIP
         >>> measuring.test.codes.shape  # doctest: +SKIP
         (500, 256)
     """
 
-    def __init__(self, endpoints, splits, batch_size=500, progress=None, probe_limit=None):
+    def __init__(self, opened, splits, batch_size=500, progress=None, probe_limit=None):
         from tfae.progress import Progress
 
-        self.endpoints = endpoints
+        self.opened = opened
         self.splits = splits
         self.batch_size = batch_size
         self.probe_limit = probe_limit
@@ -176,10 +176,10 @@ class Measuring:
         errors = Errors() if reconstruct else None
         with self.progress.stage(name, total=-(-count // self.batch_size), unit="batch") as tick:
             for noisy, clean, labels in self.batches(split, corruption):
-                codes = self.endpoints.encode(noisy)
+                codes = self.opened.encode(noisy)
                 if reconstruct:  # from the codes when the model can: one pass, not two
-                    reconstructions = (self.endpoints.decode(codes) if self.endpoints.decode
-                                       else self.endpoints.reconstruct(noisy))
+                    reconstructions = (self.opened.decode(codes) if self.opened.decode
+                                       else self.opened.reconstruct(noisy))
                     errors.add(noisy, clean, reconstructions)
                 if keep:
                     parts["codes"].add(codes)

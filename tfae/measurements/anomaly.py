@@ -2,8 +2,8 @@
 the other classes from those of its own, by its anomaly scores (``tfae.anomaly``).
 
 For each score: AUROC and AUPRC (the other classes the positives), and the F1 of the flags at
-the threshold of ``CONTAMINATION`` calibrated on the normal classes' training and validation
-images of the measured data, with the share of normal and anomalous test images flagged. Left
+the threshold of ``tfae.anomaly.DEFAULT_CONTAMINATION`` calibrated on the normal classes'
+training and validation images of the measured data, with the share of normal and anomalous test images flagged. Left
 out for a run trained on every class, an export, or unlabelled data.
 
 Examples:
@@ -15,10 +15,8 @@ Examples:
 
 import numpy as np
 
-from tfae.anomaly import SCORES, calibration_of, elbo_score, split_scores
+from tfae.anomaly import DEFAULT_CONTAMINATION, SCORES, AnomalyDetector, split_scores
 from tfae.measurements import Measurement, register_measurement
-
-CONTAMINATION = 0.05
 
 
 def _measure(measuring):
@@ -28,33 +26,32 @@ def _measure(measuring):
     from tfae.data.classes import class_indices, keep_classes
     from tfae.errors import TfaeError
 
-    classes = (measuring.endpoints.data_settings or {}).get("classes")
+    classes = (measuring.opened.data_settings or {}).get("classes")
     if not classes or not measuring.splits.labelled:
         return None
     try:
         normal = class_indices(measuring.splits, classes)
-        negative_elbo = elbo_score(measuring.endpoints.variational)
-        calibration = calibration_of(measuring.endpoints.encode, measuring.endpoints.reconstruct,
-                                     keep_classes(measuring.splits, classes), measuring.progress,
-                                     negative_elbo=negative_elbo)
+        fitted = AnomalyDetector().fit(measuring.opened, keep_classes(measuring.splits, classes),
+                                       measuring.progress)
     except TfaeError as error:  # other data, without the run's classes
         measuring.notes.append(f"anomaly: not measured: {error}")
         return None
     test = measuring.test_images
     with measuring.progress.stage("anomaly scores", total=int(test.cardinality()),
                                   unit="image") as tick:
-        parts, labels = split_scores(
-            measuring.endpoints.encode, measuring.endpoints.reconstruct, test,
-            calibration.reference_codes, measuring.batch_size, tick, negative_elbo)
+        parts, labels = split_scores(measuring.opened, test,
+                                     fitted.calibration_.reference_codes, measuring.batch_size,
+                                     tick)
     anomalous = ~np.isin(labels, normal)
     if anomalous.all() or not anomalous.any():
         measuring.notes.append("anomaly: not measured: the test images are all of one kind")
         return None
-    value = {"normal_classes": classes, "contamination": CONTAMINATION,
+    value = {"normal_classes": classes, "contamination": DEFAULT_CONTAMINATION,
              "anomalous_test_images": int(anomalous.sum())}
-    for score in calibration.scores():
-        scores = calibration.combined(parts, score)
-        flagged = scores > calibration.threshold(score, CONTAMINATION)
+    for score in fitted.calibration_.scores():
+        detector = AnomalyDetector(score).calibrated(measuring.opened, fitted.calibration_)
+        scores = detector.scores_of(parts)
+        flagged = scores > detector.threshold_
         value[score] = {"auroc": float(roc_auc_score(anomalous, scores)),
                         "auprc": float(average_precision_score(anomalous, scores)),
                         "f1": float(f1_score(anomalous, flagged)),

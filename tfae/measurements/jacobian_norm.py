@@ -56,8 +56,8 @@ def _measure(measuring):
     images = measuring.test.targets[:IMAGES]
     with measuring.progress.stage("encoder's Jacobian norm", total=-(-len(images) // BATCH),
                                   unit="batch") as tick:
-        return jacobian_norm(measuring.endpoints.encode, images,
-                             measuring.endpoints.jacobian_squared_norm, tick)
+        return jacobian_norm(measuring.opened.encode, images,
+                             measuring.opened.jacobian_squared_norm, tick)
 
 
 register_measurement(Measurement(

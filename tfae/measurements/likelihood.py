@@ -22,7 +22,7 @@ IMPORTANCE_BATCH = 50
 
 
 def _measure(measuring):
-    model = measuring.endpoints.variational
+    model = measuring.opened.variational
     if model is None:
         return None
     images = measuring.test.targets  # the test images the other measurements read, held once

@@ -107,7 +107,7 @@ def _measure(measuring):
                                name=f"manifold convergence: {NOISE} starts")
     with measuring.progress.stage("manifold convergence: iterating", total=STEPS,
                                   unit="step") as tick:
-        return convergence(measuring.endpoints.reconstruct, starts.inputs, starts.labels,
+        return convergence(measuring.opened.reconstruct, starts.inputs, starts.labels,
                            pixel_classifier, tick=tick)
 
 

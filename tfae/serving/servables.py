@@ -21,7 +21,7 @@ import threading
 import numpy as np
 
 from tfae.errors import TfaeError, first_line, op_error_message
-from tfae.exports import versions
+from tfae.runs import ExportFolder
 from tfae.files import file_identity
 
 # TF Serving's mapping (http_rest_api_util.cc, ToHTTPStatusCode).
@@ -303,7 +303,7 @@ class Repository:
 
     def versions(self):
         """The version numbers on disk, ascending (read anew each time: exports come and go)."""
-        return versions(self.export_dir)
+        return ExportFolder(self.export_dir).versions()
 
     def version(self, name, version=None, label=None):
         """The version a request names: ``version``, ``label``'s, or ``None`` for the newest that
