@@ -164,3 +164,11 @@ def test_the_readme_lists_every_family_and_measurement_as_registered():
         assert f"| `{family.name}` |" in readme, family.name
     for measurement in measurements():
         assert f"| `{measurement.name}` | {measurement.summary} |" in readme, measurement.name
+
+
+def test_the_operations_page_shows_the_matrix_the_matrix_test_runs():
+    from test_matrix import matrix_table
+
+    page = (ROOT / "docs/operations.md").read_text()
+    generated = page.split("<!-- generated from tests/test_matrix.py: MATRIX -->\n")[1]
+    assert generated.split("<!-- end of the generated table -->")[0] == matrix_table()

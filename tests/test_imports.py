@@ -114,3 +114,14 @@ def test_no_public_name_is_also_a_module_that_importing_would_put_in_its_place()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "True"
+
+
+def test_a_server_worker_imports_neither_tfds_nor_the_data_pipeline_nor_training():
+    # What a worker process imports (tfae.serving.server:app_from_environment), measured in a
+    # process of its own: a server loads exports, and training's modules only cost it memory.
+    code = ("import sys, tfae.serving.server; print(sorted(name for name in ("
+            "'tensorflow_datasets', 'tfae.data', 'tfae.exports', 'tfae.train', 'keras_tuner') "
+            "if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"

@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 # public name -> the module it lives in
 _EXPORTS = {
+    "AnomalyDetector": "tfae.anomaly",
     "Autoencoder": "tfae.models.base",
     "Corruption": "tfae.corruptions",
     "DataConfig": "tfae.config",
@@ -50,11 +51,14 @@ _EXPORTS = {
     "load": "tfae.data",
     "load_records": "tfae.data",
     "load_model": "tfae.runs",
+    "open_model": "tfae.opened",
     "parse_corruption": "tfae.corruptions",
     "pipeline": "tfae.data",
     "reconstruct": "tfae.apply",
     "register": "tfae.families",
     "resolve": "tfae.config",
+    "sample": "tfae.apply",
+    "score": "tfae.apply",
     "tune": "tfae.tuning",
 }
 __all__ = sorted(_EXPORTS)

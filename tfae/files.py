@@ -217,6 +217,13 @@ class ArrayCollector:
 
     ``arrays()`` gives ``name`` (the outputs, float32, or a dict's columns each by its name),
     ``ids``, ``splits`` and ``labels``.
+
+    Examples:
+        >>> collector = ArrayCollector("scores")
+        >>> collector.add(["a", "b"], ["test", "test"], np.array([-1, -1]),
+        ...               {"score": np.array([0.5, 2.0])})
+        >>> collector.arrays()["score"].tolist(), collector.arrays()["ids"].tolist()
+        ([0.5, 2.0], ['a', 'b'])
     """
 
     path = None
@@ -251,7 +258,17 @@ class NpzWriter:
     """An ``.npz`` file of ``name`` (the outputs), ``ids``, ``splits``, ``labels`` and
     ``class_names``; the
     outputs go to a raw file as they come and into the archive at the end, so that memory holds
-    none of them."""
+    none of them.
+
+    Examples:
+        >>> import tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "codes.npz"
+        >>> writer = NpzWriter(path, "codes", ())
+        >>> with written(writer):
+        ...     writer.add(["x/0"], ["train"], np.array([-1]), np.ones((1, 3)))
+        >>> np.load(path)["codes"].shape, np.load(path)["splits"].tolist()
+        ((1, 3), ['train'])
+    """
 
     def __init__(self, path, name, class_names):
         self.path, self.name, self.class_names = path, name, class_names
@@ -296,7 +313,17 @@ class NpzWriter:
 class TableWriter:
     """A ``.csv`` or ``.parquet`` table (columns ``id``, ``split``, then ``label`` and ``class``
     for labelled data, then the outputs), written a batch at a time by pyarrow (tfds' own
-    dependency) in C++: a CSV of 70,000 codes of 256 numbers formats in seconds, not minutes."""
+    dependency) in C++: a CSV of 70,000 codes of 256 numbers formats in seconds, not minutes.
+
+    Examples:
+        >>> import tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "codes.csv"
+        >>> writer = TableWriter(path, ("cat", "dog"))
+        >>> with written(writer):
+        ...     writer.add(["dog/1.png"], ["test"], np.array([1]), np.zeros((1, 2)))
+        >>> path.read_text().splitlines()[1]
+        '"dog/1.png","test",1,"dog",0,0'
+    """
 
     def __init__(self, path, class_names):
         self.path, self.class_names = path, class_names
@@ -349,7 +376,18 @@ class TableWriter:
 class PngFolderWriter:
     """A folder of 8-bit PNG files, one per image, named as the image's id with the suffix
     ``.png`` (``cat/1.jpg`` -> ``cat/1.png``; ``test/0042`` -> ``test/0042.png``); ids that
-    would share a name (``1.jpg`` and ``1.png``) keep their whole id (``1.jpg.png``, ``1.png.png``)."""
+    would share a name (``1.jpg`` and ``1.png``) keep their whole id (``1.jpg.png``, ``1.png.png``).
+
+    Examples:
+        >>> import tempfile
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "out"
+        >>> writer = PngFolderWriter(out, ["cat/1.jpg", "cat/1.png"])
+        >>> with written(writer):
+        ...     writer.add(["cat/1.jpg", "cat/1.png"], ["all"] * 2, np.array([0, 0]),
+        ...                np.zeros((2, 4, 4, 1), np.float32))
+        >>> sorted(path.name for path in (out / "cat").iterdir())
+        ['1.jpg.png', '1.png.png']
+    """
 
     def __init__(self, path, ids):
         self.path = path
