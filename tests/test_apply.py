@@ -82,8 +82,8 @@ def test_csv_and_parquet_hold_the_same_codes_as_npz(small_export, photos, tmp_pa
     lines = (tmp_path / "codes.csv").read_text().splitlines()
     assert lines[0].split(",")[:5] == ['"id"', '"split"', '"label"', '"class"', '"code_0"']
     row = lines[5].split(",")
-    assert row[:3] == ['"loose.png"', "-1", ""]
-    np.testing.assert_allclose([float(value) for value in row[3:]], codes[4], rtol=1e-6)
+    assert row[:4] == ['"loose.png"', '"train"', "-1", ""]
+    np.testing.assert_allclose([float(value) for value in row[4:]], codes[4], rtol=1e-6)
 
 
 def test_reconstruct_writes_pngs_named_as_the_images(small_export, photos, tmp_path):

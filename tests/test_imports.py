@@ -108,20 +108,20 @@ def test_no_public_name_is_also_a_module_that_importing_would_put_in_its_place()
     # tfae.evaluate(...) failed as "'module' object is not callable" once tfae.report was imported.
     modules = {info.name for info in pkgutil.iter_modules(tfae.__path__)}
     assert not modules & set(tfae.__all__)
-    code = ("import tfae, tfae.report, tfae.apply, tfae.train, tfae.tuning; "
-            "print(all(callable(getattr(tfae, name)) for name in "
-            "('evaluate', 'tune', 'export', 'encode', 'fit')))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "True"
+    assert _printed("import tfae, tfae.report, tfae.apply, tfae.train, tfae.tuning; "
+                    "print(all(callable(getattr(tfae, name)) for name in "
+                    "('evaluate', 'tune', 'export', 'encode', 'score', 'fit')))") == "True"
 
 
 def test_a_server_worker_imports_neither_tfds_nor_the_data_pipeline_nor_training():
     # What a worker process imports (tfae.serving.server:app_from_environment), measured in a
     # process of its own: a server loads exports, and training's modules only cost it memory.
-    code = ("import sys, tfae.serving.server; print(sorted(name for name in ("
-            "'tensorflow_datasets', 'tfae.data', 'tfae.exports', 'tfae.train', 'keras_tuner') "
-            "if name in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "[]"
+    assert _printed("import sys, tfae.serving.server; print(sorted(name for name in ("
+                    "'tensorflow_datasets', 'tfae.data', 'tfae.exports', 'tfae.train', "
+                    "'keras_tuner') if name in sys.modules))") == "[]"
+
+
+def _printed(code):
+    """What ``code`` prints in a fresh interpreter (whose imports are its own)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()

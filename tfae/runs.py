@@ -35,6 +35,7 @@ import pathlib
 import shutil
 import zipfile
 
+from tfae import __version__
 from tfae.errors import TfaeError, first_line
 from tfae.files import process_exists, read_json, write_json
 
@@ -313,8 +314,6 @@ class RunFolder(_Folder):
         """Updates ``run.json`` with ``fields`` and the versions of tfae, TensorFlow and Keras."""
         import keras
         import tensorflow as tf
-
-        from tfae import __version__  # tfae/__init__ imports this module, so not at the top
 
         info = self.info()
         info.update(fields)

@@ -30,6 +30,7 @@ import time
 import keras
 import tensorflow as tf
 
+from tfae.compat import require
 from tfae.config import LOSSES, resolve
 from tfae.data import as_splits, load_config, pipeline, worker_pipeline
 from tfae.data.pipeline import corruption_device
@@ -423,13 +424,15 @@ def _run_callbacks(folder):
     return [
         _EpochTimer(),
         keras.callbacks.CSVLogger(str(folder.history_csv), append=True),
-        # double_checkpoint keeps the previous backup for a kill in the middle of writing one; the
-        # backup outlives training until the model file is in place (RunFolder.remove_checkpoint),
-        # so a kill while the model is written loses no epoch.
-        _BackupAndRestore(str(folder.checkpoint_dir), double_checkpoint=True,
-                          delete_checkpoint=False),
+        # The backup outlives training until the model file is in place
+        # (RunFolder.remove_checkpoint), so a kill while the model is written loses no epoch.
+        _BackupAndRestore(str(folder.checkpoint_dir), delete_checkpoint=False),
         keras.callbacks.TensorBoard(str(folder.logs_dir)),
     ]
+
+
+# Overridden below, the writer of Keras' backup (no public hook writes it whole or not at all).
+require(keras.callbacks.BackupAndRestore, ("_save_model",), "keras")
 
 
 class _BackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -30,6 +30,7 @@ import warnings
 import keras
 import keras_tuner
 
+from tfae.compat import require
 from tfae.config import resolve
 from tfae.data import load_config
 from tfae.data.classes import class_indices
@@ -251,6 +252,12 @@ def _distributed_role(distributed):
     if missing:
         raise TfaeError(f"--distributed needs the environment variables {', '.join(missing)}")
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
+# Overridden below: keras-tuner's writers of its files (no public hook writes them whole).
+require(keras_tuner.Oracle, ("_save_trial", "_get_oracle_fname", "_get_trial_dir"),
+        "keras-tuner")
+require(keras_tuner.Tuner, ("_get_tuner_fname", "_is_worker"), "keras-tuner")
 
 
 class _AtomicOracle:

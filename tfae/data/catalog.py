@@ -41,7 +41,11 @@ import tensorflow_datasets as tfds
 from tfae.data.records import Records, chosen_rows, limited_rows, numbered_ids
 from tfae.data.shards import SHUFFLE_IMAGES, budget_bytes
 from tfae.data.splits import Splits, Streamed, conform, fingerprint, validation_start
+from tfae.compat import require
 from tfae.errors import TfaeError
+
+# Used to build a data set from files of its own (_accepting_manual_files).
+require(tfds.core.registered, ("skip_registration",), "tensorflow-datasets")
 
 LOG = logging.getLogger("tfae")  # the command line shows its info lines unless --quiet
 BUNDLED_MNIST = pathlib.Path(__file__).parent.parent / "mnist"

@@ -18,8 +18,8 @@ import pathlib
 
 import tensorflow as tf
 # tf.data's one map with a GPU kernel; not in the public API (see ``map_on_device``).
-from tensorflow.python.data.experimental.ops.prefetching_ops import map_on_gpu
 
+from tfae.compat import private_name
 from tfae.data.shards import Shards
 from tfae.data.splits import Streamed
 from tfae.distribute import is_multi_worker
@@ -125,8 +125,13 @@ def map_on_device(dataset, function, device):
     on_gpu = tf.DeviceSpec.from_string(device).device_type == "GPU"
     if not on_gpu and count is not None and count >= 0:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    if not on_gpu:
+        with tf.device(device):
+            return dataset.map(function)
+    map_on_gpu = private_name("tensorflow.python.data.experimental.ops.prefetching_ops",
+                              "map_on_gpu", "tensorflow")  # no public GPU map: looked up here
     with tf.device(device):
-        return dataset.apply(map_on_gpu(function)) if on_gpu else dataset.map(function)
+        return dataset.apply(map_on_gpu(function))
 
 
 def corruption_device(strategy=None):

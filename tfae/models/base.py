@@ -22,7 +22,11 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from tfae.compat import require
 from tfae.distribute import reducible_logs
+
+# Overridden below: Keras' first-batch build under a strategy.
+require(keras.Model, ("_maybe_symbolic_build",), "keras")
 
 
 @contextlib.contextmanager

@@ -31,9 +31,9 @@ import threading
 import time
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
+from tfae.compat import private_name, require
 from tfae.errors import TfaeError
 from tfae.serving import grpc_api, rest
 from tfae.serving.servables import Repository, ServingError
@@ -167,6 +167,14 @@ def app_from_environment():
     settings = json.loads(os.environ[_SETTINGS_VARIABLE])
     start_tensorflow(settings.pop("verbose"))
     return create_app(ServerSettings(**settings))
+
+
+# uvicorn's HTTP protocol, extended below (it has no public hook for these limits).
+HttpToolsProtocol = private_name("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol",
+                                 "uvicorn")
+require(HttpToolsProtocol, ("connection_made", "connection_lost", "on_message_begin",
+                            "on_headers_complete", "on_message_complete", "send_400_response",
+                            "timeout_keep_alive_handler"), "uvicorn")
 
 
 class _Protocol(HttpToolsProtocol):
