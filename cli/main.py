@@ -21,7 +21,8 @@ import time
 import click
 
 from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, NEIGHBOURS, SCORES
-from tfae.config import SPLITS, TRIAL_EPOCHS, DataConfig, FitConfig, TuneConfig
+from tfae.config import (APPLIED_SETTINGS, SPLITS, TRIAL_EPOCHS, DataConfig, FitConfig,
+                         TuneConfig)
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError, op_error_message
 from tfae.figures import figure_kinds, figure_names
@@ -389,7 +390,7 @@ def _applied_data_options():
     """The options of ``encode`` and ``reconstruct``: which images, and how they fit the model
     (the image size and channels are the model's own)."""
     options = [_click_option(spec, APPLIED_DATA_HELP.get(spec.name)) for spec in specs(DataConfig)
-               if spec.name in ("dataset", "data_dir", "manual_dir", "resize")]
+               if spec.name in APPLIED_SETTINGS]
     for option in options:
         if option.name == "resize":
             option.default = None  # the run's own

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfae.anomaly import check_contamination, check_score
+from tfae.config import APPLIED_SETTINGS, DataConfig
 from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
@@ -59,10 +60,10 @@ SHOWN_ANOMALIES = 10  # the highest scores a summary names
 # What reconstruct's --out is not: a name ending so is a mistake, not a folder to make.
 NOT_FOLDERS = (".png", ".jpg", ".jpeg", ".csv", ".parquet", ".npy", ".json")
 BATCH_SIZE = 256
-# The run's own settings that say which images are which split (with its data, when applied to
-# its own data: a run trained on some classes keeps them in its training and validation images).
+# The run's own settings that say which images are which split (on any data), and those of its
+# own data (tfae.config.APPLIED_SETTINGS, and the classes its training and validation kept).
 SPLIT_SETTINGS = ("test_fraction",)
-OWN_DATA_SETTINGS = ("dataset", "data_dir", "manual_dir", "resize", "classes")
+OWN_DATA_SETTINGS = (*APPLIED_SETTINGS, *DataConfig.named("classes"))
 
 
 @dataclasses.dataclass

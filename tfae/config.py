@@ -25,7 +25,7 @@ from tfae.corruptions import noise_help, parse_corruption
 from tfae.errors import TfaeError
 from tfae.families import Family, get_family, option_names, tunable_family_names
 from tfae.files import read_json
-from tfae.options import checked, option
+from tfae.options import checked, option, specs
 
 LOSSES = {"mse": "mse", "bce": "binary_crossentropy"}  # name -> Keras loss
 RESIZE_MODES = ("stretch", "crop", "pad")  # as Keras' image_dataset_from_directory offers
@@ -73,31 +73,35 @@ class DataConfig:
 
     dataset: str = option("mnist", "A tensorflow-datasets name (mnist is bundled), a folder of "
                           "images (class subfolders give labels), or an .npz file (x, y, x_test, "
-                          "y_test).")
-    data_dir: str | None = option(None, "Folder of prepared tfds data (default: tfds' own).")
+                          "y_test).", role="images")
+    data_dir: str | None = option(None, "Folder of prepared tfds data (default: tfds' own).",
+                                  role="location")
     manual_dir: str | None = option(
         None, "Folder of a tfds data set's original files, to build it offline (such as "
-        "/usr/share/datasets/fashion-mnist for fashion_mnist).")
+        "/usr/share/datasets/fashion-mnist for fashion_mnist).", role="location")
     image_size: tuple | None = option(None, "Resize every image to HEIGHT,WIDTH (needed when a "
-                                      "folder's images differ in size).", minimum=1)
+                                      "folder's images differ in size).", minimum=1,
+                                      role="images")
     channels: int | None = option(None, "Convert every image to 1 (grey) or 3 (colour) channels.",
-                                  choices=(1, 3))
+                                  choices=(1, 3), role="images")
     resize: str = option("stretch", "How --image-size fits images of another aspect ratio: "
                          "stretch them, crop their centre, or pad them with black.",
-                         choices=RESIZE_MODES)
+                         choices=RESIZE_MODES, role="images")
     test_fraction: float = option(
         0.1, "Share of a folder or array without a test split held out (seeded) for testing.",
-        above=0)
-    limit: int | None = option(None, "Use the first N images of each split only.", minimum=1)
+        above=0, role="images")
+    limit: int | None = option(None, "Use the first N images of each split only.", minimum=1,
+                               role="images")
     memory_budget: float | None = option(
         None, "A folder whose decoded images pass this many GB is prepared once into shards on "
         "disk and streamed, a tfds data set streamed from its own files (default: a quarter of "
-        "this machine's memory).", above=0)
+        "this machine's memory).", above=0, role="holding")
     prepared_dir: str | None = option(None, "Where folders are prepared into shards (default: "
-                                      "~/.cache/tfae/prepared).")
+                                      "~/.cache/tfae/prepared).", role="holding")
     classes: str | None = option(
         None, "Train and validate on these classes only, such as 3 or 3,5 or cat,dog (names or "
-        "indices): the normal images of an anomaly detector. The test split keeps every class.")
+        "indices): the normal images of an anomaly detector. The test split keeps every class.",
+        role="classes")
 
     def check(self):
         """Rules across fields (``tfae.options.checked`` calls it)."""
@@ -125,6 +129,19 @@ class DataConfig:
         """
         return checked(DataConfig, self.data_fields())
 
+    @classmethod
+    def named(cls, role):
+        """The names of the settings of ``role``, in declaration order: ``images`` (which
+        images, and how they are shaped and split: what makes measured images what they are),
+        ``location`` (where tfds keeps them), ``holding`` (how a folder is held: in memory or
+        in shards; never which images) or ``classes``.
+
+        Examples:
+            >>> DataConfig.named("holding")
+            ('memory_budget', 'prepared_dir')
+        """
+        return tuple(spec.name for spec in specs(cls) if spec.role == role)
+
     def data_fields(self):
         """The ``DataConfig`` fields of this config, as a dict (``tfae.data.load``'s keywords).
 
@@ -133,6 +150,11 @@ class DataConfig:
             'digits.npz'
         """
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(DataConfig)}
+
+
+# The data settings applying a model to images takes (tfae.apply, tfae encode ...): which data,
+# where it is kept and how it is resized; the image size and channels are the model's own.
+APPLIED_SETTINGS = ("dataset", *DataConfig.named("location"), "resize")
 
 
 @dataclasses.dataclass

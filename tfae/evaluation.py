@@ -50,9 +50,8 @@ from tfae.progress import Progress
 from tfae.runs import RunFolder
 
 
-# The settings that make the measured images what they are (data_dir and manual_dir only say
-# where they are kept).
-IDENTITY = ("dataset", "image_size", "channels", "resize", "test_fraction", "limit")
+# The settings that make the measured images what they are (not where they are kept or how).
+IDENTITY = DataConfig.named("images")
 
 
 @dataclasses.dataclass

@@ -93,7 +93,7 @@ def projections_option():
     return option(1, "Random projections for --penalty projection.", minimum=1)
 
 
-def option(default, help, *, minimum=None, above=None, choices=None, flag=None):
+def option(default, help, *, minimum=None, above=None, choices=None, flag=None, role=None):
     """A dataclass field declaring one option.
 
     Args:
@@ -103,6 +103,8 @@ def option(default, help, *, minimum=None, above=None, choices=None, flag=None):
         above: a number the value must exceed.
         choices: the allowed strings (or whole numbers).
         flag: the command-line flag when it is not the name with dashes (``--lambda``).
+        role: what the setting decides, for the code that reads settings by what they do
+            rather than by a list of names (``tfae.config.DataConfig.named``).
 
     Examples:
         >>> field = option(0.01, "C of the ridge solution.", above=0)
@@ -110,7 +112,8 @@ def option(default, help, *, minimum=None, above=None, choices=None, flag=None):
         (0.01, 0)
     """
     return dataclasses.field(default=default, metadata={
-        "help": help, "minimum": minimum, "above": above, "choices": choices, "flag": flag})
+        "help": help, "minimum": minimum, "above": above, "choices": choices, "flag": flag,
+        "role": role})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +126,7 @@ class OptionSpec:
         optional: whether ``None`` is allowed (then ``None`` means "the default elsewhere").
         default, help, minimum, above, choices: as given to ``option``.
         flag: the command-line flag.
+        role: as given to ``option``.
 
     Examples:
         >>> from tfae.config import FitConfig
@@ -140,6 +144,7 @@ class OptionSpec:
     above: float | None
     choices: tuple | None
     flag: str
+    role: str | None = None
 
 
 def specs(cls):
@@ -161,7 +166,8 @@ def specs(cls):
         meta = field.metadata
         found.append(OptionSpec(
             field.name, kind, optional, field.default, meta["help"], meta["minimum"],
-            meta["above"], meta["choices"], meta["flag"] or "--" + field.name.replace("_", "-")))
+            meta["above"], meta["choices"], meta["flag"] or "--" + field.name.replace("_", "-"),
+            meta.get("role")))
     return found
 
 

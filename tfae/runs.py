@@ -243,9 +243,9 @@ class RunFolder(_Folder):
             if saved_model != config.model:
                 raise TfaeError(f"--out {self.path} holds a run of model {saved_model!r}, not "
                                 f"{config.model!r}; choose another --out")
-        # Where a folder's images are held changes how they are read, not which they are.
+        # How a folder's images are held changes how they are read, not which they are.
         check_reusable(self.path, self.config_path, config.to_dict(), "run",
-                       ignore=("epochs", "memory_budget", "prepared_dir"),
+                       ignore=("epochs", *FitConfig.named("holding")),
                        defaults=FitConfig().to_dict())
         saved = self.info().get("data", {}).get("fingerprint")
         if source and saved and source.get("fingerprint") != saved:
