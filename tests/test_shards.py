@@ -218,7 +218,40 @@ def test_prepare_on_the_command_line(photos, tmp_path):
     assert manifest["settings"]["image_size"] == [4, 4]
     refused = run_tfae("prepare", photos, "--out", photos, cwd=tmp_path, check=False)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert f"{photos} holds files that are not prepared shards" in refused.stderr
+    assert f"{photos} is not empty and was not made by tfae prepare" in refused.stderr
+
+
+def test_prepare_removes_only_files_tfae_marked_as_its_own(photos, tmp_path):
+    # Names that end as tfae's do are not tfae's: a folder it did not make is refused whole.
+    users = tmp_path / "mine"
+    users.mkdir()
+    for name in ("holiday.tfrecord", "notes.sha256", "draft.partial"):
+        (users / name).write_text("the user's")
+    with pytest.raises(TfaeError, match="not empty and was not made by tfae prepare"):
+        shards.prepare(photos, users, image_size=(4, 4))
+    assert sorted(path.name for path in users.iterdir()) == [
+        "draft.partial", "holiday.tfrecord", "notes.sha256"]
+    # In its own folder, preparing again at another size replaces its shards and nothing else.
+    out = tmp_path / "prepared"
+    shards.prepare(photos, out, image_size=(4, 4))
+    (out / "README.txt").write_text("the user's note")
+    (out / "train.tfrecord").write_text("the user's, named like a shard")
+    shards.prepare(photos, out, image_size=(5, 5))
+    assert (out / "README.txt").read_text() == "the user's note"
+    assert (out / "train.tfrecord").read_text() == "the user's, named like a shard"
+    assert json.loads((out / shards.MANIFEST).read_text())["settings"]["image_size"] == [5, 5]
+
+
+def test_a_preparation_killed_while_writing_its_plan_is_taken_up_again(photos, tmp_path):
+    out = tmp_path / "prepared"
+    shards.prepare(photos, out, image_size=(4, 4))
+    for path in out.iterdir():
+        if path.name not in (shards.MARK, shards.LOCK):
+            path.unlink()
+    (out / f".{shards.PLAN}.999999.partial").write_text('{"half')  # a kill inside write_json
+    shards.prepare(photos, out, image_size=(4, 4))
+    assert (out / shards.MANIFEST).is_file()
+    assert not list(out.glob("*.partial"))
 
 
 def test_a_file_that_does_not_decode_is_named_and_leaves_no_partial_shard(photos, tmp_path):

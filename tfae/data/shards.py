@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import pathlib
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -47,6 +48,9 @@ LOG = logging.getLogger("tfae")
 MANIFEST = "tfae-prepared.json"
 PLAN = "plan.json"  # what is being written; the manifest appears when all of it is
 LOCK = ".lock"
+# In a folder tfae made for shards: only such a folder is written into, and only the files
+# ``_ours`` names are ever removed from it.
+MARK = ".tfae-shards"
 FORMAT = 1
 SHARD_BYTES = 128 << 20  # TensorFlow's guide: shards of 100 MB and more read fastest
 # Images read from this many shards at once, and a buffer of this many, shuffle a split whose
@@ -370,14 +374,37 @@ def _listing_key(root, listings):
 
 
 def _make_folder(out):
+    """Makes ``out`` tfae's folder of shards: a new or empty one is marked as tfae's own
+    (``MARK``); one tfae prepared before (its mark, or an earlier tfae's manifest or plan) is
+    taken; any other is refused, so that nothing of the user's is ever removed."""
     try:
         out.mkdir(parents=True, exist_ok=True)
+        entries = {path.name for path in out.iterdir()}
+        if not entries - {LOCK}:
+            (out / MARK).write_text(f"prepared by tfae {FORMAT}\n")
+        elif not entries & {MARK, MANIFEST, PLAN}:
+            raise TfaeError(f"{out} is not empty and was not made by tfae prepare; choose a new "
+                            "or empty folder for the shards")
     except OSError as error:
         raise TfaeError(f"cannot write {out}: {error.strerror or error}") from None
-    if any(path.name not in (MANIFEST, PLAN, LOCK) and not path.name.endswith(
-            (".tfrecord", ".sha256", ".partial")) for path in out.iterdir()):
-        raise TfaeError(f"{out} holds files that are not prepared shards; choose another "
-                        "folder for them")
+
+
+# The files tfae writes into a folder of shards, and their partial files (tfae.files).
+_OWN_FILE = re.compile(r"^\.?(?:(?:train|validation|test)-\d{5}-of-\d{5}\.tfrecord(?:\.sha256)?"
+                       r"|%s|%s)(?:\.\d+\.partial)?$" % (re.escape(PLAN), re.escape(MANIFEST)))
+
+
+def _ours(name):
+    """Whether ``name`` is one tfae writes into a folder of shards (a shard, its digests, the
+    plan, the manifest, or one of these half-written).
+
+    Examples:
+        >>> _ours("train-00000-of-00004.tfrecord"), _ours(".plan.json.812.partial")
+        (True, True)
+        >>> _ours("holiday.tfrecord"), _ours("notes.partial")
+        (False, False)
+    """
+    return bool(_OWN_FILE.match(name))
 
 
 class _locked:
@@ -412,8 +439,9 @@ def _plan(out, root, listings, listing_key, settings, shard_bytes):
     keep = plan and (plan["listing"], plan["settings"], plan["shard_bytes"]) == (
         listing_key, settings, shard_bytes)
     for stale in out.iterdir():
-        # Under the lock no other writer is alive: a partial shard is a killed one's.
-        if stale.name != LOCK and not (keep and not stale.name.endswith(".partial")):
+        # Under the lock no other writer is alive: a partial file is a killed one's. Only
+        # tfae's own files go: anything else in the folder is the user's.
+        if _ours(stale.name) and not (keep and not stale.name.endswith(".partial")):
             stale.unlink()
     return plan if keep else None
 
