@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import pathlib
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +23,9 @@ from tfae.data.splits import conform, decode, joined_fingerprint, part_digest
 from tfae.errors import TfaeError, op_error_message
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# An image file larger than this is skipped, not read: no photograph is, and a sparse or
+# endless file named .png would be read whole.
+MAX_FILE_BYTES = 256 << 20
 SPLIT_FOLDERS = ("train", "test")
 
 
@@ -104,20 +108,65 @@ def listed(root):
 
 def _images_in(folder):
     """``[(path, class name or None)]`` of the image files under ``folder``, in sorted order;
-    hidden files and folders are skipped, as are files that are not images."""
+    hidden files and folders are skipped, as are files that are not images, and, with a line
+    on stderr each, entries that cannot be read as one (``skipped_entry``)."""
     found = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
-            found.append((entry, None))
+        if entry.suffix.lower() in IMAGE_SUFFIXES and not entry.is_dir():
+            found += [(entry, None)] if _readable_image_file(entry) else []
         elif entry.is_dir():
-            for parent, folders, files in os.walk(entry):
+            for parent, folders, files in os.walk(entry, onerror=_unlisted):
                 folders[:] = sorted(name for name in folders if not name.startswith("."))
                 found += [(pathlib.Path(parent) / name, entry.name) for name in sorted(files)
                           if not name.startswith(".")
-                          and pathlib.Path(name).suffix.lower() in IMAGE_SUFFIXES]
+                          and pathlib.Path(name).suffix.lower() in IMAGE_SUFFIXES
+                          and _readable_image_file(pathlib.Path(parent) / name)]
     return found
+
+
+def skipped_entry(path):
+    """Why the folder entry ``path``, named as an image, cannot be read as one (``None`` if it
+    can): a name that is not UTF-8, a link to nothing, a FIFO, device or other file that is not a
+    regular one, a file over ``MAX_FILE_BYTES``, or one this user may not read.
+
+    Examples:
+        >>> skipped_entry(pathlib.Path("/dev/null"))
+        'not a regular file'
+        >>> skipped_entry(pathlib.Path("/nonexistent/cat.png"))
+        'a link to nothing, or gone'
+    """
+    import stat
+
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not UTF-8"
+    try:
+        status = path.stat()
+    except OSError:
+        return "a link to nothing, or gone"
+    if not stat.S_ISREG(status.st_mode):
+        return "not a regular file"
+    if status.st_size > MAX_FILE_BYTES:
+        return f"{status.st_size / 2**20:,.0f} MB, over the limit of {MAX_FILE_BYTES >> 20} MB"
+    if not os.access(path, os.R_OK):
+        return "not readable by this user"
+    return None
+
+
+def _readable_image_file(path):
+    why = skipped_entry(path)
+    if why is not None:
+        shown = str(path).encode("utf-8", "replace").decode()  # a name not UTF-8 prints too
+        print(f"warning: skipped {shown}: {why}", file=sys.stderr, flush=True)
+    return why is None
+
+
+def _unlisted(error):
+    print(f"warning: skipped folder {error.filename}: {error.strerror}", file=sys.stderr,
+          flush=True)
 
 
 def decoded_files(paths, image_size=None, channels=None, resize="stretch", shape=None,

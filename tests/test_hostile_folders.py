@@ -1,0 +1,52 @@
+"""Folder entries named as images that are not image files: a FIFO, links to a device and to
+nothing, a sparse file far larger than any photograph, a name that is not UTF-8. Each is skipped
+with one line saying why, by every reader of folders (fit's in-memory and prepared paths,
+encode's records), and nothing hangs or reads gigabytes."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import write_images
+
+from tfae.data.image_files import MAX_FILE_BYTES
+
+READERS = {
+    "fit, in memory": "from tfae.data import load; print(int(load(FOLDER).train.cardinality()"
+                      " + load(FOLDER).validation.cardinality() + load(FOLDER).test.cardinality()))",
+    "fit, prepared": "from tfae.data import load; splits = load(FOLDER, memory_budget=1e-9, "
+                     "prepared_dir=FOLDER + '-prepared'); print(splits.source['images'])",
+    "encode": "from tfae.data import load_records; print(len(load_records(FOLDER)))",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile") / "photos"
+    write_images(root / "a", 12)
+    os.mkfifo(root / "a" / "fifo.png")
+    os.symlink("/dev/zero", root / "a" / "zero.png")
+    os.symlink(root / "a" / "gone.png", root / "a" / "dangling.png")
+    with open(root / "a" / "sparse.png", "wb") as sparse:
+        sparse.truncate(MAX_FILE_BYTES + 1)
+    with open(os.fsencode(root / "a") + b"/bad\xffname.png", "wb") as badly_named:
+        badly_named.write((root / "a" / "000.png").read_bytes())
+    return root
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_entries_that_are_not_image_files_are_skipped_with_a_line_each(hostile, reader):
+    code = f"FOLDER = {str(hostile)!r}\n" + READERS[reader]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) == 12
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    for name, why in (("fifo.png", "not a regular file"), ("zero.png", "not a regular file"),
+                      ("dangling.png", "a link to nothing"), ("sparse.png", "over the limit"),
+                      ("bad?name.png", "its name is not UTF-8")):
+        assert any(name in line and why in line for line in warnings), (name, warnings)
+    assert "Traceback" not in result.stderr
+    assert np.all([len(line) < 300 for line in warnings])
