@@ -227,3 +227,30 @@ def test_a_run_encodes_its_own_folder_by_default(photos, tmp_path, monkeypatch):
                                        expand_animations=False), (8, 8), resize="crop")
     expected = endpoints.encode(tf.cast(image[tf.newaxis], tf.float32) / 255.0).numpy()
     np.testing.assert_allclose(codes[ids.index("loose.png")], expected[0], atol=1e-5)
+
+
+def test_an_output_that_names_its_input_or_lies_inside_it_is_refused(small_export, photos,
+                                                                       tmp_path):
+    np.savez(tmp_path / "x.npz", x=np.zeros((10, 8, 8), np.uint8))
+    before = (tmp_path / "x.npz").read_bytes()
+    for command, dataset, out, where in (
+            ("encode", tmp_path / "x.npz", tmp_path / "x.npz", "is the images"),
+            ("reconstruct", tmp_path / "x.npz", tmp_path / "x.npz", "is the images"),
+            ("encode", photos, photos / "codes.npz", "is inside the images"),
+            ("reconstruct", photos, photos / "cat" / "out", "is inside the images")):
+        result = _invoke(command, small_export, "--dataset", dataset, "--out", out)
+        assert result.exit_code == 1 and f"--out {out} {where} it is made from" in result.output
+    assert (tmp_path / "x.npz").read_bytes() == before
+    assert not (photos / "codes.npz").exists() and not (photos / "cat" / "out").exists()
+
+
+def test_reconstructions_whose_names_would_collide_are_each_written(small_export, tmp_path):
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for name in ("a.png", "a.jpg", "a.png.png"):
+        image = np.full((8, 8, 1), len(name) * 20, np.uint8)
+        encoded = tf.io.encode_jpeg(image) if name.endswith(".jpg") else tf.io.encode_png(image)
+        (folder / name).write_bytes(encoded.numpy())
+    applied = reconstruct(small_export, tmp_path / "out", dataset=folder, verbose=False)
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert applied.images == 3 and len(written) == 3, written

@@ -277,7 +277,7 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
                         options=["out"])
     _check_output(out, batch_size)
     progress = Progress(enabled=bool(verbose))
-    opened, records = _opened(path, dataset, split, limit, settings, progress)
+    opened, records = _opened(path, out, dataset, split, limit, settings, progress)
     detector = opened.detector(score, contamination, progress)
 
     def rows(images):
@@ -331,7 +331,7 @@ class _ScoreCollector:
 def _apply(path, out, what, operation, dataset, split, limit, batch_size, verbose, settings):
     _check_output(out, batch_size)
     progress = Progress(enabled=bool(verbose))
-    opened, records = _opened(path, dataset, split, limit, settings, progress)
+    opened, records = _opened(path, out, dataset, split, limit, settings, progress)
     writer = output_writer(out, what, records.ids, records.class_names)
     with written(writer):
         seen = _through(getattr(opened, operation), records, writer, batch_size, progress,
@@ -367,9 +367,10 @@ def _check_output(out, batch_size):
                         options=["batch_size"])
 
 
-def _opened(path, dataset, split, limit, settings, progress):
+def _opened(path, out, dataset, split, limit, settings, progress):
     """``(opened, records)``: the model at ``path`` and the images to apply it to, shaped to
-    the size and channels it takes, split as its run split them."""
+    the size and channels it takes, split as its run split them; ``out`` may be neither those
+    images nor inside their folder."""
     with progress.stage(f"opening {path}"):
         opened = open_model(path)
     height, width, channels = opened.image_shape
@@ -379,10 +380,23 @@ def _opened(path, dataset, split, limit, settings, progress):
     chosen.update({name: value for name, value in settings.items() if value is not None})
     if dataset is not None:
         chosen["dataset"] = os.fspath(dataset)  # a pathlib.Path too
+    _check_not_input(out, chosen.get("dataset"))
     with progress.stage("reading the data"):
         records = load_records(split=split, limit=limit, image_size=(height, width),
                                channels=channels, **chosen)
     return opened, records
+
+
+def _check_not_input(out, dataset):
+    """Refuses an ``out`` that is the ``dataset`` file itself (it would be replaced) or inside
+    its folder (it would be read as images, a class of their own, by the next run)."""
+    if out is None or dataset is None or not pathlib.Path(dataset).expanduser().exists():
+        return  # a tfds name
+    source, written_to = pathlib.Path(dataset).expanduser().resolve(), out.resolve()
+    if written_to == source or source in written_to.parents:
+        where = "is" if written_to == source else "is inside"
+        raise TfaeError(f"{{out}} {out} {where} the images it is made from, {dataset}; write "
+                        "it elsewhere", options=["out"])
 
 
 def _through(function, records, writer, batch_size, progress, doing):

@@ -373,6 +373,29 @@ class TableWriter:
         self.temporary.unlink(missing_ok=True)
 
 
+def png_names(ids):
+    """A PNG file name for each image id, all different: the id with the suffix ``.png``, the
+    whole id and ``.png`` where two would share a name, and a number before ``.png`` where even
+    that is taken (``a.png``, ``a.jpg`` and ``a.png.png`` in one folder).
+
+    Examples:
+        >>> png_names(["a.png", "a.jpg", "a.png.png", "b/c.bmp"])
+        {'a.png': 'a.png.png', 'a.jpg': 'a.jpg.png', 'a.png.png': 'a.png.png.2.png', 'b/c.bmp': 'b/c.png'}
+    """
+    plain = [str(pathlib.PurePosixPath(image_id).with_suffix(".png")) for image_id in ids]
+    shared = {name for name, count in collections.Counter(plain).items() if count > 1}
+    names, taken = {}, set()
+    for image_id, name in zip(ids, plain):
+        name = image_id + ".png" if name in shared else name
+        number = 1
+        while name.lower() in taken:  # case too: a folder may not tell A.png from a.png
+            number += 1
+            name = f"{image_id}.{number}.png"
+        names[image_id] = name
+        taken.add(name.lower())
+    return names
+
+
 class PngFolderWriter:
     """A folder of 8-bit PNG files, one per image, named as the image's id with the suffix
     ``.png`` (``cat/1.jpg`` -> ``cat/1.png``; ``test/0042`` -> ``test/0042.png``); ids that
@@ -392,10 +415,7 @@ class PngFolderWriter:
     def __init__(self, path, ids):
         self.path = path
         self.temporary = partial_path(path)
-        names = [str(pathlib.PurePosixPath(image_id).with_suffix(".png")) for image_id in ids]
-        shared = {name for name, count in collections.Counter(names).items() if count > 1}
-        self.names = {image_id: image_id + ".png" if name in shared else name
-                      for image_id, name in zip(ids, names)}
+        self.names = png_names(ids)
         self.ids, self.shape = [], None
 
     def add(self, ids, splits, labels, outputs):
