@@ -682,19 +682,27 @@ def _labels(ctx, param, values):
 @click.option("--max-json-mb", default=16, show_default=True, type=click.IntRange(min=1),
               help="Largest REST body taken, in MiB: reading JSON holds the worker (about "
               "0.1 s a MB), so other clients wait while a large one is read.")
+@click.option("--max-answer-mb", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Largest answer, in MiB of its numbers (rows times a row's outputs): a request "
+              "asking for more is refused before the model runs.")
+@click.option("--max-image-pixels", default=40_000_000, show_default=True,
+              type=click.IntRange(min=1),
+              help="Most pixels an image file sent to a *_bytes signature may declare: larger "
+              "ones are refused from their header, before decoding.")
 @click.option("--access-log", is_flag=True,
               help="A line on stderr for every request: client, protocol, request, status, time.")
 @_output_options
 @_clear_errors
 def serve(export_dir, name, host, port, grpc_port, workers, labels, max_request_mb, max_json_mb,
-          access_log, quiet, verbose):
+          max_answer_mb, max_image_pixels, access_log, quiet, verbose):
     """Serve an export folder over TensorFlow Serving's REST and gRPC APIs until Ctrl-C."""
     start_tensorflow(verbose)
     from tfae.serving import ServerSettings, serve as serve_forever
 
     serve_forever(ServerSettings(
         export_dir, name or pathlib.Path(export_dir).resolve().name, host, port, grpc_port,
-        workers, labels, max_request_mb * 1024 * 1024, max_json_mb * 1024 * 1024, access_log),
+        workers, labels, max_request_mb * 1024 * 1024, max_json_mb * 1024 * 1024, access_log,
+        max_answer_mb * 1024 * 1024, max_image_pixels),
         announce=click.echo, verbose=verbose)
 
 

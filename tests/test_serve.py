@@ -459,7 +459,7 @@ class _SlowSignature:
     """A stand-in for a signature that takes 0.05 s a call, recording the rows of each call."""
 
     structured_input_signature = ((), {"codes": tf.TensorSpec([None, 2])})
-    structured_outputs = {"images": None}
+    structured_outputs = {"images": tf.TensorSpec([None, 2])}
 
     def __init__(self):
         self.calls = []

@@ -6,15 +6,18 @@ grown. Each case is sent over a raw socket, as an attacker would, not through an
 that would refuse to send it.
 """
 
+import base64
 import json
 import os
 import pathlib
+import struct
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -29,6 +32,24 @@ def _with_body(body):
 
 def _codes(values):
     return _with_body(b'{"signature_name": "decode", "instances": [[%s, 0, 0, 0]]}' % values)
+
+
+def _png_declaring(width, height):
+    """A PNG file's first bytes declaring ``width`` x ``height`` pixels: all a decoder needs to
+    set out to allocate them (a real one compresses to 514 KB at 23000x23000)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0,
+                                                             0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b""))
+
+
+def _files(signature, *files):
+    instances = ", ".join('{"b64": "%s"}' % base64.b64encode(file).decode() for file in files)
+    return _with_body(b'{"signature_name": "%s", "instances": [%s]}' % (
+        signature.encode(), instances.encode()))
 
 
 # (name, bytes sent, statuses accepted; None where the server may close instead of answering).
@@ -64,6 +85,17 @@ CASES = [
     ("an 80 MB body", PREDICT + b"Content-Length: 80000000\r\n\r\n" + b"[" * 1_000_000, {413, None}),
     ("an 80 MB chunked body", PREDICT + b"Transfer-Encoding: chunked\r\n\r\n"
      + (b"100000\r\n" + b"1" * 0x100000 + b"\r\n") * 80, {413, None}),
+    # A small request asking for a large answer: 0.2 MB of codes, 250 MB of JSON decoded.
+    ("decode of 20,000 rows", _with_body(b'{"signature_name": "decode", "instances": ['
+                                         + b",".join([b"[0, 0, 0, 0]"] * 20_000) + b"]}"),
+     {400}),
+    ("reconstruct_bytes of a PNG declaring 23000x23000",
+     _files("reconstruct_bytes", _png_declaring(23_000, 23_000)), {400}),
+    ("24 such PNGs to encode_bytes",
+     _files("encode_bytes", *[_png_declaring(23_000, 23_000)] * 24), {400}),
+    ("1,000 headers", PREDICT + b"".join(b"X-%d: y\r\n" % number for number in range(1000))
+     + b"\r\n", {431, None}),
+    ("a 1 MB header", PREDICT + b"X-Big: " + b"y" * 1_000_000 + b"\r\n\r\n", {431, 400, None}),
 ]
 
 
@@ -234,3 +266,33 @@ def test_after_the_whole_hostile_set_the_server_is_idle_answers_fast_and_has_not
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_client_refused_413_is_disconnected_and_cannot_hold_the_connection(server):
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(PREDICT + b"Content-Length: 999999999999\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):  # the answer, then the server closes
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"connection: close" in answer.lower()
+
+
+def test_an_answer_over_the_limit_is_refused_before_the_model_runs_naming_the_limit(
+        export_dir):
+    import tensorflow as tf
+
+    from tfae.serving.servables import Batcher, Limits, ServingError
+
+    served = tf.saved_model.load(str(export_dir / "1"))
+    decode = Batcher(served.signatures["decode"], limits=Limits(max_answer_bytes=1 << 20))
+    assert decode.row_bytes == 28 * 28 * 4
+    decode.check_limits(np.zeros((334, 4), np.float32))  # 1.0 MiB answers
+    with pytest.raises(ServingError, match=r"The answer to 335 rows would be 1.0 MiB, over the "
+                                           r"limit of 1 MiB \(--max-answer-mb\)") as refused:
+        decode.check_limits(np.zeros((335, 4), np.float32))
+    assert refused.value.code == "INVALID_ARGUMENT"
+    files = Batcher(served.signatures["encode_bytes"], limits=Limits(max_image_pixels=100))
+    files.check_limits(np.array([_png_declaring(10, 10)], object))
+    with pytest.raises(ServingError, match="item 1 declares 11x10 pixels, over the limit of 100"):
+        files.check_limits(np.array([_png_declaring(10, 10), _png_declaring(11, 10)], object))

@@ -84,9 +84,9 @@ def create_app(repository, max_body_bytes):
             for each, failure in await repository.statuses(*spec)]})
 
     async def refused(request, error):
-        status_code = error.http_status if isinstance(error, ServingError) else error.status_code
-        return _json({"error": str(error) if isinstance(error, ServingError) else error.detail},
-                     status_code)
+        if isinstance(error, ServingError):
+            return _json({"error": str(error)}, error.http_status)
+        return _json({"error": error.detail}, error.status_code, error.headers)
 
     return Starlette(routes=[Route("/v1/models/{path:path}", model, methods=["GET", "POST"])],
                      exception_handlers={HTTPException: refused, ServingError: refused})
@@ -98,14 +98,18 @@ async def _read(request, limit):
     if length is not None and not length.isdigit():
         raise HTTPException(400, f"Content-Length {length!r} is not a number of bytes")
     if length is not None and int(length) > limit:
+        # Closed after the answer: a client that goes on sending the body it announced must
+        # not hold the connection open byte by byte.
         raise HTTPException(413, f"Request body of {length} bytes is over the limit of {limit} "
-                                 f"(--max-json-mb; fewer images a request, or gRPC, take more)")
+                                 f"(--max-json-mb; fewer images a request, or gRPC, take more)",
+                            headers={"connection": "close"})
     chunks, size = [], 0
     async for chunk in request.stream():  # a chunked body says nothing of its size beforehand
         size += len(chunk)
         if size > limit:
             raise HTTPException(413, f"Request body is over the limit of {limit} bytes "
-                                     f"(--max-json-mb; fewer images a request, or gRPC, take more)")
+                                     f"(--max-json-mb; fewer images a request, or gRPC, take more)",
+                                headers={"connection": "close"})
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -198,6 +202,6 @@ def _holds_boolean(values):
     return isinstance(values, bool)
 
 
-def _json(payload, status_code=200):
+def _json(payload, status_code=200, headers=None):
     return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
-                    status_code=status_code, media_type="application/json")
+                    status_code=status_code, headers=headers, media_type="application/json")

@@ -13,8 +13,11 @@ Examples:
 """
 
 import asyncio
+import dataclasses
 import gc
+import math
 import pathlib
+import re
 import sys
 import threading
 
@@ -139,6 +142,61 @@ def shape_text(shape):
     return "[" + ", ".join("-1" if size is None else str(size) for size in shape) + "]"
 
 
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one request may ask of a worker, checked before any work starts.
+
+    Attributes:
+        max_answer_bytes: the largest answer, as its outputs' float32 (or uint8, bool) bytes:
+            rows times a row's outputs. A few numbers can ask for a large answer (``decode`` of
+            20,000 codes is 200 MB of JSON); like TF Serving's message limit, a request over it
+            is refused, naming the limit, before the model runs.
+        max_image_pixels: the most pixels an encoded image (``*_bytes``) may declare in its
+            header: a 514 KB PNG can declare 23000x23000, 529 million pixels, which decoding
+            would hold in memory. Read from the header before decoding (``declared_size``).
+
+    Examples:
+        >>> Limits().max_answer_bytes // 2**20, Limits().max_image_pixels
+        (16, 40000000)
+    """
+
+    max_answer_bytes: int = 16 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+
+
+def declared_size(content):
+    """``(width, height)`` an encoded image declares in its header (PNG, JPEG, BMP, GIF), read
+    without decoding it; ``None`` for bytes that are no image Pillow knows (TensorFlow's
+    decoder then refuses them).
+
+    Examples:
+        >>> import io
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.new("L", (30, 20)).save(buffer, "PNG")
+        >>> declared_size(buffer.getvalue())
+        (30, 20)
+        >>> declared_size(b"not an image") is None
+        True
+    """
+    import io
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(content)) as image:  # reads the header only
+                return image.size
+        except Image.DecompressionBombError as error:
+            # Past Pillow's own limit, far past ours: it says the pixels ("Image size (N
+            # pixels) exceeds ..."), not the sides.
+            return int(re.search(r"\d+", str(error)).group()), 1
+        except Exception:  # noqa: BLE001 - Pillow raises many kinds on bytes it cannot read
+            return None
+
+
 class Batcher:
     """Calls a one-input signature, running the requests that queue up meanwhile as one batch.
     A signature of one output gives an array; of several (``score``), a dict of arrays by name.
@@ -156,12 +214,17 @@ class Batcher:
         (1, 10)
     """
 
-    def __init__(self, signature, max_rows=1024):
+    def __init__(self, signature, max_rows=1024, limits=Limits()):
         self.signature = signature
         (self.input_name, spec), = signature.structured_input_signature[1].items()
         self.input_shape = tuple(spec.shape)
         self.input_dtype = spec.dtype.name  # float32, uint8 or string
         self.output_names = tuple(signature.structured_outputs)
+        # What one row of the answer weighs: every output's fixed dimensions times its type.
+        self.row_bytes = sum(
+            math.prod(size or 1 for size in output.shape[1:]) * output.dtype.size
+            for output in signature.structured_outputs.values())
+        self.limits = limits
         self._max_rows = max_rows
         self._queue = []
         self._draining = None
@@ -173,7 +236,11 @@ class Batcher:
         A request of more than ``max_rows`` rows is run ``max_rows`` at a time, each part queued
         only when the one before it is done, so requests that arrive meanwhile run between its
         parts instead of waiting for all of them.
+
+        Raises:
+            ServingError: ``INVALID_ARGUMENT`` for a request over ``limits``, before any work.
         """
+        self.check_limits(array)
         parts = [await self._run(array[start:start + self._max_rows])
                  for start in range(0, max(len(array), 1), self._max_rows)]
         if len(parts) == 1:
@@ -181,6 +248,24 @@ class Batcher:
         if isinstance(parts[0], dict):
             return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         return np.concatenate(parts)
+
+    def check_limits(self, array):
+        """Refuses a request whose answer would pass ``limits.max_answer_bytes`` or one of
+        whose image files declares more than ``limits.max_image_pixels``."""
+        answer = len(array) * self.row_bytes
+        if answer > self.limits.max_answer_bytes:
+            raise ServingError("INVALID_ARGUMENT", f"The answer to {len(array):,} rows would be "
+                               f"{answer / 2**20:,.1f} MiB, over the limit of "
+                               f"{self.limits.max_answer_bytes / 2**20:g} MiB (--max-answer-mb); "
+                               "send fewer rows a request")
+        if self.input_dtype != "string":
+            return
+        for index, content in enumerate(array.reshape(-1)):
+            size = declared_size(content)
+            if size and size[0] * size[1] > self.limits.max_image_pixels:
+                raise ServingError("INVALID_ARGUMENT", f"Input '{self.input_name}': item {index} "
+                                   f"declares {size[0]}x{size[1]} pixels, over the limit of "
+                                   f"{self.limits.max_image_pixels:,} (--max-image-pixels)")
 
     async def _run(self, array):
         future = asyncio.get_running_loop().create_future()
@@ -274,6 +359,7 @@ class Repository:
         export_dir: the export folder, ``<version>/saved_model.pb`` inside.
         name: the model's name in requests.
         labels: version labels, ``{"stable": 1}``, as TF Serving's model config gives them.
+        limits: what one request may ask (``Limits``).
 
     Examples:
         >>> repository = Repository("saved_models/deep", "deep", labels={"stable": 1})  # doctest: +SKIP
@@ -282,10 +368,11 @@ class Repository:
         (1, ['decode', 'encode', 'serving_default'])
     """
 
-    def __init__(self, export_dir, name, labels=None):
+    def __init__(self, export_dir, name, labels=None, limits=Limits()):
         self.export_dir = pathlib.Path(export_dir)
         self.name = name
         self.labels = dict(labels or {})
+        self.limits = limits
         found = self.versions()
         if not found and (self.export_dir / "saved_model.pb").is_file():
             raise TfaeError(f"{self.export_dir} is one version of an export: serve the folder "
@@ -403,8 +490,9 @@ class Repository:
             self._failed.pop(version, None)
             print(f"tfae serve: loaded version {version} of {self.name!r}", file=sys.stderr,
                   flush=True)
-            self._loaded[version] = ({name: Batcher(signature) for name, signature
-                                      in served.signatures.items()}, definitions,
+            self._loaded[version] = ({name: Batcher(signature, limits=self.limits)
+                                      for name, signature in served.signatures.items()},
+                                     definitions,
                                      file_identity(path / "saved_model.pb"))
             # Parsing JSON makes many short-lived lists, which trigger the garbage
             # collector; a full collection walks every object TensorFlow and the model made,

@@ -36,13 +36,16 @@ from uvicorn.supervisors import Multiprocess
 from tfae.compat import private_name, require
 from tfae.errors import TfaeError
 from tfae.serving import grpc_api, rest
-from tfae.serving.servables import Repository, ServingError
+from tfae.serving.servables import Limits, Repository, ServingError
 from tfae.startup import start_tensorflow
 
 GRACE_SECONDS = 2  # for REST's requests in flight at SIGTERM, then gRPC's: it exits within 5 s
 MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's message sizes are 32-bit signed
 REQUEST_SECONDS = 10  # to send a request's headers, and its body at 1 MB/s or faster on top
 START_SECONDS = 300  # a worker imports TensorFlow and loads the model
+# A request's headers, all of them: TF Serving's clients send a few hundred bytes.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
 _SETTINGS_VARIABLE = "TFAE_SERVING_SETTINGS"  # how the worker processes learn what to serve
 
 
@@ -63,6 +66,8 @@ class ServerSettings:
             thread (about 0.1 s a MB here), so it is smaller: one request of 60 MB would keep
             every other client waiting for seconds; gRPC's binary tensors cost next to nothing.
         access_log: write a line on stderr for every request of either protocol.
+        max_answer_bytes, max_image_pixels: what one request may ask
+            (``tfae.serving.servables.Limits``).
 
     Examples:
         >>> ServerSettings("saved_models/deep", "deep", labels={"stable": 1}).grpc_port
@@ -79,6 +84,8 @@ class ServerSettings:
     max_request_bytes: int = 64 * 1024 * 1024
     max_json_bytes: int = 16 * 1024 * 1024
     access_log: bool = False
+    max_answer_bytes: int = Limits.max_answer_bytes
+    max_image_pixels: int = Limits.max_image_pixels
 
     def __post_init__(self):
         if not self.name or "/" in self.name or ":" in self.name:
@@ -89,6 +96,13 @@ class ServerSettings:
                             f"{MAX_MESSAGE_BYTES // 2**20} (gRPC's largest message is 2 GiB)")
         if self.max_json_bytes <= 0:
             raise TfaeError("--max-json-mb must be at least 1")
+        if self.max_answer_bytes <= 0 or self.max_image_pixels <= 0:
+            raise TfaeError("--max-answer-mb and --max-image-pixels must be at least 1")
+
+    @property
+    def limits(self):
+        """What one request may ask (``tfae.serving.servables.Limits``)."""
+        return Limits(self.max_answer_bytes, self.max_image_pixels)
 
 
 class _Worker:
@@ -97,7 +111,8 @@ class _Worker:
 
     def __init__(self, settings):
         self.settings = settings
-        self.repository = Repository(settings.export_dir, settings.name, settings.labels)
+        self.repository = Repository(settings.export_dir, settings.name, settings.labels,
+                                     settings.limits)
         self.rest = rest.create_app(self.repository, settings.max_json_bytes)
         self.log = access_line if settings.access_log else None
 
@@ -173,8 +188,8 @@ def app_from_environment():
 HttpToolsProtocol = private_name("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol",
                                  "uvicorn")
 require(HttpToolsProtocol, ("connection_made", "connection_lost", "on_message_begin",
-                            "on_headers_complete", "on_message_complete", "send_400_response",
-                            "timeout_keep_alive_handler"), "uvicorn")
+                            "on_header", "on_headers_complete", "on_message_complete",
+                            "send_400_response", "timeout_keep_alive_handler"), "uvicorn")
 
 
 class _Protocol(HttpToolsProtocol):
@@ -182,13 +197,24 @@ class _Protocol(HttpToolsProtocol):
     a connection that never sends a request is closed after the keep-alive timeout too (uvicorn
     times out only connections idle after a request); a request not received within
     ``REQUEST_SECONDS`` (plus a second per MB of body) is answered 408 and closed, so clients
-    trickling bytes cannot hold connections; malformed HTTP is answered in TF Serving's JSON,
+    trickling bytes cannot hold connections; past ``connection_limit()`` connections a new one
+    is answered 503 and closed at once; headers past ``MAX_HEADER_BYTES`` or
+    ``MAX_HEADERS`` are answered 431 and closed; malformed HTTP is answered in TF Serving's JSON,
     not plain text."""
 
     _deadline = None
+    _header_bytes = 0
+    _headers = 0
 
     def connection_made(self, transport):
         super().connection_made(transport)
+        if len(self.connections) > self.limit_concurrency:
+            # Past the limit a connection is closed at once, so that held ones never take the
+            # descriptors the model, gRPC and new clients need.
+            self._send_json(503, f"Too many connections (over {self.limit_concurrency}); try "
+                                 "again")
+            transport.close()
+            return
         # asyncio turns Nagle's algorithm off only for sockets made with proto IPPROTO_TCP, and
         # socket.create_server's have proto 0: an answer's body, written after its headers, then
         # waits for the client's delayed ACK, 40 ms on Linux.
@@ -202,10 +228,24 @@ class _Protocol(HttpToolsProtocol):
 
     def on_message_begin(self):
         super().on_message_begin()
+        self._header_bytes = self._headers = 0
         self._stop_deadline()
         self._deadline = self.loop.call_later(REQUEST_SECONDS, self._too_slow)
 
+    def on_header(self, name, value):
+        self._header_bytes += len(name) + len(value)
+        self._headers += 1
+        if self._header_bytes > MAX_HEADER_BYTES or self._headers > MAX_HEADERS:
+            if not self.transport.is_closing():
+                self._send_json(431, f"Request headers over the limit of {MAX_HEADERS} headers "
+                                     f"or {MAX_HEADER_BYTES // 1024} KiB")
+                self.transport.close()
+            return
+        super().on_header(name, value)
+
     def on_headers_complete(self):
+        if self.transport.is_closing():  # refused above: nothing more is read or answered
+            return
         super().on_headers_complete()
         length = dict(self.headers).get(b"content-length", b"")
         if length.isdigit() and self._deadline is not None:
@@ -246,7 +286,23 @@ def _config(app, **options):
     return uvicorn.Config(app, http=_Protocol, lifespan="on", log_level="error",
                           access_log=False, timeout_keep_alive=5,
                           timeout_graceful_shutdown=GRACE_SECONDS,
-                          timeout_worker_healthcheck=START_SECONDS, **options)
+                          timeout_worker_healthcheck=START_SECONDS,
+                          limit_concurrency=connection_limit(), **options)
+
+
+def connection_limit():
+    """How many REST connections a worker holds at once (and requests in flight): beyond it a
+    new one is answered 503 at once. Below the process's file descriptors, with room for the
+    model's files, gRPC and the log, so that no accept() fails for want of one.
+
+    Examples:
+        >>> 0 < connection_limit() <= 4096
+        True
+    """
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(4096, (soft if soft != resource.RLIM_INFINITY else 65536) - 256))
 
 
 def _bind(settings):
