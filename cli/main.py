@@ -496,7 +496,7 @@ def score(path, out, score_kind, contamination, as_json, quiet, verbose, **setti
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("-n", "--count", default=64, show_default=True, type=click.IntRange(min=1),
               help="How many images.")
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Seed of the codes drawn: the same seed gives the same images.")
 @click.option("--out", required=True, type=click.Path(),
               help="A new (or empty) folder for PNG files (sample-0000.png, ...), or an .npz "

@@ -221,3 +221,20 @@ def test_plot_anomalies_draws_the_worst_and_best_reconstructed_test_images(ones_
     assert result.stdout.strip() == "wrote ones/figures/anomalies.png"
     height, width, _ = matplotlib.image.imread(path).shape
     assert width > 2 * height > 0  # four rows of ten images
+
+
+def test_a_damaged_calibration_is_made_again_by_score_and_export(tmp_path):
+    import tfae
+
+    run = tfae.fit(tfae.FitConfig(model="deep", limit=200, epochs=1, batch_size=32,
+                                  model_options={"hidden": (8,), "latent_dim": 3}),
+                   tmp_path / "run", verbose=0)
+    first = tfae.score(run.run_dir, split="test", limit=20, verbose=False)
+    kept = run.run_dir / "anomaly.npz"
+    for damage in (kept.read_bytes()[:100], b"", b"{}"):  # cut short, emptied, overwritten
+        kept.write_bytes(damage)
+        again = tfae.score(run.run_dir, split="test", limit=20, verbose=False)
+        np.testing.assert_allclose(again.scores, first.scores, rtol=1e-5)
+        assert Calibration.load(kept) is not None  # made again, and kept
+    kept.write_bytes(b"PK\x03\x04 half a zip")
+    assert (tfae.export(run.run_dir, tmp_path / "export") / "anomaly.json").is_file()

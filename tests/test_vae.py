@@ -205,3 +205,18 @@ def test_the_sample_figure_adds_the_codes_plane_for_a_two_number_code(tmp_path):
                                tmp_path / "deep")
     with pytest.raises(TfaeError, match="--kind sample needs a model with a prior"):
         draw(plain, "sample", out_dir=tmp_path / "plain", verbose=0)
+
+
+def test_sample_streams_its_codes_and_refuses_what_it_has_no_room_for(tmp_path):
+    from tfae.apply import sample
+
+    fit(FitConfig(model="vae", epochs=1, limit=300, batch_size=32,
+                  model_options={"hidden": (16,), "latent_dim": 4}), tmp_path / "run", verbose=0)
+    whole = sample(tmp_path / "run", count=300, seed=2, verbose=False).outputs
+    in_batches = sample(tmp_path / "run", count=300, seed=2, batch_size=7, verbose=False).outputs
+    np.testing.assert_allclose(in_batches, whole, atol=1e-6)  # the same codes in any batches
+    with pytest.raises(TfaeError, match=r"1,000,000,000,000 samples would take .* GB, more than"):
+        sample(tmp_path / "run", tmp_path / "huge.npz", count=10**12, verbose=False)
+    assert not list(tmp_path.glob("*huge*"))
+    with pytest.raises(TfaeError, match="seed must be a whole number of at least 0, got -1"):
+        sample(tmp_path / "run", count=2, seed=-1, verbose=False)

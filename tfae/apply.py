@@ -39,6 +39,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -49,7 +50,7 @@ from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
 from tfae.files import output_writer, written
-from tfae.models.variational import prior_codes
+from tfae.models.variational import prior_code_batches
 from tfae.opened import open_model, own_data_settings
 from tfae.progress import Progress
 from tfae.startup import native_stderr_hidden
@@ -173,6 +174,9 @@ def sample(path, out=None, count=64, seed=0, batch_size=BATCH_SIZE, verbose=True
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise TfaeError(f"{{count}} must be a whole number of at least 1, got {count!r}",
                         options=["count"])
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TfaeError(f"{{seed}} must be a whole number of at least 0, got {seed!r}",
+                        options=["seed"])
     _check_output(out, batch_size)
     progress = Progress(enabled=bool(verbose))
     with progress.stage(f"opening {path}"):
@@ -180,16 +184,19 @@ def sample(path, out=None, count=64, seed=0, batch_size=BATCH_SIZE, verbose=True
     if opened.sample is None:
         raise TfaeError(f"{path} has no prior to sample from: only a variational autoencoder "
                         "(--model vae) has one")
-    ids = [f"sample-{index:04d}" for index in range(count)]
-    writer = output_writer(out, "samples", ids, ())
+    _check_room(out, count * 4 * int(np.prod(opened.image_shape)), f"{count:,} samples")
+    digits = max(4, len(str(count - 1)))
+    writer = output_writer(out, "samples", None, ())  # sample-0000, ...: no two share a name
     with written(writer), progress.stage(f"sampling {count:,} images", total=count,
                                          unit="image") as tick:
-        # Every code drawn at once, then decoded a batch at a time: the same images for any batch.
-        codes = prior_codes(count, opened.latent_dim, seed)
-        for start in range(0, count, batch_size):
-            batch = ids[start:start + batch_size]
+        # Drawn and decoded a batch at a time, the same codes for any batch size: memory holds a
+        # batch whatever the count.
+        start = 0
+        for codes in prior_code_batches(count, opened.latent_dim, seed, batch_size):
+            batch = [f"sample-{index:0{digits}d}" for index in range(start, start + len(codes))]
             writer.add(batch, ["prior"] * len(batch), np.full(len(batch), -1),
-                       np.asarray(opened.sample(codes[start:start + batch_size])))
+                       np.asarray(opened.sample(codes)))
+            start += len(codes)
             tick(len(batch))
     return _applied(writer, count, (), out, "prior", "samples")
 
@@ -385,6 +392,18 @@ def _opened(path, out, dataset, split, limit, settings, progress):
         records = load_records(split=split, limit=limit, image_size=(height, width),
                                channels=channels, **chosen)
     return opened, records
+
+
+def _check_room(out, size, what):
+    """Refuses, before the work starts, ``what`` of ``size`` bytes (as float32) that the disk
+    holding ``out`` (or, for arrays returned, this machine's memory) has no room for."""
+    if out is None:
+        room, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "memory"
+    else:
+        room, where = shutil.disk_usage(out.parent).free, f"free space in {out.parent}"
+    if size > room:
+        raise TfaeError(f"{what} would take {size / 1e9:,.1f} GB, more than the {room / 1e9:,.1f}"
+                        f" GB of {where}; ask for fewer")
 
 
 def _check_not_input(out, dataset):

@@ -196,7 +196,7 @@ class FitConfig(DataConfig):
                               "(default: the family's, mse unless it says).",
                               choices=tuple(LOSSES))
     noise: str | None = option(None, noise_help())
-    seed: int = option(0, "Seed for weights, shuffling and noise.")
+    seed: int = option(0, "Seed for weights, shuffling and noise.", minimum=0)
     early_stopping: int | None = option(
         None, "Stop after this many epochs without a better validation loss.", minimum=1)
     precision: str = option("float32", "Keras' dtype policy: float32, or mixed_float16 / "

@@ -415,7 +415,8 @@ class PngFolderWriter:
     def __init__(self, path, ids):
         self.path = path
         self.temporary = partial_path(path)
-        self.names = png_names(ids)
+        # None: the ids are file names already, none alike (samples), named as they come.
+        self.names = None if ids is None else png_names(ids)
         self.ids, self.shape = [], None
 
     def add(self, ids, splits, labels, outputs):
@@ -426,7 +427,8 @@ class PngFolderWriter:
             self.shape = outputs.shape[1:]
         pixels = tf.cast(tf.round(tf.clip_by_value(outputs, 0.0, 1.0) * 255.0), tf.uint8)
         for image_id, image in zip(ids, pixels):
-            file = self.temporary / self.names[image_id]
+            file = self.temporary / (image_id + ".png" if self.names is None
+                                     else self.names[image_id])
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_bytes(tf.io.encode_png(image).numpy())
         self.ids += ids

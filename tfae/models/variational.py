@@ -64,6 +64,23 @@ def prior_codes(count, latent_dim, seed=0):
     return np.random.default_rng(seed).standard_normal((count, latent_dim), dtype=np.float32)
 
 
+def prior_code_batches(count, latent_dim, seed=0, batch_size=256):
+    """``prior_codes(count, latent_dim, seed)`` drawn ``batch_size`` rows at a time, the same
+    codes: numpy's generator draws them in sequence, so memory holds a batch, not ``count``.
+
+    Examples:
+        >>> batches = list(prior_code_batches(5, 3, seed=1, batch_size=2))
+        >>> [len(batch) for batch in batches]
+        [2, 2, 1]
+        >>> bool(np.array_equal(np.concatenate(batches), prior_codes(5, 3, seed=1)))
+        True
+    """
+    generator = np.random.default_rng(seed)
+    for start in range(0, count, batch_size):
+        yield generator.standard_normal((min(batch_size, count - start), latent_dim),
+                                        dtype=np.float32)
+
+
 def traversal_codes(steps=15):
     """A ``steps`` x ``steps`` grid of 2-number codes, evenly spaced in probability under the
     prior (its 5% to 95% quantiles, as Kingma and Welling's figure), row by row from the top:
