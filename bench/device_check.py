@@ -29,6 +29,7 @@ Usage:
 import argparse
 import json
 import math
+import os
 import pathlib
 import re
 import statistics
@@ -60,12 +61,15 @@ def corruption_placements(families, limit, batch_size, strategy):
 
     The log must be switched on before TensorFlow starts, and it slows every op, so the fits
     run in a child process (``--placements-child``) whose standard error is the log; it writes
-    a line ``@@ family`` there before each family's fit.
+    a line ``@@ family`` there before each family's fit. The child's TensorFlow log level is
+    its own (0, every line): the level a user sets for their runs (``TF_CPP_MIN_LOG_LEVEL``,
+    which silences the placement lines from 1) must not change the verdict.
     """
     child = subprocess.run(
         [sys.executable, __file__, "--placements-child", ",".join(families), "--limit-child",
          str(limit), "--batch-size", str(batch_size), "--strategy", strategy],
-        capture_output=True, text=True, errors="replace", check=False)
+        capture_output=True, text=True, errors="replace", check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
     if child.returncode != 0:
         sys.exit(f"device_check: the placement run failed:\n{child.stderr[-3000:]}")
     return parse_placements(child.stderr)

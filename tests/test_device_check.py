@@ -1,6 +1,7 @@
 """``bench/device_check.py``: its verdict on where the corruption ran, and its ``--smoke`` run."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -40,10 +41,13 @@ def test_a_corruption_op_on_the_cpu_beside_a_gpu_fails_the_check():
 def test_the_smoke_run_reads_the_placement_log_and_writes_its_table(tmp_path):
     page = tmp_path / "performance.md"
     page.write_text("# Performance\n\n## Other\n\nkept\n")
+    # Whatever log level the user sets for their own runs: 3 silences TensorFlow's placement
+    # lines, which the check reads in a child process of its own level.
     result = subprocess.run(
         [sys.executable, "device_check.py", "--smoke", "--families", "deep,randomized",
          "--out", str(tmp_path / "out"), "--write", str(page)],
-        cwd=BENCH, capture_output=True, text=True, timeout=900)
+        cwd=BENCH, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads((tmp_path / "out" / "device_check.json").read_text())
     assert measured["gpu_visible"] is False and measured["misplaced"] == {}
