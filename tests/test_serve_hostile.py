@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zlib
 
@@ -296,3 +297,45 @@ def test_an_answer_over_the_limit_is_refused_before_the_model_runs_naming_the_li
     files.check_limits(np.array([_png_declaring(10, 10)], object))
     with pytest.raises(ServingError, match="item 1 declares 11x10 pixels, over the limit of 100"):
         files.check_limits(np.array([_png_declaring(10, 10), _png_declaring(11, 10)], object))
+
+
+def test_a_client_gone_mid_body_leaves_no_traceback_in_the_log(export_dir, tmp_path):
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "tfae_cli.main", "serve", str(export_dir),
+                                "--port", "0", "--grpc-port", "0"],
+                               stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        port = int(process.stdout.readline().split(" on ")[1].split()[0].split(":")[2]
+                   .split("/")[0])
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+                connection.sendall(PREDICT + b"Content-Length: 1000\r\n\r\n{\"instances\": [")
+                time.sleep(0.2)  # the body is being read: then the client hangs up
+        assert _typical_request_seconds(port) < 0.1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_a_long_signature_name_is_not_echoed_back_whole(server):
+    _, port = server
+    body = json.dumps({"signature_name": "x" * 10_000, "instances": [[0]]}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/deep:predict", body)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    message = json.loads(refused.value.read())["error"]
+    assert refused.value.code == 400 and len(message) < 200 and "10,000 characters" in message
+
+
+def test_pixels_of_an_image_over_the_pixel_limit_are_refused_before_the_model_runs(export_dir):
+    import tensorflow as tf
+
+    from tfae.serving.servables import Batcher, Limits, ServingError
+
+    served = tf.saved_model.load(str(export_dir / "1"))
+    pixels = Batcher(served.signatures["encode_pixels"], limits=Limits(max_image_pixels=1000))
+    pixels.check_limits(np.zeros((1, 10, 100, 1), np.uint8))
+    with pytest.raises(ServingError, match="images of 101x10 pixels, over the limit of 1,000"):
+        pixels.check_limits(np.zeros((1, 10, 101, 1), np.uint8))

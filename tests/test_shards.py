@@ -292,3 +292,10 @@ def test_a_shard_corrupted_in_place_stops_training_with_one_line(photos, tmp_pat
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         "Error: a data file is corrupt (corrupted record at")
+
+
+def test_prepared_folders_go_under_tfae_cache_dir_when_it_is_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFAE_CACHE_DIR", str(tmp_path / "cache"))
+    assert shards.prepared_folder("/data/photos").parent == tmp_path / "cache" / "prepared"
+    assert shards.prepared_folder("/data/photos", str(tmp_path / "mine")).parent == \
+        tmp_path / "mine"

@@ -62,7 +62,8 @@ class DataConfig:
         memory_budget: decoded GB above which a folder is prepared into shards and streamed
             (``tfae.data.shards``), and a tfds data set streamed from tfds' own files;
             ``None``: a quarter of the machine's memory.
-        prepared_dir: where such folders are prepared; ``None``: ``~/.cache/tfae/prepared``.
+        prepared_dir: where such folders are prepared; ``None``: ``$TFAE_CACHE_DIR/prepared``, by
+            default ``~/.cache/tfae/prepared``.
         classes: class names or indices, comma-separated, that training and validation keep
             (``tfae.data.classes``); ``None`` for every class.
 
@@ -97,7 +98,8 @@ class DataConfig:
         "disk and streamed, a tfds data set streamed from its own files (default: a quarter of "
         "this machine's memory).", above=0, role="holding")
     prepared_dir: str | None = option(None, "Where folders are prepared into shards (default: "
-                                      "~/.cache/tfae/prepared).", role="holding")
+                                      "$TFAE_CACHE_DIR/prepared, or ~/.cache/tfae/prepared).",
+                                      role="holding")
     classes: str | None = option(
         None, "Train and validate on these classes only, such as 3 or 3,5 or cat,dog (names or "
         "indices): the normal images of an anomaly detector. The test split keeps every class.",

@@ -16,7 +16,8 @@ changed since (names, sizes, modification times) is prepared again.
 
 ``tfae prepare FOLDER`` does it explicitly; ``tfae fit`` and the other commands do it on first use
 of a folder whose decoded images pass the memory budget (``--memory-budget``), into
-``~/.cache/tfae/prepared`` unless told otherwise (``--prepared-dir``). A prepared folder is itself
+``$TFAE_CACHE_DIR/prepared`` (by default ``~/.cache/tfae/prepared``) unless told otherwise
+(``--prepared-dir``). A prepared folder is itself
 a data set: ``--dataset`` takes it.
 
 Examples:
@@ -42,7 +43,7 @@ from tfae.data.image_files import decoded_files, folder_fingerprint, listed, qui
 from tfae.data.image_files import records as folder_records
 from tfae.data.splits import Splits, Streamed, fingerprint, split_rows
 from tfae.errors import TfaeError
-from tfae.files import read_json, write_json
+from tfae.files import cache_folder, read_json, write_json
 
 LOG = logging.getLogger("tfae")
 MANIFEST = "tfae-prepared.json"
@@ -57,7 +58,6 @@ SHARD_BYTES = 128 << 20  # TensorFlow's guide: shards of 100 MB and more read fa
 # shards each hold a part of the folder in order (class folders sort together).
 INTERLEAVED_SHARDS = 16
 SHUFFLE_IMAGES = 10_000
-DEFAULT_FOLDER = pathlib.Path("~/.cache/tfae/prepared")
 SPLIT_NAMES = ("train", "validation", "test")
 _FEATURES = {"image": tf.io.FixedLenFeature([], tf.string),
              "label": tf.io.FixedLenFeature([], tf.int64)}
@@ -215,7 +215,8 @@ def budget_bytes(memory_budget=None):
 
 def prepared_folder(root, prepared_dir=None, **settings):
     """Where ``prepare`` keeps the folder ``root`` shaped by ``settings`` when not told: one
-    folder of ``prepared_dir`` (default ``~/.cache/tfae/prepared``) per folder and settings.
+    folder of ``prepared_dir`` (default ``tfae.files.cache_folder("prepared")``:
+    ``$TFAE_CACHE_DIR/prepared``, or ``~/.cache/tfae/prepared``) per folder and settings.
 
     Examples:
         >>> prepared_folder("/data/photos", "/cache", image_size=(96, 96)).parent
@@ -223,7 +224,8 @@ def prepared_folder(root, prepared_dir=None, **settings):
     """
     root = pathlib.Path(root).expanduser().resolve()
     key = fingerprint(json.dumps([str(root), settings], sort_keys=True, default=list).encode())
-    return pathlib.Path(prepared_dir or DEFAULT_FOLDER).expanduser() / f"{root.name}-{key[:12]}"
+    folder = pathlib.Path(prepared_dir).expanduser() if prepared_dir else cache_folder("prepared")
+    return folder / f"{root.name}-{key[:12]}"
 
 
 def prepare(dataset, out=None, *, image_size=None, channels=None, resize="stretch",

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from tfae.serving.servables import ServingError, check_input
+from tfae.serving.servables import ServingError, check_input, shown
 
 
 async def start(repository, address, max_message_bytes, reuse_port=False, log=None):
@@ -158,16 +158,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature_name = request.model_spec.signature_name or "serving_default"
         if signature_name not in signatures:
             raise ServingError("FAILED_PRECONDITION",
-                               f'Serving signature key "{signature_name}" not found.')
+                               f'Serving signature key "{shown(signature_name)}" not found.')
         batcher = signatures[signature_name]
         if set(request.inputs) != {batcher.input_name}:
             raise ServingError("INVALID_ARGUMENT",
-                               f"input keys {sorted(request.inputs)} do not match the signature's "
-                               f"['{batcher.input_name}']")
+                               f"input keys {shown(sorted(request.inputs))} do not match the "
+                               f"signature's ['{batcher.input_name}']")
         unknown = set(request.output_filter) - set(batcher.output_names)
         if unknown:
             raise ServingError("INVALID_ARGUMENT", f"output tensor alias not found in signature: "
-                                                   f"{sorted(unknown)[0]}")
+                                                   f"{shown(sorted(unknown)[0])}")
         array = _array(request.inputs[batcher.input_name], batcher.input_name, batcher.input_dtype)
         output = await batcher(check_input(array, batcher.input_name, batcher.input_shape,
                                            batcher.input_dtype))

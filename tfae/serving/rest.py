@@ -27,10 +27,11 @@ import orjson
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tfae.serving.servables import ServingError, check_input, shape_text
+from tfae.serving.servables import ServingError, check_input, shape_text, shown
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                     r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -53,6 +54,8 @@ def create_app(repository, max_body_bytes):
             return await answer(request)
         except asyncio.CancelledError:  # uvicorn's shutdown ran out of its grace period
             return _json({"error": "The server is shutting down; send the request again"}, 503)
+        except ClientDisconnect:  # gone while its body was read: nobody to answer, nothing to log
+            return Response(status_code=499)
 
     async def answer(request):
         match = _ROUTE.match(request.url.path)
@@ -132,8 +135,8 @@ async def _predict(repository, spec, parsed):
         raise HTTPException(400, "'signature_name' must be a string")
     _, signatures = await repository.resolve(*spec)
     if signature_name not in signatures:
-        raise HTTPException(400, f'Serving signature name: "{signature_name}" not found in '
-                                 "signature def")
+        raise HTTPException(400, f'Serving signature name: "{shown(signature_name)}" not found '
+                                 "in signature def")
     batcher = signatures[signature_name]
     name = batcher.input_name
     row_format = "instances" in body
@@ -191,8 +194,8 @@ def _named(inputs, name):
     """The value of the signature's one input in a ``{name: value}`` object, which may name no
     other (as gRPC refuses unknown input keys, so does REST)."""
     if set(inputs) != {name}:
-        raise HTTPException(400, f"input keys {sorted(inputs)} do not match the signature's "
-                                 f"['{name}']")
+        raise HTTPException(400, f"input keys {shown(sorted(inputs))} do not match the "
+                                 f"signature's ['{name}']")
     return inputs[name]
 
 

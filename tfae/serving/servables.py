@@ -132,6 +132,20 @@ def check_input(array, name, shape, dtype="float32"):
     return array
 
 
+def shown(value, limit=64):
+    """A client's ``value`` (a name, or a list of names) as an error message may echo it: cut to
+    ``limit`` characters, so that a 10 kB name is not sent back whole.
+
+    Examples:
+        >>> shown("encode")
+        'encode'
+        >>> shown("x" * 100)
+        'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (100 characters)'
+    """
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def shape_text(shape):
     """A shape as TF Serving prints it, -1 for any size.
 
@@ -258,6 +272,11 @@ class Batcher:
                                f"{answer / 2**20:,.1f} MiB, over the limit of "
                                f"{self.limits.max_answer_bytes / 2**20:g} MiB (--max-answer-mb); "
                                "send fewer rows a request")
+        if self.input_dtype == "uint8" and array.ndim == 4 \
+                and array.shape[1] * array.shape[2] > self.limits.max_image_pixels:
+            raise ServingError("INVALID_ARGUMENT", f"Input '{self.input_name}' holds images of "
+                               f"{array.shape[2]}x{array.shape[1]} pixels, over the limit of "
+                               f"{self.limits.max_image_pixels:,} (--max-image-pixels)")
         if self.input_dtype != "string":
             return
         for index, content in enumerate(array.reshape(-1)):
