@@ -21,8 +21,8 @@ import time
 import click
 
 from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, NEIGHBOURS, SCORES
-from tfae.config import (APPLIED_SETTINGS, SPLITS, TRIAL_EPOCHS, DataConfig, FitConfig,
-                         TuneConfig)
+from tfae.config import (APPLIED_SETTINGS, MAX_IMAGE_PIXELS, SPLITS, TRIAL_EPOCHS, DataConfig,
+                         FitConfig, TuneConfig)
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError, op_error_message
 from tfae.figures import figure_kinds, figure_names
@@ -685,7 +685,7 @@ def _labels(ctx, param, values):
 @click.option("--max-answer-mb", default=16, show_default=True, type=click.IntRange(min=1),
               help="Largest answer, in MiB of its numbers (rows times a row's outputs): a request "
               "asking for more is refused before the model runs.")
-@click.option("--max-image-pixels", default=40_000_000, show_default=True,
+@click.option("--max-image-pixels", default=MAX_IMAGE_PIXELS, show_default=True,
               type=click.IntRange(min=1),
               help="Most pixels an image file sent to a *_bytes signature may declare: larger "
               "ones are refused from their header, before decoding.")

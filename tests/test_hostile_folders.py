@@ -50,3 +50,21 @@ def test_entries_that_are_not_image_files_are_skipped_with_a_line_each(hostile, 
         assert any(name in line and why in line for line in warnings), (name, warnings)
     assert "Traceback" not in result.stderr
     assert np.all([len(line) < 300 for line in warnings])
+
+
+@pytest.mark.parametrize("command", ["prepare", "fit"])
+def test_an_image_size_past_the_pixel_limit_is_one_line_before_any_image_is_read(hostile,
+                                                                                 command):
+    from click.testing import CliRunner
+
+    from tfae_cli.main import tfae
+
+    arguments = {"prepare": ["prepare", str(hostile)],
+                 "fit": ["fit", "--model", "deep", "--dataset", str(hostile)]}[command]
+    result = CliRunner().invoke(tfae, arguments + ["--image-size", "100000,100000", "--out",
+                                                   str(hostile.parent / f"{command}-out"),
+                                                   "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --image-size 100000x100000 is 10,000,000,000 pixels an image, over the limit "
+        "of 40,000,000")

@@ -39,6 +39,12 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TRIAL_EPOCHS = 10  # per trial of a search that does not say
 
 
+# The most pixels an image may have once resized (--image-size), and the default of the most an
+# image file sent to tfae serve may declare (--max-image-pixels): far past any photograph a model
+# trains on, and the memory a resize of one allocates (4 bytes a pixel, 160 MB) stays bounded.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
 @dataclasses.dataclass
 class DataConfig:
     """Where a run's images come from and how they are shaped: the data settings of ``fit``,
@@ -113,6 +119,12 @@ class DataConfig:
         if self.image_size is not None and len(self.image_size) != 2:
             raise TfaeError("{image_size} must be two sizes, HEIGHT,WIDTH, got %s"
                             % ",".join(map(str, self.image_size)), options=["image_size"])
+        if self.image_size is not None and \
+                self.image_size[0] * self.image_size[1] > MAX_IMAGE_PIXELS:
+            raise TfaeError("{image_size} %s is %s pixels an image, over the limit of %s"
+                            % ("x".join(map(str, self.image_size)),
+                               f"{self.image_size[0] * self.image_size[1]:,}",
+                               f"{MAX_IMAGE_PIXELS:,}"), options=["image_size"])
         if self.classes is not None and not all(part.strip() for part in self.classes.split(",")):
             raise TfaeError("{classes} must name classes, such as 3 or 3,5 or cat,dog, got %r"
                             % self.classes, options=["classes"])

@@ -23,6 +23,7 @@ import threading
 
 import numpy as np
 
+from tfae.config import MAX_IMAGE_PIXELS
 from tfae.errors import TfaeError, first_line, op_error_message
 from tfae.runs import ExportFolder
 from tfae.files import file_identity
@@ -175,7 +176,7 @@ class Limits:
     """
 
     max_answer_bytes: int = 16 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
 
 def declared_size(content):
