@@ -49,7 +49,7 @@ from tfae.config import APPLIED_SETTINGS, DataConfig
 from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
-from tfae.files import output_writer, written
+from tfae.files import as_path, output_writer, written
 from tfae.models.variational import prior_code_batches
 from tfae.opened import open_model, own_data_settings
 from tfae.progress import Progress
@@ -131,7 +131,7 @@ def encode(path, out=None, dataset=None, split="all", limit=None, batch_size=BAT
         (256,)
     """
     if out is not None:
-        out = pathlib.Path(out)
+        out = as_path(out, "out")
         if out.suffix.lower() not in CODE_FORMATS:
             raise TfaeError(f"{{out}} must end in {', '.join(CODE_FORMATS)}, got {out}",
                             options=["out"])
@@ -278,7 +278,7 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
         check_score(score)
     if contamination is not None:
         check_contamination(contamination)
-    out = None if out is None else pathlib.Path(out)
+    out = None if out is None else as_path(out, "out")
     if out is not None and out.suffix.lower() not in SCORE_FORMATS:
         raise TfaeError(f"{{out}} must end in {', '.join(SCORE_FORMATS)}, got {out}",
                         options=["out"])
@@ -356,7 +356,7 @@ def _applied(writer, images, skipped, out, name, what):
 
 def _checked_image_output(out):
     """``out`` as a path, if it names an ``.npz`` file or a new or empty folder for images."""
-    out = pathlib.Path(out)
+    out = as_path(out, "out")
     if out.suffix.lower() in NOT_FOLDERS:
         raise TfaeError(f"{{out}} must be a folder (for PNG files) or an .npz file, got {out}",
                         options=["out"])

@@ -43,7 +43,7 @@ import warnings
 from tfae.config import DataConfig
 from tfae.data import as_splits, load_config
 from tfae.errors import TfaeError
-from tfae.files import file_identity, write_json
+from tfae.files import as_path, file_identity, write_json
 from tfae.measurements import Measuring, measurements
 from tfae.opened import open_model, own_data_settings
 from tfae.progress import Progress
@@ -188,8 +188,11 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         >>> evaluate("runs/deep", limit=2000)["reconstruction"]["psnr"]  # doctest: +SKIP
         18.2
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TfaeError(f"{{batch_size}} must be a positive whole number, got {batch_size!r}",
+                        options=["batch_size"])
     progress = Progress(enabled=bool(verbose))
-    folder = RunFolder(path)  # an export's folder keeps its metrics as a run's does
+    folder = RunFolder(as_path(path, "path"))  # an export's keeps its metrics as a run's does
     measured_model = file_identity(folder.model_path)
     opened, measured = open_model_and_data(path, progress, dataset, limit, data_dir=data_dir,
                                               **settings)

@@ -52,7 +52,8 @@ from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, check_contaminati
 from tfae.data.pipeline import unit_floats
 from tfae.data.splits import conform, decode
 from tfae.errors import TfaeError
-from tfae.files import write_json
+from tfae.config import RESIZE_MODES
+from tfae.files import as_path, write_json
 from tfae.opened import REFERENCE_CODES_LAYER, SAMPLE_SIGNATURE, SCORE_SIGNATURE, OpenedModel
 from tfae.runs import ExportFolder, RunFolder
 
@@ -80,7 +81,10 @@ def export_saved_model(model, export_dir, resize="stretch", detector=None):
         >>> export_saved_model(model, "saved_models/deep")  # doctest: +SKIP
         PosixPath('saved_models/deep/1')
     """
-    folder = ExportFolder(export_dir)
+    if resize not in RESIZE_MODES:
+        raise TfaeError("{resize} must be one of %s, got %r" % (", ".join(RESIZE_MODES), resize),
+                        options=["resize"])
+    folder = ExportFolder(as_path(export_dir, "export_dir"))
     export_dir = folder.path
     try:
         export_dir.mkdir(parents=True, exist_ok=True)

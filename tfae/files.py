@@ -62,6 +62,26 @@ def remove_stale(path):
                 left.unlink(missing_ok=True)
 
 
+def as_path(value, name):
+    """``value`` as a ``pathlib.Path``, if it is a path (a ``str`` or ``os.PathLike``).
+
+    Raises:
+        TfaeError: naming the argument ``name`` and what it got instead.
+
+    Examples:
+        >>> as_path("runs/deep", "path")
+        PosixPath('runs/deep')
+        >>> as_path(5, "path")
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: path must be a path (a str or pathlib.Path), got int 5
+    """
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+        return pathlib.Path(value)
+    raise TfaeError("{%s} must be a path (a str or pathlib.Path), got %s %s" % (
+        name, type(value).__name__, str(value)[:40] or "''"), options=[name])
+
+
 def write_text(path, text):
     """Writes ``text`` to ``path`` through a temporary file beside it and a rename.
 

@@ -25,7 +25,7 @@ from tfae.anomaly import (DEFAULT_CONTAMINATION, DEFAULT_SCORE, AnomalyDetector,
                           check_contamination, check_score, elbo_score)
 from tfae.config import DataConfig
 from tfae.errors import TfaeError
-from tfae.files import read_json
+from tfae.files import as_path, read_json
 from tfae.runs import ExportFolder, RunFolder
 
 # The names of an export's signatures that are not the model's own endpoints (tfae.exports).
@@ -169,7 +169,7 @@ def open_model(path):
         >>> opened.encode(images).shape  # doctest: +SKIP
         TensorShape([8, 10])
     """
-    path = pathlib.Path(path)
+    path = as_path(path, "path")
     if RunFolder.holds_run(path):
         folder = RunFolder(path)
         info = folder.info()

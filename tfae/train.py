@@ -31,13 +31,15 @@ import keras
 import tensorflow as tf
 
 from tfae.compat import require
-from tfae.config import LOSSES, resolve
+from tfae.config import LOSSES, FitConfig, resolve
 from tfae.data import as_splits, load_config, pipeline, worker_pipeline
 from tfae.data.pipeline import corruption_device
 from tfae.distribute import is_chief, is_multi_worker, make_strategy, replicated
 from tfae.errors import TfaeError
+from tfae.files import as_path
 from tfae.exports import export_saved_model
 from tfae.families import XLA_WHERE_IT_PAYS, get_family
+from tfae.options import checked
 from tfae.opened import OpenedModel
 from tfae.runs import RunFolder
 
@@ -102,6 +104,12 @@ def fit(config, run_dir, export=False, export_dir=None, verbose=1, strategy="def
         >>> images = np.random.default_rng(0).random((500, 30, 30, 3))
         >>> run = fit(FitConfig(model="conv", epochs=1), "runs/mine", data=images)  # doctest: +SKIP
     """
+    if isinstance(config, dict):  # as a config file holds it
+        config = checked(FitConfig, config)
+    if not isinstance(config, FitConfig):
+        raise TfaeError(f"config must be a tfae.FitConfig (or a dict of its settings), got "
+                        f"{type(config).__name__}", options=["config"])
+    run_dir = as_path(run_dir, "run_dir")
     strategy = make_strategy(strategy)  # first: multi-worker must precede other TF work
     spec = resolve(config)
     execution = execution_options(config.model, jit_compile, steps_per_execution,
