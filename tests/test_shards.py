@@ -299,3 +299,21 @@ def test_prepared_folders_go_under_tfae_cache_dir_when_it_is_set(tmp_path, monke
     assert shards.prepared_folder("/data/photos").parent == tmp_path / "cache" / "prepared"
     assert shards.prepared_folder("/data/photos", str(tmp_path / "mine")).parent == \
         tmp_path / "mine"
+
+
+def test_a_run_on_a_prepared_folder_uses_and_records_the_settings_it_was_prepared_with(
+        photos, tmp_path, capfd):
+    import tfae
+
+    prepared = shards.prepare(photos, tmp_path / "prepared", image_size=(6, 6), resize="pad",
+                              test_fraction=0.2)
+    run = tfae.fit(tfae.FitConfig(model="deep", dataset=str(prepared), resize="crop",
+                                  epochs=1, model_options={"hidden": (8,), "latent_dim": 2}),
+                   tmp_path / "run", export=True, export_dir=tmp_path / "export", verbose=0)
+    warning = capfd.readouterr().err
+    assert f"warning: {prepared} was prepared with --image-size 6,6, --resize pad, " \
+           "--test-fraction 0.2; the run uses and records these" in warning
+    config = json.loads((run.run_dir / "config.json").read_text())
+    assert (config["resize"], config["test_fraction"], config["image_size"]) == ("pad", 0.2,
+                                                                                [6, 6])
+    assert run.model.image_shape == (6, 6, 1)

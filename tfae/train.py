@@ -167,6 +167,7 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
     config = spec.config
     if data is None:
         splits = load_config(config)
+        spec, config = _prepared_settings(spec, splits)
     else:
         splits = as_splits(data, image_size=config.image_size, channels=config.channels,
                            test_fraction=config.test_fraction, limit=config.limit)
@@ -222,6 +223,30 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
                 else OpenedModel.of_model(model, folder.path, "run").detector(splits=splits))
             folder.write_info({"export": str(export_path)})
     return Run(folder.path, model, history, export_path)
+
+
+def _prepared_settings(spec, splits):
+    """``(spec, config)`` with the settings a prepared folder's images were made with (its
+    resize, test fraction, size and channels): the run trains on those images, so it records
+    them, and its export resizes as they were resized; a setting given otherwise is said."""
+    prepared = {name: tuple(value) if isinstance(value, list) else value
+                for name, value in (splits.source.get("prepared_with") or {}).items()
+                if value is not None}
+    config = spec.config
+    differing = {name: value for name, value in prepared.items()
+                 if getattr(config, name) != value}
+    if not differing:
+        return spec, config
+    print(f"warning: {config.dataset} was prepared with "
+          + ", ".join(f"--{name.replace('_', '-')} {_shown_setting(value)}"
+                      for name, value in differing.items())
+          + "; the run uses and records these", file=sys.stderr, flush=True)
+    config = config.merged(differing)
+    return dataclasses.replace(spec, config=config), config
+
+
+def _shown_setting(value):
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def describe_data(splits, spec, batch_size):

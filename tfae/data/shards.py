@@ -330,7 +330,8 @@ def load(dataset, limit=None, image_size=None, channels=None, resize=None, **_):
                            split["images"]).limited(limit)
               for name, split in manifest["splits"].items()}
     return Splits(manifest["name"], shape, len(manifest["class_names"]),
-                  source={**manifest["source"], "prepared": str(folder.resolve())},
+                  source={**manifest["source"], "prepared": str(folder.resolve()),
+                          "prepared_with": manifest["settings"]},
                   class_names=tuple(manifest["class_names"]), **splits)
 
 
