@@ -99,16 +99,18 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_good_epoch(
     assert not (tmp_path / "new/model.keras").exists()
 
 
-def test_fit_says_what_it_trains_on_and_warns_of_too_few_steps_an_epoch(tmp_path, capsys):
+def test_fit_says_what_it_trains_on_and_warns_of_a_run_of_too_few_steps(tmp_path, capsys):
     config = FitConfig(model="deep", model_options={"hidden": (16,), "latent_dim": 4}, epochs=1,
                        limit=480)
     fit(config, tmp_path / "run", export=False, verbose=2)
     captured = capsys.readouterr()
     assert ("data: mnist, 480 training, 480 validation and 480 test images, 28x28 (HxW), "
             "1 channel(s), 10 classes; 2 steps an epoch at batch 256") in captured.out
-    assert ("warning: an epoch is only 2 steps (480 images at batch 256), too few to learn: "
-            "--batch-size 16 gives 30 steps an epoch") in captured.err
-    fit(config.merged({"batch_size": 16}), tmp_path / "small-batches", export=False, verbose=0)
+    assert ("warning: the run is only 2 steps (1 epochs of 2 at batch 256), too few to learn: "
+            "--batch-size 8 and --epochs 4 give 240") in captured.err
+    # The whole run counts: 7 epochs of 30 steps are enough, though an epoch is short.
+    fit(config.merged({"batch_size": 16, "epochs": 7}), tmp_path / "small-batches",
+        export=False, verbose=0)
     captured = capsys.readouterr()
     assert "warning" not in captured.err and "data:" not in captured.out  # quiet, and enough steps
 

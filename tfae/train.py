@@ -47,9 +47,11 @@ from tfae.runs import RunFolder
 # longer and saves a little every step (docs/performance.md); 500 steps are 2.4 epochs of MNIST
 # at batch 256.
 XLA_MIN_STEPS = 500
-# An epoch of fewer steps updates the weights too seldom to learn in the default epochs: 480
-# images at batch 256 are 2 steps, and the model learns nothing visible.
-FEW_STEPS = 30
+# A run of fewer steps updates the weights too seldom to learn: 20 epochs of 480 images at
+# batch 256 are 40 steps, and the model learns nothing visible; the tutorials' shortest runs,
+# 2 epochs of 56 steps to 5 of 113, learn what they show.
+FEW_STEPS = 200
+SMALLEST_SUGGESTED_BATCH = 8
 
 
 @dataclasses.dataclass
@@ -250,8 +252,9 @@ def _shown_setting(value):
 
 
 def describe_data(splits, spec, batch_size):
-    """What a run is about to train on, as a line to print, and a warning (or ``None``) when an
-    epoch is too few steps for a model trained by ``Model.fit`` to learn.
+    """What a run is about to train on, as a line to print (where its images are read from,
+    when streamed from prepared shards), and a warning (or ``None``) when the whole run is too
+    few steps for a model trained by ``Model.fit`` to learn.
 
     The default batch size does not adapt to small data: the same command would then train
     otherwise as the data grows (a ``--limit`` try and the full run, a search and its retrain);
@@ -265,7 +268,10 @@ def describe_data(splits, spec, batch_size):
         >>> summary
         'data: mnist, 480 training, 480 validation and 480 test images, 28x28 (HxW), 1 channel(s), 10 classes; 2 steps an epoch at batch 256'
         >>> warning
-        'an epoch is only 2 steps (480 images at batch 256), too few to learn: --batch-size 16 gives 30 steps an epoch'
+        'the run is only 40 steps (20 epochs of 2 at batch 256), too few to learn: --batch-size 32 gives 300'
+        >>> describe_data(load("mnist", limit=6600), resolve(FitConfig(model="deep", epochs=30)),
+        ...               256)[1] is None  # 780 steps: enough
+        True
     """
     sizes = [int(split.cardinality()) for split in (splits.train, splits.validation, splits.test)]
     height, width, channels = splits.image_shape
@@ -273,15 +279,24 @@ def describe_data(splits, spec, batch_size):
     resized = (f" (resized to {height}x{width} by {config.resize})" if config.image_size else "")
     classes = f"{splits.num_classes} classes" if splits.num_classes else "no labels"
     steps = training_steps(splits, batch_size, 1)
+    streamed = (f"; streamed from the shards prepared in {splits.source['prepared']}"
+                if splits.source.get("prepared") else "")
     summary = (f"data: {splits.name}, {sizes[0]:,} training, {sizes[1]:,} validation and "
                f"{sizes[2]:,} test images, {height}x{width} (HxW){resized}, {channels} "
-               f"channel(s), {classes}; {steps} steps an epoch at batch {batch_size}")
-    if spec.family.trainer is not None or steps >= FEW_STEPS:
+               f"channel(s), {classes}; {steps} steps an epoch at batch {batch_size}{streamed}")
+    total = steps * config.epochs
+    if spec.family.trainer is not None or total >= FEW_STEPS:
         return summary, None
-    smaller = 2 ** max(0, math.floor(math.log2(max(1, sizes[0] // FEW_STEPS))))
-    return summary, (f"an epoch is only {steps} steps ({sizes[0]:,} images at batch "
-                     f"{batch_size}), too few to learn: --batch-size {smaller} gives "
-                     f"{math.ceil(sizes[0] / smaller)} steps an epoch")
+    # The largest power of two that gives the run enough steps, but not below 8 (smaller
+    # batches learn noisily): then more epochs too.
+    smaller = max(SMALLEST_SUGGESTED_BATCH, 2 ** math.floor(math.log2(
+        max(1, sizes[0] * config.epochs // FEW_STEPS))))
+    per_epoch = math.ceil(sizes[0] / smaller)
+    epochs = max(config.epochs, math.ceil(FEW_STEPS / per_epoch))
+    more = f" and --epochs {epochs}" if epochs > config.epochs else ""
+    return summary, (f"the run is only {total:,} steps ({config.epochs} epochs of {steps} at "
+                     f"batch {batch_size}), too few to learn: --batch-size {smaller}{more} "
+                     f"give{'s' * (not more)} {epochs * per_epoch:,}")
 
 
 def _train(spec, folder, model, splits, initial_epoch, verbose, batch_size, execution, callbacks):
