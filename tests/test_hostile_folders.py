@@ -33,6 +33,8 @@ def hostile(tmp_path_factory):
         sparse.truncate(MAX_FILE_BYTES + 1)
     with open(os.fsencode(root / "a") + b"/bad\xffname.png", "wb") as badly_named:
         badly_named.write((root / "a" / "000.png").read_bytes())
+    for name in ("scan.tif", "scan2.TIFF", "photo.webp"):  # formats tfae does not decode
+        (root / "a" / name).write_bytes(b"not decoded")
     return root
 
 
@@ -48,6 +50,9 @@ def test_entries_that_are_not_image_files_are_skipped_with_a_line_each(hostile, 
                       ("dangling.png", "a link to nothing"), ("sparse.png", "over the limit"),
                       ("bad?name.png", "its name is not UTF-8")):
         assert any(name in line and why in line for line in warnings), (name, warnings)
+    formats, = [line for line in warnings if "of image formats tfae does not decode" in line]
+    assert formats.startswith("warning: skipped 3 file(s)")
+    assert all(f"{suffix} 1" in formats for suffix in (".tif", ".tiff", ".webp"))
     assert "Traceback" not in result.stderr
     assert np.all([len(line) < 300 for line in warnings])
 

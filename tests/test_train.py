@@ -3,6 +3,7 @@ what it does with a run that diverges."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -178,3 +179,12 @@ def test_a_full_disk_during_a_backup_is_one_line_and_leaves_the_last_whole_backu
     with open(tmp_path / "run/history.csv") as file:
         epochs = [row["epoch"] for row in csv.DictReader(file)]
     assert epochs[0] == "0" and epochs[-1] == "1" and (tmp_path / "run/model.keras").is_file()
+
+
+def test_fit_warns_of_a_code_wider_than_its_images(tmp_path, capsys):
+    images = np.random.default_rng(0).random((200, 8, 8, 1)).astype(np.float32)
+    fit(FitConfig(model="deep", epochs=1, batch_size=8,
+                  model_options={"hidden": (16,), "latent_dim": 100}), tmp_path / "run",
+        verbose=0, data=images)
+    assert ("warning: the code, 100 numbers, is as wide as the 64-number image or wider"
+            in capsys.readouterr().err)

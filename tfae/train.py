@@ -188,8 +188,10 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
         summary, warning = describe_data(splits, spec, batch_size)
         if verbose:
             print(summary, flush=True)
-        if warning and finished < config.epochs:
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
+        if finished < config.epochs:
+            for line in [warning] + model_warnings(model, splits.image_shape):
+                if line:
+                    print(f"warning: {line}", file=sys.stderr, flush=True)
         # A run trained layer by layer (randomized) is whole or not at all: none is extended.
         if finished >= config.epochs or (spec.family.trainer is not None and finished > 0):
             if not export or folder.info().get("export"):
@@ -203,6 +205,8 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
         else:
             model, history = _train(spec, folder, model, splits, finished, verbose, batch_size,
                                     execution, callbacks)
+            for line in history_warnings(model, history):
+                print(f"warning: {line}", file=sys.stderr, flush=True)
             folder.save(model, history)
             # Recorded as trained before exporting, so a failed export costs a rerun an export only.
             folder.write_info({
@@ -249,6 +253,49 @@ def _prepared_settings(spec, splits):
 
 def _shown_setting(value):
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+# A variational autoencoder whose KL term is below this, in nats a code number, has a posterior
+# that collapsed onto its prior for most numbers: its codes carry next to nothing.
+COLLAPSED_NATS = 0.1
+
+
+def model_warnings(model, image_shape):
+    """What is worth a warning in a model before it trains: a code at least as wide as the
+    image, which can copy it rather than compress it (and then beats PCA by no measure).
+
+    Examples:
+        >>> from tfae.families import build_model
+        >>> model_warnings(build_model("deep", (8, 8, 1), hidden=(16,), latent_dim=256),
+        ...                (8, 8, 1))
+        ['the code, 256 numbers, is as wide as the 64-number image or wider: the model can copy its images instead of compressing them (--latent-dim below 64)']
+    """
+    pixels = math.prod(image_shape)
+    if model.latent_dim < pixels:
+        return []
+    return [f"the code, {model.latent_dim} numbers, is as wide as the {pixels}-number image or "
+            f"wider: the model can copy its images instead of compressing them (--latent-dim "
+            f"below {pixels})"]
+
+
+def history_warnings(model, history):
+    """What is worth a warning in a finished run's history: a variational autoencoder whose KL
+    term collapsed (below ``COLLAPSED_NATS`` a code number at the last epoch).
+
+    Examples:
+        >>> from tfae.families import build_model
+        >>> vae = build_model("vae", (8, 8, 1), hidden=(16,), latent_dim=32)
+        >>> history_warnings(vae, {"kl": [9.0, 3.0]})
+        ['the KL term is 3.0 nats over 32 code numbers at the last epoch: the posterior collapsed onto the prior for most of them, so the codes carry little (fewer --latent-dim, or --beta below 1)']
+        >>> history_warnings(vae, {"kl": [30.0, 25.0]})
+        []
+    """
+    kl = history.get("kl")
+    if not kl or not hasattr(model, "posterior") or kl[-1] >= COLLAPSED_NATS * model.latent_dim:
+        return []
+    return [f"the KL term is {kl[-1]:.1f} nats over {model.latent_dim} code numbers at the last "
+            "epoch: the posterior collapsed onto the prior for most of them, so the codes carry "
+            "little (fewer --latent-dim, or --beta below 1)"]
 
 
 def describe_data(splits, spec, batch_size):

@@ -9,6 +9,7 @@ Examples:
     >>> digest, image = next(decoded_files([listings["all"][0][0]], (64, 64)))  # doctest: +SKIP
 """
 
+import collections
 import hashlib
 import logging
 import os
@@ -23,6 +24,9 @@ from tfae.data.splits import conform, decode, joined_fingerprint, part_digest
 from tfae.errors import TfaeError, op_error_message
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Image formats a folder may hold that TensorFlow's decoder does not read: counted when skipped.
+OTHER_IMAGE_SUFFIXES = (".tif", ".tiff", ".webp", ".heic", ".heif", ".avif", ".jp2", ".ppm",
+                        ".pgm", ".pbm", ".ico", ".svg")
 # An image file larger than this is skipped, not read: no photograph is, and a sparse or
 # endless file named .png would be read whole.
 MAX_FILE_BYTES = 256 << 20
@@ -92,10 +96,16 @@ def listed(root):
     """
     if not any(root.iterdir()):
         raise TfaeError(f"folder {root} is empty")
+    others = collections.Counter()
     if all((root / split).is_dir() for split in SPLIT_FOLDERS):
-        listings = {split: _images_in(root / split) for split in SPLIT_FOLDERS}
+        listings = {split: _images_in(root / split, others) for split in SPLIT_FOLDERS}
     else:
-        listings = {"all": _images_in(root)}
+        listings = {"all": _images_in(root, others)}
+    if others:
+        print(f"warning: skipped {sum(others.values()):,} file(s) of image formats tfae does not "
+              "decode (" + ", ".join(f"{suffix} {count:,}" for suffix, count in
+                                     others.most_common()) + "): convert them to PNG to use them",
+              file=sys.stderr, flush=True)
     for split, listing in listings.items():
         if not listing:
             where = root if split == "all" else root / split
@@ -106,24 +116,32 @@ def listed(root):
     return listings, class_names
 
 
-def _images_in(folder):
+def _images_in(folder, others):
     """``[(path, class name or None)]`` of the image files under ``folder``, in sorted order;
-    hidden files and folders are skipped, as are files that are not images, and, with a line
-    on stderr each, entries that cannot be read as one (``skipped_entry``)."""
+    hidden files and folders are skipped, as are files that are not images (those of image
+    formats tfae does not decode counted in ``others`` by suffix), and, with a line on stderr
+    each, entries that cannot be read as one (``skipped_entry``)."""
     found = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.suffix.lower() in IMAGE_SUFFIXES and not entry.is_dir():
-            found += [(entry, None)] if _readable_image_file(entry) else []
-        elif entry.is_dir():
+        if entry.is_dir():
             for parent, folders, files in os.walk(entry, onerror=_unlisted):
                 folders[:] = sorted(name for name in folders if not name.startswith("."))
                 found += [(pathlib.Path(parent) / name, entry.name) for name in sorted(files)
-                          if not name.startswith(".")
-                          and pathlib.Path(name).suffix.lower() in IMAGE_SUFFIXES
-                          and _readable_image_file(pathlib.Path(parent) / name)]
+                          if _is_image_file(pathlib.Path(parent) / name, others)]
+        elif _is_image_file(entry, others):
+            found.append((entry, None))
     return found
+
+
+def _is_image_file(path, others):
+    if path.name.startswith("."):
+        return False
+    suffix = path.suffix.lower()
+    if suffix in OTHER_IMAGE_SUFFIXES:
+        others[suffix] += 1
+    return suffix in IMAGE_SUFFIXES and _readable_image_file(path)
 
 
 def skipped_entry(path):
