@@ -238,3 +238,25 @@ def test_a_damaged_calibration_is_made_again_by_score_and_export(tmp_path):
         assert Calibration.load(kept) is not None  # made again, and kept
     kept.write_bytes(b"PK\x03\x04 half a zip")
     assert (tfae.export(run.run_dir, tmp_path / "export") / "anomaly.json").is_file()
+
+
+def test_a_threshold_resting_on_few_images_says_so_and_how_far_its_rate_may_be(tmp_path,
+                                                                               capfd):
+    # scikit-learn's 8x8 digits, one class: 20 validation images of it.
+    from sklearn.datasets import load_digits
+
+    import tfae
+
+    digits = load_digits()
+    np.savez(tmp_path / "digits.npz", x=(digits.images * 255 / 16).astype(np.uint8),
+             y=digits.target)
+    run = tfae.fit(tfae.FitConfig(model="deep", dataset=str(tmp_path / "digits.npz"),
+                                  classes="0", epochs=1, batch_size=16,
+                                  model_options={"hidden": (16,), "latent_dim": 4}),
+                   tmp_path / "run", verbose=0)
+    capfd.readouterr()
+    scored = tfae.score(run.run_dir, split="test", verbose=False)
+    warning = capfd.readouterr().err
+    assert "warning: the threshold rests on 20 validation images: at a stated 5%, between " \
+           in warning and "(95% range)" in warning
+    assert scored.images > 0  # refuses nothing

@@ -271,6 +271,47 @@ class AnomalyDetector:
         """1 for each image scoring above ``threshold_``, 0 for the others (PyOD's labels)."""
         return (self.decision_function(images) > self.threshold_).astype(np.int64)
 
+    def flagged_range(self, level=0.95):
+        """``(images, low, high)``: how many validation images the threshold rests on, and the
+        range in which the share of normal images it flags plausibly lies (``level``): of ``n``
+        images, ``m`` above the threshold, that share is Beta(m + 1, n - m) distributed (the
+        coverage of an order statistic). ``None`` for an export's detector, whose validation
+        scores are not kept.
+
+        Examples:
+            >>> detector = AnomalyDetector(contamination=0.05)
+            >>> detector.decision_scores_, detector.threshold_ = np.arange(16.0), 15.0
+            >>> images, low, high = detector.flagged_range()
+            >>> images, round(low, 3), round(high, 3)
+            (16, 0.002, 0.206)
+        """
+        from scipy.stats import beta
+
+        if self.decision_scores_ is None:
+            return None
+        count = len(self.decision_scores_)
+        above = int(np.sum(self.decision_scores_ > self.threshold_))
+        low, high = beta.ppf([(1 - level) / 2, (1 + level) / 2], above + 1, count - above)
+        return count, float(low), float(high)
+
+    def warnings(self):
+        """Lines worth a warning: a threshold resting on so few validation images that the
+        share of normal images it flags may plausibly be twice the stated ``contamination``.
+
+        Examples:
+            >>> detector = AnomalyDetector(contamination=0.05)
+            >>> detector.decision_scores_, detector.threshold_ = np.arange(16.0), 15.0
+            >>> detector.warnings()
+            ['the threshold rests on 16 validation images: at a stated 5%, between 0.2% and 20.6% of normal images may be flagged (95% range); more normal images make it firmer']
+        """
+        support = self.flagged_range()
+        if support is None or support[2] <= 2 * self.contamination:
+            return []
+        count, low, high = support
+        return [f"the threshold rests on {count:,} validation images: at a stated "
+                f"{self.contamination:.0%}, between {low:.1%} and {high:.1%} of normal images "
+                "may be flagged (95% range); more normal images make it firmer"]
+
     def scores_of(self, parts):
         """The detector's score from parts computed before (``split_scores``)."""
         return np.asarray(self.calibration_.combined(parts, self.score))

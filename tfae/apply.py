@@ -40,6 +40,7 @@ import logging
 import os
 import pathlib
 import shutil
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -286,6 +287,8 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
     progress = Progress(enabled=bool(verbose))
     opened, records = _opened(path, out, dataset, split, limit, settings, progress)
     detector = opened.detector(score, contamination, progress)
+    for line in detector.warnings():
+        print(f"warning: {line}", file=sys.stderr, flush=True)
 
     def rows(images):
         outputs = detector.outputs(images)
