@@ -26,7 +26,7 @@ from tfae.config import (APPLIED_SETTINGS, MAX_IMAGE_PIXELS, SPLITS, TRIAL_EPOCH
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError, op_error_message
 from tfae.figures import figure_kinds, figure_names
-from tfae.families import families, family_names, tunable_family_names
+from tfae.families import describe_space, families, family_names, tunable_family_names
 from tfae.options import specs
 from tfae.progress import Progress
 from tfae.startup import start_tensorflow
@@ -604,12 +604,9 @@ def _tune_options():
 
 
 class _TuneCommand(_DerivedCommand):
-    """``tfae tune``, whose help ends with each family's search space, read from ``tfae.tuning``."""
+    """``tfae tune``, whose help ends with each family's search space (``describe_space``)."""
 
     def format_epilog(self, ctx, formatter):
-        start_tensorflow(verbose=False)  # keras-tuner declares the spaces, and imports it
-        from tfae.tuning import describe_space
-
         with formatter.section("Search spaces"):
             formatter.write_dl([(name, describe_space(name)) for name in tunable_family_names()])
 

@@ -17,7 +17,8 @@ from tfae.errors import TfaeError
 from tfae.config import FitConfig, TuneConfig
 from tfae.families import families, get_family
 from tfae.runs import SearchFolder
-from tfae.tuning import FamilyHyperModel, ProbeCallback, best_table, describe_space, make_tuner
+from tfae.families import describe_space
+from tfae.tuning import FamilyHyperModel, ProbeCallback, best_table, make_tuner
 
 TUNABLE = [family.name for family in families() if family.search_space is not None]
 

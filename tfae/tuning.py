@@ -48,32 +48,6 @@ OBJECTIVES = {"val_loss": keras_tuner.Objective("val_loss", "min"),
 PROBE_IMAGES = 5000  # codes per split the per-epoch probe fits and scores: enough to rank trials
 
 
-def describe_space(model):
-    """The search space of family ``model`` as one line, as ``tfae tune --help`` prints it.
-
-    Examples:
-        >>> describe_space("conv")
-        'filters_0 in {16, 32, 64}; latent_dim in {32, 64, 128, 256}'
-        >>> describe_space("deep").split("; ")[2]
-        'units_1 in {128, 256, 512, 1024} (depth 2, 3)'
-    """
-    hp = keras_tuner.HyperParameters()
-    get_family(model).search_space(hp)
-    parts = []
-    for parameter in hp.space:
-        config = parameter.get_config()
-        if "values" in config:
-            part = f"{parameter.name} in {{{', '.join(map(str, config['values']))}}}"
-        else:
-            scale = f", {config['sampling']}" if config.get("sampling") not in (None, "linear") else ""
-            part = f"{parameter.name} in [{config['min_value']:g}, {config['max_value']:g}{scale}]"
-        for condition in parameter.conditions:
-            condition = condition.get_config()
-            part += f" ({condition['name']} {', '.join(map(str, condition['values']))})"
-        parts.append(part)
-    return "; ".join(parts)
-
-
 class ProbeCallback(keras.callbacks.Callback):
     """Adds ``val_probe`` to each epoch's logs: a linear probe fitted on training codes and
     scored on validation codes, so a search can rank trials (and pick their best epoch) by it.

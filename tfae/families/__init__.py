@@ -27,6 +27,7 @@ Examples:
     16
 """
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
@@ -218,6 +219,61 @@ def tunable_family_names():
         False
     """
     return [family.name for family in families() if family.search_space is not None]
+
+
+def describe_space(model):
+    """The search space of family ``model`` as one line, as ``tfae tune --help`` prints it,
+    recorded by ``SpaceSketch`` without keras-tuner, which would start TensorFlow for a help.
+
+    Examples:
+        >>> describe_space("conv")
+        'filters_0 in {16, 32, 64}; latent_dim in {32, 64, 128, 256}'
+        >>> describe_space("deep").split("; ")[2]
+        'units_1 in {128, 256, 512, 1024} (depth 2, 3)'
+    """
+    sketch = SpaceSketch()
+    get_family(model).search_space(sketch)
+    return "; ".join(sketch.parts)
+
+
+class SpaceSketch:
+    """What a family's ``search_space(hp)`` declares, written down: the part of keras-tuner's
+    ``HyperParameters`` the spaces call (``Int``, ``Float``, ``Choice``, ``conditional_scope``),
+    each answering its default as keras-tuner does (a choice's first value, a range's minimum).
+    ``tests/test_tune.py`` checks it names what keras-tuner's own space holds.
+
+    Examples:
+        >>> sketch = SpaceSketch()
+        >>> sketch.Float("beta", 0.25, 4.0, sampling="log"), sketch.parts
+        (0.25, ['beta in [0.25, 4, log]'])
+    """
+
+    def __init__(self):
+        self.parts, self._conditions = [], []
+
+    def Choice(self, name, values, **_):  # noqa: N802 - keras-tuner's names
+        self._add(f"{name} in {{{', '.join(map(str, values))}}}")
+        return values[0]
+
+    def Int(self, name, min_value, max_value, **_):  # noqa: N802
+        self._add(f"{name} in [{min_value:g}, {max_value:g}]")
+        return min_value
+
+    def Float(self, name, min_value, max_value, sampling=None, **_):  # noqa: N802
+        scale = f", {sampling}" if sampling not in (None, "linear") else ""
+        self._add(f"{name} in [{min_value:g}, {max_value:g}{scale}]")
+        return min_value
+
+    @contextlib.contextmanager
+    def conditional_scope(self, parent, values):
+        self._conditions.append(f" ({parent} {', '.join(map(str, values))})")
+        try:
+            yield
+        finally:
+            self._conditions.pop()
+
+    def _add(self, part):
+        self.parts.append(part + "".join(self._conditions))
 
 
 def option_names():
