@@ -172,3 +172,10 @@ def test_the_operations_page_shows_the_matrix_the_matrix_test_runs():
     page = (ROOT / "docs/operations.md").read_text()
     generated = page.split("<!-- generated from tests/test_matrix.py: MATRIX -->\n")[1]
     assert generated.split("<!-- end of the generated table -->")[0] == matrix_table()
+
+
+def test_the_readmes_tune_command_lists_every_tunable_family():
+    from tfae.families import tunable_family_names
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"tfae tune --model {{{','.join(tunable_family_names())}}}" in readme
