@@ -60,20 +60,36 @@ TSNE_ITERATIONS = (250, 500)  # early exaggeration, then the rest: openTSNE's an
 TSNE_TICK = 50
 
 
-def tiled(images, columns):
-    """``images`` laid out in rows of ``columns``, as one image (empty places black).
+def tiled(images, columns, gap=0):
+    """``images`` laid out in rows of ``columns``, as one image, ``gap`` pixels of mid-grey
+    between them (so that small images, dark at their edges, do not run into stripes; empty
+    places black).
 
     Examples:
         >>> tiled(np.ones((5, 2, 3, 1)), columns=2).shape
         (6, 6, 1)
+        >>> tiled(np.ones((4, 2, 3, 1)), columns=2, gap=1)[:, 3, 0].tolist()  # the gap's column
+        [0.5, 0.5, 0.5, 0.5, 0.5]
     """
     count, height, width, channels = images.shape
     rows = -(-count // columns)
-    canvas = np.zeros((rows * height, columns * width, channels), np.float32)
-    for index, image in enumerate(images):
+    canvas = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, channels),
+                     0.5 if gap else 0.0, np.float32)
+    for index in range(rows * columns):
         row, column = divmod(index, columns)
-        canvas[row * height:(row + 1) * height, column * width:(column + 1) * width] = image
+        top, left = row * (height + gap), column * (width + gap)
+        canvas[top:top + height, left:left + width] = images[index] if index < count else 0.0
     return canvas
+
+
+def sample_gap(height):
+    """The gap between tiles of ``height``-pixel samples: an eighth of a tile, at least one.
+
+    Examples:
+        >>> sample_gap(8), sample_gap(28)
+        (1, 3)
+    """
+    return max(1, height // 8)
 
 
 def plot_samples(samples, path, title, traversal=None, values=None):
@@ -88,16 +104,18 @@ def plot_samples(samples, path, title, traversal=None, values=None):
     figure = Figure(figsize=(5.5 * panels, 6), layout="constrained")
     grid = figure.subplots(1, panels, squeeze=False)[0]
     columns = int(np.ceil(np.sqrt(len(samples))))
-    _show_image(grid[0], tiled(samples, columns))
+    gap = sample_gap(samples.shape[1])
+    _show_image(grid[0], tiled(samples, columns, gap))
     grid[0].set_title(f"{len(samples)} samples from the prior")
     if traversal is not None:
         steps = len(values)
         height, width = traversal.shape[1:3]
-        _show_image(grid[1], tiled(traversal, steps))
+        _show_image(grid[1], tiled(traversal, steps, gap))
         ticks = [f"{value:.1f}" for value in values]
         shown = range(0, steps, max(1, steps // 5))
-        grid[1].set_xticks([width * (step + 0.5) for step in shown], [ticks[step] for step in shown])
-        grid[1].set_yticks([height * (step + 0.5) for step in shown],
+        grid[1].set_xticks([(width + gap) * step + width / 2 for step in shown],
+                           [ticks[step] for step in shown])
+        grid[1].set_yticks([(height + gap) * step + height / 2 for step in shown],
                            [ticks[steps - 1 - step] for step in shown])
         grid[1].set_xlabel("code number 0")
         grid[1].set_ylabel("code number 1")
