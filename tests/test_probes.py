@@ -130,3 +130,27 @@ def test_pca_as_wide_as_the_pixels_is_their_rotation_and_scores_as_they_do():
     direct = KNeighborsClassifier(5).fit(train.reshape(len(train), -1), train_labels)
     assert rows["pixels"]["knn"] == pytest.approx(direct.score(test.reshape(len(test), -1),
                                                                test_labels))
+
+
+def test_a_wide_input_is_standardised_not_whitened_and_agrees_with_scikit_learn(digits):
+    # Wider than WHITENED_WIDTH, the probe solves the same objective in standardised
+    # coordinates (no d x d matrix): MNIST's digits drawn at 72x72, 5,184 pixels, with noise.
+    from tfae.probes import WHITENED_WIDTH, LinearProbe
+
+    train_images, train_labels, test_images, test_labels = digits
+    rng = np.random.default_rng(0)
+
+    def wide(images):
+        large = images.repeat(3, axis=1).repeat(3, axis=2)[:, :72, :72]
+        large = np.pad(large, ((0, 0), (0, 72 - large.shape[1]), (0, 72 - large.shape[2]),
+                               (0, 0)))
+        return (large + rng.normal(0, 0.05, large.shape)).astype(np.float32).reshape(
+            len(images), -1)
+
+    train, test = wide(train_images), wide(test_images)
+    assert train.shape[1] > WHITENED_WIDTH
+    probe = LinearProbe().fit(train, train_labels)
+    assert not probe.whitened
+    direct = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+        train, train_labels).score(test, test_labels)
+    assert probe.score(test, test_labels) == pytest.approx(direct, abs=0.011)

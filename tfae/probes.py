@@ -12,7 +12,11 @@ minutes:
   minimised over whitened coordinates (the weights ``W = P Λ^-1/2 V``, the penalty carried over
   exactly), where L-BFGS converges in tens of passes. Directions in which the training codes do
   not vary (eigenvalues below ``1e-6`` of the largest) are left out; scikit-learn's solution
-  there is zero too.
+  there is zero too. Whitening costs the d x d covariance's eigendecomposition, d^3, so inputs
+  wider than ``WHITENED_WIDTH`` (the raw pixels of colour photographs: d = 12,288 at 64x64x3
+  took 553 s and 8.6 GB) are only standardised, as scikit-learn's pipeline does: the same
+  objective, each L-BFGS pass O(n d) in time and nothing d x d in memory, at the cost of more
+  passes.
 - ``knn_probe``: plain 5 nearest neighbours by Euclidean distance on the codes as they are
   (standardising first lets near-constant dimensions swamp the distances: PCA-784's kNN fell from
   the pixels' 97% to 46% on MNIST), as batched matrix products and top-k; ties between classes
@@ -53,6 +57,9 @@ LINEAR_ITERATIONS = 100
 # scikit-learn's tolerance on the gradient; on the value, what float32 sums can still tell apart.
 GRADIENT_TOLERANCE, VALUE_TOLERANCE = 1e-4, 1e-7
 KEPT_VARIANCE = 1e-6  # whitening leaves out directions of less variance, relative to the largest
+# Wider inputs are standardised, not whitened: an eigendecomposition of 4,096 x 4,096 takes
+# seconds, of 12,288 x 12,288 minutes and gigabytes.
+WHITENED_WIDTH = 4096
 NEIGHBOURS = 5  # the kNN probe's k
 DISTANCES_PER_CHUNK = 2 ** 25  # test x training distances held at once (128 MB)
 
@@ -64,6 +71,8 @@ class LinearProbe:
         classes: the labels, in the order of the weights' columns.
         iterations: L-BFGS iterations the fit took.
         converged: whether it stopped by the tolerances rather than ``LINEAR_ITERATIONS``.
+        whitened: whether it was solved in whitened coordinates (inputs up to
+            ``WHITENED_WIDTH`` wide), or in standardised ones.
 
     Examples:
         >>> probe = LinearProbe().fit(np.eye(4).repeat(5, axis=0), np.arange(4).repeat(5))
@@ -84,18 +93,36 @@ class LinearProbe:
         self.classes, targets = np.unique(labels, return_inverse=True)
         count = len(targets)
         mean = np.mean(rows, axis=0, dtype=np.float64)
-        # by numpy's BLAS: TensorFlow's product of a tall matrix's transpose took 2.4x as long
-        second_moments = (rows.T @ rows).astype(np.float64) / count
-        variance = np.maximum(np.diag(second_moments) - mean ** 2, 0)
+        self.whitened = rows.shape[1] <= WHITENED_WIDTH
+        if self.whitened:
+            # by numpy's BLAS: TensorFlow's product of a tall matrix's transpose took 2.4x
+            second_moments = (rows.T @ rows).astype(np.float64) / count
+            variance = np.maximum(np.diag(second_moments) - mean ** 2, 0)
+        else:  # a pass over the rows, a batch at a time: nothing d x d
+            variance = np.maximum(_mean_squares(rows) - mean ** 2, 0)
         scale = np.where(variance > 0, np.sqrt(variance), 1.0)
-        covariance = (second_moments - np.outer(mean, mean)) / np.outer(scale, scale)
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-        kept = eigenvalues > max(eigenvalues.max(), 0) * KEPT_VARIANCE
-        # W = P Λ^-1/2 V in standardised units; divided by the scale, in the codes' own.
-        unscaled = tf.constant(eigenvectors[:, kept] / np.sqrt(eigenvalues[kept])
-                               / scale[:, None], tf.float32)
-        penalty = tf.constant(1 / eigenvalues[kept], tf.float32)[:, None]
-        shape = (int(kept.sum()), len(self.classes))
+        if self.whitened:
+            covariance = (second_moments - np.outer(mean, mean)) / np.outer(scale, scale)
+            eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+            kept = eigenvalues > max(eigenvalues.max(), 0) * KEPT_VARIANCE
+            # W = P Λ^-1/2 V in standardised units; divided by the scale, in the codes' own.
+            unscaled = tf.constant(eigenvectors[:, kept] / np.sqrt(eigenvalues[kept])
+                                   / scale[:, None], tf.float32)
+            penalty = tf.constant(1 / eigenvalues[kept], tf.float32)[:, None]
+            width = int(kept.sum())
+        else:  # standardised coordinates: W = V / scale, the penalty ||V||^2 as it is
+            unscaled = tf.constant(1 / scale, tf.float32)[:, None]
+            penalty = tf.constant(1.0, tf.float32)
+            width = rows.shape[1]
+        shape = (width, len(self.classes))
+
+        def to_codes(whitened_weights):  # the weights on the codes, from those optimised
+            return (unscaled @ whitened_weights if self.whitened
+                    else unscaled * whitened_weights)
+
+        def from_codes(gradient):  # the gradient as to the optimised weights
+            return (tf.matmul(unscaled, gradient, transpose_a=True) if self.whitened
+                    else unscaled * gradient)
         strength = 1 / (2 * self.inverse_regularisation * count)
         mean = tf.constant(mean, tf.float32)
         one_hot = tf.one_hot(targets, shape[1])
@@ -103,7 +130,7 @@ class LinearProbe:
         def linear_map(parameters):
             """The whitened weights, and the weights and bias on the codes as they are."""
             whitened_weights = tf.reshape(parameters[:-shape[1]], shape)
-            weights = unscaled @ whitened_weights
+            weights = to_codes(whitened_weights)
             return whitened_weights, weights, parameters[-shape[1]:] - tf.linalg.matvec(
                 weights, mean, transpose_a=True)
 
@@ -120,7 +147,7 @@ class LinearProbe:
             error_sums = tf.reduce_sum(error, axis=0)
             weights_gradient = (tf.transpose(tf.matmul(error, codes, transpose_a=True))
                                 - mean[:, None] * error_sums[None, :])
-            whitened_gradient = (tf.matmul(unscaled, weights_gradient, transpose_a=True)
+            whitened_gradient = (from_codes(weights_gradient)
                                  + 2 * strength * penalty * whitened_weights)
             return loss, tf.concat([tf.reshape(whitened_gradient, [-1]), error_sums], axis=0)
 
@@ -444,6 +471,20 @@ def _scores(probes, codes, labels, progress, of):
     if probes is None:
         return {"linear": None, "knn": None}
     return {name: score(probe, codes, labels, progress, of) for name, probe in probes.items()}
+
+
+def _mean_squares(rows, batch=4096):
+    """The mean of each column's squares, in float64, a batch of rows at a time.
+
+    Examples:
+        >>> _mean_squares(np.array([[1.0, 2.0], [3.0, 4.0]], np.float32), batch=1).tolist()
+        [5.0, 10.0]
+    """
+    total = np.zeros(rows.shape[1])
+    for start in range(0, len(rows), batch):
+        part = rows[start:start + batch].astype(np.float64)
+        total += np.einsum("ij,ij->j", part, part)
+    return total / len(rows)
 
 
 def _rows(codes):
