@@ -190,7 +190,8 @@ def test_fixed_corruption_ignores_the_global_seed(mnist):
 def test_preparing_a_data_set_says_so_on_stderr_and_quiet_says_nothing(tmp_path):
     from conftest import run_tfae
 
-    fit = ["fit", "--model", "deep", "--hidden", "8", "--latent-dim", "2", "--epochs", "1",
+    # Enough steps to learn (6 epochs of 38), so that a quiet run has nothing to warn of.
+    fit = ["fit", "--model", "deep", "--hidden", "8", "--latent-dim", "2", "--epochs", "6",
            "--limit", "300", "--batch-size", "8", "--no-export"]
     shown = run_tfae(*fit, "--data-dir", tmp_path / "tfds-shown", "--out", "shown", cwd=tmp_path)
     quiet = run_tfae(*fit, "--data-dir", tmp_path / "tfds-quiet", "--out", "quiet", "--quiet",

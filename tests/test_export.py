@@ -6,8 +6,8 @@ import pytest
 
 from conftest import serve_without_tfae
 from tfae.exports import SIGNATURES, export_saved_model
-from tfae.runs import ExportFolder
 from tfae.families import build_model
+from tfae.runs import ExportFolder
 
 IMAGES = np.random.default_rng(1).random((5, 28, 28, 1), dtype=np.float32)
 
@@ -116,3 +116,28 @@ def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_pa
                                         r"left on device \(nothing was left there\)$"):
         export_saved_model(model, tmp_path / "exports")
     assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == ["1"]
+
+
+def test_only_folders_named_by_a_plain_number_are_versions(model, tmp_path):
+    from tfae.opened import open_model
+
+    export_saved_model(model, tmp_path / "deep")
+    for name in ("99999999999999999999", "²", "1.5", "-3"):  # none is a version TF Serving takes
+        (tmp_path / "deep" / name).mkdir()
+        (tmp_path / "deep" / name / "saved_model.pb").write_bytes(b"not a model")
+    assert ExportFolder(tmp_path / "deep").versions() == [1]
+    assert open_model(tmp_path / "deep").path == tmp_path / "deep" / "1"
+
+
+def test_an_export_whose_anomaly_settings_are_damaged_is_one_line(model, tmp_path):
+    from tfae.anomaly import AnomalyDetector, Calibration
+    from tfae.errors import TfaeError
+    from tfae.opened import OpenedModel, open_model
+
+    calibration = Calibration(np.zeros((4, 4), np.float32),
+                              {"reconstruction": np.arange(20.0), "codes": np.ones(20)}, ())
+    detector = AnomalyDetector().calibrated(OpenedModel.of_model(model), calibration)
+    version = export_saved_model(model, tmp_path / "deep", detector=detector)
+    (version / "anomaly.json").write_text("{}")
+    with pytest.raises(TfaeError, match="is not an export's anomaly settings"):
+        open_model(version)

@@ -107,7 +107,7 @@ def test_fit_says_what_it_trains_on_and_warns_of_a_run_of_too_few_steps(tmp_path
     captured = capsys.readouterr()
     assert ("data: mnist, 480 training, 480 validation and 480 test images, 28x28 (HxW), "
             "1 channel(s), 10 classes; 2 steps an epoch at batch 256") in captured.out
-    assert ("warning: the run is only 2 steps (1 epochs of 2 at batch 256), too few to learn: "
+    assert ("warning: the run is only 2 steps (1 epoch of 2 at batch 256), too few to learn: "
             "--batch-size 8 and --epochs 4 give 240") in captured.err
     # The whole run counts: 7 epochs of 30 steps are enough, though an epoch is short.
     fit(config.merged({"batch_size": 16, "epochs": 7}), tmp_path / "small-batches",

@@ -341,7 +341,8 @@ def describe_data(splits, spec, batch_size):
     per_epoch = math.ceil(sizes[0] / smaller)
     epochs = max(config.epochs, math.ceil(FEW_STEPS / per_epoch))
     more = f" and --epochs {epochs}" if epochs > config.epochs else ""
-    return summary, (f"the run is only {total:,} steps ({config.epochs} epochs of {steps} at "
+    return summary, (f"the run is only {total:,} steps ({config.epochs} "
+                     f"epoch{'s' * (config.epochs != 1)} of {steps} at "
                      f"batch {batch_size}), too few to learn: --batch-size {smaller}{more} "
                      f"give{'s' * (not more)} {epochs * per_epoch:,}")
 
