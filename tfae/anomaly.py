@@ -226,7 +226,8 @@ class AnomalyDetector:
         self.model_, self.calibration_ = model, calibration
         self.decision_scores_ = np.asarray(calibration.combined(calibration.validation,
                                                                 self.score))
-        self.threshold_ = calibration.threshold(self.score, self.contamination)
+        # Calibration.threshold's quantile, of the scores just combined rather than again.
+        self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
         return self
 
     @classmethod

@@ -53,6 +53,7 @@ from tfae.errors import TfaeError
 from tfae.files import as_path, output_writer, written
 from tfae.models.variational import prior_code_batches
 from tfae.opened import open_model, own_data_settings
+from tfae.options import check_positive_whole
 from tfae.progress import Progress
 from tfae.startup import native_stderr_hidden
 
@@ -372,9 +373,7 @@ def _checked_image_output(out):
 def _check_output(out, batch_size):
     if out is not None and not out.parent.is_dir():
         raise TfaeError(f"{{out}}: folder {out.parent} does not exist", options=["out"])
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise TfaeError(f"{{batch_size}} must be a positive whole number, got {batch_size!r}",
-                        options=["batch_size"])
+    check_positive_whole(batch_size, "batch_size")
 
 
 def _opened(path, out, dataset, split, limit, settings, progress):

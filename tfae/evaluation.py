@@ -46,6 +46,7 @@ from tfae.errors import TfaeError
 from tfae.files import as_path, file_identity, write_json
 from tfae.measurements import Measuring, measurements
 from tfae.opened import open_model, own_data_settings
+from tfae.options import check_positive_whole
 from tfae.progress import Progress
 from tfae.runs import RunFolder
 
@@ -188,9 +189,7 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         >>> evaluate("runs/deep", limit=2000)["reconstruction"]["psnr"]  # doctest: +SKIP
         18.2
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise TfaeError(f"{{batch_size}} must be a positive whole number, got {batch_size!r}",
-                        options=["batch_size"])
+    check_positive_whole(batch_size, "batch_size")
     progress = Progress(enabled=bool(verbose))
     folder = RunFolder(as_path(path, "path"))  # an export's keeps its metrics as a run's does
     measured_model = file_identity(folder.model_path)

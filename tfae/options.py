@@ -171,6 +171,21 @@ def specs(cls):
     return found
 
 
+def check_positive_whole(value, name):
+    """Refuses an argument ``name`` (a batch size, say) given in Python that is not a whole
+    number of at least 1 (``checked`` does this for declared options).
+
+    Examples:
+        >>> check_positive_whole(0, "batch_size")
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: batch_size must be a positive whole number, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TfaeError("{%s} must be a positive whole number, got %r" % (name, value),
+                        options=[name])
+
+
 def checked(cls, values, unknown=None):
     """Makes dataclass ``cls`` from ``values``, checking each option against its declaration.
 

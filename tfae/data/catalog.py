@@ -16,6 +16,7 @@ Examples:
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import gzip
@@ -392,6 +393,7 @@ def records(name, *, data_dir=None, manual_dir=None, split="all", image_size=Non
              if part in ("train", "test")}
     kept_decoded = _keeps_decoded(image_shape, None, None, sizes.values())
 
+    @functools.cache  # read once a part: its labels (classes) and its images
     def stored(part):  # the decoded copy load() keeps
         return stored_split(pathlib.Path(builder.data_dir) / DECODED_FOLDER, part, sizes[part],
                             lambda: _as_arrays(_decoded(builder, part, label)))
