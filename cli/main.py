@@ -534,7 +534,8 @@ def prepare(folder, out, quiet, verbose, **settings):
 
     fit, evaluate, plot, tune and report do this by themselves for a folder whose decoded images
     pass --memory-budget. Interrupted, it keeps the shards it finished; run it again to write
-    the rest.
+    the rest. Run on a folder prepared already, it reads every shard and writes again any whose
+    bytes are not those written (their SHA-256 digest).
     """
     with Progress(enabled=not quiet).stage("starting TensorFlow"):
         start_tensorflow(verbose)
@@ -542,8 +543,8 @@ def prepare(folder, out, quiet, verbose, **settings):
 
     config = DataConfig(dataset=folder, **{name: value for name, value in settings.items()
                                            if value is not None}).resolved()
-    prepared = shards.prepare(folder, out, **{name: getattr(config, name)
-                                              for name in PREPARED_SETTINGS})
+    prepared = shards.prepare(folder, out, verify=True, **{name: getattr(config, name)
+                                                           for name in PREPARED_SETTINGS})
     splits = shards.load(prepared)
     counts = ", ".join(f"{split} {getattr(splits, split).count:,}"
                        for split in shards.SPLIT_NAMES)

@@ -73,3 +73,25 @@ def test_an_image_size_past_the_pixel_limit_is_one_line_before_any_image_is_read
     assert result.output.strip().splitlines()[-1] == (
         "Error: --image-size 100000x100000 is 10,000,000,000 pixels an image, over the limit "
         "of 40,000,000")
+
+
+@pytest.mark.parametrize("command", ["prepare", "fit"])
+def test_a_corrupt_jpeg_refused_under_quiet_is_one_line_without_libjpeg_s(tmp_path, capfd,
+                                                                         command):
+    from click.testing import CliRunner
+
+    from tfae_cli.main import tfae
+
+    folder = tmp_path / "photos"
+    write_images(folder / "a", 4, suffix=".jpg")
+    whole = (folder / "a" / "000.jpg").read_bytes()
+    (folder / "a" / "cut.jpg").write_bytes(whole[:200] + b"\x00" * 100)  # libjpeg complains
+    arguments = {"prepare": ["prepare", str(folder)],
+                 "fit": ["fit", "--model", "deep", "--dataset", str(folder), "--epochs", "1",
+                         "--no-export"]}[command]
+    result = CliRunner().invoke(tfae, arguments + ["--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {folder / 'a' / 'cut.jpg'}: not a readable image, corrupt or truncated "
+        "(jpeg::Uncompress failed. Invalid JPEG data or crop window.)"]
+    assert "JPEG" not in capfd.readouterr().err

@@ -226,14 +226,106 @@ def test_sigterm_while_a_request_is_still_arriving_answers_it_503_and_exits_with
         process.wait()
 
 
+def test_sigterm_while_a_model_call_runs_answers_503_and_exits_within_5_s(export_dir):
+    import io
+
+    from PIL import Image
+
+    black = io.BytesIO()
+    Image.fromarray(np.zeros((6000, 6000), np.uint8)).save(black, "PNG")  # 36 M pixels, 35 kB
+    request = _files("encode_bytes", *[black.getvalue()] * 250)  # ~10 s of decoding, one call
+    process, port = _start(export_dir)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(request)
+            time.sleep(1)  # the call is running
+            start = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+        assert process.wait(timeout=30) == 0
+        assert time.monotonic() - start < 5
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_request_whose_client_hangs_up_stops_before_its_next_part(export_dir, monkeypatch):
+    from tfae.serving import ServerSettings
+    from tfae.serving.server import Server
+    from tfae.serving.servables import Batcher
+
+    calls = []
+    call = Batcher._call
+
+    def slow_call(self, array):
+        calls.append(len(array))
+        time.sleep(0.5)
+        return call(self, array)
+
+    monkeypatch.setattr(Batcher, "_call", slow_call)
+    body = json.dumps({"signature_name": "encode",
+                       "instances": np.zeros((4096, 28, 28, 1), np.uint8).tolist()}).encode()
+    settings = ServerSettings(str(export_dir), "deep", port=0, grpc_port=0)
+    with Server(settings) as server:
+        port = int(server.rest_url.split(":")[2].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(_with_body(body))  # four parts of 1,024 rows
+            while not calls:
+                time.sleep(0.01)
+        time.sleep(2.5)  # the time the other three parts would take
+        assert calls == [1024]
+        assert _typical_request_seconds(port) < 0.6  # slowed by slow_call alone
+
+
+def _peak_reset(pid):
+    pathlib.Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
+
+
+def _tiny_png():
+    import io
+
+    from PIL import Image
+
+    file = io.BytesIO()
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(file, "PNG")
+    return file.getvalue()
+
+
+@pytest.mark.parametrize("name, body", [
+    ("decode of 5,300 codes", json.dumps(
+        {"signature_name": "decode", "instances": [[0.5, 0, 0, 0]] * 5300}).encode()),
+    ("reconstruct_bytes of 5,300 one-pixel PNGs", json.dumps(
+        {"signature_name": "reconstruct_bytes",
+         "instances": [{"b64": base64.b64encode(_tiny_png()).decode()}] * 5300}).encode()),
+], ids=["decode", "reconstruct_bytes"])
+def test_a_request_under_1_mb_allocates_under_100_mb_and_holds_under_50_mb(server, name, body):
+    # Each answers 16.6 MB of numbers (25 MB of JSON), just within --max-answer-mb.
+    process, port = server
+    assert len(body) < 1e6
+    _normal_request_seconds(port)
+    before = _memory_bytes(process.pid)
+    _peak_reset(process.pid)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/deep:predict",
+                                     data=body)
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert len(json.loads(answer.read())["predictions"]) == 5300
+    peak = _memory_bytes(process.pid, "VmHWM")
+    time.sleep(1)
+    assert peak - before < 100e6, f"{name}: {(peak - before) / 1e6:.0f} MB allocated"
+    assert _memory_bytes(process.pid) - before < 50e6
+
+
 def _cpu_seconds(pid):
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _memory_bytes(pid):
+def _memory_bytes(pid, field="VmRSS"):
     status = pathlib.Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("VmRSS:")[1].split()[0]) * 1024
+    return int(status.split(f"{field}:")[1].split()[0]) * 1024
 
 
 def test_after_the_whole_hostile_set_the_server_is_idle_answers_fast_and_has_not_grown(

@@ -317,3 +317,62 @@ def test_a_run_on_a_prepared_folder_uses_and_records_the_settings_it_was_prepare
     assert (config["resize"], config["test_fraction"], config["image_size"]) == ("pad", 0.2,
                                                                                 [6, 6])
     assert run.model.image_shape == (6, 6, 1)
+
+
+def test_preparing_again_mends_a_shard_damaged_in_place_and_only_it(photos, tmp_path):
+    out = shards.prepare(photos, tmp_path / "prepared", shard_bytes=IMAGE_BYTES * 10)
+    damaged, *intact = sorted(out.glob("train-*.tfrecord"))
+    kept = {path.name: path.stat().st_mtime_ns for path in intact}
+    content = bytearray(damaged.read_bytes())
+    content[100:110] = b"\xff" * 10  # the same size: loading cannot tell
+    damaged.write_bytes(bytes(content))
+    shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 10)
+    assert damaged.read_bytes() == bytes(content)  # not verified unless asked
+    shards.prepare(photos, out, shard_bytes=IMAGE_BYTES * 10, verify=True)
+    assert damaged.read_bytes() != bytes(content)
+    assert {path.name: path.stat().st_mtime_ns for path in intact} == kept
+    np.testing.assert_array_equal(_rows(_images(shards.load(out).train)),
+                                  _rows(_images(data.load(str(photos)).train)))
+
+
+def test_preparing_a_folder_a_process_reads_waits_for_it(photos, tmp_path):
+    import logging
+
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    out = shards.prepare(photos, tmp_path / "prepared")
+    reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from tfae.data import shards
+        shards.load({str(out)!r})
+        print("loaded", flush=True)
+        time.sleep(3)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline() == "loaded\n"
+    began = time.monotonic()
+    logger = logging.getLogger("tfae")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        shards.prepare(photos, out, image_size=(4, 4))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    # Its shards were not replaced while it could read them: preparing waited for it to end.
+    assert time.monotonic() - began > 2.5 and reader.wait(timeout=30) == 0
+    assert f"waiting for another process preparing or reading {out}" in said
+    assert shards.load(out).image_shape == (4, 4, 1)
+
+
+def test_a_run_is_not_resumed_on_a_folder_prepared_again_at_another_size(photos, tmp_path):
+    import tfae
+
+    prepared = shards.prepare(photos, tmp_path / "prepared")
+    config = tfae.FitConfig(model="deep", dataset=str(prepared), epochs=1,
+                            model_options={"hidden": (8,), "latent_dim": 2})
+    tfae.fit(config, tmp_path / "run", verbose=0)
+    shards.prepare(photos, prepared, image_size=(4, 4))
+    with pytest.raises(TfaeError, match="image_size"):
+        tfae.fit(config.merged({"epochs": 2}), tmp_path / "run", verbose=0)

@@ -15,6 +15,8 @@ import os
 import sys
 import tempfile
 
+from tfae.errors import TfaeError
+
 
 def start_tensorflow(verbose=False):
     """Imports TensorFlow with its start-up lines hidden, unless ``verbose`` or the user's own
@@ -46,7 +48,8 @@ def start_tensorflow(verbose=False):
 @contextlib.contextmanager
 def native_stderr_hidden(hidden=True):
     """Hides what C and C++ code writes to stderr inside the block (Python's ``sys.stderr`` too),
-    caught at the file descriptor; if the block fails, it is shown after all.
+    caught at the file descriptor; if the block fails unforeseen, it is shown after all (a
+    ``TfaeError``'s one line says what failed: libjpeg's lines about the file it names are not).
 
     Examples:
         >>> with native_stderr_hidden():
@@ -61,6 +64,8 @@ def native_stderr_hidden(hidden=True):
         os.dup2(captured.fileno(), 2)
         try:
             yield
+        except TfaeError:
+            raise
         except BaseException:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -12,7 +12,12 @@ in memory at a time.
 Preparing is safe to interrupt and to run twice at once: a shard is written under a temporary name
 and renamed when whole, so a run killed at any point keeps its finished shards and the next one
 writes only the rest; a second process waits for the first (a kernel lock); a folder whose files
-changed since (names, sizes, modification times) is prepared again.
+changed since (names, sizes, modification times) is prepared again. A process that has loaded a
+prepared folder holds a shared lock on it until it exits: preparing it again with other settings
+waits for the readers (a fit streaming it) instead of pulling its shards from under them.
+``tfae prepare`` checks every shard against the SHA-256 digest kept in the manifest and writes
+again the ones that differ (a shard damaged in place, its size unchanged); loading checks sizes
+only, and a record that fails its own checksum while streaming stops the run with one line.
 
 ``tfae prepare FOLDER`` does it explicitly; ``tfae fit`` and the other commands do it on first use
 of a folder whose decoded images pass the memory budget (``--memory-budget``), into
@@ -29,6 +34,7 @@ Examples:
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -229,7 +235,8 @@ def prepared_folder(root, prepared_dir=None, **settings):
 
 
 def prepare(dataset, out=None, *, image_size=None, channels=None, resize="stretch",
-            test_fraction=0.1, prepared_dir=None, shard_bytes=SHARD_BYTES, progress=None, **_):
+            test_fraction=0.1, prepared_dir=None, shard_bytes=SHARD_BYTES, progress=None,
+            verify=False, **_):
     """Prepares the image folder ``dataset`` into shards in ``out`` (default
     ``prepared_folder``), unless that is done already for the folder as it is now.
 
@@ -241,6 +248,9 @@ def prepare(dataset, out=None, *, image_size=None, channels=None, resize="stretc
         image_size, channels, resize, test_fraction: as in ``tfae.config.DataConfig``.
         shard_bytes: about how many bytes of pixels make one shard.
         progress: a ``tfae.progress.Progress`` showing images done (default: none).
+        verify: read every shard of a folder prepared already and write again those whose
+            SHA-256 digest is not the one written (``tfae prepare`` does; otherwise only their
+            sizes are checked).
 
     Returns:
         The prepared folder, a ``pathlib.Path``.
@@ -263,12 +273,19 @@ def prepare(dataset, out=None, *, image_size=None, channels=None, resize="stretc
     listings, class_names = listed(root)
     listing_key = _listing_key(root, listings)
     _make_folder(out)
-    with _locked(out, root):
+    with _locked(out, root, shared=True):
         manifest = _manifest(out)
         if manifest and (manifest["listing"], manifest["settings"]) == (listing_key, settings) \
-                and not _damaged_shard(out, manifest):
+                and not _damaged_shard(out, manifest) \
+                and not (verify and _altered_shards(out, manifest)):
             return out
+    _stop_reading(out)
+    with _locked(out, root):
+        manifest = _manifest(out)
         paths = [path for listing in listings.values() for path, _ in listing]
+        if manifest and (manifest["listing"], manifest["settings"]) == (listing_key, settings):
+            _keep_intact_shards(out, manifest, root, listings, class_names, shard_bytes,
+                                verify)
         plan = _plan(out, root, listings, listing_key, settings, shard_bytes)
         if plan is None:
             shape = next(decoded_files(paths[:1], image_size, channels, resize))[1].shape
@@ -291,7 +308,8 @@ def prepare(dataset, out=None, *, image_size=None, channels=None, resize="stretc
                                                                            listings)}}
         for split in manifest["splits"].values():
             split["shards"] = [{"file": shard["file"], "images": len(shard["rows"]),
-                                "bytes": (out / shard["file"]).stat().st_size}
+                                "bytes": (out / shard["file"]).stat().st_size,
+                                "sha256": _file_digest(out / shard["file"])}
                                for shard in split["shards"]]
         write_json(out / MANIFEST, manifest)
         (out / PLAN).unlink()
@@ -310,6 +328,7 @@ def load(dataset, limit=None, image_size=None, channels=None, resize=None, **_):
         1000
     """
     folder = pathlib.Path(dataset).expanduser()
+    _start_reading(folder)
     manifest = read_json(folder / MANIFEST)
     if manifest.get("format") != FORMAT:
         raise TfaeError(f"{folder} was prepared by another version of tfae; prepare it again")
@@ -364,6 +383,39 @@ def _damaged_shard(folder, manifest):
     return None
 
 
+def _altered_shards(folder, manifest):
+    """The shards of ``manifest`` whose bytes are not those written (their SHA-256 digest); a
+    manifest of an earlier tfae, without digests, has none."""
+    return [folder / shard["file"] for split in manifest["splits"].values()
+            for shard in split["shards"]
+            if "sha256" in shard and _file_digest(folder / shard["file"]) != shard["sha256"]]
+
+
+def _file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _keep_intact_shards(out, manifest, root, listings, class_names, shard_bytes, verify):
+    """Turns a prepared folder some of whose shards are missing or damaged back into the plan
+    that made it (the plan is a function of the folder and the settings), without the damaged
+    shards: ``prepare`` then writes only those again."""
+    damaged = {out / shard["file"] for split in manifest["splits"].values()
+                for shard in split["shards"] if not (out / shard["file"]).is_file()
+                or (out / shard["file"]).stat().st_size != shard["bytes"]}
+    if verify:
+        damaged |= set(_altered_shards(out, manifest))
+    for path in damaged:
+        LOG.info(f"{path.name} is not the shard that was written; writing it again")
+        path.unlink(missing_ok=True)
+    _new_plan(out, root, listings, class_names, manifest["listing"], manifest["settings"],
+              tuple(manifest["image_shape"]), shard_bytes)
+    (out / MANIFEST).unlink()
+
+
 def _listing_key(root, listings):
     """A fingerprint of every file's split, path, size and modification time: cheap to take on
     a million files, and it changes when one is added, removed or rewritten."""
@@ -411,22 +463,49 @@ def _ours(name):
 
 
 class _locked:
-    """Holds ``out``'s kernel lock, waiting (and saying so) while another process prepares."""
+    """Holds ``out``'s kernel lock, waiting (and saying so) while another process prepares, or
+    for ``shared=False`` while any other process prepares or reads it."""
 
-    def __init__(self, out, root):
-        self.path, self.root = out / LOCK, root
+    def __init__(self, out, root, shared=False):
+        self.path, self.root, self.shared = out / LOCK, root, shared
 
     def __enter__(self):
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            LOG.info(f"waiting for another process preparing {self.root} into "
-                     f"{self.path.parent}")
-            fcntl.flock(self.file, fcntl.LOCK_EX)
+        self.file = _lock_file(self.path, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX,
+                               f"preparing {self.root} into {self.path.parent}" if self.shared
+                               else f"preparing or reading {self.path.parent}")
 
     def __exit__(self, *_):
         self.file.close()
+
+
+# The prepared folders this process has loaded, each with the shared lock held on it (released
+# when the process exits, or when it prepares that folder again itself).
+_READING = {}
+
+
+def _start_reading(folder):
+    key = folder.resolve()
+    if key not in _READING and (folder / LOCK).is_file():
+        # Opened for reading: a prepared folder may be read-only to its readers.
+        _READING[key] = _lock_file(folder / LOCK, fcntl.LOCK_SH, f"preparing {folder}", "r")
+
+
+def _stop_reading(folder):
+    held = _READING.pop(folder.resolve(), None)
+    if held:
+        held.close()
+
+
+def _lock_file(path, kind, waited_for, mode="a+"):
+    """``path`` opened (``mode``) with the ``flock`` ``kind`` held, once the other processes
+    holding a conflicting one (said: "waiting for another process ``waited_for``") let go."""
+    file = open(path, mode)
+    try:
+        fcntl.flock(file, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        LOG.info(f"waiting for another process {waited_for}")
+        fcntl.flock(file, kind)
+    return file
 
 
 def _manifest(out):

@@ -299,6 +299,8 @@ class Batcher:
     async def _drain(self):
         while self._queue:
             taken = self._take()
+            if not taken:
+                break
             try:
                 self._hand_out(taken, await self._call_batch(taken))
             except ServingError as error:
@@ -342,6 +344,10 @@ class Batcher:
     def _take(self):
         """The oldest queued requests of the first one's shape, up to ``max_rows`` rows (each is
         at most that many)."""
+        # A caller gone (cancelled: its client hung up) is not worked for.
+        self._queue = [request for request in self._queue if not request[1].done()]
+        if not self._queue:
+            return []
         shape = self._queue[0][0].shape[1:]
         taken, kept, rows = [], [], 0
         for request in self._queue:
@@ -357,15 +363,45 @@ class Batcher:
     def _call(self, array):
         import tensorflow as tf
 
-        try:
-            outputs = self.signature(**{self.input_name: tf.constant(array)})
-        except tf.errors.InvalidArgumentError as failure:
-            raise ServingError("INVALID_ARGUMENT", op_error_message(failure)) from None
-        except tf.errors.OpError as failure:
-            raise ServingError("INTERNAL", op_error_message(failure)) from None
-        if len(self.output_names) == 1:
-            return outputs[self.output_names[0]].numpy()
-        return {name: outputs[name].numpy() for name in self.output_names}
+        with _running_calls:
+            try:
+                outputs = self.signature(**{self.input_name: tf.constant(array)})
+            except tf.errors.InvalidArgumentError as failure:
+                raise ServingError("INVALID_ARGUMENT", op_error_message(failure)) from None
+            except tf.errors.OpError as failure:
+                raise ServingError("INTERNAL", op_error_message(failure)) from None
+            if len(self.output_names) == 1:
+                return outputs[self.output_names[0]].numpy()
+            return {name: outputs[name].numpy() for name in self.output_names}
+
+
+class _RunningCalls:
+    """How many model calls are running in this process's threads: a call cannot be stopped
+    once begun, and a server stopping with one still running has nobody left to answer."""
+
+    def __init__(self):
+        self._lock, self.count = threading.Lock(), 0
+
+    def __enter__(self):
+        with self._lock:
+            self.count += 1
+
+    def __exit__(self, *_):
+        with self._lock:
+            self.count -= 1
+
+
+_running_calls = _RunningCalls()
+
+
+def calls_running():
+    """Whether a model call is running in one of this process's threads.
+
+    Examples:
+        >>> calls_running()
+        False
+    """
+    return _running_calls.count > 0
 
 
 class Repository:

@@ -36,7 +36,7 @@ from uvicorn.supervisors import Multiprocess
 from tfae.compat import private_name, require
 from tfae.errors import TfaeError
 from tfae.serving import grpc_api, rest
-from tfae.serving.servables import Limits, Repository, ServingError
+from tfae.serving.servables import Limits, Repository, ServingError, calls_running
 from tfae.startup import start_tensorflow
 
 GRACE_SECONDS = 2  # for REST's requests in flight at SIGTERM, then gRPC's: it exits within 5 s
@@ -109,8 +109,9 @@ class _Worker:
     """One worker's ASGI application: the REST application, and gRPC started and stopped around
     it by the ASGI lifespan; a worker that cannot serve says why in one line, not a traceback."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, ends_process=False):
         self.settings = settings
+        self.ends_process = ends_process
         self.repository = Repository(settings.export_dir, settings.name, settings.labels,
                                      settings.limits)
         self.rest = rest.create_app(self.repository, settings.max_json_bytes)
@@ -149,6 +150,12 @@ class _Worker:
         await receive()  # lifespan.shutdown
         await grpc_server.stop(GRACE_SECONDS)
         await send({"type": "lifespan.shutdown.complete"})
+        if self.ends_process and calls_running():
+            # A model call cannot be stopped, and its caller has had its 503: waiting for the
+            # call (Python joins its thread at exit) would break the promise to exit within 5 s.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
 
 def access_line(client, protocol, request, status, seconds):
@@ -162,14 +169,16 @@ def access_line(client, protocol, request, status, seconds):
           f"{status} {seconds * 1000:.1f} ms", file=sys.stderr, flush=True)
 
 
-def create_app(settings):
+def create_app(settings, ends_process=False):
     """One worker's ASGI application: REST, with gRPC started and stopped by its lifespan.
+    ``ends_process``: the application owns its process (``tfae serve``'s), which it ends at
+    shutdown without waiting for model calls still running.
 
     Examples:
         >>> app = create_app(ServerSettings("saved_models/deep", "deep"))  # doctest: +SKIP
         >>> uvicorn.Server(uvicorn.Config(app, lifespan="on")).run()  # doctest: +SKIP
     """
-    return _Worker(settings)
+    return _Worker(settings, ends_process)
 
 
 def app_from_environment():
@@ -181,7 +190,7 @@ def app_from_environment():
     """
     settings = json.loads(os.environ[_SETTINGS_VARIABLE])
     start_tensorflow(settings.pop("verbose"))
-    return create_app(ServerSettings(**settings))
+    return create_app(ServerSettings(**settings), ends_process=True)
 
 
 # uvicorn's HTTP protocol, extended below (it has no public hook for these limits).
@@ -383,6 +392,8 @@ class Server:
 def serve(settings, announce=print, verbose=False):
     """Serves until SIGINT or SIGTERM, then drains and stops; ``announce`` gets the line saying
     where, once both protocols answer; ``verbose`` shows TensorFlow's start-up lines in workers.
+    The process is ``tfae serve``'s: one model call still running when the grace periods are
+    over ends it (exit status 0) rather than being waited for.
 
     Examples:
         >>> serve(ServerSettings("saved_models/deep", "deep"))  # doctest: +SKIP
@@ -397,7 +408,7 @@ def serve(settings, announce=print, verbose=False):
                                daemon=True)
     with rest_socket, reservation:
         if settings.workers == 1:
-            server = uvicorn.Server(_config(create_app(settings)))
+            server = uvicorn.Server(_config(create_app(settings, ends_process=True)))
             started.start()
             with _stopped_quietly(), contextlib.suppress(SystemExit):  # uvicorn's startup failure
                 server.run(sockets=[rest_socket])
