@@ -27,6 +27,7 @@ from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError, op_error_message
 from tfae.figures import figure_kinds, figure_names
 from tfae.families import describe_space, families, family_names, tunable_family_names
+from tfae.measurements import BASELINES
 from tfae.options import specs
 from tfae.progress import Progress
 from tfae.startup import start_tensorflow
@@ -318,9 +319,12 @@ def _data_options(help=MEASURED_DATA_HELP):
               help="Fit the probes and baselines on a seeded sample of N training images (0: "
               "all; default: all, or 20,000 of a folder streamed from shards, whose codes are "
               "also scored on N test images).")
+@click.option("--baselines", type=click.Choice(BASELINES), default="auto", show_default=True,
+              help="Measure the baselines (raw pixels, PCA): auto when the training images' "
+              "pixels take at most 1 GiB as float32 (said when skipped), always, or never.")
 @_output_options
 @_clear_errors
-def evaluate(path, as_json, out_file, probe_limit, quiet, verbose, **data_settings):
+def evaluate(path, as_json, out_file, probe_limit, baselines, quiet, verbose, **data_settings):
     """Measure a run folder or SavedModel export: reconstruction, probes, noise, occlusion.
 
     Writes PATH/metrics.json for the run's own images with its own settings (--limit included),
@@ -338,7 +342,7 @@ def evaluate(path, as_json, out_file, probe_limit, quiet, verbose, **data_settin
     from tfae.evaluation import evaluate as evaluate_path, summary_rows
 
     metrics = evaluate_path(path, verbose=progress.enabled, out=out_file,
-                            probe_limit=probe_limit, **data_settings)
+                            probe_limit=probe_limit, baselines=baselines, **data_settings)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
     else:
@@ -578,9 +582,12 @@ def _report_options():
               "(default: docs/results for mnist, else docs/results/<data set>; with "
               "--latent-dim N or --study-shapes, docs/results/[<data set>-]latent-N or "
               "study-shapes).")
+@click.option("--baselines", type=click.Choice(BASELINES), default="auto", show_default=True,
+              help="Measure the baselines (raw pixels, PCA): auto when the training images' "
+              "pixels take at most 1 GiB as float32 (said when skipped), always, or never.")
 @_output_options
 @_clear_errors
-def report(models, epochs, latent_dim, study_shapes, out_dir, quiet, verbose, limit,
+def report(models, epochs, latent_dim, study_shapes, out_dir, baselines, quiet, verbose, limit,
            **data_settings):
     """Train, evaluate and draw every family; write the results page.
 
@@ -592,7 +599,7 @@ def report(models, epochs, latent_dim, study_shapes, out_dir, quiet, verbose, li
     chosen = None if models == "all" else [name.strip() for name in models.split(",")]
     given = {name: value for name, value in data_settings.items() if value is not None}
     page = write_report(chosen, epochs, out_dir, limit, latent_dim, study_shapes,
-                        verbose=_keras_verbosity(quiet), **given)
+                        verbose=_keras_verbosity(quiet), baselines=baselines, **given)
     click.echo(f"wrote {page}")
 
 

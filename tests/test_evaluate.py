@@ -341,3 +341,29 @@ def test_a_measurement_of_ones_own_is_one_registration(small_run, monkeypatch):
         assert header[-1] == "sparsity" and cells[0][-1] == f"{metrics['sparsity']:.1%}"
     finally:
         unregister_measurement("sparsity")
+
+
+def test_baselines_are_measured_or_left_out_as_asked_and_auto_says_why(small_run, monkeypatch,
+                                                                       capsys):
+    from tfae import measurements
+
+    work, _ = small_run
+    never = evaluate(work / "run", limit=300, verbose=0, baselines="never",
+                     out=work / "never.json")
+    assert never["baselines"] is None and "manifold" not in never
+    assert "were not measured: --baselines never" in " ".join(never["notes"])
+    assert "warning" not in capsys.readouterr().err  # asked for: nothing to warn of
+    # 300 images of 784 pixels are 940,800 bytes as float32: auto's limit set just below.
+    monkeypatch.setattr(measurements, "BASELINE_PIXEL_BYTES", 940_799)
+    auto = evaluate(work / "run", limit=300, verbose=0, out=work / "auto.json")
+    assert auto["baselines"] is None
+    said = "the 300 training images' pixels take 0.0 GB as float32, over --baselines auto's"
+    assert said in capsys.readouterr().err and said in " ".join(auto["notes"])
+    always = evaluate(work / "run", limit=300, verbose=0, baselines="always",
+                      out=work / "always.json")
+    assert always["baselines"]["pixels"]["linear"] > 0.5 and "manifold" in always
+    monkeypatch.setattr(measurements, "BASELINE_PIXEL_BYTES", 940_800)
+    assert evaluate(work / "run", limit=300, verbose=0, out=work / "auto.json")["baselines"]
+    result = CliRunner().invoke(tfae_command, ["evaluate", "run", "--baselines", "sometimes"])
+    assert result.exit_code == 2 and "'sometimes' is not one of 'auto', 'always', 'never'" \
+        in result.output

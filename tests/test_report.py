@@ -189,3 +189,16 @@ def test_a_page_names_the_commit_of_the_code_that_made_it():
     if head.returncode:
         pytest.skip("not a git checkout: a page names tfae's version only")
     assert source_version().startswith(f"tfae {__version__} at commit {head.stdout.strip()}")
+
+
+def test_rows_without_a_pca_baseline_or_without_baselines_are_compared_with_what_they_have():
+    from tfae.report import Row, _baseline_goals, _baseline_rows
+
+    measured = {"probe": {"linear": 0.95, "knn": 0.96}, "reconstruction": {"psnr": 30.0}}
+    wide = Row("wide", {}, {**measured, "baselines": {"pixels": {"linear": 0.9, "knn": 0.97}}},
+               {})
+    skipped = Row("skipped", {}, {**measured, "baselines": None}, {})
+    assert _baseline_goals([wide, skipped], with_pixels=True) == [
+        ("`wide` linear probe beats the raw pixels'", "95.00% against 90.00%", True)]
+    header = ["model", "MSE", "linear probe", "kNN (k=5)"]
+    assert _baseline_rows([wide, skipped], header) == ["| *raw pixels* | – | 90.00% | 97.00% |"]

@@ -159,7 +159,7 @@ def open_model_and_data(path, progress, dataset=None, limit=None, **settings):
 
 
 def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verbose=1, out=None,
-             probe_limit=None, **settings):
+             probe_limit=None, baselines="auto", **settings):
     """Measures a run folder or export and writes its metrics beside it: ``metrics.json`` for
     the run's own images with its own settings, ``metrics-<data>.json`` for others (named by
     ``MeasuredData.name``), so that measuring on other data never replaces them.
@@ -177,6 +177,10 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         probe_limit: fit the probes and baselines on a seeded sample of this many training
             images (0: all; default: all of a split held in memory, 20,000 of a streamed one);
             given, the metrics file's name says so (``metrics-probes5000.json``).
+        baselines: when to measure the baselines (raw pixels, PCA): ``"auto"`` when the
+            training images' pixels take at most 1 GiB as float32
+            (``tfae.measurements.BASELINE_PIXEL_BYTES``), ``"always"``, ``"never"``; not
+            measured, ``metrics["baselines"]`` is ``None`` and a note says why.
         **settings: other ``DataConfig`` fields (``manual_dir``, ``image_size``, ...).
 
     Returns:
@@ -203,7 +207,7 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
         destination = folder.path / f"metrics-{'-'.join(names)}.json" if names \
             else folder.metrics_path
     splits = measured.splits
-    measuring = Measuring(opened, splits, batch_size, progress, probe_limit)
+    measuring = Measuring(opened, splits, batch_size, progress, probe_limit, baselines)
     measuring.notes += measured.notes
     metrics = {"dataset": splits.name, "data": splits.source, "limit": measured.settings["limit"],
                "settings": measured.settings, "train_images": int(splits.train.cardinality()),
@@ -220,7 +224,9 @@ def evaluate(path, dataset=None, data_dir=None, limit=None, batch_size=500, verb
             value = measurement.measure(measuring)
         for message in dict.fromkeys(str(warning.message) for warning in caught):
             measuring.notes.append(f"{measurement.name}: {message}")
-        if value is not None or measurement.name == "probe":  # None there: no labels
+        # None is kept for the probe (no labels) and the baselines (not asked for): a report
+        # tells them from metrics of a tfae that did not measure them.
+        if value is not None or measurement.name in ("probe", "baselines"):
             metrics[measurement.name] = value
     metrics["notes"] = measuring.notes
     if file_identity(folder.model_path) != measured_model:

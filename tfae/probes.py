@@ -350,8 +350,10 @@ _MEASURED = {}
 
 def baselines(train_images, train_labels, test_images, test_labels, code_size, progress=None,
               cache=True):
-    """The raw pixels and PCA with ``code_size`` components (capped at the pixel count), on the
-    same splits: probes for both, reconstruction PSNR for PCA.
+    """The raw pixels and PCA with ``code_size`` components (capped at the training images'
+    count), on the same splits: probes for both, reconstruction PSNR for PCA. A code at least as
+    wide as the image has no PCA row: PCA then keeps every pixel (its PSNR the 100 dB cap), no
+    compression to compare with.
 
     With ``cache``, baselines measured before on the same images and labels (by their digest,
     ``images_digest``) are read instead, from this process or from
@@ -360,7 +362,8 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, p
 
     Returns:
         ``(rows, pixel_classifier)``: ``{"pixels": {"linear", "knn"}, "pca": {"components",
-        "psnr", "mse", "linear", "knn"}}`` (probe entries ``None`` without labels), and the
+        "psnr", "mse", "linear", "knn"}}`` (probe entries ``None`` without labels; no ``"pca"``
+        for a code as wide as the image), and the
         linear probe fitted on the pixels (``None`` without labels), a classifier of images. The
         kNN probes, which hold their training images, are let go once scored.
 
@@ -370,10 +373,13 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, p
         ...                              cache=False)
         >>> 0 <= rows["pixels"]["linear"] <= 1 and rows["pca"]["psnr"] > 0
         True
+        >>> "pca" in baselines(images[:40], labels[:40], images[40:], labels[40:], 9,
+        ...                    cache=False)[0]
+        False
     """
     progress = progress or Progress(enabled=False)
     train_pixels, train, test = train_images, _rows(train_images), _rows(test_images)
-    components = int(min(code_size, train.shape[1], len(train)))
+    components = int(min(code_size, len(train)))
     digest = cache and images_digest(train, train_labels, test, test_labels)
     pixels = digest and _recalled(digest, "pixels", progress)
     if not pixels:
@@ -383,6 +389,8 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, p
                   pixel_probes and pixel_probes["linear"])
         if digest:
             _keep(digest, "pixels", pixels)
+    if code_size >= train.shape[1]:
+        return {"pixels": pixels[0]}, pixels[1]
     pca_row = digest and _recalled(digest, f"pca-{components}", progress)
     if not pca_row:
         with progress.stage(f"PCA-{components}: fitting"):

@@ -58,7 +58,7 @@ class Row:
 
 
 def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, study_shapes=False,
-           verbose=1, **settings):
+           verbose=1, baselines="auto", **settings):
     """Trains (or reuses), evaluates and draws each of ``models``; writes the results page.
 
     Args:
@@ -73,6 +73,8 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
         study_shapes: train every family at the shape the MNIST study gave it (the ``rows``
             of the page's ``page.json``), on a page of its own.
         verbose: progress output.
+        baselines: when to measure the baselines, as ``tfae.evaluation.evaluate`` takes it;
+            rows measured before are measured again only for ``"always"`` where they lack them.
         **settings: the data (``DataConfig`` fields: ``dataset``, ``manual_dir``, ...);
             default the bundled MNIST.
 
@@ -117,8 +119,9 @@ def report(models=None, epochs=None, out=None, limit=None, latent_dim=None, stud
         model_time = folder.model_path.stat().st_mtime
         # Metrics of the run's model, of the same images, and of this tfae (with baselines).
         metrics = folder.metrics() if _newer(folder.metrics_path, model_time) else {}
-        if metrics.get("limit") != limit or "baselines" not in metrics:
-            metrics = evaluate(folder.path, limit=limit, verbose=verbose)
+        if metrics.get("limit") != limit or "baselines" not in metrics or (
+                baselines == "always" and metrics["baselines"] is None):
+            metrics = evaluate(folder.path, limit=limit, verbose=verbose, baselines=baselines)
         colour = "colorization" in metrics
         kinds = [kind.name for kind in figure_kinds()
                  if (colour or not kind.colour) and (spec.family.has_prior or not kind.needs_prior)]
@@ -285,14 +288,17 @@ def _baseline_goals(rows, with_pixels):
     PSNR) and, ``with_pixels``, its linear probe against the raw pixels'."""
     goals = []
     for row in rows:
-        pca, pixels = row.metrics["baselines"]["pca"], row.metrics["baselines"]["pixels"]
+        if not row.metrics["baselines"]:  # not measured (--baselines)
+            continue
+        pca, pixels = row.metrics["baselines"].get("pca"), row.metrics["baselines"]["pixels"]
         measured = {"linear": row.metrics["probe"]["linear"], "knn": row.metrics["probe"]["knn"],
                     "psnr": row.metrics["reconstruction"]["psnr"]}
-        beaten = [key for key in measured if measured[key] > pca[key]]
-        goals.append((f"`{row.name}` beats PCA-{pca['components']} on probe, kNN and PSNR",
-                      f"{measured['linear']:.2%} / {measured['knn']:.2%} / "
-                      f"{measured['psnr']:.1f} dB against {pca['linear']:.2%} / "
-                      f"{pca['knn']:.2%} / {pca['psnr']:.1f} dB", len(beaten) == 3))
+        if pca:  # none for a code as wide as the image
+            beaten = [key for key in measured if measured[key] > pca[key]]
+            goals.append((f"`{row.name}` beats PCA-{pca['components']} on probe, kNN and PSNR",
+                          f"{measured['linear']:.2%} / {measured['knn']:.2%} / "
+                          f"{measured['psnr']:.1f} dB against {pca['linear']:.2%} / "
+                          f"{pca['knn']:.2%} / {pca['psnr']:.1f} dB", len(beaten) == 3))
         if with_pixels:
             goals.append((f"`{row.name}` linear probe beats the raw pixels'",
                           f"{measured['linear']:.2%} against {pixels['linear']:.2%}",
@@ -385,7 +391,7 @@ def _page(rows, command, page_dir, dataset, shape, written, policy, names):
     lines += ["| " + " | ".join(row_cells) + " |" for row_cells in cells]
     lines += _baseline_rows(rows, header)
     pca_sizes = {row.metrics["baselines"]["pca"]["components"]: row.metrics["train_images"]
-                 for row in rows if row.metrics.get("baselines")}
+                 for row in rows if "pca" in (row.metrics.get("baselines") or {})}
     capped = sorted(size for size, images in pca_sizes.items() if size == images)
     if capped:
         lines += ["", f"PCA-{capped[0]} has as many components as there are training images "
@@ -399,10 +405,11 @@ def _page(rows, command, page_dir, dataset, shape, written, policy, names):
         lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
         lines += [f"| {goal} | {measured} | {'met' if met else '**missed**'} |"
                   for goal, measured, met in goals]
-        if any(row.metrics["baselines"]["pca"]["psnr"] >= 100 for row in rows):
-            lines += ["", "PCA with as many components as the image has pixels reconstructs it "
-                      "exactly (100 dB is where PSNR is capped): a code that wide is no "
-                      "compression, and no autoencoder can beat it on PSNR. The compact pages "
+        if any(row.metrics.get("baselines") and "pca" not in row.metrics["baselines"]
+               for row in rows):
+            lines += ["", "A code as wide as the image has no PCA row: PCA with as many "
+                      "components as the image has pixels keeps them all (PSNR at its 100 dB "
+                      "cap), no compression to compare with. The compact pages "
                       "(`tfae report --latent-dim 32`) compare at one smaller size."]
     if policy["study_accuracies"] and all(row.metrics["probe"] for row in rows):
         lines += _study_sections(rows, policy["study_accuracies"])
@@ -432,7 +439,7 @@ def _baseline_rows(rows, header):
     splits: what each family's numbers are read against, in the columns they share."""
     found = {}
     for row in rows:
-        for name, values in row.metrics.get("baselines", {}).items():
+        for name, values in (row.metrics.get("baselines") or {}).items():
             found.setdefault(baseline_label(name, values), values)
     lines = []
     for label, values in sorted(found.items(), key=lambda item: (item[0] != "raw pixels",

@@ -21,7 +21,9 @@ Examples:
 import dataclasses
 import functools
 import math
+import sys
 
+from tfae.errors import TfaeError
 from tfae.registry import Registry
 
 # The built-in measurements, in the order of the summary and the report's columns; each is the
@@ -32,6 +34,13 @@ SEED = 1234  # one corruption for every model, so their numbers compare
 # The probes and baselines of a streamed split (a prepared folder, too large to hold) are fitted on
 # a seeded sample of this many training images.
 STREAMED_PROBE_IMAGES = 20_000
+# When the baselines are measured (``--baselines``). ``auto`` measures them when the training
+# images' pixels, as float32, take at most BASELINE_PIXEL_BYTES: the pixels' probes hold them and
+# a standardised copy, and the kNN probe compares every test image with each of them, so both
+# grow as images x pixels. 1 GiB is full MNIST five times over, 800 photo crops at 64x64x3 thirty
+# times over, and about 9,700 images at 96x96x3.
+BASELINES = ("auto", "always", "never")
+BASELINE_PIXEL_BYTES = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +136,9 @@ class Measuring:
         probe_limit: fit the probes and baselines on a seeded sample of this many training
             images; ``None``: every image of a split held in memory, ``STREAMED_PROBE_IMAGES``
             of a streamed one (``tfae.data.splits.Streamed``); 0: every image.
+        baselines: ``"auto"`` (measure the baselines when the training images' pixels take at
+            most ``BASELINE_PIXEL_BYTES`` as float32), ``"always"`` or ``"never"``
+            (``BASELINES``).
 
     Attributes:
         notes: sentences for ``metrics.json``'s ``notes`` (why a measurement was left out).
@@ -138,13 +150,17 @@ class Measuring:
         (500, 256)
     """
 
-    def __init__(self, opened, splits, batch_size=500, progress=None, probe_limit=None):
+    def __init__(self, opened, splits, batch_size=500, progress=None, probe_limit=None,
+                 baselines="auto"):
         from tfae.progress import Progress
 
+        if baselines not in BASELINES:
+            raise TfaeError(f"baselines must be one of {', '.join(BASELINES)}, not {baselines!r}")
         self.opened = opened
         self.splits = splits
         self.batch_size = batch_size
         self.probe_limit = probe_limit
+        self.baselines_wanted = baselines
         self.progress = progress or Progress(enabled=False)
         self.notes = []
 
@@ -293,10 +309,19 @@ class Measuring:
 
     @functools.cached_property
     def baselines(self):
-        """``(rows, pixel_classifier)`` of ``tfae.probes.baselines`` on these splits."""
+        """``(rows, pixel_classifier)`` of ``tfae.probes.baselines`` on these splits, or
+        ``(None, None)`` when they are not measured (``baselines_skipped`` says why)."""
         from tfae.data import pipeline
         from tfae.probes import baselines
 
+        skipped = self.baselines_skipped
+        if skipped:
+            self.notes.append(f"the baselines (and manifold convergence, which classifies "
+                              f"with the pixels' linear probe) were not measured: {skipped}")
+            if self.baselines_wanted == "auto":
+                print(f"warning: baselines not measured: {skipped}", file=sys.stderr,
+                      flush=True)
+            return None, None
         split = self.probe_images
         with self.progress.stage("training images: reading pixels"):
             images, _, labels = next(iter(pipeline(split, max(1, int(split.cardinality())),
@@ -305,6 +330,21 @@ class Measuring:
                          self.test.codes.shape[1], progress=self.progress)
         _let_go()
         return rows
+
+
+    @property
+    def baselines_skipped(self):
+        """Why the baselines are not measured (``baselines``), or ``None``: they are."""
+        if self.baselines_wanted == "never":
+            return "--baselines never"
+        pixel_bytes = 4 * int(self.probe_images.cardinality()) * math.prod(
+            self.splits.image_shape)
+        if self.baselines_wanted == "auto" and pixel_bytes > BASELINE_PIXEL_BYTES:
+            return (f"the {int(self.probe_images.cardinality()):,} training images' pixels take "
+                    f"{pixel_bytes / 1e9:.1f} GB as float32, over --baselines auto's "
+                    f"{BASELINE_PIXEL_BYTES / 2**30:g} GiB (--baselines always measures them, "
+                    "--probe-limit N fits them on fewer images)")
+        return None
 
 
 class _Rows:

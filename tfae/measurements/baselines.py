@@ -14,7 +14,7 @@ from tfae.measurements import Measurement, register_measurement
 
 def _measure(measuring):
     rows, _ = measuring.baselines
-    return rows
+    return rows  # None when not measured (``--baselines``): said in the notes
 
 
 def label(name, values):
