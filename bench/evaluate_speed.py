@@ -36,7 +36,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fit_throughput import machine, publish
-from tfae.evaluation import measured_data, open_endpoints
+from tfae.evaluation import measured_data
+from tfae.opened import open_model
 from tfae.measurements import Measuring
 from tfae.plots import tsne_embedding
 from tfae.probes import knn_probe, linear_probe
@@ -104,8 +105,8 @@ def main():
         processes.append((run.name, evaluate, again, plot, old))
         print(run.name, evaluate, again, plot, old, flush=True)
 
-        endpoints = open_endpoints(run)
-        measuring = Measuring(endpoints, measured_data(run, endpoints).splits)
+        opened = open_model(run)
+        measuring = Measuring(opened, measured_data(run, opened).splits)
         train_codes = np.asarray(measuring.train.codes)
         train_labels, test = np.asarray(measuring.train.labels), measuring.test
         features = [("codes", train_codes, test.codes)]

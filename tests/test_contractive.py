@@ -137,3 +137,18 @@ def test_xla_is_chosen_only_where_the_penalty_needs_no_full_jacobian(options, xl
     assert chosen["jit_compile"] is xla
     # What the user asks for is what runs, slow or not.
     assert execution_for(model, execution_options("contractive", jit_compile=True))["jit_compile"]
+
+
+def test_the_jacobian_taken_a_few_rows_at_a_time_is_the_whole_one(monkeypatch):
+    from tfae.models import contractive
+
+    encoder = build_model("conv", (8, 8, 3), filters=(4,), latent_dim=7).encoder
+    images = tf.random.stateless_uniform((3, 8, 8, 3), (1, 2))
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        codes = tf.reshape(encoder(images), (3, -1))
+    whole = tf.reduce_sum(tf.square(tf.reshape(tape.batch_jacobian(codes, images), (3, -1))),
+                          axis=1)
+    monkeypatch.setattr(contractive, "JACOBIAN_ROW_NUMBERS", 8 * 8 * 3 * 2)  # 2 rows at a time
+    np.testing.assert_allclose(contractive.jacobian_squared_norm(encoder, images), whole,
+                               rtol=1e-5)

@@ -207,7 +207,7 @@ def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_
     """
     check_contamination(contamination)  # before the calibration's minutes, not after
     folder = RunFolder(run_dir)
-    model = folder.load_model()
+    model = folder.load_model(training=False)
     config = folder.config()
     opened = OpenedModel.of_model(model, folder.path, "run")
     version_dir = export_saved_model(

@@ -175,7 +175,7 @@ def open_model(path):
         info = folder.info()
         config = folder.config() if folder.config_path.exists() else {}
         settings = {name: config[name] for name in DataConfig().data_fields() if name in config}
-        return OpenedModel.of_model(folder.load_model(), path, "run",
+        return OpenedModel.of_model(folder.load_model(training=False), path, "run",
                                     training_seconds=info.get("training_seconds"),
                                     data_settings=settings, data_source=info.get("data"))
     return _opened_export(ExportFolder(path).version_dir())

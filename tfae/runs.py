@@ -42,8 +42,10 @@ from tfae.files import process_exists, read_json, write_json
 CALIBRATION_FILE = "anomaly.npz"  # a run's anomaly calibration (tfae.anomaly)
 
 
-def load_model(path):
-    """Loads a model saved by tfae (``model.keras``) with Keras' ``safe_mode``.
+def load_model(path, training=True):
+    """Loads a model saved by tfae (``model.keras``) with Keras' ``safe_mode``; for
+    ``training=False`` without its optimizer's state (twice the weights again, with Adam), which
+    only training on goes on from.
 
     Raises:
         TfaeError: for a missing or corrupt file, or one holding code ``safe_mode`` will not run.
@@ -60,7 +62,7 @@ def load_model(path):
         raise TfaeError(f"{path} is corrupt or not a Keras model (a .keras file is a zip archive; "
                         "this one is not)")
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        return keras.models.load_model(path, safe_mode=True, compile=training)
     except ValueError as error:
         if "safe_mode" in str(error) or "unsafe" in str(error).lower():
             raise TfaeError(f"{path} holds Python code (a Lambda layer or similar) that safe_mode "
@@ -300,15 +302,15 @@ class RunFolder(_Folder):
         """Removes the training backup, once the model it led to is saved and recorded."""
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
 
-    def load_model(self):
-        """The trained model (``load_model``).
+    def load_model(self, training=True):
+        """The trained model (``load_model``; ``training=False``: for inference only).
 
         Raises:
             TfaeError: for a folder without a finished run, or a corrupt model file.
         """
         if not self.model_path.is_file():
             raise TfaeError(f"{self.path} holds no finished run (no {self.model_path.name})")
-        return load_model(self.model_path)
+        return load_model(self.model_path, training)
 
     def write_info(self, fields):
         """Updates ``run.json`` with ``fields`` and the versions of tfae, TensorFlow and Keras."""
