@@ -37,7 +37,6 @@ from tfae.data.classes import class_indices
 from tfae.data.pipeline import first_images
 from tfae.errors import TfaeError
 from tfae.exports import export_saved_model
-from tfae.families import get_family
 from tfae.files import write_text
 from tfae.probes import linear_probe
 from tfae.runs import SearchFolder

@@ -192,11 +192,11 @@ class Measuring:
         errors = Errors() if reconstruct else None
         with self.progress.stage(name, total=-(-count // self.batch_size), unit="batch") as tick:
             for noisy, clean, labels in self.batches(split, corruption):
-                codes = self.opened.encode(noisy)
-                if reconstruct:  # from the codes when the model can: one pass, not two
-                    reconstructions = (self.opened.decode(codes) if self.opened.decode
-                                       else self.opened.reconstruct(noisy))
+                if reconstruct:
+                    codes, reconstructions = self.through_model(noisy)
                     errors.add(noisy, clean, reconstructions)
+                else:
+                    codes = self.opened.encode(noisy)
                 if keep:
                     parts["codes"].add(codes)
                     parts["labels"].add(labels)
@@ -211,6 +211,13 @@ class Measuring:
         if joined["targets"] is None:
             joined["targets"] = joined["inputs"]
         return Collected(**joined, errors=errors)
+
+    def through_model(self, images):
+        """``(codes, reconstructions)`` of a batch: from the codes when the model can decode
+        them, one pass, not two."""
+        codes = self.opened.encode(images)
+        return codes, (self.opened.decode(codes) if self.opened.decode
+                       else self.opened.reconstruct(images))
 
     def errors(self, corruption=None, name=None):
         """``Errors`` of the whole test split's reconstructions (corrupted by the spec
