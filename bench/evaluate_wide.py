@@ -61,9 +61,10 @@ def case(work, count, size):
         images, labels = crops(count, size)
         np.savez(data, x=images, y=labels)
     run = work / f"run-{count}-{size}"
-    subprocess.run([sys.executable, "-m", "tfae", "fit", "--model", "conv", "--dataset",
-                    str(data), "--epochs", "1", "--no-export", "--out", str(run), "--quiet"],
-                   check=True)
+    if not (run / "model.keras").exists():  # a --work folder's runs are reused
+        subprocess.run([sys.executable, "-m", "tfae", "fit", "--model", "conv", "--dataset",
+                        str(data), "--epochs", "1", "--no-export", "--out", str(run),
+                        "--quiet"], check=True)
     seconds, memory = process([sys.executable, "-m", "tfae", "evaluate", str(run), "--quiet"],
                               tempfile.mkdtemp(prefix="tfae-bench-cache-"))
     return seconds, memory, json.loads((run / "metrics.json").read_text())

@@ -39,6 +39,9 @@ STREAMED_PROBE_IMAGES = 20_000
 # a standardised copy, and the kNN probe compares every test image with each of them, so both
 # grow as images x pixels. 1 GiB is full MNIST five times over, 800 photo crops at 64x64x3 thirty
 # times over, and about 9,700 images at 96x96x3.
+# Images a batch through the model holds at most, in pixels: a conv model's activations at
+# 96x96x3 took 590 MB a layer in a batch of 500.
+BATCH_PIXELS = 500 * 32 * 32 * 3
 BASELINES = ("auto", "always", "never")
 BASELINE_PIXEL_BYTES = 1 << 30
 
@@ -131,7 +134,8 @@ class Measuring:
     Args:
         opened: the model (``tfae.opened.OpenedModel``).
         splits: the data (``tfae.data.Splits``).
-        batch_size: images per batch through the model.
+        batch_size: images per batch through the model, at most; fewer where they would hold
+            more than ``BATCH_PIXELS`` pixels (500 images up to 32x32x3, 55 at 96x96x3).
         progress: a ``tfae.progress.Progress`` that shows each part as a stage (default: none).
         probe_limit: fit the probes and baselines on a seeded sample of this many training
             images; ``None``: every image of a split held in memory, ``STREAMED_PROBE_IMAGES``
@@ -158,7 +162,9 @@ class Measuring:
             raise TfaeError(f"baselines must be one of {', '.join(BASELINES)}, not {baselines!r}")
         self.opened = opened
         self.splits = splits
-        self.batch_size = batch_size
+        # A batch of wide images holds every layer's activations for each: fewer of them.
+        self.batch_size = min(batch_size,
+                              max(1, BATCH_PIXELS // math.prod(splits.image_shape)))
         self.probe_limit = probe_limit
         self.baselines_wanted = baselines
         self.progress = progress or Progress(enabled=False)
