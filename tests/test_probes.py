@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 
 from tfae import data
 from tfae.measurements.manifold import convergence
-from tfae.probes import baselines, linear_probe
+from tfae.probes import baselines, knn_probe, linear_probe
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +158,6 @@ def test_a_wide_input_is_standardised_not_whitened_and_agrees_with_scikit_learn(
     direct = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
         train, train_labels).score(test, test_labels)
     assert probe.score(test, test_labels) == pytest.approx(direct, abs=0.011)
+    neighbours = KNeighborsClassifier(5).fit(train, train_labels).score(test, test_labels)
+    assert knn_probe(train, train_labels).score(test, test_labels) == pytest.approx(
+        neighbours, abs=0.003)
