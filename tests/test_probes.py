@@ -63,6 +63,10 @@ def test_a_code_as_wide_as_the_image_has_no_pca_row_and_unlabelled_data_no_probe
     rows, _ = baselines(train_images[:, :5, :5], unlabelled_train, test_images[:, :5, :5],
                         unlabelled_test, 24)
     assert rows["pca"]["components"] == 24 and rows["pca"]["psnr"] > 30
+    # Fewer training images than pixels cap PCA below the pixels: a compression again.
+    rows, _ = baselines(train_images[:20, :5, :5], unlabelled_train[:20], test_images[:, :5, :5],
+                        unlabelled_test, 2048)
+    assert rows["pca"]["components"] == 20
 
 
 def test_convergence_counts_what_iterating_keeps_and_where_it_ends(digits):

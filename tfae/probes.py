@@ -352,8 +352,8 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, p
               cache=True):
     """The raw pixels and PCA with ``code_size`` components (capped at the training images'
     count), on the same splits: probes for both, reconstruction PSNR for PCA. A code at least as
-    wide as the image has no PCA row: PCA then keeps every pixel (its PSNR the 100 dB cap), no
-    compression to compare with.
+    wide as the image, with more training images than pixels, has no PCA row: PCA then keeps
+    every pixel (its PSNR the 100 dB cap), no compression to compare with.
 
     With ``cache``, baselines measured before on the same images and labels (by their digest,
     ``images_digest``) are read instead, from this process or from
@@ -389,7 +389,7 @@ def baselines(train_images, train_labels, test_images, test_labels, code_size, p
                   pixel_probes and pixel_probes["linear"])
         if digest:
             _keep(digest, "pixels", pixels)
-    if code_size >= train.shape[1]:
+    if components >= train.shape[1]:
         return {"pixels": pixels[0]}, pixels[1]
     pca_row = digest and _recalled(digest, f"pca-{components}", progress)
     if not pca_row:
