@@ -4,6 +4,7 @@ tfds builds MNIST from the bundled files once per data folder (about 15 s), so e
 every ``tfae`` subprocess a test starts, shares one folder that outlives the session.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import traceback
 
 import numpy as np
 import pytest
@@ -31,12 +33,32 @@ def mnist():
     return data.load("mnist", limit=512)
 
 
-def run_tfae(*args, cwd, check=True, timeout=600):
-    """Runs the installed ``tfae`` command in ``cwd``; returns the CompletedProcess."""
-    result = subprocess.run([sys.executable, "-m", "tfae_cli.main", *map(str, args)], cwd=cwd,
-                            capture_output=True, text=True, timeout=timeout)
+def run_tfae(*args, cwd, check=True, timeout=600, own_process=False):
+    """Runs ``tfae ARGS`` in ``cwd``; returns a CompletedProcess (returncode, stdout, stderr).
+
+    In this process by default, with click's test runner: a subprocess would pay TensorFlow's
+    start (4-5 s) again. ``own_process`` runs the installed command in a process of its own, for
+    what only a process shows (environment read at start-up, a signal, TensorFlow's own state).
+    An exception escaping a command is a traceback on stderr and exit status 1, as in a process.
+    """
+    arguments = [str(arg) for arg in args]
+    if own_process:
+        result = subprocess.run([sys.executable, "-m", "tfae_cli.main", *arguments], cwd=cwd,
+                                capture_output=True, text=True, timeout=timeout)
+    else:
+        from click.testing import CliRunner
+
+        from tfae_cli.main import tfae
+
+        with contextlib.chdir(cwd):
+            outcome = CliRunner().invoke(tfae, arguments, prog_name="tfae")
+        stderr = outcome.stderr
+        if outcome.exception is not None and not isinstance(outcome.exception, SystemExit):
+            stderr += "".join(traceback.format_exception(outcome.exception))
+        result = subprocess.CompletedProcess(["tfae", *arguments], outcome.exit_code,
+                                             outcome.stdout, stderr)
     if check and result.returncode != 0:
-        raise AssertionError(f"tfae {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
+        raise AssertionError(f"tfae {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
     return result
 
 

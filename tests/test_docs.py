@@ -29,16 +29,66 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 RUN_AS = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python", "py": "python"}
 NOT_RUN = {"text", "yaml"}
 
-# Runs one tutorial's blocks, given as JSON on stdin, stopping at the first that fails.
-_RUNNER = textwrap.dedent("""
-    import json, subprocess, sys, time, traceback
+# Runs one tutorial's blocks, given as JSON on stdin, stopping at the first that fails. Plain
+# `tfae ...` lines (no variables, pipes, redirections or globs, which need bash) run in this
+# process, as click's own test runner does, so a tutorial pays TensorFlow's start (4-5 s) once,
+# not once a command; the block's other lines go to bash, a run of them at a time, unless the
+# block keeps shell state across lines (a variable, a loop, an if), when all of it goes to bash.
+# What a user's shell adds to such a line (the console script's exit status) is test_cli.py's.
+_RUNNER = textwrap.dedent(r"""
+    import json, re, shlex, subprocess, sys, time, traceback
     namespace = {"__name__": "__main__"}
     started = time.perf_counter()
+    SHELL_SYNTAX = re.compile(r"[|&;<>`$(){}*?\[\]~!#]")
+    SHELL_STATE = re.compile(r"^(if|then|else|elif|fi|for|while|until|do|done|case|esac|cd|"
+                             r"export|source|set|trap|wait|kill)\b|^\w+=|[{}()]\s*$")
+
+
+    def parts(code):
+        # (True, arguments) for each plain tfae line, (False, bash code) for the others
+        lines = [line for line in code.replace("\\\n", " ").splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+        if any(SHELL_STATE.search(line.strip()) for line in lines):
+            return [(False, code)]
+        found = []
+        for line in lines:
+            if line.startswith("tfae ") and not SHELL_SYNTAX.search(line):
+                found.append((True, shlex.split(line)[1:]))
+            elif found and not found[-1][0]:
+                found[-1] = (False, found[-1][1] + "\n" + line)
+            else:
+                found.append((False, line))
+        return found
+
+
+    def tfae_in_process(arguments):
+        import click
+        from tfae_cli.main import tfae
+
+        print("+ tfae " + shlex.join(arguments), file=sys.stderr, flush=True)
+        try:
+            tfae.main(arguments, prog_name="tfae", standalone_mode=False)
+            return 0
+        except click.exceptions.Exit as stop:
+            return stop.exit_code
+        except click.ClickException as error:
+            error.show()
+            return error.exit_code
+        except click.exceptions.Abort:
+            return 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+
     for language, line, code in json.load(sys.stdin):
         print(f"--- line {line} ({language}) at {time.perf_counter() - started:.1f} s",
               flush=True)
         if language == "bash":
-            failed = subprocess.run(["bash", "-euo", "pipefail", "-c", code]).returncode != 0
+            failed = any(
+                tfae_in_process(part) != 0 if in_process else
+                subprocess.run(["bash", "-euo", "pipefail", "-c", part]).returncode != 0
+                for in_process, part in parts(code))
         else:
             try:
                 exec(compile(code, f"line {line}", "exec"), namespace)
