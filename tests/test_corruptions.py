@@ -240,6 +240,26 @@ def test_a_gpu_pipeline_maps_its_corruption_in_a_gpu_map_after_the_copy(spec):
     assert not host_only
 
 
+def test_mirrored_on_one_device_gives_the_replicas_pipeline_its_own_batches(mnist):
+    """The fast tier's run through ``mirrored``'s per-replica pipelines (two devices need an
+    interpreter of their own: the test below): one replica gets the host pipeline's batches,
+    with the seed of replica 0, corrupted on its device."""
+    from tfae.data.pipeline import pipeline, worker_pipeline
+
+    corruption = parse_corruption("gaussian:0.5+occlusion:10")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        batches = list(worker_pipeline(mnist.train.take(100), 32, shuffle=True, seed=3,
+                                       corruption=corruption))
+    expected = list(pipeline(mnist.train.take(100), 32, shuffle=True, seed=3,
+                             corruption=corruption))
+    assert len(batches) == len(expected) == 4
+    for got, wanted in zip(batches, expected):
+        for got_part, wanted_part in zip(got, wanted):
+            np.testing.assert_array_equal(got_part.numpy(), wanted_part.numpy())
+            assert got_part.device.endswith("CPU:0")
+
+
 MIRRORED_ON_TWO_CPUS = """
 import json, sys
 import numpy as np
@@ -272,6 +292,7 @@ print(json.dumps({"batches": len(batches), "equal": equal, "devices": devices,
 """
 
 
+@pytest.mark.slow  # an interpreter of two logical devices: the full tier
 def test_mirrored_corrupts_each_replicas_share_on_its_own_device(tmp_path):
     """``mirrored`` on two logical CPUs, as it would on two GPUs: each replica's batches are
     its own pipeline's over its half of the images (one left out of 301), corrupted with its

@@ -30,6 +30,7 @@ def test_corrupt_bundled_file_is_a_clear_error(tmp_path):
         catalog.verify_bundled_mnist(tmp_path)
 
 
+@pytest.mark.slow  # all 70,000 MNIST images: the full tier
 def test_full_mnist_splits_are_disjoint_and_complete():
     splits = data.load("mnist")
     train, validation = _hashes(splits.train), _hashes(splits.validation)

@@ -17,6 +17,7 @@ def model():
     return build_model("deep", (28, 28, 1), hidden=(32, 16), latent_dim=4)
 
 
+@pytest.mark.slow  # an interpreter where tfae cannot be imported: the full tier
 def test_export_loads_without_tfae_and_matches_keras(model, tmp_path):
     version_dir = export_saved_model(model, tmp_path / "deep")
     served = serve_without_tfae(version_dir, IMAGES, tmp_path)
@@ -66,6 +67,7 @@ def test_versions_count_up_and_never_overwrite(model, tmp_path):
     assert sorted(path.name for path in (tmp_path / "deep").iterdir()) == ["1", "2"]
 
 
+@pytest.mark.slow  # TensorFlow's saved_model_cli, a process of its own: the full tier
 def test_saved_model_cli_lists_the_three_signatures(model, tmp_path):
     version_dir = export_saved_model(model, tmp_path / "deep")
     shown = subprocess.run(["saved_model_cli", "show", "--all", "--dir", str(version_dir)],
@@ -75,6 +77,7 @@ def test_saved_model_cli_lists_the_three_signatures(model, tmp_path):
     assert "shape: (-1, 28, 28, 1)" in shown and "shape: (-1, 4)" in shown
 
 
+@pytest.mark.slow  # TensorFlow's saved_model_cli, a process of its own: the full tier
 @pytest.mark.parametrize("signature, input_name, output_name", [
     ("serving_default", "images", "reconstructions"), ("encode", "images", "codes"),
     ("decode", "codes", "images")])

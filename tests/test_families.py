@@ -137,6 +137,7 @@ def test_quiet_and_verbose_mean_the_same_in_every_command():
         assert helps.get("verbose") == "Also TensorFlow's own start-up and log lines.", name
 
 
+@pytest.mark.slow  # TensorFlow's start in fresh interpreters: the full tier
 def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
     def stderr_lines(*flags):
         environment = {key: value for key, value in os.environ.items()

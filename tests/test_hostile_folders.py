@@ -38,6 +38,31 @@ def hostile(tmp_path_factory):
     return root
 
 
+def test_entries_that_cannot_hang_a_reader_are_skipped_with_a_line_each_in_process(tmp_path,
+                                                                                   capfd):
+    """The fast tier's part of the test below: a link to nothing, a sparse file over the size
+    limit, a name that is not UTF-8 and formats tfae does not decode, read in this process (a
+    FIFO or /dev/zero, which would hang it should a reader regress, are the test below's)."""
+    from tfae.data import load_records
+
+    root = tmp_path / "photos"
+    write_images(root / "a", 5)
+    os.symlink(root / "a" / "gone.png", root / "a" / "dangling.png")
+    with open(root / "a" / "sparse.png", "wb") as sparse:
+        sparse.truncate(MAX_FILE_BYTES + 1)
+    with open(os.fsencode(root / "a") + b"/bad\xffname.png", "wb") as badly_named:
+        badly_named.write((root / "a" / "000.png").read_bytes())
+    (root / "a" / "scan.tif").write_bytes(b"not decoded")
+    assert len(load_records(str(root))) == 5
+    warnings = [line for line in capfd.readouterr().err.splitlines()
+                if line.startswith("warning: ")]
+    for name, why in (("dangling.png", "a link to nothing"), ("sparse.png", "over the limit"),
+                      ("bad?name.png", "its name is not UTF-8"),
+                      ("skipped 1 file(s) of image formats", ".tif 1")):
+        assert any(name in line and why in line for line in warnings), (name, warnings)
+
+
+@pytest.mark.slow  # a fresh interpreter per reader, so a FIFO that hangs one fails on a timeout: the full tier
 @pytest.mark.parametrize("reader", sorted(READERS))
 def test_entries_that_are_not_image_files_are_skipped_with_a_line_each(hostile, reader):
     code = f"FOLDER = {str(hostile)!r}\n" + READERS[reader]

@@ -7,6 +7,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import tfae
 
 PACKAGE = pathlib.Path(tfae.__file__).parent
@@ -103,6 +105,7 @@ def test_the_public_namespace_holds_tfaes_names_only():
         assert getattr(tfae, name) is not None
 
 
+@pytest.mark.slow  # a fresh interpreter: the full tier
 def test_no_public_name_is_also_a_module_that_importing_would_put_in_its_place():
     # Importing tfae.X sets the attribute tfae.X to the module, over a function of that name:
     # tfae.evaluate(...) failed as "'module' object is not callable" once tfae.report was imported.
@@ -113,6 +116,7 @@ def test_no_public_name_is_also_a_module_that_importing_would_put_in_its_place()
                     "('evaluate', 'tune', 'export', 'encode', 'score', 'fit')))") == "True"
 
 
+@pytest.mark.slow  # a fresh interpreter: the full tier
 def test_a_server_worker_imports_neither_tfds_nor_the_data_pipeline_nor_training():
     # What a worker process imports (tfae.serving.server:app_from_environment), measured in a
     # process of its own: a server loads exports, and training's modules only cost it memory.

@@ -77,6 +77,7 @@ def test_registry_refuses_bad_options_by_name(options, words):
     assert words in str(error.value)
 
 
+@pytest.mark.slow  # fresh interpreters, one per import order: the full tier
 @pytest.mark.parametrize("imports, loads", [("import keras, tfae", True),
                                             ("import tfae, keras", True),
                                             ("import keras", False)])

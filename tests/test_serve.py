@@ -603,6 +603,7 @@ def test_a_busy_port_or_a_label_of_no_version_is_one_line_and_nothing_starts(exp
     assert "Unknown error" not in result.output and "while attempting" not in result.output
 
 
+@pytest.mark.slow  # a signal to a server process: the full tier
 def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_5_s(export_dir):
     process, url, _ = _start(export_dir)
     parts = urllib.parse.urlsplit(url)
@@ -620,6 +621,7 @@ def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_5_s(export_dir
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.slow  # the serve command's worker processes: the full tier
 def test_serve_command_with_two_workers_answers_both_protocols_and_stops_both(export_dir):
     process, url, target = _start(export_dir, "--workers", "2")
     children = pathlib.Path(f"/proc/{process.pid}/task/{process.pid}/children")

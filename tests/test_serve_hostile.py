@@ -178,6 +178,52 @@ def test_malformed_http_is_answered_in_tf_servings_json(server, data):
     assert _typical_request_seconds(port) < 0.1
 
 
+@pytest.mark.parametrize("opening", [
+    b"POST /v1/models/deep:predict HTTP/1.1\r\n",  # headers never finished
+    PREDICT + b"Content-Length: 100\r\n\r\n[",  # a body never finished
+])
+def test_a_request_not_received_by_its_deadline_is_answered_408_in_process(export_dir,
+                                                                            monkeypatch, opening):
+    """The fast tier's deadline, shortened to 1 s in a server in this process; the test below
+    waits out the real 10 s against a server process, a byte a second."""
+    from tfae.serving import ServerSettings
+    from tfae.serving import server as server_module
+
+    monkeypatch.setattr(server_module, "REQUEST_SECONDS", 1)
+    with server_module.Server(ServerSettings(str(export_dir), "deep", port=0,
+                                             grpc_port=0)) as server:
+        port = int(server.rest_url.split(":")[2].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            start = time.monotonic()
+            connection.sendall(opening)
+            answer = connection.recv(4096)
+            assert time.monotonic() - start < 3
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"not received within 1 s" in answer
+        assert _normal_request_seconds(port) < 1
+
+
+def test_an_answer_of_many_numbers_is_sent_a_part_at_a_time_and_reads_as_one(export_dir):
+    """Over ``STREAMED_NUMBERS`` numbers, the answer is written as it is sent (chunked), not
+    built whole first; its JSON is the SavedModel's decode all the same."""
+    import tensorflow as tf
+
+    from tfae.serving import Server, ServerSettings
+    from tfae.serving.rest import STREAMED_NUMBERS
+
+    codes = np.random.default_rng(0).random((100, 4), dtype=np.float32)
+    assert codes.size * 784 // 4 > STREAMED_NUMBERS
+    body = json.dumps({"signature_name": "decode", "instances": codes.tolist()}).encode()
+    with Server(ServerSettings(str(export_dir), "deep", port=0, grpc_port=0)) as server:
+        request = urllib.request.Request(server.rest_url + ":predict", data=body)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.headers["Transfer-Encoding"] == "chunked"
+            predictions = np.array(json.loads(answer.read())["predictions"], np.float32)
+    served = tf.saved_model.load(str(export_dir / "1"))
+    expected = served.signatures["decode"](codes=tf.constant(codes))["images"].numpy()
+    np.testing.assert_allclose(predictions, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow  # waits out the server process's 10 s request deadline: the full tier
 @pytest.mark.parametrize("opening, trickle", [
     (b"POST /v1/models/deep:predict HTTP/1.1\r\n", b"X"),  # headers, a byte a second
     (PREDICT + b"Content-Length: 100\r\n\r\n", b"["),  # a body, a byte a second
@@ -204,6 +250,7 @@ def test_a_client_trickling_its_request_is_cut_off(server, opening, trickle):
     assert _typical_request_seconds(port) < 0.1
 
 
+@pytest.mark.slow  # a signal to a server process: the full tier
 def test_sigterm_while_a_request_is_still_arriving_answers_it_503_and_exits_within_5_s(
         export_dir):
     process, port = _start(export_dir)
@@ -226,6 +273,7 @@ def test_sigterm_while_a_request_is_still_arriving_answers_it_503_and_exits_with
         process.wait()
 
 
+@pytest.mark.slow  # a signal to a server process: the full tier
 def test_sigterm_while_a_model_call_runs_answers_503_and_exits_within_5_s(export_dir):
     import io
 
@@ -294,6 +342,7 @@ def _tiny_png():
     return file.getvalue()
 
 
+@pytest.mark.slow  # a server process's memory: the full tier
 @pytest.mark.parametrize("name, body", [
     ("decode of 5,300 codes", json.dumps(
         {"signature_name": "decode", "instances": [[0.5, 0, 0, 0]] * 5300}).encode()),
@@ -328,6 +377,7 @@ def _memory_bytes(pid, field="VmRSS"):
     return int(status.split(f"{field}:")[1].split()[0]) * 1024
 
 
+@pytest.mark.slow  # a server process's memory after the whole set: the full tier
 def test_after_the_whole_hostile_set_the_server_is_idle_answers_fast_and_has_not_grown(
         export_dir):
     process, port = _start(export_dir)
@@ -391,6 +441,7 @@ def test_an_answer_over_the_limit_is_refused_before_the_model_runs_naming_the_li
         files.check_limits(np.array([_png_declaring(10, 10), _png_declaring(11, 10)], object))
 
 
+@pytest.mark.slow  # a server process's log: the full tier
 def test_a_client_gone_mid_body_leaves_no_traceback_in_the_log(export_dir, tmp_path):
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "tfae_cli.main", "serve", str(export_dir),

@@ -146,6 +146,7 @@ def test_preparing_again_writes_nothing_unless_the_folder_changed(photos, tmp_pa
     assert changed.source["fingerprint"] == data.load(str(photos)).source["fingerprint"]
 
 
+@pytest.mark.slow  # kill -9 of a preparing process: the full tier
 def test_a_preparation_killed_midway_keeps_its_finished_shards(photos, tmp_path):
     out = tmp_path / "prepared"
     killed = textwrap.dedent(f"""
@@ -189,6 +190,7 @@ def test_a_preparation_killed_midway_keeps_its_finished_shards(photos, tmp_path)
     np.testing.assert_array_equal(_images(resumed.train), _images(held.train))
 
 
+@pytest.mark.slow  # two preparing processes: the full tier
 def test_a_second_process_waits_for_the_first(photos, tmp_path):
     out = tmp_path / "prepared"
     out.mkdir()

@@ -363,6 +363,7 @@ def test_fashion_mnist_builds_offline_from_debians_files_beside_mnist(tmp_path):
     assert not list(tmp_path.glob(".tfae-extract-*"))  # the extraction folders are removed
 
 
+@pytest.mark.slow  # a fresh interpreter's native stderr: the full tier
 @pytest.mark.parametrize("quiet", [False, True])
 def test_libjpegs_warnings_show_unless_quiet(tmp_path, quiet):
     from PIL import Image

@@ -49,6 +49,13 @@ def test_every_space_builds_its_family_at_random_points(model):
         assert built.compiled
 
 
+def test_tune_help_ends_with_every_tunable_familys_search_space():
+    shown = run_tfae("tune", "--help", cwd=".").stdout
+    spaces = shown.split("Search spaces")[1]
+    for name in TUNABLE:
+        assert name in spaces and describe_space(name)[:40] in " ".join(spaces.split())
+
+
 def test_denoising_space_sets_the_noise_and_contractive_the_penalty():
     hp = keras_tuner.HyperParameters()
     hp.Fixed("noise", 0.3)
