@@ -33,30 +33,27 @@ def mnist():
     return data.load("mnist", limit=512)
 
 
-def run_tfae(*args, cwd, check=True, timeout=600, own_process=False):
-    """Runs ``tfae ARGS`` in ``cwd``; returns a CompletedProcess (returncode, stdout, stderr).
+def run_tfae(*args, cwd, check=True):
+    """Runs ``tfae ARGS`` in ``cwd`` in this process, with click's test runner; returns a
+    CompletedProcess (returncode, stdout, stderr).
 
-    In this process by default, with click's test runner: a subprocess would pay TensorFlow's
-    start (4-5 s) again. ``own_process`` runs the installed command in a process of its own, for
-    what only a process shows (environment read at start-up, a signal, TensorFlow's own state).
-    An exception escaping a command is a traceback on stderr and exit status 1, as in a process.
+    A subprocess would pay TensorFlow's start (4-5 s) again: tests start one themselves only for
+    what a process alone shows (environment read at start-up, a signal, an exit status to the
+    shell). An exception escaping a command is a traceback on stderr and exit status 1, as it
+    would be in a process of its own.
     """
+    from click.testing import CliRunner
+
+    from tfae_cli.main import tfae
+
     arguments = [str(arg) for arg in args]
-    if own_process:
-        result = subprocess.run([sys.executable, "-m", "tfae_cli.main", *arguments], cwd=cwd,
-                                capture_output=True, text=True, timeout=timeout)
-    else:
-        from click.testing import CliRunner
-
-        from tfae_cli.main import tfae
-
-        with contextlib.chdir(cwd):
-            outcome = CliRunner().invoke(tfae, arguments, prog_name="tfae")
-        stderr = outcome.stderr
-        if outcome.exception is not None and not isinstance(outcome.exception, SystemExit):
-            stderr += "".join(traceback.format_exception(outcome.exception))
-        result = subprocess.CompletedProcess(["tfae", *arguments], outcome.exit_code,
-                                             outcome.stdout, stderr)
+    with contextlib.chdir(cwd):
+        outcome = CliRunner().invoke(tfae, arguments, prog_name="tfae")
+    stderr = outcome.stderr
+    if outcome.exception is not None and not isinstance(outcome.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(outcome.exception))
+    result = subprocess.CompletedProcess(["tfae", *arguments], outcome.exit_code, outcome.stdout,
+                                         stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"tfae {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
     return result
