@@ -62,23 +62,18 @@ _RUNNER = textwrap.dedent(r"""
 
 
     def tfae_in_process(arguments):
-        import click
+        # click's standalone mode, as the console script runs it: errors shown, then SystemExit
         from tfae_cli.main import tfae
 
         print("+ tfae " + shlex.join(arguments), file=sys.stderr, flush=True)
         try:
-            tfae.main(arguments, prog_name="tfae", standalone_mode=False)
-            return 0
-        except click.exceptions.Exit as stop:
-            return stop.exit_code
-        except click.ClickException as error:
-            error.show()
-            return error.exit_code
-        except click.exceptions.Abort:
-            return 1
+            tfae.main(arguments, prog_name="tfae")
+        except SystemExit as stop:
+            return stop.code if isinstance(stop.code, int) else int(stop.code is not None)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+        return 0
 
 
     for language, line, code in json.load(sys.stdin):

@@ -22,44 +22,56 @@ READERS = {
 }
 
 
+# Entries every reader skips with a line, and the words of that line; the hanging ones (a FIFO,
+# a link to /dev/zero) would hang the reader should it regress, so only a process of its own,
+# with a timeout, reads them.
+UNREADABLE = (("dangling.png", "a link to nothing"), ("sparse.png", "over the limit"),
+              ("bad?name.png", "its name is not UTF-8"))
+HANGING = (("fifo.png", "not a regular file"), ("zero.png", "not a regular file"))
+
+
+def write_hostile_folder(root, images, hanging):
+    """``images`` PNG files in ``root/a`` beside the ``UNREADABLE`` entries (and the
+    ``HANGING`` ones if ``hanging``) and three files of formats tfae does not decode."""
+    folder = root / "a"
+    write_images(folder, images)
+    if hanging:
+        os.mkfifo(folder / "fifo.png")
+        os.symlink("/dev/zero", folder / "zero.png")
+    os.symlink(folder / "gone.png", folder / "dangling.png")
+    with open(folder / "sparse.png", "wb") as sparse:
+        sparse.truncate(MAX_FILE_BYTES + 1)
+    with open(os.fsencode(folder) + b"/bad\xffname.png", "wb") as badly_named:
+        badly_named.write((folder / "000.png").read_bytes())
+    for name in ("scan.tif", "scan2.TIFF", "photo.webp"):  # formats tfae does not decode
+        (folder / name).write_bytes(b"not decoded")
+    return root
+
+
+def assert_skipped_with_a_line_each(stderr, entries):
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
+    for name, why in entries:
+        assert any(name in line and why in line for line in warnings), (name, warnings)
+    formats = [line for line in warnings if "of image formats tfae does not decode" in line]
+    assert formats and all(line.startswith("warning: skipped 3 file(s)") and all(
+        f"{suffix} 1" in line for suffix in (".tif", ".tiff", ".webp")) for line in formats)
+    return warnings
+
+
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile") / "photos"
-    write_images(root / "a", 12)
-    os.mkfifo(root / "a" / "fifo.png")
-    os.symlink("/dev/zero", root / "a" / "zero.png")
-    os.symlink(root / "a" / "gone.png", root / "a" / "dangling.png")
-    with open(root / "a" / "sparse.png", "wb") as sparse:
-        sparse.truncate(MAX_FILE_BYTES + 1)
-    with open(os.fsencode(root / "a") + b"/bad\xffname.png", "wb") as badly_named:
-        badly_named.write((root / "a" / "000.png").read_bytes())
-    for name in ("scan.tif", "scan2.TIFF", "photo.webp"):  # formats tfae does not decode
-        (root / "a" / name).write_bytes(b"not decoded")
-    return root
+    return write_hostile_folder(tmp_path_factory.mktemp("hostile") / "photos", 12, hanging=True)
 
 
 def test_entries_that_cannot_hang_a_reader_are_skipped_with_a_line_each_in_process(tmp_path,
                                                                                    capfd):
-    """The fast tier's part of the test below: a link to nothing, a sparse file over the size
-    limit, a name that is not UTF-8 and formats tfae does not decode, read in this process (a
-    FIFO or /dev/zero, which would hang it should a reader regress, are the test below's)."""
+    """The fast tier's part of the test below: the ``UNREADABLE`` entries and formats tfae does
+    not decode, read in this process (the ``HANGING`` ones are the test below's)."""
     from tfae.data import load_records
 
-    root = tmp_path / "photos"
-    write_images(root / "a", 5)
-    os.symlink(root / "a" / "gone.png", root / "a" / "dangling.png")
-    with open(root / "a" / "sparse.png", "wb") as sparse:
-        sparse.truncate(MAX_FILE_BYTES + 1)
-    with open(os.fsencode(root / "a") + b"/bad\xffname.png", "wb") as badly_named:
-        badly_named.write((root / "a" / "000.png").read_bytes())
-    (root / "a" / "scan.tif").write_bytes(b"not decoded")
+    root = write_hostile_folder(tmp_path / "photos", 5, hanging=False)
     assert len(load_records(str(root))) == 5
-    warnings = [line for line in capfd.readouterr().err.splitlines()
-                if line.startswith("warning: ")]
-    for name, why in (("dangling.png", "a link to nothing"), ("sparse.png", "over the limit"),
-                      ("bad?name.png", "its name is not UTF-8"),
-                      ("skipped 1 file(s) of image formats", ".tif 1")):
-        assert any(name in line and why in line for line in warnings), (name, warnings)
+    assert_skipped_with_a_line_each(capfd.readouterr().err, UNREADABLE)
 
 
 @pytest.mark.slow  # a fresh interpreter per reader, so a FIFO that hangs one fails on a timeout: the full tier
@@ -70,14 +82,7 @@ def test_entries_that_are_not_image_files_are_skipped_with_a_line_each(hostile, 
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) == 12
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    for name, why in (("fifo.png", "not a regular file"), ("zero.png", "not a regular file"),
-                      ("dangling.png", "a link to nothing"), ("sparse.png", "over the limit"),
-                      ("bad?name.png", "its name is not UTF-8")):
-        assert any(name in line and why in line for line in warnings), (name, warnings)
-    formats = [line for line in warnings if "of image formats tfae does not decode" in line]
-    assert formats and all(line.startswith("warning: skipped 3 file(s)") and all(
-        f"{suffix} 1" in line for suffix in (".tif", ".tiff", ".webp")) for line in formats)
+    warnings = assert_skipped_with_a_line_each(result.stderr, HANGING + UNREADABLE)
     assert "Traceback" not in result.stderr
     assert np.all([len(line) < 300 for line in warnings])
 

@@ -192,7 +192,7 @@ def test_a_request_not_received_by_its_deadline_is_answered_408_in_process(expor
     monkeypatch.setattr(server_module, "REQUEST_SECONDS", 1)
     with server_module.Server(ServerSettings(str(export_dir), "deep", port=0,
                                              grpc_port=0)) as server:
-        port = int(server.rest_url.split(":")[2].split("/")[0])
+        port = server.settings.port
         with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
             start = time.monotonic()
             connection.sendall(opening)
@@ -318,7 +318,7 @@ def test_a_request_whose_client_hangs_up_stops_before_its_next_part(export_dir, 
                        "instances": np.zeros((4096, 28, 28, 1), np.uint8).tolist()}).encode()
     settings = ServerSettings(str(export_dir), "deep", port=0, grpc_port=0)
     with Server(settings) as server:
-        port = int(server.rest_url.split(":")[2].split("/")[0])
+        port = server.settings.port
         with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
             connection.sendall(_with_body(body))  # four parts of 1,024 rows
             while not calls:
