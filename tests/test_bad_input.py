@@ -48,8 +48,8 @@ CASES = [
     ("fit", [*RUN, "--dataset", "mnist:99.0.0", "--out", "versioned"],
      "--dataset mnist:99.0.0: Dataset mnist cannot be loaded at version 99.0.0, only: 3.0.1"),
     ("fit", [*RUN, "--model", "deep", "--hidden", "2000000000", "--out", "huge"],
-     "model 'deep' does not fit in memory with these options: a weight of shape [784, "
-     "2000000000] needs 6,272.0 GB"),
+     "model 'deep' does not fit in memory with these options: its weights need 12,680.0 GB, more "
+     "than this machine's"),
     ("fit", [*RUN, "--model", "deep", "--out", "run"], "holds a run of model 'shallow', not 'deep'"),
     ("fit", [*RUN, "--out", "notes.txt"], "is a file"),
     # fit: noise

@@ -181,3 +181,42 @@ def test_code_size_options_give_codes_of_that_size(name):
     options = get_family(name).options_for_code_size(6)
     assert build_model(name, (12, 12, 1), **options).encoder.output_shape[-1] == 6
 
+
+
+def test_weights_past_memory_are_refused_before_allocation_and_an_allocators_failure_too():
+    import dataclasses
+
+    import keras
+    import tensorflow as tf
+
+    from tfae.errors import TfaeError
+    from tfae.families import Family, register
+
+    @dataclasses.dataclass
+    class Width:
+        units: int = 4
+
+    def build(image_shape, options):
+        if options.units < 0:  # stands for TensorFlow failing an allocation under its limit
+            raise tf.errors.ResourceExhaustedError(
+                None, None, "OOM when allocating tensor with shape[10,250000000] and type float")
+        inputs = keras.Input(image_shape)
+        return keras.Model(inputs, keras.layers.Dense(options.units)(keras.layers.Flatten()(inputs)))
+
+    register(Family("wide", "for a test", Width, build=build))
+    try:
+        family = get_family("wide")
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        # 3 x 3 inputs to `units` outputs: just past memory in float32, and nothing allocated
+        with pytest.raises(TfaeError, match=r"its weights need [\d,.]+ GB, more than this "
+                                            r"machine's [\d,.]+ GB \(the largest, of shape "
+                                            r"\[9, \d+\]"):
+            family.new_model((3, 3), Width(memory // 36 + 1))
+        with pytest.raises(TfaeError, match=r"a weight of shape \[10, 250000000\] needs 10.0 GB"):
+            family.new_model((3, 3), Width(-1))
+        assert family.new_model((3, 3), Width(4)).count_params() == 40
+        # the measured build's deferred weights are not allocated by a later scope
+        with keras.StatelessScope():
+            pass
+    finally:
+        unregister("wide")

@@ -123,25 +123,25 @@ class Family:
 
     def new_model(self, image_shape, options, precision="float32"):
         """``build(image_shape, options)`` under Keras' dtype policy ``precision``
-        (``tfae.config.PRECISIONS``), a model too large for this machine's memory refused in one
-        line naming the weight that does not fit (after 10 s: TensorFlow's CPU allocator waits
-        that long for memory before failing, so the example is not run here;
-        ``tests/test_bad_input.py`` checks its message).
+        (``tfae.config.PRECISIONS``). A model whose weights alone exceed this machine's memory
+        is refused in one line naming its largest weight, before any is allocated (TensorFlow's
+        CPU allocator would wait 10 s for memory before failing).
 
         Examples:
             >>> family = get_family("deep")
             >>> family.new_model((28, 28, 1), family.checked_options({"hidden": (64,)})).count_params()
             134288
-            >>> family.new_model((28, 28, 1), family.checked_options({"hidden": (2 * 10**9,)}))  # doctest: +SKIP
+            >>> family.new_model((28, 28, 1), family.checked_options({"hidden": (2 * 10**9,)}))  # doctest: +ELLIPSIS
             Traceback (most recent call last):
             ...
-            tfae.errors.TfaeError: model 'deep' does not fit in memory with these options: a weight of shape [784, 2000000000] needs 6,272.0 GB
+            tfae.errors.TfaeError: model 'deep' does not fit in memory with these options: its weights need 16,648.0 GB, more than this machine's ... GB (the largest, of shape [784, 2000000000], 6,272.0 GB)
         """
         import tensorflow as tf
 
         from tfae.models.base import dtype_policy
 
         try:
+            self._refuse_weights_past_memory(image_shape, options, precision)
             with dtype_policy(precision):
                 return self.build(tuple(image_shape), options)
         except tf.errors.ResourceExhaustedError as error:
@@ -149,10 +149,37 @@ class Family:
             if not shape:
                 raise TfaeError(f"model {self.name!r} does not fit in memory with these "
                                 "options") from None
-            sizes = [int(size) for size in shape[1].split(",")]
-            raise TfaeError(f"model {self.name!r} does not fit in memory with these options: a "
-                            f"weight of shape {sizes} needs {4 * math.prod(sizes) / 1e9:,.1f} GB"
-                            ) from None
+            raise self._too_large([int(size) for size in shape[1].split(",")], 4) from None
+
+    def _refuse_weights_past_memory(self, image_shape, options, precision):
+        """Builds the model once without allocating its weights (Keras defers their values in a
+        ``StatelessScope``) and refuses it when their sizes add up past physical memory."""
+        import keras
+        import numpy as np
+        # Keras keeps the variables a scope deferred in this list and allocates them at the next
+        # scope's end; these are only measured, so they are dropped from it.
+        from keras.src.backend.common import global_state
+
+        from tfae.models.base import dtype_policy
+
+        try:
+            with dtype_policy(precision), keras.StatelessScope(initialize_variables=False):
+                weights = self.build(tuple(image_shape), options).weights
+        finally:
+            global_state.set_global_attribute("uninitialized_variables", [])
+        sizes = {tuple(weight.shape): np.dtype(weight.dtype).itemsize * math.prod(weight.shape)
+                 for weight in weights}
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if sum(sizes.values()) > memory:
+            largest = max(sizes, key=sizes.get)
+            raise TfaeError(f"model {self.name!r} does not fit in memory with these options: its "
+                            f"weights need {sum(sizes.values()) / 1e9:,.1f} GB, more than this "
+                            f"machine's {memory / 1e9:,.1f} GB (the largest, of shape "
+                            f"{list(largest)}, {sizes[largest] / 1e9:,.1f} GB)")
+
+    def _too_large(self, shape, itemsize):
+        return TfaeError(f"model {self.name!r} does not fit in memory with these options: a "
+                         f"weight of shape {shape} needs {itemsize * math.prod(shape) / 1e9:,.1f} GB")
 
     def options_for_code_size(self, size):
         """The model options that give codes of ``size`` numbers, the family's others kept.
