@@ -165,3 +165,28 @@ def test_a_wide_input_is_standardised_not_whitened_and_agrees_with_scikit_learn(
     neighbours = KNeighborsClassifier(5).fit(train, train_labels).score(test, test_labels)
     assert knn_probe(train, train_labels).score(test, test_labels) == pytest.approx(
         neighbours, abs=0.003)
+
+
+def test_fitted_probes_free_their_training_codes_without_a_garbage_collection():
+    import gc
+    import weakref
+
+    from tfae.probes import aligned_empty, knn_probe, linear_probe
+
+    codes = aligned_empty((200, 16), np.float32)
+    codes[:] = np.random.default_rng(0).random((200, 16))
+    labels = np.arange(200) % 4
+    memory = codes
+    while memory.base is not None:  # the array that owns the memory, not a view of it
+        memory = memory.base
+    owner = weakref.ref(memory)
+    del memory
+    gc.disable()
+    try:
+        probes = [linear_probe(codes, labels), knn_probe(codes, labels)]
+        assert all(probe.score(codes[:20], labels[:20]) >= 0 for probe in probes)
+        del codes, probes
+        # a traced function capturing the codes sits in reference cycles, freed only by gc
+        assert owner() is None
+    finally:
+        gc.enable()

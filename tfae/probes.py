@@ -137,8 +137,11 @@ class LinearProbe:
         # The gradient written out rather than taken by a GradientTape, whose gradient of
         # `codes @ weights` is TensorFlow's slow product of the codes' transpose (0.6 s of
         # every 0.8 s step on 2,048-number codes): by the logits' error G, it is codes' G.
+        # The codes are an argument, not captured: a traced function is held in reference
+        # cycles, which would keep a captured training split alive until Python's next full
+        # collection.
         @tf.function
-        def loss_and_gradient(parameters):
+        def loss_and_gradient(parameters, codes, one_hot):
             whitened_weights, weights, bias = linear_map(parameters)
             logits = codes @ weights + bias
             loss = (tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(one_hot, logits))
@@ -152,7 +155,8 @@ class LinearProbe:
             return loss, tf.concat([tf.reshape(whitened_gradient, [-1]), error_sums], axis=0)
 
         def objective(parameters):
-            loss, gradient = loss_and_gradient(tf.constant(parameters, tf.float32))
+            loss, gradient = loss_and_gradient(tf.constant(parameters, tf.float32), codes,
+                                               one_hot)
             return float(loss), gradient.numpy().astype(np.float64)
 
         result = scipy.optimize.minimize(

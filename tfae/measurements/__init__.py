@@ -310,7 +310,6 @@ class Measuring:
                               "L-BFGS iterations, short of its tolerance")
         accuracies = {name: score(probe, self.test.codes, self.test.labels, self.progress)
                       for name, probe in probes.items()}
-        _let_go()
         return accuracies
 
     @property
@@ -341,7 +340,6 @@ class Measuring:
                                                    with_labels=True)))
         rows = baselines(images, labels.numpy(), self.test.targets, self.test.labels,
                          self.test.codes.shape[1], progress=self.progress)
-        _let_go()
         return rows
 
 
@@ -384,16 +382,6 @@ class _Rows:
     def array(self):
         """The rows added; ``None`` if none were."""
         return None if self.rows is None else self.rows[:self.filled]
-
-
-def _let_go():
-    """Frees what the probes held: their traced TensorFlow functions capture the training codes
-    in reference cycles, which Python collects only now and then (a 2,000-number code's 430 MB
-    stayed held through the rest of an evaluation)."""
-    import gc
-
-    gc.collect()
-
 
 
 # The registry (``tfae.registry.Registry``): ``register_measurement(Measurement(...))`` adds one
