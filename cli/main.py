@@ -23,6 +23,7 @@ import click
 from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, NEIGHBOURS, SCORES
 from tfae.config import (APPLIED_SETTINGS, MAX_IMAGE_PIXELS, SPLITS, TRIAL_EPOCHS, DataConfig,
                          FitConfig, TuneConfig)
+from tfae.device_files import FORMATS, QUANTIZATIONS
 from tfae.distribute import STRATEGIES
 from tfae.errors import TfaeError, op_error_message
 from tfae.figures import figure_kinds, figure_names
@@ -268,13 +269,25 @@ def _score_options(command):
 
 @tfae.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "file_format", type=click.Choice(FORMATS), default="saved_model",
+              show_default=True,
+              help="A SavedModel version for TF Serving, or one file for a device: LiteRT "
+              "(.tflite, run by ai-edge-litert) or ONNX (.onnx, run by onnxruntime).")
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="SavedModel folder, TF Serving layout (default: saved_models/<model>).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="The LiteRT or ONNX file to write, never one that exists (default: "
+              "saved_models/<model>[-<quantize>].tflite or .onnx); its settings go beside it "
+              "in <file>.json.")
+@click.option("--quantize", type=click.Choice(QUANTIZATIONS),
+              help="LiteRT only: float16 weights, or int8 weights and activations calibrated on "
+              "the run's training images, taking uint8 pixels.")
 @_score_options
 @_output_options
 @_clear_errors
-def export(run_dir, export_dir, score_kind, contamination, quiet, verbose):
-    """Export a finished run's model as a new SavedModel version.
+def export(run_dir, file_format, export_dir, out, quantize, score_kind, contamination, quiet,
+           verbose):
+    """Export a finished run's model as a new SavedModel version, or as a LiteRT or ONNX file.
 
     Its score signature gives the anomaly score --score, flagging above the threshold of
     --contamination (fit's own export: the defaults).
@@ -285,7 +298,8 @@ def export(run_dir, export_dir, score_kind, contamination, quiet, verbose):
     exported = export_run(run_dir, export_dir, score=score_kind or DEFAULT_SCORE,
                           contamination=DEFAULT_CONTAMINATION if contamination is None
                           else contamination,
-                          progress=Progress(enabled=not quiet))
+                          progress=Progress(enabled=not quiet), format=file_format,
+                          quantize=quantize, out=out)
     click.echo(f"exported: {exported}")
 
 
@@ -430,14 +444,15 @@ def _applied(command, what):
 
 
 @tfae.command(cls=_DerivedCommand, derive=_applied_data_options)
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Where the codes go: an .npz, .csv or .parquet file (replaced if it exists, "
               "once the new one is whole).")
 @_output_options
 @_clear_errors
 def encode(path, out, quiet, verbose, **settings):
-    """The codes of a data set's images under a run folder or SavedModel export.
+    """The codes of a data set's images under a run folder, SavedModel export, or LiteRT or ONNX
+    file (tfae export --format).
 
     Each code is written with its image's id (the file's path in its folder, or split/index) and
     label, a batch at a time.
@@ -446,19 +461,20 @@ def encode(path, out, quiet, verbose, **settings):
 
 
 @tfae.command(cls=_DerivedCommand, derive=_applied_data_options)
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(),
               help="A new (or empty) folder for PNG files named as the images (cat/1.jpg -> "
               "cat/1.png), or an .npz file.")
 @_output_options
 @_clear_errors
 def reconstruct(path, out, quiet, verbose, **settings):
-    """The reconstructions of a data set's images by a run folder or SavedModel export."""
+    """The reconstructions of a data set's images by a run folder, SavedModel export, or LiteRT
+    or ONNX file (tfae export --format)."""
     _applied("reconstruct", "reconstructions")(path, out, quiet, verbose, **settings)
 
 
 @tfae.command(cls=_DerivedCommand, derive=_applied_data_options)
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option("--out", type=click.Path(dir_okay=False),
               help="A .csv or .parquet file of one row per image: id, label and class, score, "
               "flagged, reconstruction_error, code_distance (replaced once the new one is "
@@ -472,8 +488,8 @@ def score(path, out, score_kind, contamination, as_json, quiet, verbose, **setti
 
     A run (trained on normal images, such as with --classes) is calibrated on first use on its
     own training and validation images; an image scoring above the threshold is flagged. An
-    export scores with its score signature, as it was exported. By default the run's own data,
-    every class.
+    export (a SavedModel, or a LiteRT or ONNX file of tfae export --format) scores with its score
+    signature, as it was exported. By default the run's own data, every class.
     """
     import json
 

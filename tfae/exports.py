@@ -96,7 +96,7 @@ def export_saved_model(model, export_dir, resize="stretch", detector=None):
     except OSError as error:
         raise TfaeError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
     try:
-        archive = _archive(model, resize, detector)
+        archive = signatures_archive(model, resize, detector)
         archive.write_out(str(staging), verbose=False)
         if detector is not None:
             write_json(staging / folder.ANOMALY_FILE, {
@@ -122,7 +122,13 @@ def export_saved_model(model, export_dir, resize="stretch", detector=None):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _archive(model, resize, detector):
+def signatures_archive(model, resize="stretch", detector=None):
+    """The ``keras.export.ExportArchive`` of every signature above, not yet written: what
+    ``export_saved_model`` writes, and what ``tfae.device_files`` converts to a device file.
+
+    Examples:
+        >>> signatures_archive(model).write_out("staging/deep")  # doctest: +SKIP
+    """
     height, width, channels = model.image_shape
     image_spec = tf.TensorSpec((None, *model.image_shape), tf.float32, name="images")
     bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
@@ -187,28 +193,51 @@ class _ReferenceCodes(keras.layers.Layer):
 
 
 def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_CONTAMINATION,
-           progress=None):
+           progress=None, format="saved_model", quantize=None, out=None):
     """Exports the model of a finished run folder, with its anomaly ``score`` signature
     (calibrated, ``tfae.anomaly.calibrate``), and records the export in its ``run.json``.
 
     Args:
-        run_dir: a folder written by ``tfae.fit``.
-        export_dir: where versions go; default ``saved_models/<model>``.
+        run_dir: a folder written by ``tfae.fit``, not being trained.
+        export_dir: where SavedModel versions go; default ``saved_models/<model>``.
         score, contamination: the anomaly score the export gives and its threshold's share of
             validation images flagged (``tfae.anomaly``).
         progress: a ``tfae.progress.Progress`` to show the calibration's stages on.
+        format: ``saved_model``, or a file for a device, ``litert`` or ``onnx``
+            (``tfae.device_files``).
+        quantize: for ``litert``, ``float16`` or ``int8``.
+        out: the device file to write; default ``saved_models/<model>[-<quantize>].tflite``
+            or ``.onnx``.
 
     Returns:
-        The ``pathlib.Path`` of the new version folder.
+        The ``pathlib.Path`` of the new version folder, or of the device file.
 
     Examples:
         >>> export("runs/deep")  # doctest: +SKIP
         PosixPath('saved_models/deep/2')
+        >>> export("runs/deep", format="litert", quantize="int8")  # doctest: +SKIP
+        PosixPath('saved_models/deep-int8.tflite')
     """
+    from tfae.device_files import check_export_options, default_file, export_file
+
+    check_export_options(format, quantize, score, out)
+    if format == "saved_model" and out is not None:
+        raise TfaeError("{out} names a device file; a SavedModel goes to {export_dir}",
+                        options=["out", "export_dir"])
+    if format != "saved_model" and export_dir is not None:
+        raise TfaeError("{export_dir} is a SavedModel's folder; a %s file goes to {out}" % format,
+                        options=["export_dir", "out"])
     check_contamination(contamination)  # before the calibration's minutes, not after
     folder = RunFolder(run_dir)
-    model = folder.load_model(training=False)
+    folder.check_finished()
+    folder.check_not_training()
     config = folder.config()
+    if format != "saved_model":
+        written = export_file(run_dir, out or default_file(config["model"], format, quantize),
+                              format, score, contamination, quantize, progress)
+        folder.write_info({f"export_{format}": str(written)})
+        return written
+    model = folder.load_model(training=False)
     opened = OpenedModel.of_model(model, folder.path, "run")
     version_dir = export_saved_model(
         model, export_dir or pathlib.Path("saved_models") / config["model"],

@@ -157,8 +157,9 @@ class OpenedModel:
 
 
 def open_model(path):
-    """Opens a run folder (``model.keras``) or a SavedModel export (a version folder or its
-    parent, whose highest version is taken).
+    """Opens a run folder (``model.keras``), a SavedModel export (a version folder or its
+    parent, whose highest version is taken) or a LiteRT or ONNX file
+    (``tfae.device_files.open_device_file``).
 
     Raises:
         TfaeError: for a folder that is neither, a corrupt model, or an export lacking the
@@ -169,7 +170,11 @@ def open_model(path):
         >>> opened.encode(images).shape  # doctest: +SKIP
         TensorShape([8, 10])
     """
+    from tfae.device_files import is_device_file, open_device_file
+
     path = as_path(path, "path")
+    if is_device_file(path) and path.is_file():
+        return open_device_file(path)
     if RunFolder.holds_run(path):
         folder = RunFolder(path)
         info = folder.info()

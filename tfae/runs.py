@@ -175,6 +175,26 @@ class _Folder:
             yield
 
 
+    def check_not_training(self):
+        """Refuses a folder another process holds (``in_use``): a run being trained or resumed,
+        whose model is about to change.
+
+        Examples:
+            >>> RunFolder("runs/none-such").check_not_training()
+        """
+        try:
+            lock = open(self.lock_path)
+        except OSError:  # no lock file: no process has ever held the folder
+            return
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = lock.read().strip() or "unknown"
+                raise TfaeError(f"{self.path} is being trained by another tfae process (pid "
+                                f"{holder}); export it once that has finished") from None
+
+
 class RunFolder(_Folder):
     """A run folder of ``tfae.fit``: where each of its files is, and reading and writing them.
 
@@ -308,9 +328,20 @@ class RunFolder(_Folder):
         Raises:
             TfaeError: for a folder without a finished run, or a corrupt model file.
         """
+        self.check_finished()
+        return load_model(self.model_path, training)
+
+    def check_finished(self):
+        """Refuses a folder without a finished run's model.
+
+        Examples:
+            >>> RunFolder("runs/none-such").check_finished()
+            Traceback (most recent call last):
+            ...
+            tfae.errors.TfaeError: runs/none-such holds no finished run (no model.keras)
+        """
         if not self.model_path.is_file():
             raise TfaeError(f"{self.path} holds no finished run (no {self.model_path.name})")
-        return load_model(self.model_path, training)
 
     def write_info(self, fields):
         """Updates ``run.json`` with ``fields`` and the versions of tfae, TensorFlow and Keras."""
@@ -438,7 +469,7 @@ class ExportFolder:
         found = self.versions()
         if not found:
             raise TfaeError(f"{self.path} is neither a run folder (model.keras) nor a SavedModel "
-                            "export")
+                            "export (nor a .tflite or .onnx file of tfae export --format)")
         return self.path / str(found[-1])
 
     def remove_stale_staging(self):

@@ -1,0 +1,455 @@
+"""A run's model as one file for a device: LiteRT (``.tflite``) or ONNX (``.onnx``).
+
+``tfae export RUN --format litert`` or ``--format onnx`` writes one file and, beside it,
+``<file>.json`` (``SETTINGS_SUFFIX``): what the file takes and gives, and the run's anomaly
+settings. Both formats are converted from the run's SavedModel signatures (``tfae.exports``),
+so they compute what an export computes, the anomaly score with its calibration inside (the
+reference codes as constants, the threshold in the ``flagged`` output):
+
+- **LiteRT**, by TensorFlow's own converter: the signatures ``encode`` (``images`` ->
+  ``codes``), ``serving_default`` (``images`` -> ``reconstructions``), ``score`` (``images`` ->
+  ``scores``, ``flagged``, ``error_maps``), and in a float file ``decode`` (``codes`` ->
+  ``images``) and a VAE's ``sample`` (``noise`` -> ``images``). Run it with ``ai-edge-litert``
+  (``pip install tfae[litert]``), without TensorFlow. ``quantize="float16"`` halves the
+  weights; ``quantize="int8"`` quantizes weights and activations, calibrated on
+  ``REPRESENTATIVE_IMAGES`` of the run's own training images, and takes uint8 pixels (the
+  ``input`` entry of the settings gives their scale, 1/255, and zero point, 0). An int8 file's
+  squared errors lose their smallest values to rounding, which lowers its scores: its threshold
+  is chosen again, as the run's was, as the ``1 - contamination`` quantile of its own scores of
+  the run's validation images, so it flags the share of normal images the run's does. It
+  carries no ``decode`` or ``sample``, whose inputs are codes, not pixels.
+- **ONNX**, by ``tf2onnx`` (``pip install tfae[onnx]``): one graph from ``images`` to every
+  output, ``codes``, ``reconstructions``, ``scores``, ``flagged`` and ``error_maps``; run it with
+  ``onnxruntime``, asking for the outputs wanted. It carries no ``decode`` or ``sample``.
+
+Images are float32 in [0, 1] of the run's size and channels (an int8 LiteRT file's: uint8
+pixels); the bytes and pixels signatures of a SavedModel, which decode and resize images inside
+the model, are not carried: a device passes images of the model's size. The ``elbo`` score is
+not carried either: its draws are random ops that neither format has (``--score
+reconstruction``, ``codes`` or ``combined`` are).
+
+``open_device_file(path)`` opens such a file as ``tfae.opened.open_model`` opens a run, so
+``tfae score`` and ``tfae encode`` check a deployed file against its run.
+
+Examples:
+    >>> from tfae.device_files import export_file, open_device_file
+    >>> export_file("runs/washers", "washers.tflite", "litert", quantize="int8")  # doctest: +SKIP
+    PosixPath('washers.tflite')
+    >>> open_device_file("washers.tflite").encode(images).shape  # doctest: +SKIP
+    (8, 16)
+"""
+
+import contextlib
+import copy
+import os
+import pathlib
+import shutil
+
+import numpy as np
+
+from tfae import __version__
+from tfae.errors import TfaeError
+from tfae.files import as_path, partial_path, read_json, remove_stale
+from tfae.runs import RunFolder
+from tfae.startup import native_stderr_hidden
+
+FORMATS = ("saved_model", "litert", "onnx")
+FILE_SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
+FORMAT_NAMES = {"litert": "LiteRT", "onnx": "ONNX"}
+QUANTIZATIONS = ("float16", "int8")
+SETTINGS_SUFFIX = ".json"
+REPRESENTATIVE_IMAGES = 300
+ONNX_OPSET = 17
+ONNX_OUTPUTS = ("codes", "reconstructions", "scores", "flagged", "error_maps")
+# What each format's runtime is installed as, for the line that says how to get it.
+RUNTIMES = {"litert": ("ai_edge_litert", "tfae[litert]"), "onnx": ("onnxruntime", "tfae[onnx]")}
+_BATCH = 256
+
+
+def settings_path(path):
+    """The settings file beside a device file: ``washers.tflite`` -> ``washers.tflite.json``.
+
+    Examples:
+        >>> settings_path("models/washers.tflite")
+        PosixPath('models/washers.tflite.json')
+    """
+    path = pathlib.Path(path)
+    return path.with_name(path.name + SETTINGS_SUFFIX)
+
+
+def is_device_file(path):
+    """Whether ``path`` names a LiteRT or ONNX file (by its suffix).
+
+    Examples:
+        >>> is_device_file("washers.onnx"), is_device_file("saved_models/washers")
+        (True, False)
+    """
+    return pathlib.Path(path).suffix in FILE_SUFFIXES.values()
+
+
+def check_export_options(format, quantize=None, score=None, out=None):
+    """Refuses, before any work, what ``format`` cannot carry.
+
+    Examples:
+        >>> check_export_options("onnx", quantize="int8")
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: quantize int8: only a LiteRT file (format litert) is quantized
+    """
+    if format not in FORMATS:
+        raise TfaeError("{format} must be one of %s, got %r" % (", ".join(FORMATS), format),
+                        options=["format"])
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise TfaeError("{quantize} must be one of %s, got %r" % (", ".join(QUANTIZATIONS),
+                                                                    quantize),
+                        options=["quantize"])
+    if quantize is not None and format != "litert":
+        raise TfaeError(f"{{quantize}} {quantize}: only a LiteRT file ({{format}} litert) is "
+                        "quantized", options=["quantize", "format"])
+    if format == "saved_model":
+        return
+    if score == "elbo":
+        raise TfaeError(f"{{score}} elbo: its draws are random ops, which "
+                        f"{FORMAT_NAMES[format]} cannot hold; export --score reconstruction, "
+                        "codes or combined",
+                        options=["score"])
+    if out is not None and pathlib.Path(out).suffix != FILE_SUFFIXES[format]:
+        raise TfaeError(f"{{out}} must end in {FILE_SUFFIXES[format]} for {{format}} {format}, "
+                        f"got {pathlib.Path(out).name}", options=["out", "format"])
+
+
+def default_file(model, format, quantize=None):
+    """Where a run's device file goes unless told: ``saved_models/<model>[-<quantize>]<suffix>``,
+    beside the model's SavedModel folder.
+
+    Examples:
+        >>> default_file("deep", "litert", "int8")
+        PosixPath('saved_models/deep-int8.tflite')
+    """
+    return pathlib.Path("saved_models") / (
+        model + (f"-{quantize}" if quantize else "") + FILE_SUFFIXES[format])
+
+
+def export_file(run_dir, out, format, score, contamination, quantize=None, progress=None):
+    """Writes the model of the finished run ``run_dir`` as the device file ``out`` and its
+    settings beside it, each whole or not at all; an existing file is never replaced.
+
+    Args:
+        run_dir: a folder written by ``tfae.fit``, not being trained.
+        out: the file to write (``.tflite`` for ``litert``, ``.onnx`` for ``onnx``).
+        format: ``litert`` or ``onnx``.
+        score, contamination: the anomaly score the file gives and its threshold's share of
+            validation images flagged (``tfae.anomaly``).
+        quantize: ``None``, ``float16`` or ``int8`` (LiteRT only).
+        progress: a ``tfae.progress.Progress`` to show the stages on.
+
+    Returns:
+        ``out`` as a ``pathlib.Path``.
+
+    Raises:
+        TfaeError: for an option the format cannot carry, an existing ``out``, a run still
+            training, or a runtime the format needs that is not installed.
+    """
+    from tfae.progress import Progress
+
+    progress = progress or Progress(enabled=False)
+    check_export_options(format, quantize, score, out)
+    out = as_path(out, "out")
+    for path in (out, settings_path(out)):
+        if path.exists() or path.is_symlink():
+            raise TfaeError(f"{{out}} {path} exists: tfae never replaces a file; remove it or "
+                            "choose another", options=["out"])
+    if not out.parent.is_dir():
+        raise TfaeError(f"{{out}}: folder {out.parent} does not exist", options=["out"])
+    if format == "onnx" or quantize == "int8":  # needed to write (onnx) or to calibrate (int8)
+        _runtime(format)
+    folder = RunFolder(as_path(run_dir, "run_dir"))
+    folder.check_not_training()
+    remove_stale(out)
+    staging = partial_path(out).with_name(partial_path(out).name + ".saved_model")
+    try:
+        with progress.stage("opening the run"):
+            model, opened, detector = _opened_run(folder, score, contamination, progress)
+        settings = {
+            "format": format, "quantize": quantize, "model": folder.config()["model"],
+            "image_shape": list(opened.image_shape), "latent_dim": int(opened.latent_dim),
+            "parameters": int(opened.parameters), "run": str(folder.path.resolve()),
+            "tfae": __version__}
+        if format == "litert":
+            content, settings = _litert(model, folder, opened, detector, quantize, settings,
+                                        staging, progress)
+        else:
+            content, settings = _onnx(model, folder, detector, settings, staging, progress)
+        _write_new(out, content, settings)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _opened_run(folder, score, contamination, progress):
+    from tfae.opened import OpenedModel
+
+    model = folder.load_model(training=False)
+    opened = OpenedModel.of_model(model, folder.path, "run")
+    return model, opened, opened.detector(score, contamination, progress)
+
+
+def _saved_model(model, folder, detector, staging):
+    """The run's SavedModel signatures written to ``staging``, what both formats convert."""
+    from tfae.exports import signatures_archive
+
+    signatures_archive(model, folder.config().get("resize") or "stretch", detector).write_out(
+        str(staging), verbose=False)
+    return staging
+
+
+def _litert(model, folder, opened, detector, quantize, settings, staging, progress):
+    import tensorflow as tf
+
+    def converted(detector, staging):
+        signatures = ["serving_default", "encode", "score"]
+        if quantize != "int8":
+            signatures += ["decode"] + (["sample"] if opened.sample is not None else [])
+        _saved_model(model, folder, detector, staging)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(staging),
+                                                             signature_keys=signatures)
+        if quantize == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                (signature, {"images": image[None]}) for image in representative
+                for signature in signatures)
+            # int8 wherever an int8 kernel exists, float where none does (a top-k of codes)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
+            converter.inference_input_type = tf.uint8
+        try:
+            with native_stderr_hidden():  # the converter's C++ lines; shown if it fails
+                return converter.convert(), signatures
+        except Exception as error:  # the converter's own (ConverterError), one line of it
+            raise TfaeError(f"TensorFlow's LiteRT converter failed: "
+                            f"{str(error).strip().splitlines()[0]}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    representative = validation = None
+    if quantize == "int8":
+        with progress.stage(f"reading {REPRESENTATIVE_IMAGES} training images to calibrate "
+                            "int8 on, and the validation images"):
+            representative, validation = _run_images(folder, opened)
+    with progress.stage(f"converting to LiteRT{f' ({quantize})' if quantize else ''}"):
+        content, signatures = converted(detector, staging)
+    if quantize == "int8":
+        with progress.stage("choosing the int8 file's threshold on the validation images"):
+            scores = _LiteRTFile(content).run("score", validation, ["scores"])["scores"]
+            again = copy.copy(detector)
+            again.threshold_ = float(np.quantile(scores, 1 - detector.contamination))
+        with progress.stage("converting to LiteRT (int8) with that threshold"):
+            content, signatures = converted(again, staging)
+        detector = again
+    details = _LiteRTFile(content)
+    settings.update(signatures=details.signatures(), input=details.input_settings(),
+                    anomaly=_anomaly(detector))
+    return content, settings
+
+
+def _onnx(model, folder, detector, settings, staging, progress):
+    import tensorflow as tf
+    import tf2onnx
+
+    with progress.stage("converting to ONNX"):
+        served = tf.saved_model.load(str(_saved_model(model, folder, detector, staging)))
+        signatures = served.signatures
+
+        @tf.function(input_signature=[tf.TensorSpec((None, *model.image_shape), tf.float32,
+                                                    name="images")])
+        def everything(images):
+            scored = signatures["score"](images=images)
+            return {"codes": signatures["encode"](images=images)["codes"],
+                    "reconstructions": signatures["serving_default"](
+                        images=images)["reconstructions"],
+                    **{name: scored[name] for name in ("scores", "flagged", "error_maps")}}
+
+        try:
+            with native_stderr_hidden():  # tf2onnx logs each rewrite; shown if it fails
+                proto, _ = tf2onnx.convert.from_function(
+                    everything, input_signature=everything.input_signature, opset=ONNX_OPSET)
+        except Exception as error:  # tf2onnx's own, one line of it
+            raise TfaeError(f"tf2onnx failed to convert the model: "
+                            f"{str(error).strip().splitlines()[0]}") from None
+    settings.update(
+        signatures={"onnx": {"inputs": ["images"], "outputs": list(ONNX_OUTPUTS)}},
+        input={"name": "images", "dtype": "float32", "range": [0.0, 1.0]},
+        anomaly=_anomaly(detector))
+    return proto.SerializeToString(), settings
+
+
+def _anomaly(detector):
+    return {"score": detector.score, "contamination": detector.contamination,
+            "threshold": float(detector.threshold_)}
+
+
+def _run_images(folder, opened):
+    """``(representative, validation)``: a seeded sample of the run's training images and all
+    its validation images, float32 in [0, 1], as numpy."""
+    from tfae.config import DataConfig
+    from tfae.data import load_config, pipeline
+    from tfae.opened import own_data_settings
+
+    splits = load_config(DataConfig(**own_data_settings(folder.path, opened)))
+    representative, _ = next(iter(pipeline(splits.train, REPRESENTATIVE_IMAGES, shuffle=True,
+                                           seed=0)))
+    validation = [images.numpy() for images, _ in pipeline(splits.validation, _BATCH)]
+    return representative.numpy(), np.concatenate(validation)
+
+
+def _write_new(out, content, settings):
+    """Writes ``out`` and its settings, each to a partial file and linked into place: a link
+    never replaces a file, so an export racing another loses cleanly, and nothing is left half
+    written."""
+    import json
+
+    written = []
+    try:
+        for path, data in ((settings_path(out), (json.dumps(settings, indent=2) + "\n").encode()),
+                           (out, content)):
+            partial = partial_path(path)
+            partial.write_bytes(data)
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                raise TfaeError(f"{{out}} {path} exists: tfae never replaces a file; remove it "
+                                "or choose another", options=["out"]) from None
+            finally:
+                partial.unlink(missing_ok=True)
+            written.append(path)
+    except OSError as error:  # a full disk or a read-only folder
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise TfaeError(f"cannot write {out}: {error.strerror or error} (nothing was left "
+                        "there)") from None
+    except TfaeError:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _runtime(format):
+    """The runtime module of ``format``, or a one-line error saying how to install it."""
+    import importlib
+
+    module, extra = RUNTIMES[format]
+    try:
+        return importlib.import_module(module if format == "onnx" else module + ".interpreter")
+    except ImportError:
+        raise TfaeError(f"{FORMAT_NAMES[format]} files need {module.replace('_', '-')}: "
+                        f"pip install '{extra}'") from None
+
+
+class _LiteRTFile:
+    """A LiteRT model (its bytes or a path) run by ``ai-edge-litert``'s interpreter, batch by
+    batch, quantizing float images for an int8 file's uint8 input."""
+
+    def __init__(self, model):
+        interpreter = _runtime("litert").Interpreter
+        try:
+            self.interpreter = (interpreter(model_content=model) if isinstance(model, bytes)
+                                else interpreter(model_path=str(model)))
+        except ValueError as error:
+            raise TfaeError(f"{model if not isinstance(model, bytes) else 'the LiteRT file'} is "
+                            f"not a LiteRT model: {str(error).splitlines()[0]}") from None
+
+    def signatures(self):
+        return {name: {"inputs": list(parts["inputs"]), "outputs": list(parts["outputs"])}
+                for name, parts in self.interpreter.get_signature_list().items()}
+
+    def input_settings(self):
+        details = self.interpreter.get_signature_runner("encode").get_input_details()["images"]
+        scale, zero_point = details["quantization"]
+        if details["dtype"] == np.uint8:
+            return {"name": "images", "dtype": "uint8", "scale": float(scale),
+                    "zero_point": int(zero_point)}
+        return {"name": "images", "dtype": "float32", "range": [0.0, 1.0]}
+
+    def run(self, signature, values, outputs=None):
+        """The signature's ``outputs`` (all by default) for ``values`` (one input's array), as
+        numpy, ``_BATCH`` rows at a time."""
+        runner = self.interpreter.get_signature_runner(signature)
+        (name, details), = runner.get_input_details().items()
+        values = np.asarray(values, np.float32)
+        if details["dtype"] == np.uint8:
+            scale, zero_point = details["quantization"]
+            values = np.clip(np.round(values / scale + zero_point), 0, 255).astype(np.uint8)
+        parts = [runner(**{name: values[start:start + _BATCH]})
+                 for start in range(0, len(values), _BATCH)] or [runner(**{name: values})]
+        return {key: np.concatenate([part[key] for part in parts])
+                for key in (outputs or parts[0])}
+
+
+class _OnnxFile:
+    """An ONNX model run by ``onnxruntime`` on the CPU."""
+
+    def __init__(self, path):
+        runtime = _runtime("onnx")
+        try:
+            self.session = runtime.InferenceSession(str(path),
+                                                    providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own (InvalidProtobuf, InvalidGraph, ...)
+            raise TfaeError(f"{path} is not an ONNX model onnxruntime can run: "
+                            f"{str(error).strip().splitlines()[0]}") from None
+
+    def run(self, outputs, images):
+        return dict(zip(outputs, self.session.run(list(outputs),
+                                                  {"images": np.asarray(images, np.float32)})))
+
+
+def open_device_file(path):
+    """Opens a LiteRT or ONNX file written by ``export_file`` as a ``tfae.opened.OpenedModel``
+    (``kind`` ``export``): its encoder, reconstructions and anomaly score, with the settings
+    written beside it.
+
+    Raises:
+        TfaeError: for a file without its settings, one that is not such a model, or a runtime
+            that is not installed.
+    """
+    from tfae.opened import OpenedModel
+
+    path = as_path(path, "path")
+    settings = read_json(settings_path(path)) if settings_path(path).is_file() else None
+    if not (isinstance(settings, dict) and {"format", "image_shape", "latent_dim", "signatures",
+                                            "anomaly"} <= set(settings)):
+        raise TfaeError(f"{path} has no settings beside it ({settings_path(path).name}, written "
+                        "by tfae export --format); export its run again")
+    if settings["format"] == "litert":
+        model = _LiteRTFile(path)
+        call = lambda signature, output: lambda values: model.run(  # noqa: E731
+            signature, values, [output])[output]
+        carried = set(model.signatures())
+        score = lambda images: model.run("score", images,  # noqa: E731
+                                         ["scores", "flagged", "error_maps"])
+    else:
+        model = _OnnxFile(path)
+        call = lambda _, output: lambda images: model.run([output], images)[output]  # noqa: E731
+        carried = {"encode", "serving_default", "score"}
+        score = lambda images: model.run(["scores", "flagged", "error_maps"], images)  # noqa: E731
+
+    kind = " ".join(filter(None, [settings.get("quantize"),
+                                  FORMAT_NAMES.get(settings["format"], settings["format"])]))
+
+    def lacking(what):
+        def refuse(_):
+            raise TfaeError(f"{path} carries no {what}: a {kind} file takes images only; use "
+                            "its run or SavedModel export")
+        return refuse
+
+    return OpenedModel(
+        path=path, kind="export",
+        encode=call("encode", "codes"),
+        decode=call("decode", "images") if "decode" in carried else lacking("decoder"),
+        reconstruct=call("serving_default", "reconstructions"),
+        image_shape=tuple(settings["image_shape"]), latent_dim=int(settings["latent_dim"]),
+        parameters=int(settings.get("parameters", 0)),
+        sample=call("sample", "images") if "sample" in carried else None,
+        score_signature=score, anomaly=settings["anomaly"])
