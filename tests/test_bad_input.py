@@ -128,6 +128,32 @@ CASES = [
     ("plot", ["empty", "--kind", "history"], "has no history.json"),
     # export, serve, report
     ("export", ["nowhere"], "holds no finished run"),
+    ("export", ["nowhere", "--format", "litert"], "holds no finished run"),
+    ("export", ["run", "--format", "tflite"], "'tflite' is not one of 'saved_model', 'litert'"),
+    ("export", ["run", "--format", "onnx", "--quantize", "int8"],
+     "--quantize int8: only a LiteRT file (--format litert) is quantized"),
+    ("export", ["run", "--quantize", "float16"], "only a LiteRT file (--format litert)"),
+    ("export", ["run", "--format", "litert", "--quantize", "int4"], "'int4' is not one of"),
+    ("export", ["run", "--format", "litert", "--out", "run.onnx"],
+     "--out must end in .tflite for --format litert, got run.onnx"),
+    ("export", ["run", "--format", "onnx", "--out", "notes.txt"],
+     "--out must end in .onnx for --format onnx, got notes.txt"),
+    ("export", ["run", "--format", "litert", "--out", "missing/run.tflite"],
+     "--out: folder missing does not exist"),
+    ("export", ["run", "--format", "litert", "--out", "taken.tflite"],
+     "--out taken.tflite exists: tfae never replaces a file"),
+    ("export", ["run", "--format", "onnx", "--out", "sidecar.onnx"],
+     "--out sidecar.onnx.json exists: tfae never replaces a file"),
+    ("export", ["run", "--format", "litert", "--score", "elbo"],
+     "--score elbo: its draws are random ops, which LiteRT cannot hold"),
+    ("export", ["run", "--format", "onnx", "--export-dir", "exports"],
+     "--export-dir is a SavedModel's folder; --format onnx writes one file, to --out"),
+    ("export", ["run", "--out", "run.tflite"],
+     "--out names a device file; a SavedModel goes to --export-dir"),
+    ("score", ["garbage.tflite"], "garbage.tflite has no settings beside it"),
+    ("encode", ["garbage.onnx", "--out", "codes.npz"], "garbage.onnx has no settings beside it"),
+    ("score", ["broken.tflite"], "broken.tflite is not a LiteRT model"),
+    ("score", ["broken.onnx"], "broken.onnx is not an ONNX model onnxruntime can run"),
     ("serve", [".", "--port", "99999"], "99999 is not in the range 0<=x<=65535"),
     ("serve", [".", "--workers", "0"], "0 is not in the range x>=1"),
     ("serve", ["empty"], "holds no SavedModel versions"),
@@ -177,6 +203,14 @@ def work(tmp_path_factory):
                                                    "model_options": {"bogus": 3}}))
     shutil.copytree(work / "run", work / "no-record")
     (work / "no-record/run.json").write_text("[]")
+    (work / "taken.tflite").write_bytes(b"the user's own file")
+    (work / "sidecar.onnx.json").write_text("{}")
+    for name in ("garbage.tflite", "garbage.onnx", "broken.tflite", "broken.onnx"):
+        (work / name).write_bytes(b"not a model")
+    for name, format in (("broken.tflite", "litert"), ("broken.onnx", "onnx")):
+        (work / f"{name}.json").write_text(json.dumps({
+            "format": format, "image_shape": [28, 28, 1], "latent_dim": 8, "signatures": {},
+            "anomaly": {"score": "reconstruction", "contamination": 0.05, "threshold": 1.0}}))
     shutil.copytree(work / "run", work / "not-keras")
     (work / "not-keras/model.keras").write_text("garbage")
     return work
@@ -191,7 +225,7 @@ def _state(folder):
 def test_the_table_covers_every_command():
     assert len(CASES) >= 60
     assert {command for command, _, _ in CASES} == {
-        "fit", "tune", "evaluate", "plot", "export", "serve", "report"}
+        "fit", "tune", "evaluate", "plot", "export", "serve", "report", "score", "encode"}
 
 
 @pytest.mark.parametrize("command, args, words", CASES,

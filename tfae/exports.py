@@ -225,8 +225,8 @@ def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_
         raise TfaeError("{out} names a device file; a SavedModel goes to {export_dir}",
                         options=["out", "export_dir"])
     if format != "saved_model" and export_dir is not None:
-        raise TfaeError("{export_dir} is a SavedModel's folder; a %s file goes to {out}" % format,
-                        options=["export_dir", "out"])
+        raise TfaeError("{export_dir} is a SavedModel's folder; {format} %s writes one file, "
+                        "to {out}" % format, options=["export_dir", "format", "out"])
     check_contamination(contamination)  # before the calibration's minutes, not after
     folder = RunFolder(run_dir)
     folder.check_finished()
