@@ -513,7 +513,7 @@ def score(path, out, score_kind, contamination, as_json, quiet, verbose, **setti
 
 
 @tfae.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option("-n", "--count", default=64, show_default=True, type=click.IntRange(min=1),
               help="How many images.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),

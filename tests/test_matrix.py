@@ -55,7 +55,17 @@ MATRIX = {
     "gRPC (`tfae serve`, TF Serving's API)": ("`PredictionService/Predict`", {
         "encode": "`encode_pixels`", "reconstruct": "`reconstruct_pixels`",
         "score": "`score_pixels`", "sample": "`sample`"}),
+    "LiteRT file (`tfae export --format litert`), by `tfae OPERATION FILE`": (
+        "signatures taking float32 `images`", {
+            "encode": "`encode`", "reconstruct": "`serving_default`", "score": "`score`",
+            "sample": "`sample` (input `noise`; a float file)"}),
+    "ONNX file (`tfae export --format onnx`), by `tfae OPERATION FILE`": (
+        "input `images`, outputs by name", {
+            "encode": "`codes`", "reconstruct": "`reconstructions`", "score": "`scores`",
+            "sample": "(not carried)"}),
 }
+# The surfaces of files for a device, checked by their own test (each is a conversion).
+DEVICE_FORMATS = {"LiteRT file": "litert", "ONNX file": "onnx"}
 SIGNATURE_OUTPUT = {"encode": "codes", "reconstruct": "reconstructions", "score": "scores",
                     "sample": "images"}
 FAMILIES = {"deep": {"hidden": (32,), "latent_dim": 8}, "conv": {"filters": (4,),
@@ -170,6 +180,28 @@ def test_every_operation_gives_the_same_numbers_on_every_surface(trained, images
                                            atol=1e-5, err_msg=f"{family} {operation} {surface}")
                 checked.append((operation, surface))
     assert len(checked) == sum(6 if operation == "sample" else 8 for operation in operations)
+
+
+@pytest.mark.slow  # reason: each family converted to both formats
+def test_every_operation_on_a_device_file_gives_the_runs_numbers(trained, images, tmp_path):
+    from tfae.device_files import FILE_SUFFIXES
+
+    family, work, run = trained
+    data = tmp_path / "images.npz"
+    np.savez(data, x=images)
+    checked = []
+    for surface, format in DEVICE_FORMATS.items():
+        (how, cells), = [value for name, value in MATRIX.items() if name.startswith(surface)]
+        path = tfae.export(run.run_dir, format=format, out=tmp_path / f"model{FILE_SUFFIXES[format]}")
+        for operation in OPERATIONS:
+            if cells[operation].startswith("(") or (operation == "sample" and family != "vae"):
+                continue
+            np.testing.assert_allclose(
+                _command_line(path, operation, data, tmp_path), _library(run.run_dir, operation,
+                                                                         data),
+                rtol=1e-4, atol=1e-5, err_msg=f"{family} {operation} {surface}")
+            checked.append((surface, operation))
+    assert len(checked) == (7 if family == "vae" else 6)
 
 
 def test_a_jpeg_posted_as_b64_to_score_gets_tfae_scores_number(trained, tmp_path):
