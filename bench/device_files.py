@@ -28,6 +28,7 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 import tfae
+import tfae.runs
 from fit_throughput import machine, publish
 
 
@@ -54,14 +55,17 @@ def main():
     parser.add_argument("--write", type=pathlib.Path)
     args = parser.parse_args()
     from ai_edge_litert.interpreter import Interpreter
+    import onnx
+    import onnx.utils
     import onnxruntime
 
     work = args.work or pathlib.Path(tempfile.mkdtemp(prefix="device-files-"))
     run_dir = work / "run"
     started = time.perf_counter()
-    tfae.fit(tfae.FitConfig(model="deep", epochs=args.epochs, classes=(args.digit,)), run_dir,
-             export=True, export_dir=work / "saved_model", verbose=0)
-    training = time.perf_counter() - started
+    if not (run_dir / "model.keras").exists():  # a --work folder of an earlier run is reused
+        tfae.fit(tfae.FitConfig(model="deep", epochs=args.epochs, classes=str(args.digit)),
+                 run_dir, export=True, export_dir=work / "saved_model", verbose=0)
+    training = tfae.runs.RunFolder(run_dir).info()["training_seconds"]
     version = max((work / "saved_model").iterdir(), key=lambda path: int(path.name))
     files = {}
     for name, format, quantize in (("LiteRT float32", "litert", None),
@@ -100,9 +104,17 @@ def main():
     lite_single = median_seconds(lambda: runner(images=pixels), args.calls)
     batch = images[:256]
     saved_batch = median_seconds(lambda: encode(images=tf.constant(batch)), 30)
-    session = onnxruntime.InferenceSession(str(files["ONNX"][0]),
-                                           providers=["CPUExecutionProvider"])
-    onnx_batch = median_seconds(lambda: session.run(["codes"], {"images": batch}), 30)
+    # As tfae encode runs the file (tfae.device_files._OnnxFile): the part of the graph that
+    # computes the codes; the whole graph, asked for the codes alone, computes every output.
+    whole = onnx.load(str(files["ONNX"][0]))
+    encoder = onnx.utils.Extractor(whole).extract_model(["images"], ["codes"])
+    sessions = {name: onnxruntime.InferenceSession(model.SerializeToString(),
+                                                   providers=["CPUExecutionProvider"])
+                for name, model in (("codes part", encoder), ("whole graph", whole))}
+    onnx_batch = median_seconds(lambda: sessions["codes part"].run(["codes"], {"images": batch}),
+                                30)
+    whole_batch = median_seconds(lambda: sessions["whole graph"].run(["codes"],
+                                                                     {"images": batch}), 30)
 
     variables = folder_bytes(version / "variables")
     int8_bytes = files["LiteRT int8"][0].stat().st_size
@@ -120,7 +132,8 @@ def main():
         "|---|---|---|",
         f"| int8 LiteRT size / SavedModel variables <= 0.3x | {int8_bytes / 1e6:.2f} MB / "
         f"{variables / 1e6:.2f} MB = {int8_bytes / variables:.2f}x | "
-        f"{'met' if int8_bytes / variables <= 0.3 else '**missed**'} |",
+        f"{'met' if int8_bytes / variables <= 0.3 else '**missed**'} (the float LiteRT file's "
+        f"weights: {int8_bytes / files['LiteRT float32'][0].stat().st_size:.2f}x) |",
         f"| single-image encode, LiteRT int8 on 1 thread / SavedModel in Python <= 0.5x | "
         f"{lite_single * 1e3:.3f} ms / {saved_single * 1e3:.3f} ms = "
         f"{lite_single / saved_single:.3f}x | "
@@ -141,7 +154,15 @@ def main():
     for name, auroc, agree, flagged in rows:
         spent = f"{times[name]:.1f} s" if name in times else ""
         lines.append(f"| {name} | {auroc:.2%} | {agree:.2%} | {flagged:.2%} | {spent} |")
-    lines += ["", "Sizes: " + ", ".join(
+    lines += ["", f"ONNX Runtime runs every output of the graph it is given, so tfae runs each "
+              f"operation on the part of the file's graph that computes it (`onnx.utils."
+              f"Extractor`); the whole graph asked for `codes` alone encodes "
+              f"{256 / whole_batch:,.0f} images/s ({saved_batch / whole_batch:.2f}x the "
+              f"SavedModel), computing the score's decoder and neighbours too. The int8 file "
+              f"computes the score in float32 (docs/devices.md), which the 99.8% agreement "
+              f"needs: with the score's ops in int8 too, 38% of the test images were flagged as "
+              f"the library flags them.",
+              "", "Sizes: " + ", ".join(
         f"{name} {path.stat().st_size / 1e6:.2f} MB" for name, (path, _) in files.items())
         + f", SavedModel variables {variables / 1e6:.2f} MB.", ""]
     publish("\n".join(lines), args.write)
