@@ -104,7 +104,7 @@ def main():
     lite_single = median_seconds(lambda: runner(images=pixels), args.calls)
     batch = images[:256]
     saved_batch = median_seconds(lambda: encode(images=tf.constant(batch)), 30)
-    # As tfae encode runs the file (tfae.device_files._OnnxFile): the part of the graph that
+    # As tfae encode runs the file (tfae.device_runtimes.OnnxFile): the part of the graph that
     # computes the codes; the whole graph, asked for the codes alone, computes every output.
     whole = onnx.load(str(files["ONNX"][0]))
     encoder = onnx.utils.Extractor(whole).extract_model(["images"], ["codes"])

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 import tfae
 from tfae import device_files
+from tfae.device_runtimes import FILE_SUFFIXES
 from tfae.errors import TfaeError
 from tfae.families import family_names, get_family
 from tfae_cli.main import tfae as tfae_command
@@ -140,7 +141,7 @@ def agreeing_run(request, tmp_path_factory):
     _fit(family, AGREEING[family], work / "run")
     files = {(format, quantize): tfae.export(
         work / "run", format=format, quantize=quantize,
-        out=work / f"{family}-{quantize or 'float'}{device_files.FILE_SUFFIXES[format]}")
+        out=work / f"{family}-{quantize or 'float'}{FILE_SUFFIXES[format]}")
         for format, quantize in (("litert", None), ("litert", "int8"), ("onnx", None))}
     return family, work, files
 
@@ -224,7 +225,7 @@ def test_every_family_converts_to_both_formats(family, tmp_path, test_images):
     library = tfae.open_model(tmp_path / "run")
     for format in ("litert", "onnx"):
         path = tfae.export(tmp_path / "run", format=format,
-                           out=tmp_path / f"model{device_files.FILE_SUFFIXES[format]}")
+                           out=tmp_path / f"model{FILE_SUFFIXES[format]}")
         device = tfae.open_model(path)
         assert _relative(device.encode(test_images),
                          np.asarray(library.encode(test_images))) < 1e-4, (family, format)

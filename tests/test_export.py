@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import serve_without_tfae
-from tfae.exports import SIGNATURES, export_saved_model
+from tfae.exports import export_saved_model
+from tfae.signatures import SIGNATURES
 from tfae.families import build_model
 from tfae.runs import ExportFolder
 
@@ -101,7 +102,7 @@ def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_pa
     from tfae.errors import TfaeError
 
     export_saved_model(model, tmp_path / "exports")
-    written = exports._archive
+    written = exports.signatures_archive
 
     def disk_full(model, resize, detector):
         archive = written(model, resize, detector)
@@ -114,7 +115,7 @@ def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(model, tmp_pa
         archive.write_out = write_out
         return archive
 
-    monkeypatch.setattr(exports, "_archive", disk_full)
+    monkeypatch.setattr(exports, "signatures_archive", disk_full)
     with pytest.raises(TfaeError, match=r"cannot export to .*exports: saved_model.pb; No space "
                                         r"left on device \(nothing was left there\)$"):
         export_saved_model(model, tmp_path / "exports")

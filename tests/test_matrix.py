@@ -184,7 +184,7 @@ def test_every_operation_gives_the_same_numbers_on_every_surface(trained, images
 
 @pytest.mark.slow  # reason: each family converted to both formats
 def test_every_operation_on_a_device_file_gives_the_runs_numbers(trained, images, tmp_path):
-    from tfae.device_files import FILE_SUFFIXES
+    from tfae.device_runtimes import FILE_SUFFIXES
 
     family, work, run = trained
     data = tmp_path / "images.npz"

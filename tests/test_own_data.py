@@ -14,7 +14,7 @@ from conftest import run_tfae, serve_without_tfae, write_images
 from tfae.config import FitConfig
 from tfae.errors import TfaeError
 from tfae.evaluation import evaluate
-from tfae.exports import SCORE_SIGNATURES, SIGNATURES
+from tfae.signatures import SCORE_SIGNATURES, SIGNATURES
 from tfae.opened import SAMPLE_SIGNATURE
 from tfae.families import family_names
 from tfae.serving import Server, ServerSettings

@@ -26,14 +26,16 @@ the model, are not carried: a device passes images of the model's size. The ``el
 not carried either: its draws are random ops that neither format has (``--score
 reconstruction``, ``codes`` or ``combined`` are).
 
-``open_device_file(path)`` opens such a file as ``tfae.opened.open_model`` opens a run, so
-``tfae score`` and ``tfae encode`` check a deployed file against its run.
+``tfae.opened.open_model`` opens such a file (with ``tfae.device_runtimes``) as it opens a
+run, so ``tfae score`` and ``tfae encode`` check a deployed file against its run.
 
 Examples:
-    >>> from tfae.device_files import export_file, open_device_file
-    >>> export_file("runs/washers", "washers.tflite", "litert", quantize="int8")  # doctest: +SKIP
+    >>> from tfae.device_files import export_file
+    >>> export_file("runs/washers", "washers.tflite", "litert", "reconstruction", 0.05,
+    ...             quantize="int8")  # doctest: +SKIP
     PosixPath('washers.tflite')
-    >>> open_device_file("washers.tflite").encode(images).shape  # doctest: +SKIP
+    >>> from tfae.opened import open_model
+    >>> open_model("washers.tflite").encode(images).shape  # doctest: +SKIP
     (8, 16)
 """
 
@@ -41,52 +43,24 @@ import os
 import pathlib
 import shutil
 
-import numpy as np
-
 from tfae import __version__
 from tfae.compat import private_name, require
+from tfae.device_runtimes import FILE_SUFFIXES, FORMAT_NAMES, LiteRTFile, runtime, settings_path
 from tfae.errors import TfaeError
-from tfae.files import as_path, partial_path, read_json, remove_stale
+from tfae.files import as_path, partial_path, remove_stale
 from tfae.runs import RunFolder
 from tfae.startup import native_stderr_hidden
 
 FORMATS = ("saved_model", "litert", "onnx")
-FILE_SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
-FORMAT_NAMES = {"litert": "LiteRT", "onnx": "ONNX"}
 QUANTIZATIONS = ("float16", "int8")
-SETTINGS_SUFFIX = ".json"
 REPRESENTATIVE_IMAGES = 300
 ONNX_OPSET = 17
 ONNX_OUTPUTS = ("codes", "reconstructions", "scores", "flagged", "error_maps")
-# What each format's runtime is installed as, for the line that says how to get it.
-RUNTIMES = {"litert": ("ai_edge_litert", "tfae[litert]"), "onnx": ("onnxruntime", "tfae[onnx]")}
-_BATCH = 256
 # The ops of the anomaly score an int8 file computes in float32 (``_quantized_but_the_score``);
 # the network's own ops of these kinds (a reshape) stay float32 too, between a dequantize and a
 # quantize.
 FLOAT_SCORE_OPS = ("SQUARED_DIFFERENCE", "SQUARE", "MEAN", "SUM", "SUB", "ADD", "MUL", "DIV",
                    "SQRT", "MAXIMUM", "NEG", "TOPK_V2", "BATCH_MATMUL", "GREATER", "RESHAPE")
-
-
-def settings_path(path):
-    """The settings file beside a device file: ``washers.tflite`` -> ``washers.tflite.json``.
-
-    Examples:
-        >>> settings_path("models/washers.tflite")
-        PosixPath('models/washers.tflite.json')
-    """
-    path = pathlib.Path(path)
-    return path.with_name(path.name + SETTINGS_SUFFIX)
-
-
-def is_device_file(path):
-    """Whether ``path`` names a LiteRT or ONNX file (by its suffix).
-
-    Examples:
-        >>> is_device_file("washers.onnx"), is_device_file("saved_models/washers")
-        (True, False)
-    """
-    return pathlib.Path(path).suffix in FILE_SUFFIXES.values()
 
 
 def check_export_options(format, quantize=None, score=None, out=None):
@@ -171,7 +145,7 @@ def export_file(run_dir, out, format, score, contamination, quantize=None, progr
                             "choose another", options=["out"])
     if not out.parent.is_dir():
         raise TfaeError(f"{{out}}: folder {out.parent} does not exist", options=["out"])
-    _runtime(format)  # each format's extra: its runtime reads back what is written
+    runtime(format)  # each format's extra: its runtime reads back what is written
     folder = RunFolder(as_path(run_dir, "run_dir"))
     folder.check_not_training()
     remove_stale(out)
@@ -205,7 +179,7 @@ def _opened_run(folder, score, contamination, progress):
 
 def _saved_model(model, folder, detector, staging):
     """The run's SavedModel signatures written to ``staging``, what both formats convert."""
-    from tfae.exports import signatures_archive
+    from tfae.signatures import signatures_archive
 
     signatures_archive(model, folder.config().get("resize") or "stretch", detector).write_out(
         str(staging), verbose=False)
@@ -246,7 +220,7 @@ def _litert(model, folder, opened, detector, quantize, settings, staging, progre
         except Exception as error:  # the converter's own (ConverterError), one line of it
             raise TfaeError(f"TensorFlow's LiteRT converter failed: "
                             f"{str(error).strip().splitlines()[0]}") from None
-    written = _LiteRTFile(content)  # the settings as the runtime reads the file
+    written = LiteRTFile(content)  # the settings as the runtime reads the file
     settings.update(signatures=written.signatures(), input=written.input_settings(),
                     anomaly=_anomaly(detector))
     return content, settings
@@ -343,147 +317,3 @@ def _write_new(out, content, settings):
         for path in written:
             path.unlink(missing_ok=True)
         raise
-
-
-def _runtime(format):
-    """The runtime module of ``format``, or a one-line error saying how to install it."""
-    import importlib
-
-    module, extra = RUNTIMES[format]
-    try:
-        return importlib.import_module(module if format == "onnx" else module + ".interpreter")
-    except ImportError:
-        raise TfaeError(f"{FORMAT_NAMES[format]} files need {module.replace('_', '-')}: "
-                        f"pip install '{extra}'") from None
-
-
-class _LiteRTFile:
-    """A LiteRT model (its bytes or a path) run by ``ai-edge-litert``'s interpreter, batch by
-    batch, quantizing float images for an int8 file's uint8 input."""
-
-    def __init__(self, model):
-        interpreter = _runtime("litert").Interpreter
-        try:
-            self.interpreter = (interpreter(model_content=model) if isinstance(model, bytes)
-                                else interpreter(model_path=str(model)))
-        except ValueError as error:
-            raise TfaeError(f"{model if not isinstance(model, bytes) else 'the LiteRT file'} is "
-                            f"not a LiteRT model: {str(error).splitlines()[0]}") from None
-
-    def signatures(self):
-        return {name: {"inputs": list(parts["inputs"]), "outputs": list(parts["outputs"])}
-                for name, parts in self.interpreter.get_signature_list().items()}
-
-    def input_settings(self):
-        details = self.interpreter.get_signature_runner("encode").get_input_details()["images"]
-        scale, zero_point = details["quantization"]
-        if details["dtype"] == np.uint8:
-            return {"name": "images", "dtype": "uint8", "scale": float(scale),
-                    "zero_point": int(zero_point)}
-        return {"name": "images", "dtype": "float32", "range": [0.0, 1.0]}
-
-    def run(self, signature, values, outputs=None):
-        """The signature's ``outputs`` (all by default) for ``values`` (one input's array), as
-        numpy, ``_BATCH`` rows at a time."""
-        runner = self.interpreter.get_signature_runner(signature)
-        (name, details), = runner.get_input_details().items()
-        values = np.asarray(values, np.float32)
-        if details["dtype"] == np.uint8:
-            scale, zero_point = details["quantization"]
-            values = np.clip(np.round(values / scale + zero_point), 0, 255).astype(np.uint8)
-        parts = [runner(**{name: values[start:start + _BATCH]})
-                 for start in range(0, len(values), _BATCH)] or [runner(**{name: values})]
-        return {key: np.concatenate([part[key] for part in parts])
-                for key in (outputs or parts[0])}
-
-
-class _OnnxFile:
-    """An ONNX model run by ``onnxruntime`` on the CPU, one session for each set of outputs
-    asked for: onnxruntime computes every output of the graph it is given, so each set runs
-    on the part of the graph that computes it alone (``onnx.utils.Extractor``), an encoder's
-    codes without the score's decoder and neighbours."""
-
-    def __init__(self, path):
-        import onnx
-
-        self.runtime = _runtime("onnx")
-        try:
-            self.model = onnx.load(str(path))
-            onnx.checker.check_model(self.model)
-        except Exception as error:  # onnx's own (DecodeError, ValidationError, ...)
-            raise TfaeError(f"{path} is not an ONNX model onnxruntime can run: "
-                            f"{str(error).strip().splitlines()[0]}") from None
-        self.sessions = {}
-
-    def session(self, outputs):
-        import onnx.utils
-
-        if outputs not in self.sessions:
-            part = onnx.utils.Extractor(self.model).extract_model(["images"], list(outputs))
-            self.sessions[outputs] = self.runtime.InferenceSession(
-                part.SerializeToString(), providers=["CPUExecutionProvider"])
-        return self.sessions[outputs]
-
-    def run(self, outputs, images):
-        outputs = tuple(outputs)
-        return dict(zip(outputs, self.session(outputs).run(
-            list(outputs), {"images": np.asarray(images, np.float32)})))
-
-
-def open_device_file(path):
-    """Opens a LiteRT or ONNX file written by ``export_file`` as a ``tfae.opened.OpenedModel``
-    (``kind`` ``export``): its encoder, reconstructions and anomaly score, with the settings
-    written beside it.
-
-    Raises:
-        TfaeError: for a file without its settings, one that is not such a model, or a runtime
-            that is not installed.
-
-    Examples:
-        >>> opened = open_device_file("saved_models/deep-int8.tflite")  # doctest: +SKIP
-        >>> opened.detector().predict(images)  # doctest: +SKIP
-        array([0, 1, 0])
-        >>> open_device_file("nowhere.onnx")
-        Traceback (most recent call last):
-        ...
-        tfae.errors.TfaeError: nowhere.onnx has no settings beside it (nowhere.onnx.json, written by tfae export --format); export its run again
-    """
-    from tfae.opened import OpenedModel
-
-    path = as_path(path, "path")
-    settings = read_json(settings_path(path)) if settings_path(path).is_file() else None
-    if not (isinstance(settings, dict) and {"format", "image_shape", "latent_dim", "signatures",
-                                            "anomaly"} <= set(settings)):
-        raise TfaeError(f"{path} has no settings beside it ({settings_path(path).name}, written "
-                        "by tfae export --format); export its run again")
-    if settings["format"] == "litert":
-        model = _LiteRTFile(path)
-        call = lambda signature, output: lambda values: model.run(  # noqa: E731
-            signature, values, [output])[output]
-        carried = set(model.signatures())
-        score = lambda images: model.run("score", images,  # noqa: E731
-                                         ["scores", "flagged", "error_maps"])
-    else:
-        model = _OnnxFile(path)
-        call = lambda _, output: lambda images: model.run([output], images)[output]  # noqa: E731
-        carried = {"encode", "serving_default", "score"}
-        score = lambda images: model.run(["scores", "flagged", "error_maps"], images)  # noqa: E731
-
-    kind = " ".join(filter(None, [settings.get("quantize"),
-                                  FORMAT_NAMES.get(settings["format"], settings["format"])]))
-
-    def lacking(what):
-        def refuse(_):
-            raise TfaeError(f"{path} carries no {what}: a {kind} file takes images only; use "
-                            "its run or SavedModel export")
-        return refuse
-
-    return OpenedModel(
-        path=path, kind="export",
-        encode=call("encode", "codes"),
-        decode=call("decode", "images") if "decode" in carried else lacking("decoder"),
-        reconstruct=call("serving_default", "reconstructions"),
-        image_shape=tuple(settings["image_shape"]), latent_dim=int(settings["latent_dim"]),
-        parameters=int(settings.get("parameters", 0)),
-        sample=call("sample", "images") if "sample" in carried else None,
-        score_signature=score, anomaly=settings["anomaly"])

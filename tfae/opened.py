@@ -25,6 +25,7 @@ from tfae.anomaly import (DEFAULT_CONTAMINATION, DEFAULT_SCORE, AnomalyDetector,
                           check_contamination, check_score, elbo_score)
 from tfae.config import DataConfig
 from tfae.errors import TfaeError
+from tfae.device_runtimes import FORMAT_NAMES, LiteRTFile, OnnxFile, is_device_file, settings_path
 from tfae.files import as_path, read_json
 from tfae.runs import ExportFolder, RunFolder
 
@@ -159,7 +160,7 @@ class OpenedModel:
 def open_model(path):
     """Opens a run folder (``model.keras``), a SavedModel export (a version folder or its
     parent, whose highest version is taken) or a LiteRT or ONNX file
-    (``tfae.device_files.open_device_file``).
+    (``open_device_file``).
 
     Raises:
         TfaeError: for a folder that is neither, a corrupt model, or an export lacking the
@@ -170,8 +171,6 @@ def open_model(path):
         >>> opened.encode(images).shape  # doctest: +SKIP
         TensorShape([8, 10])
     """
-    from tfae.device_files import is_device_file, open_device_file
-
     path = as_path(path, "path")
     if is_device_file(path) and path.is_file():
         return open_device_file(path)
@@ -246,3 +245,60 @@ def own_data_settings(path, opened, dataset=None):
     if source.get("kind") in ("folder", "npz"):  # its absolute path: any working folder
         own["dataset"] = source["dataset"]
     return own
+
+
+def open_device_file(path):
+    """Opens a LiteRT or ONNX file written by ``export_file`` as a ``tfae.opened.OpenedModel``
+    (``kind`` ``export``): its encoder, reconstructions and anomaly score, with the settings
+    written beside it.
+
+    Raises:
+        TfaeError: for a file without its settings, one that is not such a model, or a runtime
+            that is not installed.
+
+    Examples:
+        >>> opened = open_device_file("saved_models/deep-int8.tflite")  # doctest: +SKIP
+        >>> opened.detector().predict(images)  # doctest: +SKIP
+        array([0, 1, 0])
+        >>> open_device_file("nowhere.onnx")
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: nowhere.onnx has no settings beside it (nowhere.onnx.json, written by tfae export --format); export its run again
+    """
+    path = as_path(path, "path")
+    settings = read_json(settings_path(path)) if settings_path(path).is_file() else None
+    if not (isinstance(settings, dict) and {"format", "image_shape", "latent_dim", "signatures",
+                                            "anomaly"} <= set(settings)):
+        raise TfaeError(f"{path} has no settings beside it ({settings_path(path).name}, written "
+                        "by tfae export --format); export its run again")
+    if settings["format"] == "litert":
+        model = LiteRTFile(path)
+        call = lambda signature, output: lambda values: model.run(  # noqa: E731
+            signature, values, [output])[output]
+        carried = set(model.signatures())
+        score = lambda images: model.run("score", images,  # noqa: E731
+                                         ["scores", "flagged", "error_maps"])
+    else:
+        model = OnnxFile(path)
+        call = lambda _, output: lambda images: model.run([output], images)[output]  # noqa: E731
+        carried = {"encode", "serving_default", "score"}
+        score = lambda images: model.run(["scores", "flagged", "error_maps"], images)  # noqa: E731
+
+    kind = " ".join(filter(None, [settings.get("quantize"),
+                                  FORMAT_NAMES.get(settings["format"], settings["format"])]))
+
+    def lacking(what):
+        def refuse(_):
+            raise TfaeError(f"{path} carries no {what}: a {kind} file takes images only; use "
+                            "its run or SavedModel export")
+        return refuse
+
+    return OpenedModel(
+        path=path, kind="export",
+        encode=call("encode", "codes"),
+        decode=call("decode", "images") if "decode" in carried else lacking("decoder"),
+        reconstruct=call("serving_default", "reconstructions"),
+        image_shape=tuple(settings["image_shape"]), latent_dim=int(settings["latent_dim"]),
+        parameters=int(settings.get("parameters", 0)),
+        sample=call("sample", "images") if "sample" in carried else None,
+        score_signature=score, anomaly=settings["anomaly"])
