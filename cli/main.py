@@ -710,12 +710,16 @@ def _labels(ctx, param, values):
               type=click.IntRange(min=1),
               help="Most pixels an image file sent to a *_bytes signature may declare: larger "
               "ones are refused from their header, before decoding.")
+@click.option("--page/--no-page", default=None,
+              help="Answer a browser at / with a page to look at the model: drop images, see "
+              "their reconstructions, error maps and scores [default: on for a loopback --host, "
+              "off for any other, where anyone who reaches the port would see it].")
 @click.option("--access-log", is_flag=True,
               help="A line on stderr for every request: client, protocol, request, status, time.")
 @_output_options
 @_clear_errors
 def serve(export_dir, name, host, port, grpc_port, workers, labels, max_request_mb, max_json_mb,
-          max_answer_mb, max_image_pixels, access_log, quiet, verbose):
+          max_answer_mb, max_image_pixels, page, access_log, quiet, verbose):
     """Serve an export folder over TensorFlow Serving's REST and gRPC APIs until Ctrl-C."""
     start_tensorflow(verbose)
     from tfae.serving import ServerSettings, serve as serve_forever
@@ -723,7 +727,7 @@ def serve(export_dir, name, host, port, grpc_port, workers, labels, max_request_
     serve_forever(ServerSettings(
         export_dir, name or pathlib.Path(export_dir).resolve().name, host, port, grpc_port,
         workers, labels, max_request_mb * 1024 * 1024, max_json_mb * 1024 * 1024, access_log,
-        max_answer_mb * 1024 * 1024, max_image_pixels),
+        max_answer_mb * 1024 * 1024, max_image_pixels, page),
         announce=click.echo, verbose=verbose)
 
 

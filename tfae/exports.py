@@ -1,7 +1,7 @@
 """SavedModel export, in TensorFlow Serving's ``<name>/<version>/`` layout, taking what clients have.
 
 An export loads with ``tf.saved_model.load`` where tfae is not installed, serves with TF Serving,
-and answers seven signatures:
+and answers eight signatures:
 
 - ``serving_default`` (``images`` -> ``reconstructions``), ``encode`` (``images`` -> ``codes``):
   float32 images in [0, 1] of the size and channels the model takes;
@@ -11,6 +11,8 @@ and answers seven signatures:
 - ``reconstruct_pixels`` and ``encode_pixels``: ``pixels``, uint8 images of any size with the
   model's channels;
 - ``decode`` (``codes`` -> ``images``);
+- ``prepare_bytes`` (``image_bytes`` -> ``images``): an image file as the model sees it, decoded
+  and resized as the other bytes signatures do (``tfae serve``'s page shows it);
 - for a variational autoencoder (``vae``), ``sample`` (``noise`` -> ``images``): images decoded
   from codes drawn from its prior, N(0, I), by the client (``tfae sample`` draws them seeded).
 
@@ -47,6 +49,7 @@ import tempfile
 
 import tensorflow as tf
 
+from tfae import __version__
 from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, check_contamination
 from tfae.errors import TfaeError
 from tfae.config import RESIZE_MODES
@@ -55,7 +58,7 @@ from tfae.opened import OpenedModel
 from tfae.runs import ExportFolder, RunFolder
 from tfae.signatures import signatures_archive
 
-def export_saved_model(model, export_dir, resize="stretch", detector=None):
+def export_saved_model(model, export_dir, resize="stretch", detector=None, family=None):
     """Writes ``model`` as the next version of the SavedModel folder ``export_dir``.
 
     Args:
@@ -65,6 +68,8 @@ def export_saved_model(model, export_dir, resize="stretch", detector=None):
             model's size: the run's ``resize`` (``tfae.data.splits.conform``).
         detector: the model's fitted ``tfae.anomaly.AnomalyDetector``, for the ``score``
             signatures.
+        family: the model's family, recorded in the version's ``INFO_FILE`` with ``resize``
+            (``tfae serve``'s page shows them).
 
     Returns:
         The ``pathlib.Path`` of the new version folder.
@@ -90,6 +95,8 @@ def export_saved_model(model, export_dir, resize="stretch", detector=None):
     try:
         archive = signatures_archive(model, resize, detector)
         archive.write_out(str(staging), verbose=False)
+        write_json(staging / folder.INFO_FILE, {"model": family, "resize": resize,
+                                                "tfae": __version__})
         if detector is not None:
             write_json(staging / folder.ANOMALY_FILE, {
                 "score": detector.score, "contamination": detector.contamination,
@@ -164,6 +171,6 @@ def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_
     version_dir = export_saved_model(
         model, export_dir or pathlib.Path("saved_models") / config["model"],
         resize=config.get("resize") or "stretch",
-        detector=opened.detector(score, contamination, progress))
+        detector=opened.detector(score, contamination, progress), family=config["model"])
     folder.write_info({"export": str(version_dir)})
     return version_dir

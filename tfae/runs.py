@@ -414,8 +414,9 @@ class ExportFolder:
     """A model's SavedModel versions in TF Serving's layout, ``<folder>/<version>/``: which
     versions there are, the next one's number, and the marks of a version being written.
 
-    A version folder holds ``saved_model.pb`` and ``variables/``, and, for an export of a run
-    with its anomaly calibration, ``ANOMALY_FILE`` (its score, contamination and threshold). A
+    A version folder holds ``saved_model.pb``, ``variables/``, ``INFO_FILE`` (the model's family
+    and the resize its signatures do) and, for an export of a run with its anomaly calibration,
+    ``ANOMALY_FILE`` (its score, contamination and threshold). A
     version is written into a staging folder ``.export-<pid>-...`` holding ``STAGING_MARK`` and
     renamed into place; only such marked folders of processes that are gone are ever removed.
 
@@ -430,6 +431,7 @@ class ExportFolder:
 
     GRAPH = "saved_model.pb"
     ANOMALY_FILE = "anomaly.json"
+    INFO_FILE = "tfae.json"  # the model's family, the run's resize, tfae's version
     STAGING_PREFIX = ".export-"
     STAGING_MARK = ".tfae-staging"
 

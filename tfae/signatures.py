@@ -17,7 +17,7 @@ from tfae.data.splits import conform, decode
 from tfae.opened import REFERENCE_CODES_LAYER, SAMPLE_SIGNATURE, SCORE_SIGNATURE
 
 SIGNATURES = ("serving_default", "encode", "reconstruct_bytes", "encode_bytes",
-              "reconstruct_pixels", "encode_pixels", "decode")
+              "reconstruct_pixels", "encode_pixels", "decode", "prepare_bytes")
 # Beside SIGNATURES in an export made with an anomaly detector: images, image files, pixels.
 SCORE_SIGNATURES = (SCORE_SIGNATURE, "score_bytes", "score_pixels")
 
@@ -52,6 +52,8 @@ def signatures_archive(model, resize="stretch", detector=None):
     archive.add_endpoint("reconstruct_bytes", lambda image_bytes: reconstruct(
         decoded(image_bytes)), input_signature=[bytes_spec])
     archive.add_endpoint("encode_bytes", lambda image_bytes: encode(decoded(image_bytes)),
+                         input_signature=[bytes_spec])
+    archive.add_endpoint("prepare_bytes", lambda image_bytes: {"images": decoded(image_bytes)},
                          input_signature=[bytes_spec])
     archive.add_endpoint("reconstruct_pixels", lambda pixels: reconstruct(prepared(pixels)),
                          input_signature=[pixels_spec])

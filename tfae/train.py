@@ -226,7 +226,8 @@ def _fit(spec, folder, export, export_dir, verbose, strategy, execution, callbac
                 # Not under a multi-worker strategy: the chief's model calls would wait on
                 # collectives of workers that have finished; `tfae export` adds it afterwards.
                 detector=None if is_multi_worker(strategy)
-                else OpenedModel.of_model(model, folder.path, "run").detector(splits=splits))
+                else OpenedModel.of_model(model, folder.path, "run").detector(splits=splits),
+                family=config.model)
             folder.write_info({"export": str(export_path)})
     return Run(folder.path, model, history, export_path)
 

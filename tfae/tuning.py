@@ -188,11 +188,11 @@ def _finish(tuner, config, folder, export, export_dir, splits):
     folder.write_best(best)
     export_path = _export_best(tuner, best[0], folder,
                                export_dir or pathlib.Path("saved_models") / config.fit.model,
-                               config.fit.resize, splits) if export else None
+                               config.fit.resize, splits, config.fit.model) if export else None
     return TuneResult(folder.path, best, folder.config_path, export_path)
 
 
-def _export_best(tuner, winner, folder, export_dir, resize, splits):
+def _export_best(tuner, winner, folder, export_dir, resize, splits, family):
     """Exports the winner, unless a rerun of the finished search finds it exported already,
     with a ``score`` signature calibrated on the search's own (normal) images, as fit's
     export is."""
@@ -204,7 +204,8 @@ def _export_best(tuner, winner, folder, export_dir, resize, splits):
     # get_best_models restores each trial's best-epoch checkpoint, not its last epoch.
     model = tuner.get_best_models(1)[0]
     export_path = export_saved_model(model, export_dir, resize=resize,
-                                     detector=OpenedModel.of_model(model).detector(splits=splits))
+                                     detector=OpenedModel.of_model(model).detector(splits=splits),
+                                     family=family)
     folder.record_export(winner["trial"], export_path)
     return export_path
 

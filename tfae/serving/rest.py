@@ -31,6 +31,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tfae.serving.page import page_routes
 from tfae.serving.servables import ServingError, check_input, shape_text, shown
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
@@ -38,12 +39,13 @@ _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                     r"(?P<what>/metadata|:predict)?$")
 
 
-def create_app(repository, max_body_bytes):
+def create_app(repository, max_body_bytes, page=False):
     """The Starlette application answering for ``repository`` (a ``Repository``).
 
     Args:
         repository: the served model's versions.
         max_body_bytes: larger request bodies are answered 413 without being read.
+        page: also answer a person's browser at ``/`` (``tfae.serving.page``).
 
     Examples:
         >>> app = create_app(Repository("saved_models/deep", "deep"), 1 << 26)  # doctest: +SKIP
@@ -91,7 +93,11 @@ def create_app(repository, max_body_bytes):
             return _json({"error": str(error)}, error.http_status)
         return _json({"error": error.detail}, error.status_code, error.headers)
 
-    return Starlette(routes=[Route("/v1/models/{path:path}", model, methods=["GET", "POST"])],
+    routes = [Route("/v1/models/{path:path}", model, methods=["GET", "POST"])]
+    if page:
+        routes += [Route(path, handler, methods=["GET"])
+                   for path, handler in page_routes(repository, max_body_bytes).items()]
+    return Starlette(routes=routes,
                      exception_handlers={HTTPException: refused, ServingError: refused})
 
 

@@ -37,6 +37,7 @@ from tfae.compat import private_name, require
 from tfae.errors import TfaeError
 from tfae.serving import grpc_api, rest
 from tfae.serving.servables import Limits, Repository, ServingError, calls_running
+from tfae.serving.page import shown_by_default
 from tfae.startup import start_tensorflow
 
 GRACE_SECONDS = 2  # for REST's requests in flight at SIGTERM, then gRPC's: it exits within 5 s
@@ -68,6 +69,8 @@ class ServerSettings:
         access_log: write a line on stderr for every request of either protocol.
         max_answer_bytes, max_image_pixels: what one request may ask
             (``tfae.serving.servables.Limits``).
+        page: answer a browser at ``/`` with the page of ``tfae.serving.page``; ``None``: on a
+            loopback ``host`` only (``page.shown_by_default``).
 
     Examples:
         >>> ServerSettings("saved_models/deep", "deep", labels={"stable": 1}).grpc_port
@@ -86,6 +89,7 @@ class ServerSettings:
     access_log: bool = False
     max_answer_bytes: int = Limits.max_answer_bytes
     max_image_pixels: int = Limits.max_image_pixels
+    page: bool | None = None
 
     def __post_init__(self):
         if not self.name or "/" in self.name or ":" in self.name:
@@ -98,6 +102,11 @@ class ServerSettings:
             raise TfaeError("--max-json-mb must be at least 1")
         if self.max_answer_bytes <= 0 or self.max_image_pixels <= 0:
             raise TfaeError("--max-answer-mb and --max-image-pixels must be at least 1")
+
+    @property
+    def shows_page(self):
+        """Whether ``/`` answers a browser with the page."""
+        return self.page if self.page is not None else shown_by_default(self.host)
 
     @property
     def limits(self):
@@ -114,7 +123,8 @@ class _Worker:
         self.ends_process = ends_process
         self.repository = Repository(settings.export_dir, settings.name, settings.labels,
                                      settings.limits)
-        self.rest = rest.create_app(self.repository, settings.max_json_bytes)
+        self.rest = rest.create_app(self.repository, settings.max_json_bytes,
+                                    page=settings.shows_page)
         self.log = access_line if settings.access_log else None
 
     async def __call__(self, scope, receive, send):
@@ -456,6 +466,7 @@ def _announce_when_answering(settings, announce):
             except OSError:
                 time.sleep(0.05)
     workers = f"{settings.workers} worker{'s' * (settings.workers > 1)}"
+    page = f"; its page: http://{address}:{settings.port}/" if settings.shows_page else ""
     announce(f"serving {settings.export_dir} as {settings.name!r} on http://{address}:"
              f"{settings.port}/v1/models/{settings.name} (REST) and {address}:"
-             f"{settings.grpc_port} (gRPC) with {workers}")
+             f"{settings.grpc_port} (gRPC) with {workers}{page}")
