@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -220,3 +221,19 @@ def test_weights_past_memory_are_refused_before_allocation_and_an_allocators_fai
             pass
     finally:
         unregister("wide")
+
+
+def test_measuring_a_model_before_building_it_leaves_a_seeded_runs_weights_as_they_were():
+    import keras
+
+    from tfae.models.base import dtype_policy
+
+    family = get_family("deep")
+    options = family.checked_options({"hidden": (16,), "latent_dim": 4})
+    keras.utils.set_random_seed(7)
+    with dtype_policy("float32"):
+        built = family.build((28, 28, 1), options)
+    keras.utils.set_random_seed(7)
+    made = family.new_model((28, 28, 1), options)  # measured first, then built
+    for expected, found in zip(built.weights, made.weights):
+        np.testing.assert_array_equal(found.numpy(), expected.numpy())

@@ -33,6 +33,7 @@ import importlib
 import importlib.metadata
 import math
 import os
+import random
 import re
 
 from tfae.errors import TfaeError
@@ -162,11 +163,15 @@ class Family:
 
         from tfae.models.base import dtype_policy
 
+        # Layers draw their initializers' seeds from Python's generator as they are made: put
+        # back as it was, the model built next gets the weights it would have without this.
+        drawn = random.getstate()
         try:
             with dtype_policy(precision), keras.StatelessScope(initialize_variables=False):
                 weights = self.build(tuple(image_shape), options).weights
         finally:
             global_state.set_global_attribute("uninitialized_variables", [])
+            random.setstate(drawn)
         sizes = {tuple(weight.shape): np.dtype(weight.dtype).itemsize * math.prod(weight.shape)
                  for weight in weights}
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
