@@ -156,9 +156,12 @@ async function take(files) {
   if (files.length > limit) showError(`only the first ${limit} of ${files.length} images are taken at a time`);
   for (const [index, file] of taken.entries()) {
     byId("status").textContent = `scoring ${file.name} (${index + 1} of ${taken.length})`;
+    // Marks for the browser's performance tools (and bench/serve_page.py): file taken, shown.
+    performance.mark("tfae-taken", { detail: file.name });
     try {
       await scoreOne(file);
       render();
+      performance.measure("tfae-shown", { start: "tfae-taken", detail: file.name });
     } catch (error) {
       showError(`${file.name}: ${error.message}`);
     }
