@@ -640,7 +640,8 @@ def test_serve_command_with_two_workers_answers_both_protocols_and_stops_both(ex
 
 
 def test_a_vae_export_serves_new_images_from_noise_over_both_protocols(tmp_path):
-    from tfae.exports import SAMPLE_SIGNATURE, export_saved_model
+    from tfae.exports import export_saved_model
+    from tfae.opened import SAMPLE_SIGNATURE
     from tfae.families import build_model
     from tfae.models.variational import prior_codes
 

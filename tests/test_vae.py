@@ -9,7 +9,8 @@ from conftest import run_tfae
 from tfae_cli.main import tfae
 from tfae.config import FitConfig
 from tfae.errors import TfaeError
-from tfae.exports import SAMPLE_SIGNATURE, export_saved_model
+from tfae.exports import export_saved_model
+from tfae.opened import SAMPLE_SIGNATURE
 from tfae.families import build_model
 from tfae.models.variational import (kl_divergence, negative_log_likelihood, prior_codes,
                                      traversal_codes)

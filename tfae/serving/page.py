@@ -60,7 +60,13 @@ def shown_by_default(host):
 
 
 def page_routes(repository, max_json_bytes):
-    """``{path: async handler}`` of the page's files and its model description."""
+    """``{path: async handler}`` of the page's files and its model description, for
+    ``tfae.serving.rest.create_app`` to route.
+
+    Examples:
+        >>> sorted(page_routes(repository, 16 << 20))  # doctest: +SKIP
+        ['/', '/page/model.json', '/page/page.css', '/page/page.js']
+    """
     contents = {route: (FOLDER / name).read_bytes() for route, (name, _) in FILES.items()}
 
     def file(route):
