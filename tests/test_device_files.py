@@ -231,3 +231,24 @@ def test_every_family_converts_to_both_formats(family, tmp_path, test_images):
                          np.asarray(library.encode(test_images))) < 1e-4, (family, format)
         assert _relative(device.reconstruct(test_images),
                          np.asarray(library.reconstruct(test_images))) < 1e-4, (family, format)
+
+
+@pytest.mark.slow  # reason: kill -9 of a process of its own
+def test_an_export_killed_midway_leaves_no_file_and_the_next_cleans_up_after_it(small_run):
+    import signal
+    import time
+
+    out = small_run / "killed.tflite"
+    exporting = subprocess.Popen([sys.executable, "-m", "tfae", "export", str(small_run / "run"),
+                                  "--format", "litert", "--out", str(out), "--quiet"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(small_run.glob(".killed.tflite.*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # killed once its SavedModel is being written, before its file
+    os.kill(exporting.pid, signal.SIGKILL)
+    exporting.wait()
+    assert list(small_run.glob(".killed.tflite.*")), "the export never began its work"
+    assert not out.exists() and not (small_run / "killed.tflite.json").exists()
+    assert tfae.export(small_run / "run", format="litert", out=out) == out
+    assert not list(small_run.glob(".killed.tflite.*"))  # the dead process's, removed
+    assert json.loads((small_run / "killed.tflite.json").read_text())["format"] == "litert"
