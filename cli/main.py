@@ -479,11 +479,14 @@ def reconstruct(path, out, quiet, verbose, **settings):
               help="A .csv or .parquet file of one row per image: id, label and class, score, "
               "flagged, reconstruction_error, code_distance (replaced once the new one is "
               "whole). Without it, the summary only.")
+@click.option("--maps", type=click.Path(),
+              help="A new (or empty) folder for a PNG of each flagged image with its error map "
+              "over it in red, named as the image (scratched/7.jpg -> scratched/7.png).")
 @_score_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_output_options
 @_clear_errors
-def score(path, out, score_kind, contamination, as_json, quiet, verbose, **settings):
+def score(path, out, maps, score_kind, contamination, as_json, quiet, verbose, **settings):
     """Anomaly scores: how unlike a run's training images each image of a data set is.
 
     A run (trained on normal images, such as with --classes) is calibrated on first use on its
@@ -498,7 +501,7 @@ def score(path, out, score_kind, contamination, as_json, quiet, verbose, **setti
     from tfae import apply
 
     scored = apply.score(path, out, score=score_kind, contamination=contamination,
-                         verbose=not (quiet or as_json), **settings)
+                         verbose=not (quiet or as_json), maps=maps, **settings)
     if as_json:
         click.echo(json.dumps(scored.summary(), indent=2))
         return
@@ -507,7 +510,8 @@ def score(path, out, score_kind, contamination, as_json, quiet, verbose, **setti
     click.echo(f"flagged {scored.flagged:,} of {scored.images:,} {scored.dataset} images: "
                f"{scored.score} score above {scored.threshold:.6g}, which "
                f"{scored.contamination:.0%} of the run's validation images pass"
-               + (f"; rows in {scored.written_to}" if scored.written_to else ""))
+               + (f"; rows in {scored.written_to}" if scored.written_to else "")
+               + (f"; their error maps in {scored.maps}" if scored.maps else ""))
     for image_id, value in scored.most_anomalous:
         click.echo(f"  {value:.6g}  {image_id}")
 

@@ -112,7 +112,45 @@ def test_score_summarises_as_json_and_calibrates_a_run_once(ones_run):
     assert again == summary and calibration.stat().st_mtime_ns == made
 
 
+@pytest.mark.slow
+def test_score_draws_each_flagged_image_with_its_error_map_over_it(ones_run):
+    import tensorflow as tf
+
+    result = run_tfae("score", "ones", "--split", "test", "--limit", "300", "--out",
+                      "mapped.csv", "--maps", "maps", "--quiet", cwd=ones_run)
+    rows = read_rows(ones_run / "mapped.csv")
+    flagged = {row["id"] for row in rows if row["flagged"] == "true"}
+    written = {str(path.relative_to(ones_run / "maps").with_suffix(""))
+               for path in (ones_run / "maps").rglob("*.png")}
+    assert written == flagged and 0 < len(flagged) < 300
+    assert "their error maps in maps" in result.stdout
+    shown = tf.io.decode_png((ones_run / "maps" / f"{sorted(flagged)[0]}.png").read_bytes())
+    pixels = shown.numpy().astype(int)
+    assert shown.shape == (28, 28, 3)
+    red = (pixels[..., 0] > pixels[..., 1] + 40)  # where the error is, red over the grey
+    assert 0 < red.sum() < 28 * 28
+    # however few are flagged, none included, the folder is made
+    run_tfae("score", "ones", "--split", "test", "--limit", "1", "--contamination", "0.49",
+             "--maps", "none-flagged", "--quiet", cwd=ones_run)
+    assert (ones_run / "none-flagged").is_dir()
+
+
+def test_error_overlay_is_grey_where_the_model_is_right_and_red_where_it_is_wrong():
+    from tfae.anomaly import error_overlay
+
+    images = np.full((2, 4, 4, 1), 0.5, np.float32)
+    errors = np.zeros((2, 4, 4, 1), np.float32)
+    errors[0, 1, 2] = 0.3  # one wrong pixel; the second image has none
+    overlay = error_overlay(images, errors)
+    assert overlay.shape == (2, 4, 4, 3) and overlay.min() >= 0 and overlay.max() <= 1
+    np.testing.assert_allclose(overlay[0, 1, 2], [1, 0, 0])
+    np.testing.assert_allclose(overlay[0, 0, 0], [0.3, 0.3, 0.3])
+    np.testing.assert_allclose(overlay[1], np.full((4, 4, 3), 0.3))
+
+
 @pytest.mark.parametrize("arguments, message", [
+    (["--maps", "scores.csv"], "Error: --maps must be a folder for PNG files, got scores.csv"),
+    (["--maps", "missing/maps"], "Error: --maps: folder missing does not exist"),
     (["--contamination", "0.7"], "Error: --contamination must be between 0 and 0.5 (the share of "
                                  "normal images flagged), got 0.7"),
     (["--out", "scores.txt"], "Error: --out must end in .csv, .parquet, got scores.txt"),

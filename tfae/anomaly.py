@@ -347,6 +347,28 @@ def score_parts(model, images, reference_codes, with_elbo=True):
     return parts, error_maps
 
 
+def error_overlay(images, error_maps):
+    """Each image in grey with its error map over it in red, as RGB in [0, 1]: a pixel's red
+    is its error over the image's largest (the map shows where the error is; the score says how
+    large), so a person sees which part of a flagged image the model could not reconstruct.
+    ``tfae score --maps``, ``tfae plot --kind anomalies`` and ``tfae serve``'s page draw it.
+
+    Examples:
+        >>> images = np.full((1, 1, 2, 1), 0.5, np.float32)
+        >>> error_overlay(images, np.array([[[[0.0], [0.2]]]], np.float32))[0, 0].round(2)
+        array([[0.3, 0.3, 0.3],
+               [1. , 0. , 0. ]], dtype=float32)
+    """
+    images = np.asarray(images, np.float32)
+    errors = np.asarray(error_maps, np.float32).mean(axis=-1)
+    largest = errors.reshape(len(errors), -1).max(axis=1).reshape(-1, 1, 1)
+    strength = np.divide(errors, largest, out=np.zeros_like(errors), where=largest > 0)[..., None]
+    grey = 0.6 * images.mean(axis=-1, keepdims=True)
+    red = grey + (1 - grey) * strength
+    rest = grey * (1 - strength)
+    return np.concatenate([red, rest, rest], axis=-1)
+
+
 def nearest_distances(codes, reference_codes, neighbours=NEIGHBOURS):
     """The mean Euclidean distance of each code to its ``neighbours`` nearest reference codes.
 

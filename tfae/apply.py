@@ -45,12 +45,12 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from tfae.anomaly import check_contamination, check_score
+from tfae.anomaly import check_contamination, check_score, error_overlay
 from tfae.config import APPLIED_SETTINGS, DataConfig
 from tfae.data import load_records
 from tfae.data.pipeline import unit_floats
 from tfae.errors import TfaeError
-from tfae.files import as_path, output_writer, written
+from tfae.files import PngFolderWriter, as_path, output_writer, remove_stale, written
 from tfae.models.variational import prior_code_batches
 from tfae.opened import open_model, own_data_settings
 from tfae.options import check_positive_whole
@@ -219,6 +219,7 @@ class Scored:
         dataset: the data set's name.
         ids, splits, scores, flags: each image's id, split, score and flag (``True``:
             flagged), as arrays.
+        maps: the folder of the flagged images' error maps written, or ``None``.
 
     Examples:
         >>> scored = score("runs/digit-3", "scores.csv", dataset="new/")  # doctest: +SKIP
@@ -239,6 +240,7 @@ class Scored:
     splits: np.ndarray = dataclasses.field(default=None, repr=False)
     scores: np.ndarray = dataclasses.field(default=None, repr=False)
     flags: np.ndarray = dataclasses.field(default=None, repr=False)
+    maps: str | None = None
 
     def summary(self):
         """What ``tfae score --json`` prints: everything but the per-image arrays."""
@@ -247,7 +249,7 @@ class Scored:
 
 
 def score(path, out=None, dataset=None, split="all", limit=None, score=None,
-          contamination=None, batch_size=BATCH_SIZE, verbose=True, **settings):
+          contamination=None, batch_size=BATCH_SIZE, verbose=True, maps=None, **settings):
     """Scores how unlike the run's normal images each image of ``dataset`` is, with the model's
     anomaly detector (``tfae.opened.OpenedModel.detector``), and flags those above the threshold.
 
@@ -263,6 +265,9 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
         contamination: the share of normal (validation) images the threshold flags, in
             (0, 0.5); a run's default ``tfae.anomaly.DEFAULT_CONTAMINATION``.
         dataset, split, limit, batch_size, verbose, settings: as ``encode`` takes them.
+        maps: a new or empty folder for a PNG of each flagged image with its error map over it
+            (``tfae.anomaly.error_overlay``), named as the image (``scratched/7.jpg`` ->
+            ``scratched/7.png``).
 
     Returns:
         ``Scored``.
@@ -285,8 +290,10 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
         raise TfaeError(f"{{out}} must end in {', '.join(SCORE_FORMATS)}, got {out}",
                         options=["out"])
     _check_output(out, batch_size)
+    maps = None if maps is None else _checked_maps_folder(maps)
     progress = Progress(enabled=bool(verbose))
-    opened, records = _opened(path, out, dataset, split, limit, settings, progress)
+    opened, records = _opened(path, {"out": out, "maps": maps}, dataset, split, limit, settings,
+                              progress)
     detector = opened.detector(score, contamination, progress)
     for line in detector.warnings():
         print(f"warning: {line}", file=sys.stderr, flush=True)
@@ -296,10 +303,13 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
         row = {"score": outputs["scores"], "flagged": outputs["flagged"]}
         row.update({column: outputs[part] for part, column in SCORE_COLUMNS.items()
                     if part in outputs})
+        if maps is not None:
+            row[MAP] = error_overlay(images, outputs["error_maps"])
         return {name: np.asarray(values) for name, values in row.items()}
 
     writer = output_writer(out, "scores", records.ids, records.class_names)
-    collector = _ScoreCollector(writer)
+    collector = _ScoreCollector(writer, None if maps is None else PngFolderWriter(maps,
+                                                                                  records.ids))
     with written(collector):
         seen = _through(rows, records, collector, batch_size, progress, "scoring")
     values = np.concatenate(collector.scores)
@@ -310,7 +320,8 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
                   tuple((collector.ids[index], float(values[index])) for index in highest),
                   _skipped(records, collector.ids, seen), None if out is None else str(out),
                   records.name, np.array(collector.ids, str),
-                  np.concatenate(collector.splits), values, flags)
+                  np.concatenate(collector.splits), values, flags,
+                  None if maps is None else str(maps))
 
 
 # The parts of a score (tfae.anomaly.PARTS) written beside it, by their columns' names.
@@ -318,31 +329,44 @@ SCORE_COLUMNS = {"reconstruction": "reconstruction_error", "codes": "code_distan
                  "elbo": "negative_elbo"}
 
 
-class _ScoreCollector:
-    """Keeps every image's id, split and score for the summary, and hands the rows to
-    ``writer``."""
+# The row entry of a flagged image's error map over it, for ``maps``, not for the table.
+MAP = "map"
 
-    def __init__(self, writer):
-        self.writer, self.path = writer, writer.path
+
+class _ScoreCollector:
+    """Keeps every image's id, split and score for the summary, hands the rows to ``writer``
+    and the flagged images' maps to ``maps`` (a ``PngFolderWriter``, or ``None``)."""
+
+    def __init__(self, writer, maps=None):
+        self.writer, self.maps, self.path = writer, maps, writer.path
         self.ids, self.splits, self.scores = [], [], []
 
     def add(self, ids, splits, labels, outputs):
+        overlays = outputs.pop(MAP, None)
         self.writer.add(ids, splits, labels, outputs)
+        if self.maps is not None:
+            flagged = np.flatnonzero(outputs["flagged"])
+            self.maps.add([ids[index] for index in flagged], [splits[index] for index in flagged],
+                          labels[flagged], overlays[flagged])
         self.ids += ids
         self.splits.append(np.asarray(splits, str))
         self.scores.append(outputs["score"])
 
     def commit(self):
         self.writer.commit()
+        if self.maps is not None:
+            self.maps.commit()
 
     def discard(self):
         self.writer.discard()
+        if self.maps is not None:
+            self.maps.discard()
 
 
 def _apply(path, out, what, operation, dataset, split, limit, batch_size, verbose, settings):
     _check_output(out, batch_size)
     progress = Progress(enabled=bool(verbose))
-    opened, records = _opened(path, out, dataset, split, limit, settings, progress)
+    opened, records = _opened(path, {"out": out}, dataset, split, limit, settings, progress)
     writer = output_writer(out, what, records.ids, records.class_names)
     with written(writer):
         seen = _through(getattr(opened, operation), records, writer, batch_size, progress,
@@ -356,6 +380,22 @@ def _applied(writer, images, skipped, out, name, what):
     arrays = writer.arrays()
     return Applied(images, skipped, None, name, tuple(writer.shape), arrays["ids"],
                    arrays["splits"], arrays["labels"], arrays[what])
+
+
+def _checked_maps_folder(maps):
+    """``maps`` as a path, if it names a new or empty folder in a folder that exists; the
+    partial folders of processes gone are removed (``tfae.files.remove_stale``)."""
+    maps = as_path(maps, "maps")
+    if maps.suffix.lower() in NOT_FOLDERS or maps.suffix.lower() == ".npz" or maps.is_file():
+        raise TfaeError(f"{{maps}} must be a folder for PNG files, got {maps}",
+                        options=["maps"])
+    if maps.is_dir() and any(maps.iterdir()):
+        raise TfaeError(f"{maps} already holds files; give {{maps}} a new or empty folder",
+                        options=["maps"])
+    if not maps.parent.is_dir():
+        raise TfaeError(f"{{maps}}: folder {maps.parent} does not exist", options=["maps"])
+    remove_stale(maps)
+    return maps
 
 
 def _checked_image_output(out):
@@ -376,10 +416,10 @@ def _check_output(out, batch_size):
     check_positive_whole(batch_size, "batch_size")
 
 
-def _opened(path, out, dataset, split, limit, settings, progress):
+def _opened(path, outs, dataset, split, limit, settings, progress):
     """``(opened, records)``: the model at ``path`` and the images to apply it to, shaped to
-    the size and channels it takes, split as its run split them; ``out`` may be neither those
-    images nor inside their folder."""
+    the size and channels it takes, split as its run split them; no output (``outs``, paths by
+    their option's name) may be those images or inside their folder."""
     with progress.stage(f"opening {path}"):
         opened = open_model(path)
     height, width, channels = opened.image_shape
@@ -389,7 +429,8 @@ def _opened(path, out, dataset, split, limit, settings, progress):
     chosen.update({name: value for name, value in settings.items() if value is not None})
     if dataset is not None:
         chosen["dataset"] = os.fspath(dataset)  # a pathlib.Path too
-    _check_not_input(out, chosen.get("dataset"))
+    for option, out in outs.items():
+        _check_not_input(out, chosen.get("dataset"), option)
     with progress.stage("reading the data"):
         records = load_records(split=split, limit=limit, image_size=(height, width),
                                channels=channels, **chosen)
@@ -408,16 +449,17 @@ def _check_room(out, size, what):
                         f" GB of {where}; ask for fewer")
 
 
-def _check_not_input(out, dataset):
-    """Refuses an ``out`` that is the ``dataset`` file itself (it would be replaced) or inside
-    its folder (it would be read as images, a class of their own, by the next run)."""
+def _check_not_input(out, dataset, option="out"):
+    """Refuses an output (of ``option``) that is the ``dataset`` file itself (it would be
+    replaced) or inside its folder (it would be read as images, a class of their own, by the
+    next run)."""
     if out is None or dataset is None or not pathlib.Path(dataset).expanduser().exists():
         return  # a tfds name
     source, written_to = pathlib.Path(dataset).expanduser().resolve(), out.resolve()
     if written_to == source or source in written_to.parents:
         where = "is" if written_to == source else "is inside"
-        raise TfaeError(f"{{out}} {out} {where} the images it is made from, {dataset}; write "
-                        "it elsewhere", options=["out"])
+        raise TfaeError(f"{{{option}}} {out} {where} the images it is made from, {dataset}; "
+                        "write it elsewhere", options=[option])
 
 
 def _through(function, records, writer, batch_size, progress, doing):

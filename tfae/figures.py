@@ -304,21 +304,22 @@ def _manifold(figure):
 
 def _anomalies(figure):
     from tfae import plots
+    from tfae.anomaly import error_overlay
 
     detector = figure.opened.detector(progress=figure.progress)
     images, _, _ = figure.first(figure.splits.test, ANOMALY_IMAGES)
     with figure.progress.stage(f"scoring {len(images):,} test images"):
         outputs = detector.outputs(images)
         scores = np.asarray(outputs["scores"])
-        error_maps = np.asarray(outputs["error_maps"]).mean(axis=-1, keepdims=True)
+        overlays = error_overlay(images, outputs["error_maps"])
         order = np.argsort(-scores, kind="stable")
     most, least = order[:SHOWN_IMAGES], order[::-1][:SHOWN_IMAGES]
-    brightest = max(float(error_maps[np.concatenate([most, least])].max()), 1e-12)
+    flagged = int((scores > detector.threshold_).sum())
     return plots.plot_rows(
-        [("most\nanomalous", images[most]), ("its error", error_maps[most] / brightest),
-         ("least\nanomalous", images[least]), ("its error", error_maps[least] / brightest)],
-        figure.path, f"{figure.name}: the most and least anomalous of {len(images):,} test "
-        f"images ({detector.score} score)")
+        [("most\nanomalous", images[most]), ("its error\nover it", overlays[most]),
+         ("least\nanomalous", images[least]), ("its error\nover it", overlays[least])],
+        figure.path, f"{figure.name}: {flagged:,} of {len(images):,} test images flagged "
+        f"({detector.score} score above {detector.threshold_:.4g}); the most and least anomalous")
 
 
 def _sample(figure):
@@ -357,7 +358,7 @@ for _kind in (
         FigureKind("manifold", _manifold, "iterating the autoencoder from noisy and random "
                    "images"),
         FigureKind("anomalies", _anomalies, "the test images scored most and least anomalous, "
-                   "beside their error maps"),
+                   "each with its error map over it, and how many are flagged"),
         FigureKind("sample", _sample, "images decoded from codes drawn from the prior, and the "
                    "2-number code's plane (vae)", needs_data=False, needs_prior=True),
         FigureKind("history", _history, "the training history", needs_model=False),
