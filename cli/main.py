@@ -20,7 +20,8 @@ import time
 
 import click
 
-from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, NEIGHBOURS, SCORES
+from tfae.anomaly import (AUTO, DEFAULT_CONTAMINATION, DEFAULT_SCORE, NEIGHBOURS, SCORES,
+                          contamination_text)
 from tfae.config import (APPLIED_SETTINGS, MAX_IMAGE_PIXELS, SPLITS, TRIAL_EPOCHS, DataConfig,
                          FitConfig, TuneConfig)
 from tfae.device_files import FORMATS, QUANTIZATIONS
@@ -254,11 +255,27 @@ def fit(config_file, run_dir, export_dir, no_export, quiet, verbose, strategy, j
         click.echo(f"exported: {run.export_path}")
 
 
+class _Contamination(click.ParamType):
+    """``auto`` or a number: what ``--contamination`` takes."""
+
+    name = "auto|SHARE"
+
+    def convert(self, value, param, context):
+        if value == AUTO or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither auto nor a number", param, context)
+
+
 def _score_options(command):
     """``--score`` and ``--contamination``: which anomaly score, and which threshold flags."""
     command = click.option(
-        "--contamination", type=float,
-        help="Share of the run's own validation images the threshold flags, in (0, 0.5) "
+        "--contamination", type=_Contamination(),
+        help="Share of the run's own validation images the threshold flags, in (0, 0.5), or "
+        "auto: Tukey's upper fence of their scores (the third quartile plus 1.5 interquartile "
+        "ranges), which guesses no share "
         f"[default: {DEFAULT_CONTAMINATION:g}; an export's own].")(command)
     return click.option(
         "--score", "score_kind", type=click.Choice(SCORES),
@@ -509,7 +526,7 @@ def score(path, out, maps, score_kind, contamination, as_json, quiet, verbose, *
         click.echo(f"warning: skipped {len(scored.skipped):,} files that do not decode", err=True)
     click.echo(f"flagged {scored.flagged:,} of {scored.images:,} {scored.dataset} images: "
                f"{scored.score} score above {scored.threshold:.6g}, which "
-               f"{scored.contamination:.0%} of the run's validation images pass"
+               f"{contamination_text(scored.contamination)} of the run's validation images pass"
                + (f"; rows in {scored.written_to}" if scored.written_to else "")
                + (f"; their error maps in {scored.maps}" if scored.maps else ""))
     for image_id, value in scored.most_anomalous:

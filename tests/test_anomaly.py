@@ -30,7 +30,7 @@ def test_the_threshold_flags_the_contamination_share_of_validation_scores():
         threshold = calibration.threshold(score, 0.1)
         flagged = calibration.combined(parts, score) > threshold
         assert flagged.mean() == pytest.approx(0.1, abs=0.002)
-    with pytest.raises(TfaeError, match="contamination must be between 0 and 0.5"):
+    with pytest.raises(TfaeError, match="contamination must be auto or between 0 and 0.5"):
         calibration.threshold("codes", 0.5)
     with pytest.raises(TfaeError, match="score must be one of"):
         calibration.combined(parts, "likelihood")
@@ -135,6 +135,33 @@ def test_score_draws_each_flagged_image_with_its_error_map_over_it(ones_run):
     assert (ones_run / "none-flagged").is_dir()
 
 
+@pytest.mark.slow
+def test_an_auto_threshold_is_tukeys_fence_of_the_validation_scores_in_run_and_export(ones_run):
+    from tfae.anomaly import threshold_of
+    from tfae.opened import open_model
+
+    summary = json.loads(run_tfae("score", "ones", "--split", "test", "--limit", "500",
+                                  "--contamination", "auto", "--json", cwd=ones_run).stdout)
+    detector = open_model(ones_run / "ones").detector(contamination="auto")
+    low, high = np.quantile(detector.decision_scores_, [0.25, 0.75])
+    assert summary["contamination"] == "auto"
+    assert summary["threshold"] == pytest.approx(high + 1.5 * (high - low))
+    assert detector.threshold_ == threshold_of(detector.decision_scores_, "auto")
+    # the same run's 5% threshold flags about 5% of the validation ones; the fence, those far out
+    assert 0 < (detector.decision_scores_ > detector.threshold_).mean() < 0.1
+    run_tfae("export", "ones", "--contamination", "auto", "--export-dir", "auto-export",
+             "--quiet", cwd=ones_run)
+    settings = json.loads((ones_run / "auto-export/1/anomaly.json").read_text())
+    assert settings["contamination"] == "auto"
+    assert settings["threshold"] == pytest.approx(summary["threshold"])
+    exported = json.loads(run_tfae("score", "auto-export", "--split", "test", "--limit", "500",
+                                   "--dataset", "mnist", "--json", cwd=ones_run).stdout)
+    assert exported["flagged"] == summary["flagged"]
+    refused = run_tfae("score", "auto-export", "--contamination", "0.05", "--dataset", "mnist",
+                       cwd=ones_run, check=False)
+    assert "scores reconstruction at contamination auto (Tukey's upper fence)" in refused.stderr
+
+
 def test_error_overlay_is_grey_where_the_model_is_right_and_red_where_it_is_wrong():
     from tfae.anomaly import error_overlay
 
@@ -151,8 +178,10 @@ def test_error_overlay_is_grey_where_the_model_is_right_and_red_where_it_is_wron
 @pytest.mark.parametrize("arguments, message", [
     (["--maps", "scores.csv"], "Error: --maps must be a folder for PNG files, got scores.csv"),
     (["--maps", "missing/maps"], "Error: --maps: folder missing does not exist"),
-    (["--contamination", "0.7"], "Error: --contamination must be between 0 and 0.5 (the share of "
-                                 "normal images flagged), got 0.7"),
+    (["--contamination", "0.7"], "Error: --contamination must be auto or between 0 and 0.5 (the "
+                                 "share of normal images flagged), got 0.7"),
+    (["--contamination", "often"], "Error: Invalid value for '--contamination': 'often' is "
+                                   "neither auto nor a number"),
     (["--out", "scores.txt"], "Error: --out must end in .csv, .parquet, got scores.txt"),
     (["--out", "missing/scores.csv"], "Error: --out: folder missing does not exist"),
 ])

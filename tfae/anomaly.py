@@ -16,7 +16,9 @@ images, it gives ``decision_function(images)`` (higher is more anomalous), ``thr
 export's ``score`` signatures, evaluation, ``tfae plot``) calls it. Calibrating it keeps the
 reference codes and the scores of every validation image, which are normal images the model
 never trained on; the threshold is the ``1 - contamination`` quantile of the validation scores:
-``contamination`` is the share of normal images one accepts to see flagged. A run's calibration
+``contamination`` is the share of normal images one accepts to see flagged. Without a guess of
+that share, ``contamination="auto"`` takes Tukey's upper fence of the validation scores instead
+(``threshold_of``). A run's calibration
 is kept in its folder (``calibrate``, ``anomaly.npz``) until the model changes.
 
 Examples:
@@ -47,18 +49,57 @@ DEFAULT_SCORE = "reconstruction"
 DEFAULT_CONTAMINATION = 0.05
 
 
+# A threshold without a guess of the share of normal images to flag: Tukey's upper fence.
+AUTO = "auto"
+FENCE_IQRS = 1.5
+
+
 def check_contamination(contamination):
-    """Refuses a ``contamination`` outside (0, 0.5).
+    """Refuses a ``contamination`` that is neither ``AUTO`` nor a share in (0, 0.5).
 
     Examples:
+        >>> check_contamination("auto")
         >>> check_contamination(0.5)
         Traceback (most recent call last):
         ...
-        tfae.errors.TfaeError: contamination must be between 0 and 0.5 (the share of normal images flagged), got 0.5
+        tfae.errors.TfaeError: contamination must be auto or between 0 and 0.5 (the share of normal images flagged), got 0.5
     """
-    if not 0 < contamination < 0.5:
-        raise TfaeError("{contamination} must be between 0 and 0.5 (the share of normal images "
-                        "flagged), got %g" % contamination, options=["contamination"])
+    if contamination == AUTO:
+        return
+    if isinstance(contamination, bool) or not isinstance(contamination, (int, float)) \
+            or not 0 < contamination < 0.5:
+        raise TfaeError("{contamination} must be auto or between 0 and 0.5 (the share of normal "
+                        "images flagged), got %s" % (contamination,), options=["contamination"])
+
+
+def threshold_of(scores, contamination):
+    """The score above which an image is flagged, from normal images' ``scores``: their
+    ``1 - contamination`` quantile, or for ``AUTO`` Tukey's upper fence, the third quartile
+    plus ``FENCE_IQRS`` interquartile ranges, which guesses no share: it flags the normal images
+    that lie far out of the bulk of their scores, however many that is.
+
+    Examples:
+        >>> scores = np.arange(1.0, 101.0)
+        >>> threshold_of(scores, 0.05), threshold_of(scores, "auto")
+        (95.05, 149.5)
+    """
+    if contamination == AUTO:
+        low, high = np.quantile(scores, [0.25, 0.75])
+        return float(high + FENCE_IQRS * (high - low))
+    return float(np.quantile(scores, 1 - contamination))
+
+
+def contamination_text(contamination):
+    """How messages name a threshold's contamination.
+
+    Examples:
+        >>> contamination_text(0.05), contamination_text("auto")
+        ('5%', "auto (Tukey's upper fence)")
+    """
+    if contamination == AUTO:
+        return "auto (Tukey's upper fence)"
+    return f"{contamination:.0%}" if contamination * 100 == round(contamination * 100) \
+        else f"{contamination:.1%}"
 
 
 def check_score(score):
@@ -101,10 +142,10 @@ class Calibration:
     model: tuple
 
     def threshold(self, score, contamination):
-        """The score above which an image is flagged: the ``1 - contamination`` quantile of
-        the validation images' ``score``."""
+        """The score above which an image is flagged (``threshold_of``) from the validation
+        images' ``score``."""
         check_contamination(contamination)
-        return float(np.quantile(self.combined(self.validation, score), 1 - contamination))
+        return threshold_of(self.combined(self.validation, score), contamination)
 
     def scores(self):
         """The ``SCORES`` this calibration gives: ``elbo`` only for a model with a posterior."""
@@ -170,7 +211,8 @@ class AnomalyDetector:
 
     Args:
         score: one of ``SCORES``.
-        contamination: the share of normal (validation) images the threshold flags, in (0, 0.5).
+        contamination: the share of normal (validation) images the threshold flags, in
+            (0, 0.5), or ``AUTO``: Tukey's upper fence of their scores (``threshold_of``).
 
     Attributes (once fitted):
         threshold_: the score above which an image is flagged.
@@ -226,8 +268,8 @@ class AnomalyDetector:
         self.model_, self.calibration_ = model, calibration
         self.decision_scores_ = np.asarray(calibration.combined(calibration.validation,
                                                                 self.score))
-        # Calibration.threshold's quantile, of the scores just combined rather than again.
-        self.threshold_ = float(np.quantile(self.decision_scores_, 1 - self.contamination))
+        # Calibration.threshold's, of the scores just combined rather than again.
+        self.threshold_ = threshold_of(self.decision_scores_, self.contamination)
         return self
 
     @classmethod
@@ -306,7 +348,8 @@ class AnomalyDetector:
             ['the threshold rests on 16 validation images: at a stated 5%, between 0.2% and 20.6% of normal images may be flagged (95% range); more normal images make it firmer']
         """
         support = self.flagged_range()
-        if support is None or support[2] <= 2 * self.contamination:
+        # AUTO states no share to be twice of.
+        if support is None or self.contamination == AUTO or support[2] <= 2 * self.contamination:
             return []
         count, low, high = support
         return [f"the threshold rests on {count:,} validation images: at a stated "

@@ -22,7 +22,7 @@ import pathlib
 import numpy as np
 
 from tfae.anomaly import (DEFAULT_CONTAMINATION, DEFAULT_SCORE, AnomalyDetector, calibrate,
-                          check_contamination, check_score, elbo_score)
+                          check_contamination, check_score, contamination_text, elbo_score)
 from tfae.config import DataConfig
 from tfae.errors import TfaeError
 from tfae.device_runtimes import FORMAT_NAMES, LiteRTFile, OnnxFile, is_device_file, settings_path
@@ -150,10 +150,11 @@ class OpenedModel:
         asked = {"score": score, "contamination": contamination}
         for name, value in asked.items():
             if value is not None and value != self.anomaly[name]:
-                raise TfaeError("{%s} %s: export %s scores %s at contamination %g; score its "
+                raise TfaeError("{%s} %s: export %s scores %s at contamination %s; score its "
                                 "run folder for other settings, or export it with them" % (
                                     name, value, self.path, self.anomaly["score"],
-                                    self.anomaly["contamination"]), options=[name])
+                                    contamination_text(self.anomaly["contamination"])),
+                                options=[name])
         return AnomalyDetector.exported(self.score_signature, self.anomaly)
 
 

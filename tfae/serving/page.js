@@ -44,7 +44,9 @@ function describe(model) {
   ];
   const anomaly = model.anomaly;
   facts.push(["calibration", anomaly
-    ? `${anomaly.score} score, threshold ${anomaly.threshold.toPrecision(6)}, flagging ${(anomaly.contamination * 100).toFixed(1)}% of the run's validation images`
+    ? `${anomaly.score} score, threshold ${anomaly.threshold.toPrecision(6)}, ${anomaly.contamination === "auto"
+      ? "Tukey's upper fence of the run's validation scores (contamination auto)"
+      : `flagging ${(anomaly.contamination * 100).toFixed(1)}% of the run's validation images`}`
     : "none: this export has no score signature"]);
   const list = byId("model");
   for (const [term, value] of facts) {
