@@ -255,7 +255,7 @@ def test_tfae_serve_gives_an_exports_scores_over_rest_and_grpc(ones_run):
     assert exported["score"] == "combined" and exported["contamination"] == 0.05
     assert exported["flagged"] == sum(row["flagged"] == "true" for row in rows)
     other = run_tfae("score", "exported", "--score", "codes", cwd=ones_run, check=False)
-    assert other.returncode != 0 and "scores combined at contamination 0.05" in other.stderr
+    assert other.returncode != 0 and "scores combined at contamination 5%" in other.stderr
     settings = ServerSettings(str(ones_run / "exported"), "ones", port=0, grpc_port=0)
     with Server(settings) as server:
         status, answer = _call(server.rest_url + ":predict",
