@@ -77,10 +77,9 @@ def main():
             tfae.export(run_dir, format=format, quantize=quantize, out=out)
         files[name] = (out, time.perf_counter() - started)
 
-    images = np.concatenate([batch.numpy() for batch, _ in tfae.data.pipeline(
-        tfae.data.load("mnist").test, 1000)])
-    labels = np.concatenate([batch.numpy() for _, _, batch in tfae.data.pipeline(
-        tfae.data.load("mnist").test, 1000, with_labels=True)])
+    batches = list(tfae.data.pipeline(tfae.data.load("mnist").test, 1000, with_labels=True))
+    images = np.concatenate([batch.numpy() for batch, _, _ in batches])
+    labels = np.concatenate([batch.numpy() for _, _, batch in batches])
     anomalous = labels != args.digit
     library = tfae.open_model(run_dir).detector()
     library_scores, library_flags = library.decision_function(images), library.predict(images)

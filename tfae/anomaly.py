@@ -98,8 +98,7 @@ def contamination_text(contamination):
     """
     if contamination == AUTO:
         return "auto (Tukey's upper fence)"
-    return f"{contamination:.0%}" if contamination * 100 == round(contamination * 100) \
-        else f"{contamination:.1%}"
+    return f"{contamination * 100:g}%"
 
 
 def check_score(score):

@@ -290,7 +290,11 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
         raise TfaeError(f"{{out}} must end in {', '.join(SCORE_FORMATS)}, got {out}",
                         options=["out"])
     _check_output(out, batch_size)
-    maps = None if maps is None else _checked_maps_folder(maps)
+    if maps is not None:
+        maps = _checked_image_output(maps, "maps", npz=False)
+        if not maps.parent.is_dir():
+            raise TfaeError(f"{{maps}}: folder {maps.parent} does not exist", options=["maps"])
+        remove_stale(maps)  # the partial folders of processes gone
     progress = Progress(enabled=bool(verbose))
     opened, records = _opened(path, {"out": out, "maps": maps}, dataset, split, limit, settings,
                               progress)
@@ -382,31 +386,18 @@ def _applied(writer, images, skipped, out, name, what):
                    arrays["splits"], arrays["labels"], arrays[what])
 
 
-def _checked_maps_folder(maps):
-    """``maps`` as a path, if it names a new or empty folder in a folder that exists; the
-    partial folders of processes gone are removed (``tfae.files.remove_stale``)."""
-    maps = as_path(maps, "maps")
-    if maps.suffix.lower() in NOT_FOLDERS or maps.suffix.lower() == ".npz" or maps.is_file():
-        raise TfaeError(f"{{maps}} must be a folder for PNG files, got {maps}",
-                        options=["maps"])
-    if maps.is_dir() and any(maps.iterdir()):
-        raise TfaeError(f"{maps} already holds files; give {{maps}} a new or empty folder",
-                        options=["maps"])
-    if not maps.parent.is_dir():
-        raise TfaeError(f"{{maps}}: folder {maps.parent} does not exist", options=["maps"])
-    remove_stale(maps)
-    return maps
-
-
-def _checked_image_output(out):
-    """``out`` as a path, if it names an ``.npz`` file or a new or empty folder for images."""
-    out = as_path(out, "out")
-    if out.suffix.lower() in NOT_FOLDERS:
-        raise TfaeError(f"{{out}} must be a folder (for PNG files) or an .npz file, got {out}",
-                        options=["out"])
-    if out.suffix.lower() != ".npz" and out.is_dir() and any(out.iterdir()):
-        raise TfaeError(f"{out} already holds files; give {{out}} a new or empty folder",
-                        options=["out"])
+def _checked_image_output(out, option="out", npz=True):
+    """``out`` (given as ``option``) as a path, if it names an ``.npz`` file (where ``npz``)
+    or a new or empty folder for images."""
+    out = as_path(out, option)
+    suffix = out.suffix.lower()
+    if suffix in NOT_FOLDERS or (suffix == ".npz" and not npz) \
+            or (suffix != ".npz" and out.is_file()):
+        kinds = "a folder (for PNG files) or an .npz file" if npz else "a folder for PNG files"
+        raise TfaeError(f"{{{option}}} must be {kinds}, got {out}", options=[option])
+    if suffix != ".npz" and out.is_dir() and any(out.iterdir()):
+        raise TfaeError(f"{out} already holds files; give {{{option}}} a new or empty folder",
+                        options=[option])
     return out
 
 

@@ -112,7 +112,8 @@ def export_file(run_dir, out, format, score, contamination, quantize=None, progr
 
     Args:
         run_dir: a folder written by ``tfae.fit``, not being trained.
-        out: the file to write (``.tflite`` for ``litert``, ``.onnx`` for ``onnx``).
+        out: the file to write (``.tflite`` for ``litert``, ``.onnx`` for ``onnx``); ``None``
+            for ``default_file``.
         format: ``litert`` or ``onnx``.
         score, contamination: the anomaly score the file gives and its threshold's share of
             validation images flagged (``tfae.anomaly``).
@@ -138,23 +139,25 @@ def export_file(run_dir, out, format, score, contamination, quantize=None, progr
 
     progress = progress or Progress(enabled=False)
     check_export_options(format, quantize, score, out)
-    out = as_path(out, "out")
+    folder = RunFolder(as_path(run_dir, "run_dir"))
+    folder.check_finished()
+    folder.check_not_training()
+    family = folder.config()["model"]
+    out = default_file(family, format, quantize) if out is None else as_path(out, "out")
     for path in (out, settings_path(out)):
         if path.exists() or path.is_symlink():
-            raise TfaeError(f"{{out}} {path} exists: tfae never replaces a file; remove it or "
-                            "choose another", options=["out"])
+            raise _existing(path)
     if not out.parent.is_dir():
         raise TfaeError(f"{{out}}: folder {out.parent} does not exist", options=["out"])
     runtime(format)  # each format's extra: its runtime reads back what is written
-    folder = RunFolder(as_path(run_dir, "run_dir"))
-    folder.check_not_training()
     remove_stale(out)
-    staging = partial_path(out).with_name(partial_path(out).name + ".saved_model")
+    staging = partial_path(out)
+    staging = staging.with_name(staging.name + ".saved_model")
     try:
         with progress.stage("opening the run"):
             model, opened, detector = _opened_run(folder, score, contamination, progress)
         settings = {
-            "format": format, "quantize": quantize, "model": folder.config()["model"],
+            "format": format, "quantize": quantize, "model": family,
             "image_shape": list(opened.image_shape), "latent_dim": int(opened.latent_dim),
             "parameters": int(opened.parameters), "run": str(folder.path.resolve()),
             "tfae": __version__}
@@ -303,17 +306,19 @@ def _write_new(out, content, settings):
             try:
                 os.link(partial, path)
             except FileExistsError:
-                raise TfaeError(f"{{out}} {path} exists: tfae never replaces a file; remove it "
-                                "or choose another", options=["out"]) from None
+                raise _existing(path) from None
             finally:
                 partial.unlink(missing_ok=True)
             written.append(path)
-    except OSError as error:  # a full disk or a read-only folder
+    except (OSError, TfaeError) as error:  # a full disk, a read-only folder, a race lost
         for path in written:
             path.unlink(missing_ok=True)
+        if isinstance(error, TfaeError):
+            raise
         raise TfaeError(f"cannot write {out}: {error.strerror or error} (nothing was left "
                         "there)") from None
-    except TfaeError:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+
+
+def _existing(path):
+    return TfaeError(f"{{out}} {path} exists: tfae never replaces a file; remove it or choose "
+                     "another", options=["out"])

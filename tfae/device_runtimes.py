@@ -118,10 +118,15 @@ class OnnxFile:
     on the part of the graph that computes it alone (``onnx.utils.Extractor``), an encoder's
     codes without the score's decoder and neighbours.
 
+    Its one graph stands for the signatures ``CARRIED``, which ``run`` takes as a LiteRT file's
+    are taken: the outputs asked for say which part runs.
+
     Examples:
-        >>> OnnxFile("saved_models/deep.onnx").run(["codes"], images)["codes"].shape  # doctest: +SKIP
+        >>> OnnxFile("saved_models/deep.onnx").run("encode", images, ["codes"])["codes"].shape  # doctest: +SKIP
         (8, 256)
     """
+
+    CARRIED = ("encode", "serving_default", "score")
 
     def __init__(self, path):
         import onnx
@@ -144,7 +149,12 @@ class OnnxFile:
                 part.SerializeToString(), providers=["CPUExecutionProvider"])
         return self.sessions[outputs]
 
-    def run(self, outputs, images):
+    def signatures(self):
+        """The signatures the graph answers for (``CARRIED``)."""
+        return self.CARRIED
+
+    def run(self, signature, images, outputs):
+        """``outputs`` for ``images`` (``signature``, one of ``CARRIED``, is the graph's)."""
         outputs = tuple(outputs)
         return dict(zip(outputs, self.session(outputs).run(
             list(outputs), {"images": np.asarray(images, np.float32)})))

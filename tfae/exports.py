@@ -147,7 +147,7 @@ def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_
         >>> export("runs/deep", format="litert", quantize="int8")  # doctest: +SKIP
         PosixPath('saved_models/deep-int8.tflite')
     """
-    from tfae.device_files import check_export_options, default_file, export_file
+    from tfae.device_files import check_export_options, export_file
 
     check_export_options(format, quantize, score, out)
     if format == "saved_model" and out is not None:
@@ -158,14 +158,13 @@ def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_
                         "to {out}" % format, options=["export_dir", "format", "out"])
     check_contamination(contamination)  # before the calibration's minutes, not after
     folder = RunFolder(run_dir)
+    if format != "saved_model":
+        written = export_file(run_dir, out, format, score, contamination, quantize, progress)
+        folder.write_info({f"export_{format}": str(written)})
+        return written
     folder.check_finished()
     folder.check_not_training()
     config = folder.config()
-    if format != "saved_model":
-        written = export_file(run_dir, out or default_file(config["model"], format, quantize),
-                              format, score, contamination, quantize, progress)
-        folder.write_info({f"export_{format}": str(written)})
-        return written
     model = folder.load_model(training=False)
     opened = OpenedModel.of_model(model, folder.path, "run")
     version_dir = export_saved_model(

@@ -272,18 +272,11 @@ def open_device_file(path):
                                             "anomaly"} <= set(settings)):
         raise TfaeError(f"{path} has no settings beside it ({settings_path(path).name}, written "
                         "by tfae export --format); export its run again")
-    if settings["format"] == "litert":
-        model = LiteRTFile(path)
-        call = lambda signature, output: lambda values: model.run(  # noqa: E731
-            signature, values, [output])[output]
-        carried = set(model.signatures())
-        score = lambda images: model.run("score", images,  # noqa: E731
-                                         ["scores", "flagged", "error_maps"])
-    else:
-        model = OnnxFile(path)
-        call = lambda _, output: lambda images: model.run([output], images)[output]  # noqa: E731
-        carried = {"encode", "serving_default", "score"}
-        score = lambda images: model.run(["scores", "flagged", "error_maps"], images)  # noqa: E731
+    model = (LiteRTFile if settings["format"] == "litert" else OnnxFile)(path)
+    carried = set(model.signatures())
+
+    def call(signature, output):
+        return lambda values: model.run(signature, values, [output])[output]
 
     kind = " ".join(filter(None, [settings.get("quantize"),
                                   FORMAT_NAMES.get(settings["format"], settings["format"])]))
@@ -302,4 +295,6 @@ def open_device_file(path):
         image_shape=tuple(settings["image_shape"]), latent_dim=int(settings["latent_dim"]),
         parameters=int(settings.get("parameters", 0)),
         sample=call("sample", "images") if "sample" in carried else None,
-        score_signature=score, anomaly=settings["anomaly"])
+        score_signature=lambda images: model.run("score", images,
+                                                 ["scores", "flagged", "error_maps"]),
+        anomaly=settings["anomaly"])

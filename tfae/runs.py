@@ -161,19 +161,15 @@ class _Folder:
         except OSError as error:
             raise TfaeError(f"cannot write to --out {self.path}: {error.strerror}") from None
         with lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0)
-                holder = lock.read().strip() or "unknown"
+            holder = _holder(lock, fcntl.LOCK_EX)
+            if holder:
                 raise TfaeError(f"--out {self.path} is in use by another tfae process (pid "
-                                f"{holder}); wait for it to end or choose another --out") from None
+                                f"{holder}); wait for it to end or choose another --out")
             lock.seek(0)
             lock.truncate()
             lock.write(f"{os.getpid()}\n")
             lock.flush()
             yield
-
 
     def check_not_training(self):
         """Refuses a folder another process holds (``in_use``): a run being trained or resumed,
@@ -187,12 +183,21 @@ class _Folder:
         except OSError:  # no lock file: no process has ever held the folder
             return
         with lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = lock.read().strip() or "unknown"
-                raise TfaeError(f"{self.path} is being trained by another tfae process (pid "
-                                f"{holder}); export it once that has finished") from None
+            holder = _holder(lock, fcntl.LOCK_SH)
+        if holder:
+            raise TfaeError(f"{self.path} is being trained by another tfae process (pid "
+                            f"{holder}); export it once that has finished")
+
+
+def _holder(lock, kind):
+    """``None`` once this process holds ``lock`` (an open lock file) with ``flock`` ``kind``;
+    else the pid the holding process wrote in it (``unknown`` if none yet)."""
+    try:
+        fcntl.flock(lock, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        return lock.read().strip() or "unknown"
+    return None
 
 
 class RunFolder(_Folder):
