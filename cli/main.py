@@ -20,8 +20,8 @@ import time
 
 import click
 
-from tfae.anomaly import (AUTO, DEFAULT_CONTAMINATION, DEFAULT_SCORE, NEIGHBOURS, SCORES,
-                          contamination_text)
+from tfae.anomaly import (AUTO, DEFAULT_CONTAMINATION, DEFAULT_SCORE, GEOMETRIC_DEFAULT_SCORE,
+                          NEIGHBOURS, SCORES, contamination_text)
 from tfae.config import (APPLIED_SETTINGS, MAX_IMAGE_PIXELS, SPLITS, TRIAL_EPOCHS, DataConfig,
                          FitConfig, TuneConfig)
 from tfae.device_files import FORMATS, QUANTIZATIONS
@@ -280,8 +280,11 @@ def _score_options(command):
     return click.option(
         "--score", "score_kind", type=click.Choice(SCORES),
         help="The reconstruction's mean squared error, the mean distance of the code to the "
-        f"{NEIGHBOURS} nearest training codes, or both, each over its median on the validation "
-        f"images [default: {DEFAULT_SCORE}; an export's own].")(command)
+        f"{NEIGHBOURS} nearest training codes, a vae's negative ELBO, how badly a geometric "
+        "model tells its images' turns, or combined: the sum of the first two (and the turns), "
+        "each standardised on the validation images "
+        f"[default: {DEFAULT_SCORE}, a geometric model's {GEOMETRIC_DEFAULT_SCORE}; an "
+        "export's own].")(command)
 
 
 @tfae.command()
@@ -312,7 +315,7 @@ def export(run_dir, file_format, export_dir, out, quantize, score_kind, contamin
     start_tensorflow(verbose)
     from tfae.exports import export as export_run
 
-    exported = export_run(run_dir, export_dir, score=score_kind or DEFAULT_SCORE,
+    exported = export_run(run_dir, export_dir, score=score_kind,
                           contamination=DEFAULT_CONTAMINATION if contamination is None
                           else contamination,
                           progress=Progress(enabled=not quiet), format=file_format,

@@ -200,7 +200,8 @@ def test_an_export_without_a_score_signature_is_refused_with_how_to_remake_it(ex
     assert "export its run again (tfae export RUN_DIR)" in result.stderr
 
 
-@pytest.mark.parametrize("family, score", [("deep", "combined"), ("vae", "elbo")])
+@pytest.mark.parametrize("family, score", [("deep", "combined"), ("vae", "elbo"),
+                                           ("geometric", "combined")])
 def test_an_exports_score_signature_scores_and_flags_as_the_library_does(tmp_path, family,
                                                                          score):
     import tensorflow as tf
@@ -213,9 +214,12 @@ def test_an_exports_score_signature_scores_and_flags_as_the_library_does(tmp_pat
     model = build_model(family, (28, 28, 1), hidden=(16,), latent_dim=4)
     opened = OpenedModel.of_model(model)
     rng = np.random.default_rng(0)
+    validation = {"reconstruction": rng.exponential(0.1, 300), "codes": rng.exponential(1.0, 300),
+                  "elbo": rng.normal(550, 5, 300), "transformations": rng.normal(2, 0.05, 300)}
     calibration = Calibration(rng.normal(size=(50, 4)).astype(np.float32), {
-        "reconstruction": rng.exponential(0.1, 300), "codes": rng.exponential(1.0, 300),
-        "elbo": rng.normal(550, 5, 300)}, ())
+        part: values for part, values in validation.items()
+        if part in score_parts(opened, np.zeros((1, 28, 28, 1), np.float32),
+                               np.zeros((1, 4), np.float32))[0]}, ())
     detector = AnomalyDetector(score, 0.2).calibrated(opened, calibration)
     version = export_saved_model(model, tmp_path / family, detector=detector)
     images = rng.random((6, 28, 28, 1)).astype(np.float32)

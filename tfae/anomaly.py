@@ -5,7 +5,12 @@ Scores per image (``SCORES``):
 - ``reconstruction``: the mean squared error of its reconstruction, per pixel (in [0, 1]);
 - ``codes``: the mean distance of its code to the ``NEIGHBOURS`` nearest codes of the run's
   training images (a seeded sample of ``REFERENCE_CODES``), as batched matrix products;
-- ``combined``: the mean of the two, each divided by its median over the validation images;
+- ``transformations``, for a ``geometric`` model: how badly its classifier tells which
+  quarter turn and mirroring the image was shown in (GEOM's score,
+  ``tfae.models.geometric``), in nats;
+- ``combined``: the sum of the others but ``elbo`` (``COMBINED_PARTS``), each standardised by
+  its median and standard deviation over the validation images, so that each weighs by how far
+  it strays from its spread on normal images;
 - ``elbo``, for a variational autoencoder (``vae``): its negative ELBO in nats, the mean of
   ``ELBO_DRAWS`` seeded draws of the code, a bound on the image's negative log-likelihood under
   the model.
@@ -37,15 +42,24 @@ from tfae.errors import TfaeError
 from tfae.files import file_identity, write_npz
 from tfae.runs import RunFolder
 
-SCORES = ("reconstruction", "codes", "combined", "elbo")
+SCORES = ("reconstruction", "codes", "combined", "elbo", "transformations")
 # What a calibration keeps of each validation image, the scores the others are made of;
-# ``elbo`` only for a model with a posterior.
-PARTS = ("reconstruction", "codes", "elbo")
+# ``elbo`` only for a model with a posterior, ``transformations`` for one with a classifier of
+# turns.
+PARTS = ("reconstruction", "codes", "elbo", "transformations")
+# The parts ``combined`` adds up, those a model has. Not ``elbo``: it is the reconstruction's
+# likelihood again, plus a KL term that fails on some data sets (docs/results/anomaly.md).
+COMBINED_PARTS = ("reconstruction", "codes", "transformations")
+# What each part needs, named when a model lacks it.
+PART_NEEDS = {"elbo": "a variational autoencoder (--model vae): the negative ELBO of its posterior",
+              "transformations": "a model with a classifier of turns (--model geometric)"}
 ELBO_DRAWS = 4
 NEIGHBOURS = 5
 REFERENCE_CODES = 10_000
 BATCH_SIZE = 256
 DEFAULT_SCORE = "reconstruction"
+# A model with a classifier of turns was made for the parts together (``default_score``).
+GEOMETRIC_DEFAULT_SCORE = "combined"
 DEFAULT_CONTAMINATION = 0.05
 
 
@@ -101,6 +115,20 @@ def contamination_text(contamination):
     return f"{contamination * 100:g}%"
 
 
+def default_score(model):
+    """The score a detector of ``model`` (a ``tfae.opened.OpenedModel``) gives unless told
+    otherwise: ``combined`` for a model with a classifier of turns (``geometric``), whose
+    parts were made to be added up, else ``DEFAULT_SCORE``.
+
+    Examples:
+        >>> from tfae.families import build_model
+        >>> from tfae.opened import OpenedModel
+        >>> default_score(OpenedModel.of_model(build_model("deep", (8, 8, 1), hidden=(4,), latent_dim=2)))
+        'reconstruction'
+    """
+    return DEFAULT_SCORE if model.transformation_surprise is None else GEOMETRIC_DEFAULT_SCORE
+
+
 def check_score(score):
     """Refuses a ``score`` not in ``SCORES``.
 
@@ -108,7 +136,7 @@ def check_score(score):
         >>> check_score("likelihood")
         Traceback (most recent call last):
         ...
-        tfae.errors.TfaeError: score must be one of reconstruction, codes, combined, elbo, got 'likelihood'
+        tfae.errors.TfaeError: score must be one of reconstruction, codes, combined, elbo, transformations, got 'likelihood'
     """
     if score not in SCORES:
         raise TfaeError("{score} must be one of %s, got %r" % (", ".join(SCORES), score),
@@ -147,22 +175,39 @@ class Calibration:
         return threshold_of(self.combined(self.validation, score), contamination)
 
     def scores(self):
-        """The ``SCORES`` this calibration gives: ``elbo`` only for a model with a posterior."""
-        return [score for score in SCORES if score != "elbo" or "elbo" in self.validation]
+        """The ``SCORES`` this calibration gives: a part only for a model that has it.
+
+        Examples:
+            >>> Calibration(np.zeros((1, 2)), {"reconstruction": np.ones(3),
+            ...                                "codes": np.ones(3)}, ()).scores()
+            ['reconstruction', 'codes', 'combined']
+        """
+        return [score for score in SCORES if score not in PARTS or score in self.validation]
 
     def combined(self, parts, score):
-        """The ``score`` (one of ``SCORES``) from an image's ``parts`` (``image_scores``)."""
+        """The ``score`` (one of ``SCORES``) from an image's ``parts`` (``image_scores``).
+
+        Examples:
+            >>> calibration = Calibration(np.zeros((1, 2)), {
+            ...     "reconstruction": np.array([1.0, 2.0, 3.0]), "codes": np.array([0.0, 0.0, 6.0])}, ())
+            >>> calibration.combined({"reconstruction": np.array([2.0]), "codes": np.array([3.0])},
+            ...                      "combined").round(3)
+            array([2.449])
+        """
         check_score(score)
         if score in PARTS:  # numpy arrays or tensors (an export's score signature)
             if score not in parts:
-                raise TfaeError("{score} elbo needs a variational autoencoder (--model vae): "
-                                "the negative ELBO of its posterior", options=["score"])
+                raise TfaeError("{score} %s needs %s" % (score, PART_NEEDS[score]),
+                                options=["score"])
             return parts[score]
-        medians = {part: float(max(np.median(self.validation[part]), 1e-12))
-                   for part in ("reconstruction", "codes")}
-        # A floor: codes that collapsed to one point have a median distance of 0.
-        return (parts["reconstruction"] / medians["reconstruction"]
-                + parts["codes"] / medians["codes"]) / 2
+        total = 0
+        for part in COMBINED_PARTS:
+            if part in self.validation:
+                normal = self.validation[part]
+                # A floor: codes that collapsed to one point do not spread at all.
+                spread = float(max(np.std(normal), 1e-12))
+                total = total + (parts[part] - float(np.median(normal))) / spread
+        return total
 
     def save(self, path):
         """Writes the calibration to ``path`` (``.npz``) through a temporary file and a rename."""
@@ -386,6 +431,8 @@ def score_parts(model, images, reference_codes, with_elbo=True):
              "codes": nearest_distances(tf.reshape(codes, (count, -1)), reference_codes)}
     if with_elbo and model.negative_elbo is not None:
         parts["elbo"] = model.negative_elbo(images)
+    if model.transformation_surprise is not None:
+        parts["transformations"] = model.transformation_surprise(images)
     return parts, error_maps
 
 

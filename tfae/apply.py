@@ -258,10 +258,11 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
             export with a ``score`` signature (``tfae.exports``), which scores as it was made to.
         out: a ``.csv`` or ``.parquet`` file of one row per image: ``id``, ``split``, ``label``
             and ``class`` for labelled data, ``score``, ``flagged``, ``reconstruction_error``
-            and (a run's) ``code_distance`` and (a variational one's) ``negative_elbo``;
-            ``None`` for the summary and arrays only.
-        score: ``reconstruction`` (a run's default), ``codes``, ``combined`` or (a variational
-            autoencoder's) ``elbo``.
+            and (a run's) ``code_distance``, (a variational one's) ``negative_elbo`` and (a
+            ``geometric`` one's) ``transformation_surprise``; ``None`` for the summary and
+            arrays only.
+        score: ``reconstruction`` (a run's default), ``codes``, ``combined``, (a variational
+            autoencoder's) ``elbo`` or (a ``geometric`` model's) ``transformations``.
         contamination: the share of normal (validation) images the threshold flags, in
             (0, 0.5); a run's default ``tfae.anomaly.DEFAULT_CONTAMINATION``.
         dataset, split, limit, batch_size, verbose, settings: as ``encode`` takes them.
@@ -330,7 +331,7 @@ def score(path, out=None, dataset=None, split="all", limit=None, score=None,
 
 # The parts of a score (tfae.anomaly.PARTS) written beside it, by their columns' names.
 SCORE_COLUMNS = {"reconstruction": "reconstruction_error", "codes": "code_distance",
-                 "elbo": "negative_elbo"}
+                 "elbo": "negative_elbo", "transformations": "transformation_surprise"}
 
 
 # The row entry of a flagged image's error map over it, for ``maps``, not for the table.

@@ -50,7 +50,7 @@ import tempfile
 import tensorflow as tf
 
 from tfae import __version__
-from tfae.anomaly import DEFAULT_CONTAMINATION, DEFAULT_SCORE, check_contamination
+from tfae.anomaly import DEFAULT_CONTAMINATION, check_contamination
 from tfae.errors import TfaeError
 from tfae.config import RESIZE_MODES
 from tfae.files import as_path, write_json
@@ -121,7 +121,7 @@ def export_saved_model(model, export_dir, resize="stretch", detector=None, famil
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_CONTAMINATION,
+def export(run_dir, export_dir=None, score=None, contamination=DEFAULT_CONTAMINATION,
            progress=None, format="saved_model", quantize=None, out=None):
     """Exports the model of a finished run folder, with its anomaly ``score`` signature
     (calibrated, ``tfae.anomaly.calibrate``), and records the export in its ``run.json``.
@@ -129,8 +129,9 @@ def export(run_dir, export_dir=None, score=DEFAULT_SCORE, contamination=DEFAULT_
     Args:
         run_dir: a folder written by ``tfae.fit``, not being trained.
         export_dir: where SavedModel versions go; default ``saved_models/<model>``.
-        score, contamination: the anomaly score the export gives and its threshold's share of
-            validation images flagged (``tfae.anomaly``).
+        score, contamination: the anomaly score the export gives (default the model's,
+            ``tfae.anomaly.default_score``) and its threshold's share of validation images
+            flagged (``tfae.anomaly``).
         progress: a ``tfae.progress.Progress`` to show the calibration's stages on.
         format: ``saved_model``, or a file for a device, ``litert`` or ``onnx``
             (``tfae.device_files``).

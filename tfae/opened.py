@@ -21,8 +21,8 @@ import pathlib
 
 import numpy as np
 
-from tfae.anomaly import (DEFAULT_CONTAMINATION, DEFAULT_SCORE, AnomalyDetector, calibrate,
-                          check_contamination, check_score, contamination_text, elbo_score)
+from tfae.anomaly import (DEFAULT_CONTAMINATION, AnomalyDetector, calibrate, check_contamination,
+                          check_score, contamination_text, default_score, elbo_score)
 from tfae.config import DataConfig
 from tfae.errors import TfaeError
 from tfae.device_runtimes import FORMAT_NAMES, LiteRTFile, OnnxFile, is_device_file, settings_path
@@ -58,6 +58,8 @@ class OpenedModel:
             a prior.
         negative_elbo: images -> negative ELBO (``tfae.anomaly.elbo_score``) of a run's model
             with a posterior, else ``None``.
+        transformation_surprise: images -> how badly a ``geometric`` run's classifier tells
+            their turns (``tfae.models.geometric``), else ``None``.
         variational: a run's ``VariationalAutoencoder``, for its likelihood; ``None`` for
             other models and for exports.
         score_signature: an export's ``score`` signature, or ``None``.
@@ -86,6 +88,7 @@ class OpenedModel:
     jacobian_squared_norm: callable = None
     sample: callable = None
     negative_elbo: callable = None
+    transformation_surprise: callable = None
     variational: object = None
     score_signature: callable = None
     anomaly: dict | None = None
@@ -107,7 +110,9 @@ class OpenedModel:
             jacobian_squared_norm=functools.partial(contractive_penalty, model.encoder,
                                                     method="exact"),
             sample=(lambda noise: model.decoder(noise, training=False)) if variational else None,
-            negative_elbo=elbo_score(model), variational=variational, **recorded)
+            negative_elbo=elbo_score(model),
+            transformation_surprise=getattr(model, "transformation_surprise", None),
+            variational=variational, **recorded)
 
     def detector(self, score=None, contamination=None, progress=None, splits=None):
         """The model's anomaly detector (``tfae.anomaly.AnomalyDetector``), fitted.
@@ -119,7 +124,7 @@ class OpenedModel:
 
         Args:
             score, contamination: which score, and the share of normal images flagged; default
-                ``tfae.anomaly.DEFAULT_SCORE`` and ``DEFAULT_CONTAMINATION``, or an export's own.
+                ``tfae.anomaly.default_score`` and ``DEFAULT_CONTAMINATION``, or an export's own.
             progress: a ``tfae.progress.Progress`` for the calibration's stages.
             splits: ``tfae.data.Splits`` of normal images to calibrate on.
 
@@ -133,7 +138,7 @@ class OpenedModel:
             check_contamination(contamination)
         if self.kind == "export":
             return self._exported_detector(score, contamination)
-        detector = AnomalyDetector(score or DEFAULT_SCORE, DEFAULT_CONTAMINATION
+        detector = AnomalyDetector(score or default_score(self), DEFAULT_CONTAMINATION
                                    if contamination is None else contamination)
         if self.kind == "run":
             return detector.calibrated(self, calibrate(self.path, self, progress, splits))
