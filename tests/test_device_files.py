@@ -231,6 +231,10 @@ def test_every_family_converts_to_both_formats(family, tmp_path, test_images):
                          np.asarray(library.encode(test_images))) < 1e-4, (family, format)
         assert _relative(device.reconstruct(test_images),
                          np.asarray(library.reconstruct(test_images))) < 1e-4, (family, format)
+        # the score the run's detector gives by default (geometric's adds its turns)
+        assert _relative(device.detector().decision_function(test_images),
+                         library.detector().decision_function(test_images)) < 1e-4, (family,
+                                                                                     format)
 
 
 @pytest.mark.slow  # reason: kill -9 of a process of its own
