@@ -129,6 +129,24 @@ def default_score(model):
     return DEFAULT_SCORE if model.transformation_surprise is None else GEOMETRIC_DEFAULT_SCORE
 
 
+def check_model_scores(model, score):
+    """Refuses a ``score`` that is a part ``model`` (a run's or Keras model's
+    ``tfae.opened.OpenedModel``) lacks, before any calibration's work.
+
+    Examples:
+        >>> from tfae.families import build_model
+        >>> from tfae.opened import OpenedModel
+        >>> check_model_scores(OpenedModel.of_model(build_model("deep", (8, 8, 1), hidden=(4,),
+        ...                                                     latent_dim=2)), "elbo")
+        Traceback (most recent call last):
+        ...
+        tfae.errors.TfaeError: score elbo needs a variational autoencoder (--model vae): the negative ELBO of its posterior
+    """
+    present = {"elbo": model.negative_elbo, "transformations": model.transformation_surprise}
+    if score in present and present[score] is None:
+        raise TfaeError("{score} %s needs %s" % (score, PART_NEEDS[score]), options=["score"])
+
+
 def check_score(score):
     """Refuses a ``score`` not in ``SCORES``.
 

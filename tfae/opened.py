@@ -22,7 +22,8 @@ import pathlib
 import numpy as np
 
 from tfae.anomaly import (DEFAULT_CONTAMINATION, AnomalyDetector, calibrate, check_contamination,
-                          check_score, contamination_text, default_score, elbo_score)
+                          check_model_scores, check_score, contamination_text, default_score,
+                          elbo_score)
 from tfae.config import DataConfig
 from tfae.errors import TfaeError
 from tfae.device_runtimes import FORMAT_NAMES, LiteRTFile, OnnxFile, is_device_file, settings_path
@@ -138,6 +139,7 @@ class OpenedModel:
             check_contamination(contamination)
         if self.kind == "export":
             return self._exported_detector(score, contamination)
+        check_model_scores(self, score)
         detector = AnomalyDetector(score or default_score(self), DEFAULT_CONTAMINATION
                                    if contamination is None else contamination)
         if self.kind == "run":
