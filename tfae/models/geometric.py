@@ -3,15 +3,14 @@ reconstruction, for telling odd images from normal ones.
 
 Golan and El-Yaniv (NeurIPS 2018, "GEOM") train a classifier to tell which of a set of
 geometric transformations was applied to a normal image; on an image unlike the normal ones it
-cannot tell them apart as well, and that is a strong anomaly score where a reconstruction error
-is weak (digits that differ from the normal class by their orientation-dependent shape, such as
-a 2 or a 3 against a normal 7). A ``GeometricAutoencoder`` is an autoencoder and such a
-classifier, trained together on the same batches: the autoencoder reconstructs, and the
-``transformer`` (a small convolutional classifier, ``transformation_classifier``) sees each
-image in ``SHOWN_TRANSFORMATIONS`` different ones of ``transformations_of(image_shape)`` (quarter
-turns, each also mirrored: 8 for a square image, the 4 that keep a non-square one's shape), drawn
-at random for each image and step, and learns which. The two are separate networks, so each has its own gradients; the logged
-``loss`` is their sum.
+tells them apart less well, and how much less is an anomaly score that errs elsewhere than a
+reconstruction error does. A ``GeometricAutoencoder`` is an autoencoder and such a classifier,
+trained together on the same batches: the autoencoder reconstructs, and the ``transformer`` (a
+small convolutional classifier, ``transformation_classifier``) sees each clean image in
+``SHOWN_TRANSFORMATIONS`` different ones of ``transformations_of(image_shape)`` (quarter turns,
+each also mirrored: 8 for a square image, the 4 that keep a non-square one's shape), drawn at
+random for each image and step, and learns which. The two are separate networks, so each has
+its own gradients; the logged ``loss`` is their sum.
 
 ``transformation_surprise(images)`` is each image's mean over every transformation of
 ``-log p(the transformation applied | transformed image)``: GEOM's simplified score (the paper's
@@ -32,8 +31,9 @@ import tensorflow as tf
 
 from tfae.models.base import OwnLossAutoencoder
 
-# The classifier's convolution blocks: (filters, stride); small enough that learning the
-# transformations costs about what learning the reconstruction does on a CPU (docs/performance.md).
+# The classifier's convolution blocks: (filters, stride); small, so that a one-class run on
+# MNIST trains in about a minute on 2 CPU cores (docs/results/anomaly.md); GEOM's own is a wide
+# residual network, many times larger.
 CLASSIFIER_BLOCKS = ((16, 2), (32, 2), (64, 1))
 QUARTER_TURNS = (0, 1, 2, 3)
 # How many transformations of each image a training step shows the classifier: on MNIST's
