@@ -209,8 +209,8 @@ class Calibration:
             >>> calibration = Calibration(np.zeros((1, 2)), {
             ...     "reconstruction": np.array([1.0, 2.0, 3.0]), "codes": np.array([0.0, 0.0, 6.0])}, ())
             >>> calibration.combined({"reconstruction": np.array([2.0]), "codes": np.array([3.0])},
-            ...                      "combined").round(3)
-            array([2.449])
+            ...                      "combined").round(3)  # (2 - 2) / 0.816 + (3 - 0) / 2.828
+            array([1.061])
         """
         check_score(score)
         if score in PARTS:  # numpy arrays or tensors (an export's score signature)
