@@ -130,18 +130,26 @@ def table(arguments, results, seeds, classes):
     """The page's section: mean over seeds per class, and the class mean's spread over seeds."""
     names = list(dict.fromkeys(name for result in results.values()
                                for name in result["aurocs"]))
-    fits = [second for result in results.values() for second in result["seconds"].values()]
+    fits = {}
+    for result in results.values():
+        for model_name, second in result["seconds"].items():
+            fits.setdefault(model_name, []).append(second)
+    times = "; ".join(f"`{name}` {min(seconds):.0f}-{max(seconds):.0f} s (median "
+                      f"{statistics.median(seconds):.0f} s, {len(seconds)} runs)"
+                      for name, seconds in fits.items())
     lines = [SECTION.format(dataset=arguments.dataset, seeds=len(seeds)), "",
-             f"`python bench/one_class.py --dataset {arguments.dataset} --models "
-             f"{arguments.models} --seeds {arguments.seeds}"
-             f"{f' --epochs {arguments.epochs}' if arguments.epochs else ''}` on "
+             f"`python bench/one_class.py --dataset {arguments.dataset}"
+             f"{f' --manual-dir {arguments.manual_dir}' if arguments.manual_dir else ''} "
+             f"--models {arguments.models} --seeds {arguments.seeds}"
+             f"{f' --epochs {arguments.epochs}' if arguments.epochs else ''}"
+             f"{f' --published {arguments.published}' if arguments.published else ''}` on "
              f"{time.strftime('%Y-%m-%d')}, {machine()}: each class of {arguments.dataset} in "
              "turn normal (its training images only, batches of 64), the whole test split "
              "scored, the other classes the positives; AUROC in %, each tfae cell the mean of "
              f"seeds {arguments.seeds}, and beside the mean over classes its standard deviation "
              "over seeds. Baselines in italics, on the same splits in the same run (seeded: one "
-             f"run stands for every seed). Training a model on one class took "
-             f"{min(fits):.0f}-{max(fits):.0f} s (median {statistics.median(fits):.0f} s).", "",
+             f"run stands for every seed). Training a model on one class (tfae.fit): "
+             f"{times}.", "",
              "| | " + " | ".join(classes) + " | mean | source |",
              "|---" * (len(classes) + 3) + "|"]
     for name in names:
