@@ -344,8 +344,9 @@ class AnomalyDetector:
 
     def outputs(self, images, reference_codes=None, every_part=True):
         """Per image, as tensors: ``scores``, ``flagged``, ``error_maps`` (the per-pixel squared
-        errors), and the parts (``reconstruction``, ``codes`` and, for a model with a
-        posterior, ``elbo``; an export's detector gives ``reconstruction`` only). This is also
+        errors), and the parts (``reconstruction``, ``codes``, for a model with a posterior
+        ``elbo``, and for one with a classifier of turns ``transformations``; an export's
+        detector gives ``reconstruction`` only). This is also
         the body of an export's ``score`` signatures (``tfae.exports``), traced with
         ``reference_codes`` a variable of the export and ``every_part`` off (the ELBO's draws
         only when it is the score).
