@@ -144,7 +144,11 @@ def check_model_scores(model, score):
     """
     present = {"elbo": model.negative_elbo, "transformations": model.transformation_surprise}
     if score in present and present[score] is None:
-        raise TfaeError("{score} %s needs %s" % (score, PART_NEEDS[score]), options=["score"])
+        raise _lacking(score)
+
+
+def _lacking(score):
+    return TfaeError("{score} %s needs %s" % (score, PART_NEEDS[score]), options=["score"])
 
 
 def check_score(score):
@@ -215,8 +219,7 @@ class Calibration:
         check_score(score)
         if score in PARTS:  # numpy arrays or tensors (an export's score signature)
             if score not in parts:
-                raise TfaeError("{score} %s needs %s" % (score, PART_NEEDS[score]),
-                                options=["score"])
+                raise _lacking(score)
             return parts[score]
         total = 0
         for part in COMBINED_PARTS:
@@ -348,8 +351,8 @@ class AnomalyDetector:
         ``elbo``, and for one with a classifier of turns ``transformations``; an export's
         detector gives ``reconstruction`` only). This is also
         the body of an export's ``score`` signatures (``tfae.exports``), traced with
-        ``reference_codes`` a variable of the export and ``every_part`` off (the ELBO's draws
-        only when it is the score).
+        ``reference_codes`` a variable of the export and ``every_part`` off (only the parts its
+        score adds up: no ELBO draws or classifier passes it does not use).
 
         Raises:
             TfaeError: for a detector not fitted.
@@ -362,9 +365,13 @@ class AnomalyDetector:
             return outputs
         if self.calibration_ is None:
             raise TfaeError("the anomaly detector is not fitted: fit it on normal images first")
+        # Only the parts the score adds up, unless every part is asked for: the ELBO's draws and
+        # the classifier's 8 passes are the costly ones.
+        needed = PARTS if every_part else COMBINED_PARTS if self.score == "combined" \
+            else (self.score,)
         parts, error_maps = score_parts(
             self.model_, images, self.calibration_.reference_codes if reference_codes is None
-            else reference_codes, every_part or self.score == "elbo")
+            else reference_codes, needed)
         scores = self.calibration_.combined(parts, self.score)
         return {"scores": scores, "flagged": scores > self.threshold_, "error_maps": error_maps,
                 **parts}
@@ -424,10 +431,11 @@ class AnomalyDetector:
         return np.asarray(self.calibration_.combined(parts, self.score))
 
 
-def score_parts(model, images, reference_codes, with_elbo=True):
+def score_parts(model, images, reference_codes, optional=tuple(PART_NEEDS)):
     """``(parts, error maps)`` of a batch of float images under ``model`` (a
-    ``tfae.opened.OpenedModel``), as tensors: the ``PARTS`` by name (``elbo`` for a model with a
-    posterior, if ``with_elbo``) and the per-pixel squared errors of the reconstructions.
+    ``tfae.opened.OpenedModel``), as tensors: the ``PARTS`` by name (of the ``optional`` ones,
+    ``elbo`` and ``transformations``, those the model has) and the per-pixel squared errors of
+    the reconstructions.
 
     Examples:
         >>> from tfae.families import build_model
@@ -448,10 +456,10 @@ def score_parts(model, images, reference_codes, with_elbo=True):
     error_maps = tf.square(tf.cast(model.decode(codes), tf.float32) - images)
     parts = {"reconstruction": tf.reduce_mean(tf.reshape(error_maps, (count, -1)), axis=1),
              "codes": nearest_distances(tf.reshape(codes, (count, -1)), reference_codes)}
-    if with_elbo and model.negative_elbo is not None:
-        parts["elbo"] = model.negative_elbo(images)
-    if model.transformation_surprise is not None:
-        parts["transformations"] = model.transformation_surprise(images)
+    for part, compute in (("elbo", model.negative_elbo),
+                          ("transformations", model.transformation_surprise)):
+        if part in optional and compute is not None:
+            parts[part] = compute(images)
     return parts, error_maps
 
 
