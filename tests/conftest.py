@@ -23,6 +23,15 @@ os.environ["TFDS_DATA_DIR"] = str(TFDS_DATA_DIR)  # before tfds is imported, whi
 # Baselines measured once in the session are read by its later tests and subprocesses, not by
 # a user's own tfae nor the next session (tfae.probes.baselines).
 os.environ.setdefault("TFAE_CACHE_DIR", tempfile.mkdtemp(prefix="tfae-tests-cache-"))
+# Each of pytest-xdist's workers gets its share of the cores for TensorFlow's two thread pools
+# and OpenMP's (oneDNN, scikit-learn), in its subprocesses too: by default every process sizes
+# its pools to all the cores, and two workers' threads, spinning while they wait, take turns at
+# the same cores (2 cores: the fast tier 164 s, 300 s of CPU, with full pools; 156 s, 283 s
+# with shares).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_variable, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture(scope="session")
