@@ -102,12 +102,13 @@ def published_rows(path, dataset):
     return rows
 
 
-def run_one(arguments, seed, normal, everything, test, labels, work):
-    """The AUROCs of one (seed, class): each model's scores, and the baselines at seed 0."""
+def run_one(arguments, models, seed, normal, everything, test, labels, work, baselines):
+    """The AUROCs of one (seed, class): each of ``models``' scores, and the baselines' if
+    ``baselines``."""
     normal_splits = load(arguments.dataset, manual_dir=arguments.manual_dir, classes=normal)
     anomalous = labels != int(normal)
     found, code_sizes, seconds = {}, [], {}
-    for model_name in arguments.models.split(","):
+    for model_name in models:
         start = time.perf_counter()
         run = tfae.fit(FitConfig(model=model_name, dataset=arguments.dataset,
                                  manual_dir=arguments.manual_dir, classes=normal,
@@ -119,7 +120,7 @@ def run_one(arguments, seed, normal, everything, test, labels, work):
         for score, value in family_aurocs(run.model, everything, normal_splits,
                                           anomalous).items():
             found[f"`{model_name}`, {score}"] = value
-    if seed == 0:
+    if baselines:
         train, _ = arrays(normal_splits.train)
         found.update({f"*{name}*": value for name, value in
                       baseline_aurocs(train, test, anomalous, code_sizes).items()})
@@ -190,11 +191,20 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         for seed in seeds:
             for normal in classes:
-                if f"{seed}/{normal}" in results:
+                # A stopped run resumes, and a model added to a results file trains alone.
+                done = results.get(f"{seed}/{normal}", {"aurocs": {}, "seconds": {}})
+                models = [name for name in arguments.models.split(",")
+                          if name not in done["seconds"]]
+                if not models:
                     continue
                 start = time.perf_counter()
-                results[f"{seed}/{normal}"] = run_one(arguments, seed, normal, everything,
-                                                      test, labels, work)
+                # seeded, the baselines are measured once, at seed 0
+                baselines = seed == 0 and not any(name.startswith("*") for name in done["aurocs"])
+                found = run_one(arguments, models, seed, normal, everything, test, labels, work,
+                                baselines)
+                results[f"{seed}/{normal}"] = {
+                    "aurocs": {**found["aurocs"], **done["aurocs"]},
+                    "seconds": {**done["seconds"], **found["seconds"]}}
                 if arguments.results:
                     write_text(arguments.results, json.dumps(results, indent=1))
                 print(f"seed {seed}, class {normal}: {time.perf_counter() - start:.0f} s",
