@@ -12,8 +12,9 @@ on the pixels, and PCA's reconstruction error at each family's code size; they a
 one seed's run of them stands for all.
 
 Each (seed, class)'s AUROCs are kept in ``--results`` (JSON) as it ends, so a stopped run goes
-on where it stopped. The table gives, per class, the mean over seeds, and for the mean over
-classes its standard deviation over seeds; ``--published`` (a Markdown file of published rows,
+on where it stopped, and a model added to ``--models`` trains alone where the file lacks it.
+The table gives, per class, the mean over seeds, and for the mean over classes its standard
+deviation over seeds (a row lacking some seeds says how many it has); ``--published`` (a Markdown file of published rows,
 ``| method | 0 | ... | 9 | mean | source |`` under a ``## <data set>`` heading) puts those rows
 beside them, their sources named.
 
@@ -154,12 +155,16 @@ def table(arguments, results, seeds, classes):
              "| | " + " | ".join(classes) + " | mean | source |",
              "|---" * (len(classes) + 3) + "|"]
     for name in names:
+        # a seed counts for a row once every class has it: a stopped run's part is left out
         by_seed = {seed: [results[f"{seed}/{normal}"]["aurocs"][name] for normal in classes]
-                   for seed in seeds if name in results[f"{seed}/{classes[0]}"]["aurocs"]}
+                   for seed in seeds if all(name in results.get(f"{seed}/{normal}", {}).get(
+                       "aurocs", {}) for normal in classes)}
         cells = [f"{100 * statistics.mean(values[index] for values in by_seed.values()):.1f}"
                  for index in range(len(classes))]
         means = [100 * statistics.mean(values) for values in by_seed.values()]
         spread = f" ± {statistics.stdev(means):.1f}" if len(means) > 1 else ""
+        if len(means) < len(seeds) and not name.startswith("*"):  # baselines: seeded, once
+            spread += f" ({len(means)} of the {len(seeds)} seeds)"
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | **{statistics.mean(means):.1f}**{spread} | this run |")
     if arguments.published:
