@@ -14,9 +14,9 @@ one seed's run of them stands for all.
 Each (seed, class)'s AUROCs are kept in ``--results`` (JSON) as it ends, so a stopped run goes
 on where it stopped, and a model added to ``--models`` trains alone where the file lacks it.
 The table gives, per class, the mean over seeds, and for the mean over classes its standard
-deviation over seeds (a row lacking some seeds says how many it has); ``--published`` (a Markdown file of published rows,
-``| method | 0 | ... | 9 | mean | source |`` under a ``## <data set>`` heading) puts those rows
-beside them, their sources named.
+deviation over seeds (a row lacking some seeds says how many it has); ``--published`` (a
+Markdown file of published rows, ``| method | 0 | ... | 9 | mean | source |`` under a
+``## <data set>`` heading) puts those rows beside them, their sources named.
 
 Usage:
     python bench/one_class.py [--dataset mnist] [--models deep,geometric] [--seeds 0,1,2]

@@ -142,9 +142,14 @@ def check_model_scores(model, score):
         ...
         tfae.errors.TfaeError: score elbo needs a variational autoencoder (--model vae): the negative ELBO of its posterior
     """
-    present = {"elbo": model.negative_elbo, "transformations": model.transformation_surprise}
-    if score in present and present[score] is None:
+    if score in PART_NEEDS and _optional_parts(model)[score] is None:
         raise _lacking(score)
+
+
+def _optional_parts(model):
+    """The function computing each optional part (``PART_NEEDS``) under ``model``, or None where
+    the model has none."""
+    return {"elbo": model.negative_elbo, "transformations": model.transformation_surprise}
 
 
 def _lacking(score):
@@ -456,8 +461,7 @@ def score_parts(model, images, reference_codes, optional=tuple(PART_NEEDS)):
     error_maps = tf.square(tf.cast(model.decode(codes), tf.float32) - images)
     parts = {"reconstruction": tf.reduce_mean(tf.reshape(error_maps, (count, -1)), axis=1),
              "codes": nearest_distances(tf.reshape(codes, (count, -1)), reference_codes)}
-    for part, compute in (("elbo", model.negative_elbo),
-                          ("transformations", model.transformation_surprise)):
+    for part, compute in _optional_parts(model).items():
         if part in optional and compute is not None:
             parts[part] = compute(images)
     return parts, error_maps
