@@ -22,8 +22,14 @@ def test_each_transformation_is_a_quarter_turn_of_the_image_or_of_its_mirror():
     assert len(shown) == 8  # all different
 
 
-def test_a_non_square_image_keeps_its_shape_in_each_of_its_four_transformations():
-    model = build_model("geometric", (6, 10, 3), hidden=(8,), latent_dim=2)
+# Each family's smallest layers: geometric's dense autoencoder, geometric-conv's convolutional one.
+SMALL = {"geometric": {"hidden": (8,), "latent_dim": 2},
+         "geometric-conv": {"filters": (4, 8), "latent_dim": 2}}
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_a_non_square_image_keeps_its_shape_in_each_of_its_four_transformations(family):
+    model = build_model(family, (6, 10, 3), **SMALL[family])
     assert model.transformer.output_shape == (None, 4)
     images = np.random.default_rng(0).random((4, 6, 10, 3), dtype=np.float32)
     model.compile(optimizer="adam", loss="mse")
@@ -51,10 +57,11 @@ def test_training_teaches_the_classifier_the_turns_of_normal_images_and_not_of_o
     assert roc_auc_score(np.repeat([0, 1], 64), surprise) > 0.95
 
 
-def test_a_saved_geometric_model_loads_safely_and_scores_the_same(tmp_path):
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_a_saved_geometric_model_loads_safely_and_scores_the_same(tmp_path, family):
     import keras
 
-    model = build_model("geometric", (8, 8, 1), hidden=(8,), latent_dim=2)
+    model = build_model(family, (8, 8, 1), **SMALL[family])
     images = np.random.default_rng(1).random((3, 8, 8, 1), dtype=np.float32)
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
@@ -62,9 +69,9 @@ def test_a_saved_geometric_model_loads_safely_and_scores_the_same(tmp_path):
                                model.transformation_surprise(images), rtol=1e-5)
 
 
-def test_a_geometric_detector_adds_the_turns_to_combined_by_default_and_others_lack_them():
-    geometric = OpenedModel.of_model(build_model("geometric", (8, 8, 1), hidden=(8,),
-                                                 latent_dim=2))
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_a_geometric_detector_adds_the_turns_to_combined_by_default_and_others_lack_them(family):
+    geometric = OpenedModel.of_model(build_model(family, (8, 8, 1), **SMALL[family]))
     deep = OpenedModel.of_model(build_model("deep", (8, 8, 1), hidden=(8,), latent_dim=2))
     assert default_score(geometric) == "combined" and default_score(deep) == "reconstruction"
     rng = np.random.default_rng(2)

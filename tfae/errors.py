@@ -30,7 +30,7 @@ class TfaeError(ValueError):
         ...     get_family("nope")
         ... except TfaeError as error:
         ...     print(error)
-        unknown model 'nope'; choose one of shallow, deep, contractive, denoising, conv, deep-conv, randomized, vae, geometric
+        unknown model 'nope'; choose one of shallow, deep, contractive, denoising, conv, deep-conv, randomized, vae, geometric, geometric-conv
     """
 
     def __init__(self, message, options=()):

@@ -22,7 +22,7 @@ Examples:
     'tiny'
     >>> unregister("tiny")
     >>> family_names()
-    ['shallow', 'deep', 'contractive', 'denoising', 'conv', 'deep-conv', 'randomized', 'vae', 'geometric']
+    ['shallow', 'deep', 'contractive', 'denoising', 'conv', 'deep-conv', 'randomized', 'vae', 'geometric', 'geometric-conv']
     >>> build_model("shallow", (28, 28, 1), latent_dim=16).latent_dim
     16
 """
@@ -43,7 +43,7 @@ from tfae.registry import Registry
 # The built-in families, in the study's order (the order of reports and listings); each is the
 # module of its name, dashes written as underscores.
 BUILT_IN = ("shallow", "deep", "contractive", "denoising", "conv", "deep-conv", "randomized",
-            "vae", "geometric")
+            "vae", "geometric", "geometric-conv")
 ENTRY_POINT_GROUP = "tfae.families"
 MODULES_VARIABLE = "TFAE_FAMILY_MODULES"
 

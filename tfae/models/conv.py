@@ -80,9 +80,11 @@ def _padding(image_shape, filters):
 
 
 def conv_autoencoder(image_shape, filters, latent_dim, activation, penalty_weight=0.0,
-                     penalty="projection", projections=1, name="conv"):
+                     penalty="projection", projections=1, name="conv", model_class=Autoencoder,
+                     **model_options):
     """Convolution blocks ``filters``, a dense code and their mirror; contractive if
-    ``penalty_weight`` is above 0.
+    ``penalty_weight`` is above 0, else a ``model_class`` (``Autoencoder`` or a subclass, given
+    ``model_options`` too).
 
     Examples:
         >>> conv_autoencoder((28, 28, 1), (8, 16), 10, "relu").decoder.output_shape
@@ -93,4 +95,4 @@ def conv_autoencoder(image_shape, filters, latent_dim, activation, penalty_weigh
     if penalty_weight:
         return ContractiveAutoencoder(encoder, decoder, penalty_weight, penalty, projections,
                                       name=name)
-    return Autoencoder(encoder, decoder, name=name)
+    return model_class(encoder, decoder, name=name, **model_options)
