@@ -153,7 +153,8 @@ CASES = [
     ("score", ["run", "--score", "elbo"],
      "--score elbo needs a variational autoencoder (--model vae)"),
     ("score", ["run", "--score", "transformations"],
-     "--score transformations needs a model with a classifier of turns (--model geometric)"),
+     "--score transformations needs a model with a classifier of turns (--model geometric or "
+     "geometric-conv)"),
     ("score", ["garbage.tflite"], "garbage.tflite has no settings beside it"),
     ("encode", ["garbage.onnx", "--out", "codes.npz"], "garbage.onnx has no settings beside it"),
     ("score", ["broken.tflite"], "broken.tflite is not a LiteRT model"),

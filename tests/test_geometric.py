@@ -22,7 +22,7 @@ def test_each_transformation_is_a_quarter_turn_of_the_image_or_of_its_mirror():
     assert len(shown) == 8  # all different
 
 
-# Each family's smallest layers: geometric's dense autoencoder, geometric-conv's convolutional one.
+# Each family's small layers: geometric's dense autoencoder, geometric-conv's convolutional one.
 SMALL = {"geometric": {"hidden": (8,), "latent_dim": 2},
          "geometric-conv": {"filters": (4, 8), "latent_dim": 2}}
 
@@ -87,7 +87,7 @@ def test_a_geometric_detector_adds_the_turns_to_combined_by_default_and_others_l
     plain = Calibration(np.zeros((5, 2), np.float32), {part: validation[part] for part in
                                                        ("reconstruction", "codes")}, ())
     with pytest.raises(TfaeError, match="score transformations needs a model with a classifier "
-                                        r"of turns \(--model geometric\)"):
+                                        r"of turns \(--model geometric or geometric-conv\)"):
         plain.threshold("transformations", 0.1)
 
 

@@ -52,7 +52,8 @@ PARTS = ("reconstruction", "codes", "elbo", "transformations")
 COMBINED_PARTS = ("reconstruction", "codes", "transformations")
 # What each part needs, named when a model lacks it.
 PART_NEEDS = {"elbo": "a variational autoencoder (--model vae): the negative ELBO of its posterior",
-              "transformations": "a model with a classifier of turns (--model geometric)"}
+              "transformations": "a model with a classifier of turns (--model geometric or "
+                                 "geometric-conv)"}
 ELBO_DRAWS = 4
 NEIGHBOURS = 5
 REFERENCE_CODES = 10_000
