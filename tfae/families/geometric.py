@@ -39,13 +39,12 @@ def build(image_shape, options):
         (None, 28, 28, 1)
     """
     from tfae.models.dense import dense_autoencoder
-    from tfae.models.geometric import (GeometricAutoencoder, transformation_classifier,
-                                       transformations_of)
+    from tfae.models.geometric import GeometricAutoencoder, transformation_classifier
 
     return dense_autoencoder(
         image_shape, options.hidden, options.latent_dim, options.activation,
         options.latent_activation, name="geometric", model_class=GeometricAutoencoder,
-        transformer=transformation_classifier(image_shape, len(transformations_of(image_shape))))
+        transformer=transformation_classifier(image_shape))
 
 
 # No XLA: the classifier's convolutions train slower under it on CPU (docs/performance.md).

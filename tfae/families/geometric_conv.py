@@ -51,13 +51,12 @@ def build(image_shape, options):
         (None, 28, 28, 1)
     """
     from tfae.models.conv import conv_autoencoder
-    from tfae.models.geometric import (GeometricAutoencoder, transformation_classifier,
-                                       transformations_of)
+    from tfae.models.geometric import GeometricAutoencoder, transformation_classifier
 
     return conv_autoencoder(
         image_shape, options.filters, options.latent_dim, options.activation,
         name="geometric-conv", model_class=GeometricAutoencoder,
-        transformer=transformation_classifier(image_shape, len(transformations_of(image_shape))))
+        transformer=transformation_classifier(image_shape))
 
 
 register(Family(

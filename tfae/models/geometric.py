@@ -78,13 +78,14 @@ def transformed(images, transformation):
     return images
 
 
-def transformation_classifier(image_shape, count):
+def transformation_classifier(image_shape):
     """Convolution blocks (``CLASSIFIER_BLOCKS``, batch-normalised), global average pooling and
-    ``count`` logits: which transformation an image is shown in.
+    a logit for each of ``transformations_of(image_shape)``: which one an image is shown in.
 
     Examples:
-        >>> transformation_classifier((28, 28, 1), 8).output_shape
-        (None, 8)
+        >>> transformation_classifier((28, 28, 1)).output_shape, transformation_classifier(
+        ...     (20, 30, 3)).output_shape
+        ((None, 8), (None, 4))
     """
     images = keras.Input(image_shape, name="images")
     x = images
@@ -94,7 +95,8 @@ def transformation_classifier(image_shape, count):
         x = keras.layers.BatchNormalization(name=f"transformer_norm_{index}")(x)
         x = keras.layers.ReLU(name=f"transformer_relu_{index}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="transformer_pool")(x)
-    logits = keras.layers.Dense(count, dtype="float32", name="transformation_logits")(x)
+    logits = keras.layers.Dense(len(transformations_of(image_shape)), dtype="float32",
+                                name="transformation_logits")(x)
     return keras.Model(images, logits, name="transformer")
 
 
