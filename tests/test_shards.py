@@ -342,8 +342,28 @@ def test_preparing_again_mends_a_shard_damaged_in_place_and_only_it(photos, tmp_
                                   _rows(_images(data.load(str(photos)).train)))
 
 
-def test_preparing_a_folder_waits_while_its_lock_is_held_for_reading(photos, tmp_path, caplog):
+def _said_by_tfae(work):
+    """The messages tfae logs at INFO while ``work()`` runs, read by a handler on tfae's own
+    logger: pytest's ``caplog`` listens at the root, which a command run earlier in the same
+    worker cut tfae's logger off from (``propagate = False``, cli/main.py)."""
     import logging
+
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logger = logging.getLogger("tfae")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        work()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return said
+
+
+def test_preparing_a_folder_waits_while_its_lock_is_held_for_reading(photos, tmp_path):
     import threading
 
     # The fast tier's test of the wait: a second open file description of the lock conflicts
@@ -353,17 +373,14 @@ def test_preparing_a_folder_waits_while_its_lock_is_held_for_reading(photos, tmp
     fcntl.flock(reader, fcntl.LOCK_SH)
     threading.Timer(1.0, reader.close).start()
     began = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="tfae"):
-        shards.prepare(photos, out, image_size=(4, 4))
+    said = _said_by_tfae(lambda: shards.prepare(photos, out, image_size=(4, 4)))
     assert time.monotonic() - began > 0.9 and reader.closed
-    assert f"waiting for another process preparing or reading {out}" in caplog.messages
+    assert f"waiting for another process preparing or reading {out}" in said
     assert shards.load(out).image_shape == (4, 4, 1)
 
 
 @pytest.mark.slow  # a process of its own: a real reader's lock, held until it exits
-def test_preparing_a_folder_a_process_reads_waits_for_it(photos, tmp_path, caplog):
-    import logging
-
+def test_preparing_a_folder_a_process_reads_waits_for_it(photos, tmp_path):
     out = shards.prepare(photos, tmp_path / "prepared")
     reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
@@ -374,11 +391,10 @@ def test_preparing_a_folder_a_process_reads_waits_for_it(photos, tmp_path, caplo
     """)], stdout=subprocess.PIPE, text=True)
     assert reader.stdout.readline() == "loaded\n"
     began = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="tfae"):
-        shards.prepare(photos, out, image_size=(4, 4))
+    said = _said_by_tfae(lambda: shards.prepare(photos, out, image_size=(4, 4)))
     # Its shards were not replaced while it could read them: preparing waited for it to end.
     assert time.monotonic() - began > 2.5 and reader.wait(timeout=30) == 0
-    assert f"waiting for another process preparing or reading {out}" in caplog.messages
+    assert f"waiting for another process preparing or reading {out}" in said
     assert shards.load(out).image_shape == (4, 4, 1)
 
 
