@@ -129,3 +129,33 @@ def _printed(code):
     """What ``code`` prints in a fresh interpreter (whose imports are its own)."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip()
+
+
+
+def test_every_keras_class_tfae_registers_is_in_a_module_loading_a_model_imports_first():
+    # Keras imports only its own packages' modules when it loads a model: a class of tfae's
+    # that no module of tfae._KERAS_CLASS_MODULES defines cannot be loaded in a new process.
+    import importlib
+
+    import keras
+
+    for info in pkgutil.walk_packages(tfae.__path__, "tfae."):
+        if not info.name.endswith("__main__"):  # which would run the command line
+            importlib.import_module(info.name)
+    defined_in = {cls.__module__ for name, cls in
+                  keras.saving.get_custom_objects().items() if name.startswith("tfae>")}
+    assert "tfae.models.geometric" in defined_in
+    assert defined_in <= set(tfae._KERAS_CLASS_MODULES)
+
+
+@pytest.mark.slow  # a fresh interpreter: the full tier
+def test_a_geometric_run_opens_in_a_process_that_never_built_its_model(tmp_path):
+    # It failed there ("Could not locate class 'GeometricAutoencoder'") while every test that
+    # built one in its own process first passed.
+    from tfae.config import FitConfig
+
+    tfae.fit(FitConfig(model="geometric", epochs=1, limit=64), tmp_path / "run", export=False,
+             verbose=0)
+    assert _printed(f"import tfae; print(tfae.open_model({str(tmp_path / 'run')!r})"
+                    ".transformation_surprise.__self__.__class__.__name__)") \
+        == "GeometricAutoencoder"

@@ -17,6 +17,7 @@ Examples:
 """
 
 import importlib as _importlib
+import pathlib as _pathlib
 import sys as _sys
 
 import wrapt as _wrapt
@@ -83,8 +84,12 @@ def __dir__():
 
 
 # The modules defining the Keras classes a saved tfae model names (``tfae>Autoencoder``): Keras
-# imports the modules of its own packages only when it loads a model.
-_KERAS_CLASS_MODULES = ("tfae.models.base", "tfae.models.contractive", "tfae.models.variational")
+# imports the modules of its own packages only when it loads a model. Every module of
+# tfae.models, found rather than listed: a list left out ``geometric``'s, and a run of it
+# opened in a new process failed as "Could not locate class 'GeometricAutoencoder'".
+_KERAS_CLASS_MODULES = tuple(sorted(
+    f"{__name__}.models.{path.stem}" for path in (_pathlib.Path(__file__).parent / "models").glob(
+        "*.py") if path.stem != "__init__"))
 
 
 def _register_keras_classes(keras_module):
