@@ -37,7 +37,7 @@ def signatures_archive(model, resize="stretch", detector=None):
     code_spec = tf.TensorSpec((None, model.latent_dim), tf.float32, name="codes")
 
     # Each step is traced once, and every signature that takes it calls that trace: tracing
-    # the model again for each of a dozen signatures made an export several times slower.
+    # the model again in each of a dozen signatures made an export take about twice as long.
     def prepare(images):  # uint8 images of any size -> what the model takes
         return unit_floats(conform(images, (height, width), resize=resize))
 
@@ -78,7 +78,6 @@ def signatures_archive(model, resize="stretch", detector=None):
             return {name: outputs[name] for name in ("scores", "flagged", "error_maps")}
 
         scored = _traced(score_images, image_spec)
-
         score, score_bytes, score_pixels = SCORE_SIGNATURES
         archive.add_endpoint(score, scored, input_signature=[image_spec])
         archive.add_endpoint(score_bytes, lambda image_bytes: scored(decoded(image_bytes)),
