@@ -131,10 +131,9 @@ def _printed(code):
                           check=True).stdout.strip()
 
 
-
 def test_every_keras_class_tfae_registers_is_in_a_module_loading_a_model_imports_first():
     # Keras imports only its own packages' modules when it loads a model: a class of tfae's
-    # that no module of tfae._KERAS_CLASS_MODULES defines cannot be loaded in a new process.
+    # that no module of tfae._keras_class_modules() defines cannot be loaded in a new process.
     import importlib
 
     import keras
@@ -145,7 +144,7 @@ def test_every_keras_class_tfae_registers_is_in_a_module_loading_a_model_imports
     defined_in = {cls.__module__ for name, cls in
                   keras.saving.get_custom_objects().items() if name.startswith("tfae>")}
     assert "tfae.models.geometric" in defined_in
-    assert defined_in <= set(tfae._KERAS_CLASS_MODULES)
+    assert defined_in <= set(tfae._keras_class_modules())
 
 
 @pytest.mark.slow  # a fresh interpreter: the full tier

@@ -17,7 +17,6 @@ Examples:
 """
 
 import importlib as _importlib
-import pathlib as _pathlib
 import sys as _sys
 
 import wrapt as _wrapt
@@ -83,20 +82,28 @@ def __dir__():
                      and value.__name__.startswith("tfae."))})
 
 
-# The modules defining the Keras classes a saved tfae model names (``tfae>Autoencoder``): Keras
-# imports the modules of its own packages only when it loads a model. Every module of
-# tfae.models, found rather than listed: a list left out ``geometric``'s, and a run of it
-# opened in a new process failed as "Could not locate class 'GeometricAutoencoder'".
-_KERAS_CLASS_MODULES = tuple(sorted(
-    f"{__name__}.models.{path.stem}" for path in (_pathlib.Path(__file__).parent / "models").glob(
-        "*.py") if path.stem != "__init__"))
+def _keras_class_modules():
+    """The modules defining the Keras classes a saved tfae model names (``tfae>Autoencoder``):
+    every module of ``tfae.models``, found rather than listed (a list left out ``geometric``'s,
+    and a run of it opened in a new process failed as "Could not locate class
+    'GeometricAutoencoder'"). Keras imports the modules of its own packages only when it loads
+    a model; these are looked up when Keras is imported, not with tfae.
+
+    Examples:
+        >>> "tfae.models.geometric" in _keras_class_modules()
+        True
+    """
+    import pkgutil
+
+    return [f"{__name__}.models.{info.name}"
+            for info in pkgutil.iter_modules([f"{__path__[0]}/models"])]
 
 
 def _register_keras_classes(keras_module):
     # When a class module is what imported Keras (``tfae.Autoencoder``, or ``from
     # tfae.models.base import Autoencoder``, first thing), it is half made: importing the others
     # now would need its classes before they exist. ``__getattr__`` imports them once it is done.
-    if not any(_initializing(module) for module in _KERAS_CLASS_MODULES):
+    if not any(_initializing(module) for module in _keras_class_modules()):
         _import_keras_class_modules()
 
 
@@ -109,7 +116,7 @@ def _import_keras_class_modules():
         >>> keras.saving.get_registered_object("tfae>Autoencoder").__name__
         'Autoencoder'
     """
-    for module in _KERAS_CLASS_MODULES:
+    for module in _keras_class_modules():
         _importlib.import_module(module)
 
 
